@@ -1,0 +1,50 @@
+"""`make demo`: every method that has a `gin/<method>.gin`, at smoke scale on the embedded
+digits set, then a small Table 1 in `<output_dir>/table1.{parquet,md}`. Finished runs under
+`<output_dir>/runs/` are reused, so an interrupted demo resumes."""
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from harness.config import first_line
+from harness.errors import UserError
+from harness.experiment import run_experiment
+from harness.record import is_finished
+from harness.report import run_row, write_table
+from methods import METHODS
+
+flags.DEFINE_string("output_dir", "reports/demo", "where runs and the table go")
+flags.DEFINE_string("gin_dir", "gin", "folder of the method gin files")
+flags.DEFINE_bool("progress", True, "show progress bars")
+FLAGS = flags.FLAGS
+
+
+def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
+    rows = []
+    for method in METHODS.names():
+        config = gin_dir / f"{method}.gin"
+        if not config.is_file():
+            print(f"skipping {method}: no {config}")
+            continue
+        run_dir = output_dir / "runs" / method
+        if not is_finished(run_dir):
+            print(f"running {method} (smoke scale)")
+            run_experiment([str(config), str(gin_dir / "scale" / "smoke.gin")],
+                           output_dir=str(run_dir), resume=True, progress=progress)
+        rows.append(run_row(run_dir))
+    write_table(rows, output_dir / "table1", "Table 1 (demo: smoke scale, digits, CPU)")
+    return output_dir / "table1.md"
+
+
+def main(argv):
+    del argv
+    try:
+        table = demo(Path(FLAGS.output_dir), Path(FLAGS.gin_dir), FLAGS.progress)
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    print(table.read_text())
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,196 @@
+"""FLOPs accounting: forward FLOPs per layer, and the training and test FLOPs built on them.
+
+Conventions (paper App. D, which follows RigL, Evci et al. 2020, App. H and its counting colab
+`rigl/imagenet_resnet/colabs/Resnet_50_Param_Flops_Counting.ipynb`):
+
+  * Only nn.Conv2d and nn.Linear layers are counted; normalisation, activations, pooling,
+    residual additions and biases are left out (negligible next to the convolutions).
+  * One multiply-add is 2 FLOPs.
+  * A sparse layer's forward FLOPs are its dense forward FLOPs times its density; a layer
+    without a density is dense.
+  * Training costs 3x the forward per example and step: the forward, plus a backward that
+    computes both the activation gradients and the weight gradients, each about one forward.
+  * RigL's exploration steps need the dense weight gradient (to grow by gradient magnitude),
+    which costs f_D instead of f_S: averaged over an update interval dT the per-step cost is
+    (3 f_S dT + 2 f_S + f_D) / (dT + 1), see `dst_step_flops`.
+  * Test FLOPs of an ensemble are the sum of its members' forward FLOPs (paper Table 6).
+
+All figures are per example unless a name says otherwise (`FlopsLedger.total_flops` is the
+run's total).
+"""
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from harness.train import Hook, TrainState
+
+COUNTED_LAYERS = (nn.Conv2d, nn.Linear)
+
+
+def _layer_flops(module: nn.Module, output: torch.Tensor) -> int:
+    """2 x multiply-adds of one call on a batch of one example.
+
+    Conv: 2 * out_h * out_w * out_c * (in_c / groups) * kh * kw. Linear: 2 * in * out for each
+    position it is applied to (one for a [1, in] input).
+    """
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+    return 2 * output.numel() * module.in_features
+
+
+def layer_forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Per-example forward FLOPs of every nn.Conv2d / nn.Linear of `model`, by qualified name.
+
+    Counted by forward hooks that apply the closed-form 2 x MACs formulas of `_layer_flops` to
+    the shapes seen in one forward pass of a batch of one zero input of `input_shape` (without
+    the batch dim). The hooks read shapes only, so a model built on the meta device
+    (`with torch.device("meta"): ...`) is counted without allocating or computing anything.
+    A layer called several times in one forward is counted at every call; a layer the forward
+    never reaches is absent.
+
+    The pass runs in eval mode under no_grad, so BatchNorm running statistics are untouched,
+    and every module's train/eval flag is restored afterwards (a model may keep some modules,
+    e.g. MC dropout, in train mode on purpose).
+    """
+    flops: dict[str, int] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs, output):
+            flops[name] = flops.get(name, 0) + _layer_flops(module, output)
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name))
+               for name, module in model.named_modules() if isinstance(module, COUNTED_LAYERS)]
+    modes = {module: module.training for module in model.modules()}
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    return flops
+
+
+def dense_forward_flops(layer_flops: dict[str, int]) -> int:
+    """f_D: the dense model's forward FLOPs per example."""
+    return sum(layer_flops.values())
+
+
+def sparse_forward_flops(layer_flops: dict[str, int], densities: dict[str, float]) -> float:
+    """f_S: forward FLOPs per example with each layer scaled by its density (RigL App. H);
+    layers absent from `densities` are dense (e.g. RigL's dense first layer).
+
+    A density naming no counted layer is an error rather than ignored: it is almost always a
+    naming mismatch (say a `module.` prefix) that would silently count a sparse net as dense.
+    """
+    unknown = sorted(set(densities) - set(layer_flops))
+    if unknown:
+        raise ValueError(f"densities given for layers that are not counted: {unknown}")
+    for name, density in densities.items():
+        if not 0 <= density <= 1:
+            raise ValueError(f"density of layer {name!r} must be in [0, 1], got {density}")
+    return sum(flops * densities.get(name, 1.0) for name, flops in layer_flops.items())
+
+
+def dst_step_flops(f_sparse: float, f_dense: float, update_interval: int | None) -> float:
+    """Training FLOPs per example and step, averaged over a run (RigL App. H, paper App. D).
+
+    `update_interval=None` (dense, static sparse, or any method without dense gradients):
+    3 f_S, the forward plus a backward of twice its cost.
+
+    With an update interval dT (RigL): a cycle is dT ordinary steps of 3 f_S each, then one
+    exploration step that computes the sparse forward (f_S), the activation gradients (f_S)
+    and the *dense* weight gradient (f_D) to rank the connections to grow:
+    (3 f_S dT + 2 f_S + f_D) / (dT + 1). SET grows at random and needs no dense gradient:
+    give it None.
+
+    A run that explores every dT-th step (dT - 1 ordinary steps between explorations) really
+    costs `dst_step_flops(f_S, f_D, dT - 1)`, which `FlopsLedger` measures; RigL's formula at
+    dT differs from it by (f_D - f_S) / (dT (dT + 1)) per step, a relative 1e-6 at dT = 1000.
+    """
+    if update_interval is None:
+        return 3 * f_sparse
+    if update_interval < 1:
+        raise ValueError(f"update_interval must be >= 1 or None, got {update_interval}")
+    return (3 * f_sparse * update_interval + 2 * f_sparse + f_dense) / (update_interval + 1)
+
+
+def training_flops(f_sparse: float, f_dense: float, steps: int, batch_size: int,
+                   update_interval: int | None = None) -> float:
+    """Planned training FLOPs of a run of `steps` optimizer steps on batches of `batch_size`."""
+    return steps * batch_size * dst_step_flops(f_sparse, f_dense, update_interval)
+
+
+def ensemble_test_flops(member_forward_flops: Iterable[float]) -> float:
+    """Test FLOPs per example of an ensemble: every member runs its own forward (paper
+    Table 6: a dense M-member ensemble costs M x, M sparse members M x f_S / f_D)."""
+    return sum(member_forward_flops)
+
+
+class FlopsLedger(Hook):
+    """Counts a run's training FLOPs step by step, as they happen.
+
+    After every optimizer step it adds batch_size x 3 x f(current densities), with
+    f = `sparse_forward_flops(layer_flops, density_fn())` (f_D when `density_fn` is None), so
+    pruning schedules (GMP) and density changes are charged as they occur. When
+    `dense_gradient_fn(step)` is true, `step` being `state.step` (1-based: the step just
+    done), that step also computed RigL's dense weight gradient: it costs 2 f_S + f_D instead
+    of 3 f_S (see `dst_step_flops`), so batch_size x (f_D - f_S) is added on top. Over dT
+    ordinary steps plus one such step the ledger therefore holds exactly
+    batch_size x (3 f_S dT + 2 f_S + f_D) = batch_size x (dT + 1) x dst_step_flops(...).
+
+    `density_fn` runs once per step, so it should be cheap (e.g. return cached mask counts).
+    `total_flops` stays an exact int while every step's cost is integral (dense runs). A
+    ledger keeps accumulating over every `fit` it is attached to (e.g. the M runs of an
+    ensemble), and its counters travel in the Trainer's checkpoints for exact resumption.
+    """
+
+    def __init__(self, layer_flops: dict[str, int],
+                 density_fn: Callable[[], dict[str, float]] | None = None,
+                 dense_gradient_fn: Callable[[int], bool] | None = None):
+        self.layer_flops = dict(layer_flops)
+        self.dense_flops = dense_forward_flops(self.layer_flops)
+        self.density_fn = density_fn
+        self.dense_gradient_fn = dense_gradient_fn
+        self.total_flops: float = 0
+        self.steps = 0
+        self.examples = 0
+        self.dense_gradient_steps = 0
+
+    def forward_flops(self) -> float:
+        """Per-example forward FLOPs of the model as it is now."""
+        if self.density_fn is None:
+            return self.dense_flops
+        return sparse_forward_flops(self.layer_flops, self.density_fn())
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        forward = self.forward_flops()
+        cost = 3 * forward
+        if self.dense_gradient_fn is not None and self.dense_gradient_fn(state.step):
+            cost += self.dense_flops - forward
+            self.dense_gradient_steps += 1
+        self.total_flops += state.batch_size * cost
+        self.steps += 1
+        self.examples += state.batch_size
+
+    def state_dict(self) -> dict:
+        return {"total_flops": self.total_flops, "steps": self.steps,
+                "examples": self.examples, "dense_gradient_steps": self.dense_gradient_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total_flops = state["total_flops"]
+        self.steps = state["steps"]
+        self.examples = state["examples"]
+        self.dense_gradient_steps = state["dense_gradient_steps"]
+
+    def as_dict(self) -> dict:
+        """The counters plus the model's dense forward FLOPs, for `flops.json`."""
+        return {**self.state_dict(), "dense_forward_flops": self.dense_flops}

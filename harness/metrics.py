@@ -1,0 +1,107 @@
+"""Predictive metrics, the one place their conventions live (paper App. D; DESIGN.md).
+
+* Ensemble prediction = mean of the members' softmax probabilities (paper §3.2), computed in
+  log space: log p_ens = logsumexp_m(log p_m) - log M.
+* NLL = -log p_ens(y), averaged over every example of the set (no dropped remainder).
+* ECE (Naeini et al. 2015), the uncertainty-baselines / robustness_metrics convention: 15
+  equal-width bins on [0, 1], example i in bin floor(15 * conf_i) (confidence 1 in the last),
+  confidence = max of the (ensemble) probabilities, accumulated over the whole set, then
+  sum_b |acc_b - conf_b| * n_b / N. (The FreeTickets code used linspace(0, 1, 15) edges, i.e.
+  14 bins; we do not.)
+* Brier score = sum over classes of (p_c - onehot_c)^2, averaged over examples
+  (uncertainty-baselines' convention, range [0, 2]).
+* Diversity (paper §5.1): prediction disagreement = fraction of examples on which two members'
+  top-1 predictions differ; KL = mean over examples of KL(p_i || p_j).
+
+Metrics stream: `MetricSums` accumulates additive sums batch by batch, so a 50k-image set
+never needs its probabilities in memory; the whole-set functions below use the same sums.
+"""
+import math
+
+import torch
+
+ECE_BINS = 15
+
+
+def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
+    """[M, B, C] member logits -> [B, C] log of the mean of member probabilities."""
+    members = member_logits.shape[0]
+    return torch.logsumexp(member_logits.float().log_softmax(-1), dim=0) - math.log(members)
+
+
+class MetricSums:
+    """Additive sufficient statistics of accuracy, NLL, Brier and ECE over a stream."""
+
+    def __init__(self, n_bins: int = ECE_BINS, device: torch.device | str = "cpu"):
+        self.n_bins = n_bins
+        self.count = 0
+        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)
+        self.correct, self.nll, self.brier = zeros(()), zeros(()), zeros(())
+        self.bin_count, self.bin_confidence, self.bin_correct = (zeros(n_bins), zeros(n_bins),
+                                                                 zeros(n_bins))
+
+    def update(self, log_probs: torch.Tensor, labels: torch.Tensor) -> "MetricSums":
+        """log_probs [B, C] (log-probabilities, rows summing to 1 in prob space), labels [B]."""
+        log_probs = log_probs.double()
+        probs = log_probs.exp()
+        confidence, prediction = probs.max(dim=1)
+        correct = (prediction == labels).double()
+        self.count += labels.shape[0]
+        self.correct += correct.sum()
+        self.nll -= log_probs.gather(1, labels.view(-1, 1)).sum()
+        onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
+        self.brier += (probs - onehot).square().sum()
+        bins = (confidence * self.n_bins).floor().long().clamp_(0, self.n_bins - 1)
+        self.bin_count.index_add_(0, bins, torch.ones_like(confidence))
+        self.bin_confidence.index_add_(0, bins, confidence)
+        self.bin_correct.index_add_(0, bins, correct)
+        return self
+
+    def result(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("no examples were evaluated")
+        gaps = (self.bin_correct - self.bin_confidence).abs().sum() / self.count
+        return {"accuracy": float(self.correct / self.count),
+                "nll": float(self.nll / self.count),
+                "ece": float(gaps),
+                "brier": float(self.brier / self.count)}
+
+
+class PairSums:
+    """Disagreement and KL divergence between two members, streamed (paper §5.1)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.count = 0
+        self.disagree = torch.zeros((), dtype=torch.float64, device=device)
+        self.kl = torch.zeros((), dtype=torch.float64, device=device)
+
+    def update(self, log_probs_i: torch.Tensor, log_probs_j: torch.Tensor) -> "PairSums":
+        log_probs_i, log_probs_j = log_probs_i.double(), log_probs_j.double()
+        self.count += log_probs_i.shape[0]
+        self.disagree += (log_probs_i.argmax(1) != log_probs_j.argmax(1)).sum()
+        self.kl += (log_probs_i.exp() * (log_probs_i - log_probs_j)).sum()
+        return self
+
+    def result(self) -> dict[str, float]:
+        return {"disagreement": float(self.disagree / self.count),
+                "kl": float(self.kl / self.count)}
+
+
+def _whole_set(log_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    return MetricSums(device=log_probs.device).update(log_probs, labels).result()
+
+
+def accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return _whole_set(log_probs, labels)["accuracy"]
+
+
+def nll(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return _whole_set(log_probs, labels)["nll"]
+
+
+def ece(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return _whole_set(log_probs, labels)["ece"]
+
+
+def brier(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return _whole_set(log_probs, labels)["brier"]

@@ -1,0 +1,43 @@
+"""Runs one experiment:
+
+    python -m harness.run --gin_file=gin/dense.gin [--gin_file=gin/scale/smoke.gin]
+        [--gin_bindings='Experiment.seed = 1'] [--output_dir=DIR] [--resume | --overwrite]
+
+writes the run directory described in harness/record.py. A configuration or data mistake is
+reported in one line with exit status 2, before any output directory is created.
+"""
+import sys
+
+from absl import app, flags
+
+from harness.config import first_line
+from harness.errors import UserError
+from harness.experiment import run_experiment
+
+flags.DEFINE_multi_string("gin_file", [], "gin files, applied in order")
+flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files")
+flags.DEFINE_string("output_dir", None, "run directory (default: runs/<method>-<time>)")
+flags.DEFINE_bool("overwrite", False, "replace an existing run directory")
+flags.DEFINE_bool("resume", False, "continue an unfinished run in --output_dir")
+flags.DEFINE_bool("progress", True, "show progress bars")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    if not FLAGS.gin_file:
+        sys.exit("error: give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
+    try:
+        run_dir, summary = run_experiment(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.output_dir,
+                                          overwrite=FLAGS.overwrite, resume=FLAGS.resume,
+                                          progress=FLAGS.progress)
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items())
+    print(f"{summary['method']} on {summary['dataset']}: {metrics}")
+    print(f"run directory: {run_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,234 @@
+"""The one training loop every method uses.
+
+Methods never write a loop of their own. They shape a run through:
+  * hooks (`Hook`): called at fixed points of each optimizer step and epoch; sparse training
+    masks gradients and weights there, EDST escapes and saves tickets there, the FLOPs ledger
+    counts there;
+  * a schedule: a multiplier of the base learning rate as a function of progress in [0, 1];
+  * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default).
+
+Order within one optimizer step:
+  zero grads -> objective(model, x, y).backward() -> hooks.before_optimizer_step
+  -> optimizer.step() -> state.step += 1 -> hooks.after_optimizer_step
+Gradients of the step are still in `param.grad` during both step hooks.
+"""
+import contextlib
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import gin
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from harness import scale
+from harness.data.arrays import ArrayDataset, Augment, train_batches
+from harness.schedules import MultiStep
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Schedule = Callable[[float], float]
+
+
+@dataclass
+class TrainState:
+    """What hooks see of the run in progress."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    lr: float = 0.0
+    epoch_loss: float = math.nan  # mean training loss of the last completed epoch
+    history: list = field(default_factory=list)  # one dict per completed epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total_steps
+
+
+class Hook:
+    """Base class of everything a method attaches to the training loop; every call is a no-op
+    unless overridden. A stateful hook returns its state from `state_dict` so that a resumed
+    run continues exactly where it stopped."""
+
+    def on_train_begin(self, state: TrainState) -> None:
+        """Once before the first step, and again after a resume restored the hook's state."""
+
+    def before_optimizer_step(self, state: TrainState) -> None:
+        """After backward, before the update: `param.grad` holds this step's gradient."""
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        """After the update; `state.step` already counts it."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After the last step of an epoch; `state.epoch` already counts it."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """Once after the last epoch."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+
+def classification_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+                        ) -> torch.Tensor:
+    """Cross-entropy of a model that maps [B, ...] inputs to [B, C] logits."""
+    return F.cross_entropy(model(images), labels)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Bitwise-repeatable runs on CPU (and on CUDA where kernels allow it)."""
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % 2**63
+
+
+@gin.configurable
+class Trainer:
+    """SGD with momentum and weight decay on every parameter, as in the paper (App. C) and
+    uncertainty-baselines. `epochs` is given at paper scale; `harness.scale` shortens it."""
+
+    def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
+                 momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
+                 lr_schedule: Schedule = MultiStep(), augment: Augment = Augment(),
+                 amp: bool = False, progress: bool = True):
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ValueError(f"Trainer needs epochs >= 1, batch_size >= 1 and lr > 0; got "
+                             f"epochs={epochs}, batch_size={batch_size}, lr={lr}")
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.augment = augment
+        self.amp = amp
+        self.progress = progress
+
+    @property
+    def scaled_epochs(self) -> int:
+        return scale.epochs(self.epochs)
+
+    def steps_per_epoch(self, dataset_size: int) -> int:
+        steps = dataset_size // self.batch_size
+        if steps == 0:
+            raise ValueError(f"the train set has {dataset_size} examples, fewer than one batch "
+                             f"of {self.batch_size}: lower Trainer.batch_size")
+        return steps
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
+                               nesterov=self.nesterov, weight_decay=self.weight_decay)
+
+    def fit(self, model: nn.Module, dataset: ArrayDataset, *, seed: int,
+            hooks: Sequence[Hook] = (), epochs: int | None = None,
+            schedule: Schedule | None = None, objective: Objective = classification_loss,
+            checkpoint: Path | None = None, desc: str = "train") -> TrainState:
+        """Trains `model` in place on `dataset` (already on its device) and returns the final
+        state. `epochs` (already scaled) and `schedule` override the configured ones. With
+        `checkpoint`, the run saves itself there after every epoch and resumes from it."""
+        epochs = self.scaled_epochs if epochs is None else epochs
+        schedule = schedule or self.lr_schedule
+        model.to(dataset.device)
+        optimizer = self.make_optimizer(model)
+        state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
+                           steps_per_epoch=self.steps_per_epoch(len(dataset)),
+                           batch_size=self.batch_size)
+        if checkpoint is not None and checkpoint.exists():
+            _restore(checkpoint, state, hooks)
+        for hook in hooks:
+            hook.on_train_begin(state)
+
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                    if self.amp and dataset.device.type == "cuda" else contextlib.nullcontext())
+        bar = tqdm(total=state.total_steps, initial=state.step, desc=desc, unit="step",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        while state.epoch < epochs:
+            seed_everything(_epoch_seed(seed, state.epoch))
+            generator = torch.Generator(device=dataset.device)
+            generator.manual_seed(_epoch_seed(seed, state.epoch))
+            model.train()
+            loss_sum = torch.zeros((), device=dataset.device)
+            for images, labels in train_batches(dataset, self.batch_size, self.augment,
+                                                generator):
+                state.lr = self.lr * schedule(state.progress)
+                for group in optimizer.param_groups:
+                    group["lr"] = state.lr
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = objective(model, images, labels)
+                loss.backward()
+                for hook in hooks:
+                    hook.before_optimizer_step(state)
+                optimizer.step()
+                state.step += 1
+                for hook in hooks:
+                    hook.after_optimizer_step(state)
+                loss_sum += loss.detach()
+                bar.update()
+            state.epoch += 1
+            state.epoch_loss = loss_sum.item() / state.steps_per_epoch
+            if not math.isfinite(state.epoch_loss):
+                raise FloatingPointError(f"{desc}: training loss became {state.epoch_loss} in "
+                                         f"epoch {state.epoch}; lower Trainer.lr")
+            state.history.append({"epoch": state.epoch, "loss": state.epoch_loss,
+                                  "lr": state.lr})
+            bar.set_postfix(epoch=state.epoch, loss=f"{state.epoch_loss:.3f}")
+            for hook in hooks:
+                hook.on_epoch_end(state)
+            if checkpoint is not None:
+                _save(checkpoint, state, hooks)
+        bar.close()
+        for hook in hooks:
+            hook.on_train_end(state)
+        return state
+
+
+def _save(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
+    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                "epoch": state.epoch, "step": state.step, "history": state.history,
+                "hooks": [hook.state_dict() for hook in hooks]}, partial)
+    os.replace(partial, path)
+
+
+def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
+    saved = torch.load(path, map_location=next(state.model.parameters()).device,
+                       weights_only=False)
+    if len(saved["hooks"]) != len(hooks):
+        raise ValueError(f"{path} was written by a run with other hooks; delete it to restart")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.epoch, state.step, state.history = saved["epoch"], saved["step"], saved["history"]
+    for hook, hook_state in zip(hooks, saved["hooks"]):
+        hook.load_state_dict(hook_state)

@@ -1,0 +1,3 @@
+"""Methods, one module per family; importing this package registers them all."""
+from methods import dense  # noqa: F401
+from methods.base import METHODS, FitContext, Method  # noqa: F401

@@ -1,0 +1,23 @@
+"""Dense baselines: the single dense model and the deep ensemble (Lakshminarayanan et al.
+2017), M dense networks trained independently from different random initialisations."""
+import gin
+
+from methods.base import METHODS, IndependentEnsemble
+
+
+@METHODS.register("dense")
+@gin.configurable
+class Dense(IndependentEnsemble):
+    name = "dense"
+
+    def __init__(self, num_members: int = 1):
+        super().__init__(num_members)
+
+
+@METHODS.register("dense_ensemble")
+@gin.configurable
+class DenseEnsemble(IndependentEnsemble):
+    name = "dense_ensemble"
+
+    def __init__(self, num_members: int = 4):
+        super().__init__(num_members)

@@ -1,0 +1,238 @@
+"""Sparse masks on any torch model, prune-and-grow (RigL, SET), and the hook that keeps them.
+
+Conventions (paper Sec. 3.2.1, App. A.1 and C; DESIGN.md "Sparse core"):
+  * every nn.Conv2d / nn.Linear weight gets a boolean mask with an exact number of ones,
+    allocated over layers by `distributions.layer_nonzeros` (ERK by default) and placed at
+    seeded random positions; biases and normalisation layers stay dense;
+  * masked weights are stored as zeros in the dense tensors and are exactly zero after every
+    optimizer step, with momentum and weight decay on;
+  * every `update_interval` optimizer steps (Algorithm 1, t mod ΔT = 0) each layer prunes the
+    fraction p of its active weights with the smallest magnitude (Eq. 1) and regrows as many
+    among the positions that were inactive before the prune, by largest |dense gradient|
+    (RigL, Eq. 2) or uniformly at random (SET); regrown weights start at exactly zero with
+    their optimizer state (momentum) reset, and so do the pruned positions;
+  * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C).
+
+Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
+regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
+"""
+import math
+
+import gin
+import torch
+from torch import nn
+
+from harness.train import Hook, TrainState
+from methods.sparse.distributions import layer_nonzeros, prunable_layers
+
+GROWTH = ("gradient", "random")
+PRUNE_RATE_SCHEDULES = ("constant", "cosine")
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+@gin.configurable
+class Masking(Hook):
+    """Keeps `model` sparse at `sparsity` and explores its connectivity (dynamic sparse
+    training); attach it to `Trainer.fit` as a hook.
+
+    `last_update_step` is the last optimizer step (1-based) whose dense gradient was kept for
+    growth, i.e. the step at which a FLOPs ledger must count the dense backward pass.
+    """
+
+    def __init__(self, model: nn.Module, sparsity: float, distribution: str = "erk",
+                 dense_first_layer: bool = False, update_interval: int = 1000,
+                 prune_rate: float = 0.5, prune_rate_schedule: str = "constant",
+                 growth: str = "gradient", seed: int = 0):
+        if not 0 <= sparsity < 1:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        if update_interval < 1:
+            raise ValueError(f"update_interval must be >= 1, got {update_interval}")
+        if not 0 <= prune_rate < 1:
+            raise ValueError(f"prune_rate must be in [0, 1), got {prune_rate}")
+        self.model = model
+        self.sparsity = sparsity
+        self.update_interval = update_interval
+        self.prune_rate = prune_rate
+        self.prune_rate_schedule = _choice(prune_rate_schedule, PRUNE_RATE_SCHEDULES,
+                                           "prune_rate_schedule")
+        self.growth = _choice(growth, GROWTH, "growth")
+        self.layers = prunable_layers(model, dense_first_layer)
+        if not self.layers:
+            raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear to mask")
+        self.layer_shapes = {name: tuple(layer.weight.shape)
+                             for name, layer in self.layers.items()}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.total_steps: int | None = None
+        self.last_update_step: int | None = None
+        self.dense_grads: dict[str, torch.Tensor] | None = None
+        self._requested_steps: set[int] = set()
+        # A CPU generator draws every random position, so masks do not depend on the device.
+        self._generator = torch.Generator().manual_seed(seed)
+        counts = layer_nonzeros(self.layer_shapes, 1.0 - sparsity, distribution)
+        self.masks = {name: self._random_mask(name, counts[name]) for name in self.layers}
+        self.apply_masks()
+
+    def _random_mask(self, name: str, count: int) -> torch.Tensor:
+        """Exactly `count` ones at seeded random positions (not Bernoulli: exact counts)."""
+        weight = self.layers[name].weight
+        flat = torch.zeros(weight.numel(), dtype=torch.bool)
+        flat[torch.randperm(weight.numel(), generator=self._generator)[:count]] = True
+        return flat.view(weight.shape).to(weight.device)
+
+    def _mask(self, name: str) -> torch.Tensor:
+        """The mask of `name` on its weight's device (the model may have moved since)."""
+        weight, mask = self.layers[name].weight, self.masks[name]
+        if mask.device != weight.device:
+            mask = self.masks[name] = mask.to(weight.device)
+        return mask
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """weights *= mask, for every masked layer."""
+        for name, layer in self.layers.items():
+            layer.weight.mul_(self._mask(name))
+
+    def densities(self) -> dict[str, float]:
+        """Fraction of active weights in each masked layer."""
+        return {name: mask.count_nonzero().item() / mask.numel()
+                for name, mask in self.masks.items()}
+
+    def overall_density(self) -> float:
+        """Active fraction of all conv/linear weights; layers without a mask count as dense
+        (RigL's convention for its dense first layer)."""
+        every_layer = prunable_layers(self.model)
+        total = sum(layer.weight.numel() for layer in every_layer.values())
+        active = sum(self.masks[name].count_nonzero().item() if name in self.masks
+                     else layer.weight.numel() for name, layer in every_layer.items())
+        return active / total
+
+    def is_update_step(self, step: int, total_steps: int | None = None) -> bool:
+        """Whether optimizer step `step` (1-based) ends with a prune-and-grow: every
+        `update_interval` steps (Algorithm 1), never at step 0 nor at the last step of the run
+        (`total_steps`, by default the one seen at on_train_begin), whose regrown zeros would
+        never be trained."""
+        total_steps = self.total_steps if total_steps is None else total_steps
+        return (step > 0 and step % self.update_interval == 0
+                and (total_steps is None or step < total_steps))
+
+    def current_prune_rate(self, step: int, total_steps: int) -> float:
+        """p, constant or cosine-annealed: p * (1 + cos(pi * step / total_steps)) / 2."""
+        if self.prune_rate_schedule == "constant":
+            return self.prune_rate
+        return self.prune_rate * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+    def request_dense_grads(self, step: int) -> None:
+        """Keep the dense gradient of optimizer step `step` too, for a prune_and_grow that
+        another hook calls in that step's after_optimizer_step (e.g. EDST's escape, App. B)."""
+        self._requested_steps.add(step)
+
+    @torch.no_grad()
+    def prune_and_grow(self, fraction: float, growth: str | None = None,
+                       dense_grads: dict[str, torch.Tensor] | None = None) -> dict[str, int]:
+        """One round of parameter exploration (Sec. 3.2.1, Eq. 1-2) on every masked layer.
+
+        Each layer prunes round(fraction * active) of its smallest-magnitude active weights
+        and grows as many at positions inactive before the prune, by largest |dense_grads|
+        ("gradient", RigL) or at random ("random", SET). A layer grows at most as many as it
+        has inactive positions, so a dense layer is left alone. Gradient growth defaults to
+        the dense gradient this hook kept at the current step. Returns, per layer, the number
+        of weights pruned (= number grown).
+        """
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"prune_and_grow fraction must be in [0, 1], got {fraction}")
+        growth = self.growth if growth is None else _choice(growth, GROWTH, "growth")
+        if growth == "gradient":
+            dense_grads = self.dense_grads if dense_grads is None else dense_grads
+            if dense_grads is None:
+                raise ValueError("gradient growth needs the dense gradient: pass dense_grads, "
+                                 "or call it during an update step or a step given to "
+                                 "request_dense_grads")
+        return {name: self._rewire(name, fraction,
+                                   dense_grads[name] if growth == "gradient" else None)
+                for name in self.layers}
+
+    def _rewire(self, name: str, fraction: float, grad: torch.Tensor | None) -> int:
+        weight = self.layers[name].weight
+        mask = self._mask(name).reshape(-1)
+        active = int(mask.sum())
+        count = min(round(fraction * active), mask.numel() - active)
+        if count == 0:
+            return 0
+        magnitude = weight.detach().abs().reshape(-1).masked_fill(~mask, math.inf)
+        pruned = magnitude.topk(count, largest=False).indices
+        growable = self._growth_scores(weight, grad).masked_fill(mask, -math.inf)
+        grown = growable.topk(count).indices
+        changed = torch.zeros_like(mask)
+        changed[pruned] = True
+        changed[grown] = True
+        # pruned positions were active and grown ones inactive, so xor flips exactly both.
+        self.masks[name] = (mask ^ changed).view(weight.shape)
+        changed = changed.view(weight.shape)
+        weight.masked_fill_(changed, 0)
+        self._reset_optimizer_state(weight, changed)
+        return count
+
+    def _growth_scores(self, weight: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
+        if grad is None:
+            return torch.rand(weight.numel(), generator=self._generator).to(weight.device)
+        return grad.detach().abs().reshape(-1).to(weight.device)
+
+    def _reset_optimizer_state(self, weight: torch.Tensor, changed: torch.Tensor) -> None:
+        """Zero every per-weight optimizer buffer (SGD momentum, Adam moments) at `changed`,
+        so a regrown weight starts from a clean slate (the official code forgot this)."""
+        if self.optimizer is None:
+            return
+        for value in self.optimizer.state.get(weight, {}).values():
+            if torch.is_tensor(value) and value.shape == weight.shape:
+                value.masked_fill_(changed, 0)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.optimizer = state.optimizer
+        self.total_steps = state.total_steps
+        self.apply_masks()
+
+    @torch.no_grad()
+    def before_optimizer_step(self, state: TrainState) -> None:
+        """Keep the dense gradient when this step explores, then mask the gradients so that
+        neither momentum nor weight decay moves a masked weight."""
+        self.optimizer = state.optimizer
+        step = state.step + 1
+        self.dense_grads = None
+        if self.is_update_step(step, state.total_steps) or step in self._requested_steps:
+            self._requested_steps.discard(step)
+            self.dense_grads = {name: torch.zeros_like(layer.weight)
+                                if layer.weight.grad is None
+                                else layer.weight.grad.detach().clone()
+                                for name, layer in self.layers.items()}
+            self.last_update_step = step
+        for name, layer in self.layers.items():
+            if layer.weight.grad is not None:
+                layer.weight.grad.mul_(self._mask(name))
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        self.apply_masks()
+        if self.is_update_step(state.step, state.total_steps):
+            self.prune_and_grow(self.current_prune_rate(state.step, state.total_steps))
+
+    def state_dict(self) -> dict:
+        return {"masks": {name: mask.cpu() for name, mask in self.masks.items()},
+                "generator": self._generator.get_state(),
+                "last_update_step": self.last_update_step,
+                "requested_steps": sorted(self._requested_steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        masks = state["masks"]
+        if masks.keys() != self.masks.keys() or any(
+                tuple(masks[name].shape) != shape for name, shape in self.layer_shapes.items()):
+            raise ValueError("saved masks do not match this model's masked layers")
+        self.masks = {name: masks[name].to(device=self.layers[name].weight.device,
+                                           dtype=torch.bool) for name in self.layers}
+        self._generator.set_state(state["generator"])
+        self.last_update_step = state["last_update_step"]
+        self._requested_steps = set(state["requested_steps"])
+        self.apply_masks()
