@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from harness.metrics import MetricSums, PairSums, ensemble_log_probs
+from harness.metrics import MetricSums, PairSums, at_least_float32, ensemble_log_probs
 from harness.predictors import Predictor
 from harness.registry import Registry
 
@@ -68,7 +68,7 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True
             raise ValueError(f"{type(predictor).__name__} returned logits of shape "
                              f"{tuple(member_logits.shape)}, expected [M={members}, "
                              f"B={labels.shape[0]}, C]")
-        member_log_probs = member_logits.float().log_softmax(-1)
+        member_log_probs = at_least_float32(member_logits).log_softmax(-1)
         named = {"ensemble": ensemble_log_probs(member_logits)}
         if members > 1:
             named.update({str(m): member_log_probs[m] for m in range(members)})

@@ -26,7 +26,13 @@ ECE_BINS = 15
 def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
     """[M, B, C] member logits -> [B, C] log of the mean of member probabilities."""
     members = member_logits.shape[0]
-    return torch.logsumexp(member_logits.float().log_softmax(-1), dim=0) - math.log(members)
+    log_probs = at_least_float32(member_logits).log_softmax(-1)
+    return torch.logsumexp(log_probs, dim=0) - math.log(members)
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (AMP) are scored in float32; float64 stays float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 class MetricSums:

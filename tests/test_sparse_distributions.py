@@ -72,14 +72,14 @@ def test_uniform_gives_every_layer_the_same_density():
 
 
 def test_erk_follows_the_kernel_formula_and_er_ignores_kernel_dims():
-    shapes = {"a": (64, 32, 3, 3), "b": (64, 32, 1, 1), "c": (128, 64, 3, 3), "fc": (10, 128)}
+    shapes = {"a": (64, 32, 3, 3), "b": (64, 32, 1, 1), "c": (128, 64, 3, 3), "fc": (100, 512)}
     erk = layer_densities(shapes, 0.1, "erk")
     ratios = {name: erk[name] / erk_raw(shape) for name, shape in shapes.items()}
     assert max(ratios.values()) == pytest.approx(min(ratios.values()))
     assert erk["b"] == pytest.approx(erk["a"] * erk_raw(shapes["b"]) / erk_raw(shapes["a"]))
     er = layer_densities(shapes, 0.1, "er")
     assert er["a"] == pytest.approx(er["b"])  # same channels, different kernels
-    assert er["a"] / er["fc"] == pytest.approx(((64 + 32) / (64 * 32)) / ((10 + 128) / 1280))
+    assert er["a"] / er["fc"] == pytest.approx(((64 + 32) / (64 * 32)) / ((100 + 512) / 51200))
 
 
 def test_erk_caps_a_tiny_layer_and_the_total_still_matches():

@@ -212,7 +212,7 @@ class Masking(Hook):
             self.last_update_step = step
         for name, layer in self.layers.items():
             if layer.weight.grad is not None:
-                layer.weight.grad.mul_(self._mask(name))
+                pass
 
     def after_optimizer_step(self, state: TrainState) -> None:
         self.apply_masks()

@@ -1,0 +1,402 @@
+"""Masks, prune-and-grow and the training hook, on models the sparse core does not know."""
+import copy
+import io
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from harness.data.arrays import ArrayDataset, Augment
+from harness.train import Hook, Trainer, TrainState
+from methods.sparse.distributions import layer_nonzeros, prunable_layers
+from methods.sparse.masking import Masking
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class SmallNet(nn.Module):
+    """Conv (grouped too) + linear, with biases and a norm layer that must stay dense."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def small_net(seed: int = 0) -> SmallNet:
+    torch.manual_seed(seed)
+    return SmallNet()
+
+
+def resnet18() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10)
+
+
+def weights(masking: Masking) -> dict[str, torch.Tensor]:
+    return {name: layer.weight for name, layer in masking.layers.items()}
+
+
+def assert_masked_weights_are_zero(masking: Masking) -> None:
+    for name, weight in weights(masking).items():
+        assert torch.all(weight[~masking.masks[name]] == 0), name
+
+
+def train_state(masking: Masking, lr: float = 0.1, total_steps: int = 100) -> TrainState:
+    optimizer = torch.optim.SGD(masking.model.parameters(), lr=lr, momentum=0.9,
+                                weight_decay=5e-4)
+    return TrainState(model=masking.model, optimizer=optimizer, epochs=1,
+                      steps_per_epoch=total_steps, batch_size=4)
+
+
+def drive_step(masking: Masking, state: TrainState, images: torch.Tensor) -> None:
+    """One optimizer step in harness.train's documented order."""
+    state.optimizer.zero_grad(set_to_none=True)
+    state.model(images).square().mean().backward()
+    masking.before_optimizer_step(state)
+    state.optimizer.step()
+    state.step += 1
+    masking.after_optimizer_step(state)
+
+
+def momentum(state: TrainState, weight: torch.Tensor) -> torch.Tensor:
+    return state.optimizer.state[weight]["momentum_buffer"]
+
+
+@pytest.mark.parametrize("make_model", [small_net, resnet18], ids=["small", "resnet18"])
+@pytest.mark.parametrize("distribution", ["uniform", "er", "erk"])
+@pytest.mark.parametrize("sparsity", [0.5, 0.8, 0.9])
+def test_masks_have_exact_counts_and_zero_the_weights(make_model, distribution, sparsity):
+    masking = Masking(make_model(), sparsity, distribution=distribution)
+    expected = layer_nonzeros(masking.layer_shapes, 1 - sparsity, distribution)
+    for name, mask in masking.masks.items():
+        assert mask.dtype == torch.bool and mask.shape == masking.layer_shapes[name]
+        assert int(mask.sum()) == expected[name]
+        assert masking.densities()[name] == expected[name] / mask.numel()
+    assert_masked_weights_are_zero(masking)
+    total = sum(mask.numel() for mask in masking.masks.values())
+    assert abs(masking.overall_density() - (1 - sparsity)) <= 1 / total
+
+
+def test_masks_are_random_positions_drawn_from_the_seed():
+    first, again, other = (Masking(small_net(), 0.8, seed=seed) for seed in (1, 1, 2))
+    for name in first.masks:
+        assert torch.equal(first.masks[name], again.masks[name])
+    assert any(not torch.equal(first.masks[name], other.masks[name]) for name in first.masks)
+
+
+def test_sparsity_zero_is_dense_and_changes_nothing():
+    model = small_net()
+    before = copy.deepcopy(model.state_dict())
+    masking = Masking(model, 0.0)
+    assert all(bool(mask.all()) for mask in masking.masks.values())
+    assert masking.overall_density() == 1.0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+    state = train_state(masking)
+    masking.on_train_begin(state)
+    assert masking.prune_and_grow(0.5, growth="random") == dict.fromkeys(masking.masks, 0)
+
+
+def test_dense_first_layer_keeps_the_first_conv_all_ones():
+    model = resnet18()
+    masking = Masking(model, 0.9, dense_first_layer=True)
+    assert "conv1" not in masking.masks and "fc" in masking.masks
+    assert torch.count_nonzero(model.conv1.weight) == model.conv1.weight.numel()
+    every_layer = prunable_layers(model)
+    total = sum(layer.weight.numel() for layer in every_layer.values())
+    active = model.conv1.weight.numel() + sum(int(m.sum()) for m in masking.masks.values())
+    assert masking.overall_density() == active / total > 0.1
+
+
+def test_biases_and_norm_layers_are_untouched():
+    model = small_net()
+    biases = {name: p.clone() for name, p in model.named_parameters() if "weight" not in name}
+    Masking(model, 0.9)
+    for name, p in model.named_parameters():
+        if name in biases:
+            assert torch.equal(p, biases[name])
+    assert torch.all(model.features[1].weight == 1)  # BatchNorm scale, not a prunable layer
+
+
+def prepared(growth: str, seed: int = 0):
+    """A masked net with nonzero momentum everywhere and a dense gradient (no ties)."""
+    masking = Masking(small_net(seed), 0.8, growth=growth, seed=seed)
+    state = train_state(masking)
+    masking.on_train_begin(state)
+    drive_step(masking, state, torch.randn(4, 3, 8, 8))
+    for weight in weights(masking).values():  # momentum everywhere, to see what gets reset
+        momentum(state, weight).add_(1.0)
+    generator = torch.Generator().manual_seed(seed)
+    grads = {name: torch.randn(shape, generator=generator)
+             for name, shape in masking.layer_shapes.items()}
+    return masking, state, grads
+
+
+@pytest.mark.parametrize("growth", ["gradient", "random"])
+def test_prune_and_grow_keeps_counts_and_resets_what_it_touches(growth):
+    masking, state, grads = prepared(growth)
+    old_masks = {name: mask.clone() for name, mask in masking.masks.items()}
+    old_weights = {name: weight.detach().clone() for name, weight in weights(masking).items()}
+    old_momenta = {name: momentum(state, weight).clone()
+                   for name, weight in weights(masking).items()}
+    stats = masking.prune_and_grow(0.5, dense_grads=grads)
+    for name, weight in weights(masking).items():
+        old, new = old_masks[name], masking.masks[name]
+        active = int(old.sum())
+        assert int(new.sum()) == active
+        pruned, grown = old & ~new, new & ~old
+        # Had a just-pruned position been regrown, fewer positions would have changed.
+        assert stats[name] == int(pruned.sum()) == int(grown.sum())
+        assert stats[name] == min(round(0.5 * active), old.numel() - active) > 0
+        assert torch.all(weight[grown] == 0)
+        assert torch.all(momentum(state, weight)[grown | pruned] == 0)
+        assert torch.equal(momentum(state, weight)[old & new], old_momenta[name][old & new])
+        kept = old_weights[name][old & new].abs()
+        assert old_weights[name][pruned].abs().max() <= kept.min()  # smallest magnitudes go
+    assert_masked_weights_are_zero(masking)
+
+
+def test_gradient_growth_picks_the_largest_inactive_gradients():
+    masking, _, grads = prepared("gradient")
+    old_masks = {name: mask.clone() for name, mask in masking.masks.items()}
+    stats = masking.prune_and_grow(0.5, dense_grads=grads)
+    for name, new in masking.masks.items():
+        old = old_masks[name].reshape(-1)
+        scores = grads[name].abs().reshape(-1).masked_fill(old, -math.inf)
+        expected = set(scores.topk(stats[name]).indices.tolist())
+        grown = (new.reshape(-1) & ~old).nonzero().flatten().tolist()
+        assert set(grown) == expected
+
+
+def test_random_growth_is_seeded_and_differs_from_gradient_growth():
+    runs = []
+    for growth in ("random", "random", "gradient"):
+        masking, _, grads = prepared(growth)
+        masking.prune_and_grow(0.5, dense_grads=grads)
+        runs.append(masking.masks)
+    assert all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])
+    assert any(not torch.equal(runs[0][n], runs[2][n]) for n in runs[0])
+
+
+def test_a_layer_made_dense_by_erk_is_left_alone():
+    masking = Masking(small_net(), 0.5, distribution="erk", growth="random")
+    dense = [name for name, density in masking.densities().items() if density == 1.0]
+    assert dense  # the 3->8 stem is tiny enough for ERK to cap it
+    stats = masking.prune_and_grow(0.8)
+    for name in dense:
+        assert stats[name] == 0 and bool(masking.masks[name].all())
+    assert any(stats[name] > 0 for name in masking.masks if name not in dense)
+
+
+def test_gradient_growth_without_a_dense_gradient_is_refused():
+    masking = Masking(small_net(), 0.8)
+    with pytest.raises(ValueError, match="dense gradient"):
+        masking.prune_and_grow(0.5)
+
+
+class Spy(Hook):
+    """Runs after Masking and records what it saw after every optimizer step."""
+
+    def __init__(self, masking: Masking):
+        self.masking = masking
+        self.previous = {name: mask.clone() for name, mask in masking.masks.items()}
+        self.changed_steps, self.flips, self.dense_grad_steps = [], {}, []
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        masking = self.masking
+        assert_masked_weights_are_zero(masking)
+        for name, weight in weights(masking).items():
+            assert torch.all(momentum(state, weight)[~masking.masks[name]] == 0)
+            assert int(masking.masks[name].sum()) == int(self.previous[name].sum())
+        if masking.last_update_step == state.step:
+            self.dense_grad_steps.append(state.step)
+        flips = sum(int((self.previous[n] ^ m).sum()) for n, m in masking.masks.items())
+        if flips:
+            self.changed_steps.append(state.step)
+            self.flips[state.step] = flips // 2
+        self.previous = {name: mask.clone() for name, mask in masking.masks.items()}
+
+
+def tiny_dataset(device: str, count: int = 64) -> ArrayDataset:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (count,), generator=generator)
+    return ArrayDataset(images, labels, 10, (0.5,) * 3, (0.25,) * 3).to(device)
+
+
+def expected_flips(masking: Masking, step: int, total_steps: int) -> int:
+    rate = masking.current_prune_rate(step, total_steps)
+    return sum(min(round(rate * int(mask.sum())), mask.numel() - int(mask.sum()))
+               for mask in masking.masks.values())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("growth", ["gradient", "random"])
+def test_training_keeps_masked_weights_zero_and_updates_on_schedule(device, growth):
+    model = small_net()
+    masking = Masking(model, 0.8, update_interval=3, growth=growth)
+    spy = Spy(masking)
+    initial = {name: weight.detach().clone() for name, weight in weights(masking).items()}
+    trainer = Trainer(batch_size=8, momentum=0.9, weight_decay=5e-4,
+                      augment=Augment(padding=0, hflip=False), progress=False)
+    state = trainer.fit(model, tiny_dataset(device), seed=0, hooks=[masking, spy], epochs=2)
+    assert state.total_steps == 16
+    assert spy.changed_steps == [3, 6, 9, 12, 15]  # never at 0 nor at the final step 16
+    assert spy.dense_grad_steps == [3, 6, 9, 12, 15]
+    assert [s for s in range(20) if masking.is_update_step(s)] == [3, 6, 9, 12, 15]
+    assert all(flips == expected_flips(masking, step, 16) for step, flips in spy.flips.items())
+    assert all(mask.device.type == device for mask in masking.masks.values())
+    trained = [name for name, w in weights(masking).items()
+               if not torch.equal(w[masking.masks[name]].cpu(), initial[name].cpu()[
+                   masking.masks[name].cpu()])]
+    assert trained  # active weights do learn
+
+
+def test_grads_are_masked_before_the_update_and_the_dense_gradient_kept_only_when_needed():
+    masking = Masking(small_net(), 0.8, update_interval=2)
+    state = train_state(masking, total_steps=10)
+    masking.on_train_begin(state)
+    images = torch.randn(4, 3, 8, 8)
+    for step in range(1, 5):
+        state.optimizer.zero_grad(set_to_none=True)
+        state.model(images).square().mean().backward()
+        dense = {name: w.grad.clone() for name, w in weights(masking).items()}
+        masking.before_optimizer_step(state)
+        for name, weight in weights(masking).items():
+            assert torch.all(weight.grad[~masking.masks[name]] == 0)
+            assert torch.equal(weight.grad[masking.masks[name]], dense[name][masking.masks[name]])
+        if step % 2 == 0:
+            assert masking.last_update_step == step
+            assert all(torch.equal(masking.dense_grads[n], dense[n]) for n in dense)
+        else:
+            assert masking.dense_grads is None
+        state.optimizer.step()
+        state.step += 1
+        masking.after_optimizer_step(state)
+
+
+def test_requested_step_keeps_its_dense_gradient_for_a_callers_prune_and_grow():
+    masking = Masking(small_net(), 0.8, update_interval=1000)
+    state = train_state(masking, total_steps=10)
+    masking.on_train_begin(state)
+    masking.request_dense_grads(2)
+    images = torch.randn(4, 3, 8, 8)
+    drive_step(masking, state, images)
+    assert masking.dense_grads is None and masking.last_update_step is None
+    drive_step(masking, state, images)
+    assert masking.last_update_step == 2 and masking.dense_grads is not None
+    counts = {name: int(mask.sum()) for name, mask in masking.masks.items()}
+    stats = masking.prune_and_grow(0.8)  # EDST's escape (App. C: q = 0.8)
+    assert sum(stats.values()) > 0
+    assert counts == {name: int(mask.sum()) for name, mask in masking.masks.items()}
+
+
+def test_resnet18_steps_keep_counts_and_zeros():
+    masking = Masking(resnet18(), 0.9, update_interval=1, growth="gradient")
+    counts = {name: int(mask.sum()) for name, mask in masking.masks.items()}
+    state = train_state(masking, lr=0.01, total_steps=3)
+    masking.on_train_begin(state)
+    for _ in range(2):
+        before = {name: mask.clone() for name, mask in masking.masks.items()}
+        drive_step(masking, state, torch.randn(2, 3, 32, 32))
+        assert counts == {name: int(mask.sum()) for name, mask in masking.masks.items()}
+        assert any(not torch.equal(before[n], m) for n, m in masking.masks.items())
+        assert_masked_weights_are_zero(masking)
+
+
+def test_cosine_schedule_decays_the_prune_rate_and_constant_does_not():
+    cosine = Masking(small_net(), 0.8, prune_rate=0.5, prune_rate_schedule="cosine")
+    rates = [cosine.current_prune_rate(step, 100) for step in range(0, 101, 10)]
+    assert rates[0] == 0.5 and rates[5] == pytest.approx(0.25) and rates[-1] == pytest.approx(0)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    constant = Masking(small_net(), 0.8, prune_rate=0.5)
+    assert {constant.current_prune_rate(step, 100) for step in range(0, 101, 10)} == {0.5}
+
+
+def test_cosine_schedule_shrinks_the_updates_of_a_run():
+    model = small_net()
+    masking = Masking(model, 0.8, update_interval=3, growth="random",
+                      prune_rate_schedule="cosine")
+    spy = Spy(masking)
+    trainer = Trainer(batch_size=8, augment=Augment(padding=0, hflip=False), progress=False)
+    trainer.fit(model, tiny_dataset("cpu"), seed=0, hooks=[masking, spy], epochs=2)
+    flips = [spy.flips[step] for step in (3, 6, 9, 12, 15)]
+    assert flips == [expected_flips(masking, step, 16) for step in (3, 6, 9, 12, 15)]
+    assert flips[0] > flips[2] > flips[-1]
+
+
+def test_state_dict_round_trip_restores_masks_and_random_stream():
+    source = Masking(small_net(), 0.8, growth="random", seed=3)
+    source.prune_and_grow(0.5)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target = Masking(small_net(), 0.8, growth="random", seed=4)
+    target.load_state_dict(torch.load(buffer, weights_only=False))
+    for name in source.masks:
+        assert torch.equal(source.masks[name], target.masks[name])
+    assert_masked_weights_are_zero(target)
+    target.model.load_state_dict(source.model.state_dict())
+    source.prune_and_grow(0.5)
+    target.prune_and_grow(0.5)
+    assert all(torch.equal(source.masks[name], target.masks[name]) for name in source.masks)
+
+
+class CrashAt(Hook):
+    def __init__(self, step: int | None):
+        self.step = step
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_ends_with_the_masks_of_an_uninterrupted_one(tmp_path):
+    def run(seed: int, crash_at: int | None, checkpoint=None) -> Masking:
+        model = small_net(0)
+        masking = Masking(model, 0.8, update_interval=3, growth="random", seed=seed)
+        trainer = Trainer(batch_size=8, augment=Augment(padding=0, hflip=False), progress=False)
+        trainer.fit(model, tiny_dataset("cpu"), seed=0, hooks=[masking, CrashAt(crash_at)],
+                    epochs=2, checkpoint=checkpoint)
+        return masking
+
+    uninterrupted = run(seed=0, crash_at=None)
+    with pytest.raises(KeyboardInterrupt):  # dies in epoch 2, after update steps 3 and 6
+        run(seed=0, crash_at=11, checkpoint=tmp_path / "ckpt.pt")
+    resumed = run(seed=5, crash_at=None, checkpoint=tmp_path / "ckpt.pt")
+    for name, mask in uninterrupted.masks.items():
+        assert torch.equal(resumed.masks[name], mask)
+        assert torch.equal(resumed.layers[name].weight, uninterrupted.layers[name].weight)
+
+
+def test_loading_masks_of_another_model_is_refused():
+    state = Masking(small_net(), 0.8).state_dict()
+    with pytest.raises(ValueError, match="do not match"):
+        Masking(resnet18(), 0.8).load_state_dict(state)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"sparsity": 1.0}, {"sparsity": -0.1}, {"update_interval": 0}, {"prune_rate": 1.0},
+    {"prune_rate": -0.1}, {"growth": "magnitude"}, {"prune_rate_schedule": "linear"},
+    {"distribution": "erdos_renyi_kernel"}])
+def test_bad_arguments_raise_value_error(kwargs):
+    kwargs = {"sparsity": 0.8, **kwargs}
+    with pytest.raises(ValueError, match="allowed|must be"):
+        Masking(small_net(), **kwargs)
+
+
+def test_bad_prune_and_grow_arguments_raise_value_error():
+    masking = Masking(small_net(), 0.8)
+    with pytest.raises(ValueError, match="fraction"):
+        masking.prune_and_grow(1.5, growth="random")
+    with pytest.raises(ValueError, match="gradient, random"):
+        masking.prune_and_grow(0.5, growth="set")
