@@ -1,8 +1,9 @@
 """One experiment: data + model + method + evaluation suites, configured by gin.
 
-`Experiment.prepare()` resolves and checks everything (names, data, model, method settings)
-without touching the output directory, so bad input fails before a run directory exists.
-`Prepared.run(run_dir)` trains, evaluates and writes the run record (harness/record.py).
+`Experiment.prepare()` resolves and checks everything (names, data, model, method settings,
+evaluation sets) without touching the output directory, so bad input fails before a run
+directory exists. `Prepared.run(run_dir)` trains, evaluates and writes the run record
+(harness/record.py). `Experiment.plan_flops()` gives the planned FLOPs without any data.
 """
 import functools
 import hashlib
@@ -17,12 +18,16 @@ import torch
 from torch import nn
 
 from harness import scale
-from harness.data import DATASETS, Splits
-from harness.data.arrays import ArrayDataset, split_holdout, take
 from harness.config import first_line, parse
+from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
+from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
 from harness.errors import UserError
 from harness.evaluate import SUITES, EvalSet, evaluate
+from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
+                           sparse_forward_flops, weight_densities)
+from harness.flops.plan import PlanContext, reference_epochs, reference_train_flops
 from harness.models import build_model
+from harness.predictors import Predictor
 from harness.record import prepare_run_dir, write_json, write_metrics, write_text
 from harness.train import Trainer, set_deterministic
 from methods import METHODS, FitContext, Method
@@ -73,37 +78,94 @@ class Experiment:
         self.device = device
         self.deterministic = deterministic
 
-    def prepare(self, progress: bool = True) -> "Prepared":
+    def build(self, progress: bool = True) -> tuple[Method, Trainer]:
         for suite in self.suites:
             SUITES.get(suite)
         if "validation" in self.suites and self.validation_fraction <= 0:
             raise UserError("the 'validation' suite needs Experiment.validation_fraction > 0")
-        method = METHODS.get(self.method_name)()
-        model_factory = functools.partial(build_model, self.model_name)
-        trainer = Trainer(progress=progress)
+        return METHODS.get(self.method_name)(), Trainer(progress=progress)
+
+    def model_factory(self, geometry: Geometry) -> "functools.partial[nn.Module]":
+        return functools.partial(build_model, self.model_name,
+                                 num_classes=geometry.num_classes,
+                                 in_channels=geometry.image_shape[0])
+
+    def train_examples(self, available: int) -> int:
+        """How many examples training sees: the subset, less the held-out validation."""
+        count = min(available, self.train_subset or available)
+        return count - holdout_count(count, self.validation_fraction)
+
+    def plan_context(self, geometry: Geometry, trainer: Trainer) -> PlanContext:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = self.model_factory(geometry)()
+        examples = self.train_examples(geometry.train_examples)
+        try:
+            trainer.steps_per_epoch(examples)
+        except ValueError as error:
+            raise UserError(str(error)) from error
+        return PlanContext(layer_flops=layer_forward_flops(model, geometry.image_shape),
+                           layer_shapes=counted_layer_shapes(model),
+                           train_examples=examples, batch_size=trainer.batch_size,
+                           epochs=trainer.scaled_epochs,
+                           architecture=getattr(model, "architecture", self.model_name))
+
+    def flops_report(self, method: Method, context: PlanContext) -> dict:
+        """The planned FLOPs figures of paper Tables 1-3 and 6 (App. D)."""
+        plan = method.plan_flops(context)
+        dense = context.dense_forward
+        reference = reference_train_flops(context, self.dataset_name)
+        test_flops = ensemble_test_flops(plan.member_forward_flops)
+        return {
+            "method": method.name, "dataset": self.dataset_name,
+            "model": context.architecture, "M": method.num_members,
+            "sparsity": method.sparsity, "dense_forward_flops": dense,
+            "forward_flops": list(plan.member_forward_flops),
+            "forward_ratio": sum(plan.member_forward_flops) / len(plan.member_forward_flops)
+            / dense,
+            "train_flops": plan.train_flops, "train_flops_ratio": plan.train_flops / reference,
+            "test_flops": test_flops, "test_flops_ratio": test_flops / dense,
+            "training_runs": method.training_runs,
+            "reference_train_flops": reference,
+            "reference_epochs": scale.epochs(reference_epochs(self.dataset_name)),
+            "train_examples": context.train_examples, "batch_size": context.batch_size,
+            "epochs": context.epochs, "epoch_factor": scale.epoch_factor(),
+            "unit": "FLOPs per the RigL convention: conv+linear, multiply-add = 2",
+        }
+
+    def plan_flops(self) -> dict:
+        """Planned FLOPs without training; published datasets need no data on disk."""
+        method, trainer = self.build(progress=False)
+        geometry = PUBLISHED_GEOMETRY.get(self.dataset_name)
+        if geometry is None:
+            train = DATASETS.get(self.dataset_name)().train
+            geometry = Geometry(len(train), train.image_shape, train.num_classes)
+        context = self.plan_context(geometry, trainer)
+        method.validate(context)
+        return self.flops_report(method, context)
+
+    def prepare(self, progress: bool = True) -> "Prepared":
+        method, trainer = self.build(progress)
         device = resolve_device(self.device)
         set_deterministic(self.deterministic)
-
         splits = DATASETS.get(self.dataset_name)()
         train, validation = split_holdout(take(splits.train, self.train_subset, self.seed),
                                           self.validation_fraction, self.seed)
-        num_classes = splits.train.num_classes
-        in_channels = splits.train.image_shape[0]
-        factory = functools.partial(model_factory, num_classes=num_classes,
-                                    in_channels=in_channels)
-        probe = factory()  # a bad model setting fails here, before any output exists
-        try:
-            trainer.steps_per_epoch(len(train))
-        except ValueError as error:
-            raise UserError(str(error)) from error
+        geometry = Geometry(len(splits.train), splits.train.image_shape,
+                            splits.train.num_classes)
+        plan_context = self.plan_context(geometry, trainer)
+        method.validate(plan_context)
         data = DataContext(splits=Splits(splits.name, train.to(device),
                                          splits.test.to(device)),
                            validation=None if validation is None else validation.to(device),
                            eval_batch_size=self.eval_batch_size, device=device)
-        prepared = Prepared(self, method, trainer, factory, data, device, progress,
-                            getattr(probe, "architecture", self.model_name))
-        method.validate(prepared.fit_context(Path("checkpoints")))
-        return prepared
+        eval_sets = []
+        for suite in self.suites:
+            try:
+                eval_sets.extend(SUITES.get(suite)(data))
+            except ValueError as error:
+                raise UserError(str(error)) from error
+        return Prepared(self, method, trainer, self.model_factory(geometry), data, eval_sets,
+                        self.flops_report(method, plan_context), progress)
 
 
 @dataclass
@@ -113,66 +175,82 @@ class Prepared:
     trainer: Trainer
     model_factory: "functools.partial[nn.Module]"
     data: DataContext
-    device: torch.device
+    eval_sets: list[EvalSet]
+    planned_flops: dict
     progress: bool
-    architecture: str
-
-    def fit_context(self, checkpoint_dir: Path) -> FitContext:
-        return FitContext(trainer=self.trainer, train_set=self.data.splits.train,
-                          model_factory=self.model_factory, seed=self.experiment.seed,
-                          checkpoint_dir=checkpoint_dir)
-
-    def eval_sets(self) -> list[EvalSet]:
-        sets = []
-        for suite in self.experiment.suites:
-            try:
-                sets.extend(SUITES.get(suite)(self.data))
-            except ValueError as error:
-                raise UserError(str(error)) from error
-        return sets
 
     def run(self, run_dir: Path) -> dict:
         write_text(run_dir / "config.gin", gin.config_str())
-        eval_sets = self.eval_sets()
-        context = self.fit_context(run_dir / "checkpoints")
+        context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
+                             model_factory=self.model_factory, seed=self.experiment.seed,
+                             checkpoint_dir=run_dir / "checkpoints")
         predictor = self.method.fit(context)
 
         start = time.perf_counter()
         rows = []
-        for eval_set in eval_sets:
+        for eval_set in self.eval_sets:
             for row in evaluate(predictor, eval_set, progress=self.progress):
                 rows.append({"method": self.method.name, "suite": eval_set.suite,
                              "corruption": eval_set.corruption,
                              "severity": eval_set.severity, **row})
         eval_seconds = time.perf_counter() - start
 
+        flops = self.measured_flops(predictor, context)
+        rows += [{"method": self.method.name, "member": "ensemble", "suite": "flops",
+                  "corruption": "clean", "severity": 0, "metric": name, "value": flops[name]}
+                 for name in ("train_flops", "train_flops_ratio", "test_flops",
+                              "test_flops_ratio", "planned_train_flops",
+                              "planned_train_flops_ratio")]
         operative = gin.operative_config_str()
         write_text(run_dir / "operative_config.gin", operative)
+        write_json(run_dir / "flops.json", flops)
         write_metrics(run_dir / "metrics.parquet", rows)
         summary = self.summary(rows, context, eval_seconds, operative)
         write_json(run_dir / "summary.json", summary)
         return summary
 
+    def measured_flops(self, predictor: Predictor, context: FitContext) -> dict:
+        """The run's own figures: training FLOPs from the ledgers of its training runs, test
+        FLOPs from the nonzero weights of the members it returned; planned ones beside."""
+        planned = self.planned_flops
+        image_shape = self.data.splits.train.image_shape
+        member_flops = [sparse_forward_flops(layer_forward_flops(member, image_shape),
+                                             weight_densities(member))
+                        for member in predictor.members()]
+        test_flops = ensemble_test_flops(member_flops)
+        train_flops = context.accounting.train_flops
+        dense = planned["dense_forward_flops"]
+        return {**planned, "forward_flops": member_flops,
+                "forward_ratio": test_flops / len(member_flops) / dense,
+                "train_flops": train_flops,
+                "train_flops_ratio": train_flops / planned["reference_train_flops"],
+                "test_flops": test_flops, "test_flops_ratio": test_flops / dense,
+                "planned_train_flops": planned["train_flops"],
+                "planned_train_flops_ratio": planned["train_flops_ratio"],
+                "planned_test_flops_ratio": planned["test_flops_ratio"]}
+
     def summary(self, rows: list[dict], context: FitContext, eval_seconds: float,
                 operative: str) -> dict:
         headline = {f"{row['suite']}/{row['metric']}": row["value"] for row in rows
                     if row["member"] == "ensemble" and row["corruption"] == "clean"}
-        train_seconds = context.train_seconds
+        accounting = context.accounting
         return {
             "method": self.method.name,
             "dataset": self.data.splits.name,
-            "model": self.architecture,
+            "model": self.planned_flops["model"],
             "num_members": self.method.num_members,
+            "sparsity": self.method.sparsity,
             "training_runs": self.method.training_runs,
             "seed": self.experiment.seed,
             "epoch_factor": scale.epoch_factor(),
-            "device": str(self.device),
+            "device": str(self.data.device),
             "train_examples": len(self.data.splits.train),
             "metrics": headline,
-            "train_seconds": round(train_seconds, 3),
+            "train_seconds": round(accounting.train_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
-            "train_images_per_second": (round(context.examples_seen / train_seconds, 1)
-                                        if train_seconds > 0 else None),
+            "train_images_per_second": (
+                round(accounting.examples_seen / accounting.train_seconds, 1)
+                if accounting.train_seconds > 0 else None),
             "git_commit": git_commit(),
             "config_hash": hashlib.sha256(operative.encode()).hexdigest()[:16],
         }

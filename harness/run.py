@@ -34,7 +34,8 @@ def main(argv):
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         sys.exit(2)
-    metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items())
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items()
+                        if not name.startswith("flops/"))
     print(f"{summary['method']} on {summary['dataset']}: {metrics}")
     print(f"run directory: {run_dir}")
 

@@ -1,7 +1,8 @@
 """What every method shares: the registry, the context `fit` receives, and the template for
 ensembles of independently trained members (dense ensemble, static and DST ensembles, ...)."""
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -10,9 +11,41 @@ from torch import nn
 
 from harness.data.arrays import ArrayDataset
 from harness.errors import UserError
+from harness.flops import layer_forward_flops, ledger_for, training_flops
+from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.registry import Registry
 from harness.train import Hook, Schedule, Trainer, TrainState, classification_loss, Objective
+
+
+@dataclass
+class Accounting:
+    """Time, examples and FLOPs of a method's training runs, kept beside the checkpoints so
+    that a resumed run still reports everything it trained."""
+
+    train_seconds: float = 0.0
+    examples_seen: int = 0
+    train_flops: float = 0.0
+    histories: dict = field(default_factory=dict)
+
+    FILE = "accounting.json"
+
+    @classmethod
+    def load(cls, checkpoint_dir: Path) -> "Accounting":
+        path = checkpoint_dir / cls.FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    def save(self, checkpoint_dir: Path) -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        partial = checkpoint_dir / (self.FILE + ".partial")
+        partial.write_text(json.dumps(asdict(self)))
+        partial.replace(checkpoint_dir / self.FILE)
+
+    def add(self, tag: str, seconds: float, state: TrainState, flops: float) -> None:
+        self.train_seconds += seconds
+        self.examples_seen += state.step * state.batch_size
+        self.train_flops += flops
+        self.histories[tag] = state.history
 
 
 @dataclass
@@ -25,9 +58,10 @@ class FitContext:
     model_factory: Callable[[], nn.Module]
     seed: int
     checkpoint_dir: Path
-    train_seconds: float = 0.0
-    examples_seen: int = 0
-    histories: dict = field(default_factory=dict)
+    accounting: "Accounting" = field(init=False)
+
+    def __post_init__(self):
+        self.accounting = Accounting.load(self.checkpoint_dir)
 
     def member_seed(self, index: int) -> int:
         return self.seed * 1000 + index
@@ -40,15 +74,16 @@ class FitContext:
     def train(self, model: nn.Module, *, tag: str, seed: int, hooks: Sequence[Hook] = (),
               epochs: int | None = None, schedule: Schedule | None = None,
               objective: Objective = classification_loss) -> TrainState:
-        """One training run through the shared loop, resumable from `<tag>.resume.pt`."""
+        """One training run through the shared loop, resumable from `<tag>.resume.pt`, with a
+        FLOPs ledger that follows the run's densities step by step."""
         start = time.perf_counter()
         resume = self.checkpoint_dir / f"{tag}.resume.pt"
-        state = self.trainer.fit(model, self.train_set, seed=seed, hooks=hooks, epochs=epochs,
-                                 schedule=schedule, objective=objective, checkpoint=resume,
-                                 desc=tag)
-        self.train_seconds += time.perf_counter() - start
-        self.examples_seen += state.step * state.batch_size
-        self.histories[tag] = state.history
+        ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
+        state = self.trainer.fit(model, self.train_set, seed=seed, hooks=[*hooks, ledger],
+                                 epochs=epochs, schedule=schedule, objective=objective,
+                                 checkpoint=resume, desc=tag)
+        self.accounting.add(tag, time.perf_counter() - start, state, ledger.total_flops)
+        self.accounting.save(self.checkpoint_dir)
         return state
 
     def member_path(self, index: int) -> Path:
@@ -80,16 +115,22 @@ class Method:
 
     name: str = ""
     num_members: int = 1
+    sparsity: float = 0.0
 
     @property
     def training_runs(self) -> float:
         """Complete training runs needed (paper Tables 1-3, '# Training runs')."""
         raise NotImplementedError
 
-    def validate(self, context: FitContext) -> None:
+    def validate(self, context: PlanContext) -> None:
         """Raise UserError for settings that cannot work, before any training starts."""
 
     def fit(self, context: FitContext) -> Predictor:
+        raise NotImplementedError
+
+    def plan_flops(self, context: PlanContext) -> FlopsPlan:
+        """Training FLOPs of the whole method and each test member's forward FLOPs, from
+        the configuration alone (harness/flops: conventions)."""
         raise NotImplementedError
 
 
@@ -113,6 +154,20 @@ class IndependentEnsemble(Method):
     def member_hooks(self, context: FitContext, model: nn.Module, seed: int) -> list[Hook]:
         """Hooks for one member's run; none for a dense member."""
         return []
+
+    def member_forward_flops(self, context: PlanContext) -> float:
+        """Planned forward FLOPs of one member; dense here."""
+        return context.dense_forward
+
+    def member_dense_gradient_interval(self) -> int | None:
+        """Steps between dense-gradient computations of a member's run (RigL's dT), if any."""
+        return None
+
+    def plan_flops(self, context: PlanContext) -> FlopsPlan:
+        forward = self.member_forward_flops(context)
+        per_member = training_flops(forward, context.dense_forward, context.steps(),
+                                    context.batch_size, self.member_dense_gradient_interval())
+        return FlopsPlan(self.num_members * per_member, (forward,) * self.num_members)
 
     def member_extra(self, hooks: Sequence[Hook]) -> dict:
         """What to store beside a finished member's weights (e.g. its mask)."""

@@ -26,10 +26,12 @@ def test_dense_ensemble_run_directory(tmp_path):
     result = run_cli(*smoke("dense_ensemble"), *FAST, "--gin_bindings=DenseEnsemble.num_members=2",
                      f"--output_dir={out}")
     assert result.returncode == 0, result.stderr
-    assert {"operative_config.gin", "config.gin", "metrics.parquet",
+    assert {"operative_config.gin", "config.gin", "metrics.parquet", "flops.json",
             "summary.json"} <= {p.name for p in out.iterdir()}
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["member_0.pt",
-                                                                       "member_1.pt"]
+    assert {"member_0.pt", "member_1.pt"} <= {p.name for p in (out / "checkpoints").iterdir()}
+    flops = json.loads((out / "flops.json").read_text())
+    assert flops["train_flops"] == flops["planned_train_flops"]  # measured by the ledgers
+    assert flops["train_flops_ratio"] == pytest.approx(2.0)
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert list(metrics.columns) == ["method", "member", "suite", "corruption", "severity",
                                      "metric", "value"]

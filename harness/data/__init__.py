@@ -16,5 +16,20 @@ class Splits:
 
 DATASETS: Registry[Callable[[], Splits]] = Registry("dataset")
 
+
+@dataclass(frozen=True)
+class Geometry:
+    train_examples: int
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+
+# Published sizes, so FLOPs can be planned without the data on disk.
+PUBLISHED_GEOMETRY = {
+    "cifar10": Geometry(50_000, (3, 32, 32), 10),
+    "cifar100": Geometry(50_000, (3, 32, 32), 100),
+    "imagenet": Geometry(1_281_167, (3, 224, 224), 1000),
+}
+
 # Registers the loaders.
 from harness.data import sources  # noqa: E402,F401

@@ -123,8 +123,12 @@ def split_holdout(dataset: ArrayDataset, fraction: float, seed: int
     if not fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    held = max(1, int(round(fraction * len(dataset))))
+    held = holdout_count(len(dataset), fraction)
     return dataset.subset(order[held:]), dataset.subset(order[:held])
+
+
+def holdout_count(size: int, fraction: float) -> int:
+    return max(1, int(round(fraction * size))) if fraction > 0 else 0
 
 
 def take(dataset: ArrayDataset, count: int | None, seed: int) -> ArrayDataset:

@@ -40,8 +40,9 @@ class Masking(Hook):
     """Keeps `model` sparse at `sparsity` and explores its connectivity (dynamic sparse
     training); attach it to `Trainer.fit` as a hook.
 
-    `last_update_step` is the last optimizer step (1-based) whose dense gradient was kept for
-    growth, i.e. the step at which a FLOPs ledger must count the dense backward pass.
+    `uses_dense_gradient(step)` says whether optimizer step `step` (1-based) needs the dense
+    gradient (a FLOPs ledger counts a dense backward pass there); `last_update_step` is the
+    last step whose dense gradient this hook kept.
     """
 
     def __init__(self, model: nn.Module, sparsity: float, distribution: str = "erk",
@@ -131,6 +132,12 @@ class Masking(Hook):
         another hook calls in that step's after_optimizer_step (e.g. EDST's escape, App. B)."""
         self._requested_steps.add(step)
 
+    def uses_dense_gradient(self, step: int, total_steps: int | None = None) -> bool:
+        """Whether step `step` needs the dense gradient: an update step with gradient growth
+        (RigL; SET's random growth needs none), or a step given to request_dense_grads."""
+        return ((self.growth == "gradient" and self.is_update_step(step, total_steps))
+                or step in self._requested_steps)
+
     @torch.no_grad()
     def prune_and_grow(self, fraction: float, growth: str | None = None,
                        dense_grads: dict[str, torch.Tensor] | None = None) -> dict[str, int]:
@@ -203,8 +210,7 @@ class Masking(Hook):
         self.optimizer = state.optimizer
         step = state.step + 1
         self.dense_grads = None
-        if self.is_update_step(step, state.total_steps) or step in self._requested_steps:
-            self._requested_steps.discard(step)
+        if self.uses_dense_gradient(step, state.total_steps):
             self.dense_grads = {name: torch.zeros_like(layer.weight)
                                 if layer.weight.grad is None
                                 else layer.weight.grad.detach().clone()
@@ -212,7 +218,7 @@ class Masking(Hook):
             self.last_update_step = step
         for name, layer in self.layers.items():
             if layer.weight.grad is not None:
-                pass
+                layer.weight.grad.mul_(self._mask(name))
 
     def after_optimizer_step(self, state: TrainState) -> None:
         self.apply_masks()

@@ -18,7 +18,7 @@ Conventions (paper App. D, which follows RigL, Evci et al. 2020, App. H and its 
 All figures are per example unless a name says otherwise (`FlopsLedger.total_flops` is the
 run's total).
 """
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -26,6 +26,30 @@ from torch import nn
 from harness.train import Hook, TrainState
 
 COUNTED_LAYERS = (nn.Conv2d, nn.Linear)
+
+
+@runtime_checkable
+class Connectivity(Protocol):
+    """What a sparse-training hook tells the ledger: the current per-layer densities, and
+    whether an optimizer step computed the dense weight gradient (to grow by it)."""
+
+    def densities(self) -> dict[str, float]:
+        ...
+
+    def computed_dense_gradient(self, step: int) -> bool:
+        ...
+
+
+def counted_layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(module.weight.shape) for name, module in model.named_modules()
+            if isinstance(module, COUNTED_LAYERS)}
+
+
+def weight_densities(model: nn.Module) -> dict[str, float]:
+    """Nonzero fraction of each counted layer's weights: what a trained (possibly pruned)
+    network costs at test time."""
+    return {name: float(module.weight.count_nonzero()) / module.weight.numel()
+            for name, module in model.named_modules() if isinstance(module, COUNTED_LAYERS)}
 
 
 def _layer_flops(module: nn.Module, output: torch.Tensor) -> int:
@@ -133,6 +157,16 @@ def ensemble_test_flops(member_forward_flops: Iterable[float]) -> float:
     """Test FLOPs per example of an ensemble: every member runs its own forward (paper
     Table 6: a dense M-member ensemble costs M x, M sparse members M x f_S / f_D)."""
     return sum(member_forward_flops)
+
+
+def ledger_for(layer_flops: dict[str, int], hooks: Iterable[Hook]) -> "FlopsLedger":
+    """A ledger that follows the run's sparse-training hook, if it has one."""
+    sparse = [hook for hook in hooks if isinstance(hook, Connectivity)]
+    if len(sparse) > 1:
+        raise ValueError("a run can have at most one sparse-connectivity hook")
+    if not sparse:
+        return FlopsLedger(layer_flops)
+    return FlopsLedger(layer_flops, sparse[0].densities, sparse[0].computed_dense_gradient)
 
 
 class FlopsLedger(Hook):
