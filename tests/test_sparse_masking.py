@@ -10,9 +10,10 @@ import torchvision
 from torch import nn
 
 from harness.data.arrays import ArrayDataset, Augment
+from harness.flops import Connectivity, counted_layer_shapes
 from harness.train import Hook, Trainer, TrainState
 from methods.sparse.distributions import layer_nonzeros, prunable_layers
-from methods.sparse.masking import Masking
+from methods.sparse.masking import Masking, mask_configuration
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -161,6 +162,7 @@ def test_prune_and_grow_keeps_counts_and_resets_what_it_touches(growth):
         # Had a just-pruned position been regrown, fewer positions would have changed.
         assert stats[name] == int(pruned.sum()) == int(grown.sum())
         assert stats[name] == min(round(0.5 * active), old.numel() - active) > 0
+        assert masking.densities()[name] == active / old.numel()
         assert torch.all(weight[grown] == 0)
         assert torch.all(momentum(state, weight)[grown | pruned] == 0)
         assert torch.equal(momentum(state, weight)[old & new], old_momenta[name][old & new])
@@ -255,8 +257,10 @@ def test_training_keeps_masked_weights_zero_and_updates_on_schedule(device, grow
     state = trainer.fit(model, tiny_dataset(device), seed=0, hooks=[masking, spy], epochs=2)
     assert state.total_steps == 16
     assert spy.changed_steps == [3, 6, 9, 12, 15]  # never at 0 nor at the final step 16
-    assert spy.dense_grad_steps == [3, 6, 9, 12, 15]
     assert [s for s in range(20) if masking.is_update_step(s)] == [3, 6, 9, 12, 15]
+    dense_grad_steps = [3, 6, 9, 12, 15] if growth == "gradient" else []  # SET needs none
+    assert spy.dense_grad_steps == dense_grad_steps
+    assert [s for s in range(20) if masking.computed_dense_gradient(s)] == dense_grad_steps
     assert all(flips == expected_flips(masking, step, 16) for step, flips in spy.flips.items())
     assert all(mask.device.type == device for mask in masking.masks.values())
     trained = [name for name, w in weights(masking).items()
@@ -293,6 +297,7 @@ def test_requested_step_keeps_its_dense_gradient_for_a_callers_prune_and_grow():
     state = train_state(masking, total_steps=10)
     masking.on_train_begin(state)
     masking.request_dense_grads(2)
+    assert [s for s in range(1, 10) if masking.computed_dense_gradient(s)] == [2]
     images = torch.randn(4, 3, 8, 8)
     drive_step(masking, state, images)
     assert masking.dense_grads is None and masking.last_update_step is None
@@ -316,6 +321,40 @@ def test_resnet18_steps_keep_counts_and_zeros():
     assert all(not torch.equal(before[name], masking.masks[name])
                for name, density in masking.densities().items() if density < 1)
     assert_masked_weights_are_zero(masking)
+
+
+def test_a_frozen_mask_never_changes_and_needs_no_dense_gradient():
+    model = small_net()
+    masking = Masking(model, 0.8, update_interval=3)
+    masking.freeze()
+    spy = Spy(masking)
+    trainer = Trainer(batch_size=8, augment=Augment(padding=0, hflip=False), progress=False)
+    trainer.fit(model, tiny_dataset("cpu"), seed=0, hooks=[masking, spy], epochs=2)
+    assert spy.changed_steps == [] and spy.dense_grad_steps == []
+    assert not any(masking.computed_dense_gradient(step) for step in range(20))
+
+
+def test_the_flops_ledger_sees_masking_as_a_sparse_connectivity():
+    masking = Masking(small_net(), 0.8, update_interval=3)
+    assert isinstance(masking, Connectivity)
+
+
+def test_mask_configuration_predicts_the_gin_configured_masking():
+    gin.parse_config("Masking.dense_first_layer = True\nMasking.distribution = 'er'\n"
+                     "Masking.update_interval = 7")
+    model = resnet18()
+    configuration = mask_configuration(counted_layer_shapes(model), 0.8)
+    masking = Masking(model, 0.8)
+    assert configuration.densities.keys() == masking.densities().keys()
+    assert "conv1" not in configuration.densities
+    for name, density in masking.densities().items():
+        assert abs(configuration.densities[name] - density) < 1 / masking.masks[name].numel()
+    assert configuration.dense_gradient_interval == 7
+    gin.parse_config("Masking.growth = 'random'")
+    assert mask_configuration({}, 0.8).dense_gradient_interval is None  # SET: no dense grads
+    gin.parse_config("Masking.distribution = 'erk_plus'")
+    with pytest.raises(ValueError, match="uniform, er, erk"):
+        mask_configuration({}, 0.8)
 
 
 def test_cosine_schedule_decays_the_prune_rate_and_constant_does_not():

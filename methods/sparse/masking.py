@@ -16,14 +16,17 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C; DESIGN.md "Sparse core"):
 Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
 regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
 """
+import inspect
 import math
+from dataclasses import dataclass
 
 import gin
 import torch
 from torch import nn
 
 from harness.train import Hook, TrainState
-from methods.sparse.distributions import layer_nonzeros, prunable_layers
+from methods.sparse.distributions import (DISTRIBUTIONS, layer_densities, layer_nonzeros,
+                                          prunable_layers)
 
 GROWTH = ("gradient", "random")
 PRUNE_RATE_SCHEDULES = ("constant", "cosine")
@@ -35,12 +38,25 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _check_settings(sparsity: float, distribution: str, update_interval: int,
+                    prune_rate: float, prune_rate_schedule: str, growth: str) -> None:
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    _choice(distribution, DISTRIBUTIONS, "distribution")
+    if update_interval < 1:
+        raise ValueError(f"update_interval must be >= 1, got {update_interval}")
+    if not 0 <= prune_rate < 1:
+        raise ValueError(f"prune_rate must be in [0, 1), got {prune_rate}")
+    _choice(prune_rate_schedule, PRUNE_RATE_SCHEDULES, "prune_rate_schedule")
+    _choice(growth, GROWTH, "growth")
+
+
 @gin.configurable
 class Masking(Hook):
     """Keeps `model` sparse at `sparsity` and explores its connectivity (dynamic sparse
     training); attach it to `Trainer.fit` as a hook.
 
-    `uses_dense_gradient(step)` says whether optimizer step `step` (1-based) needs the dense
+    `computed_dense_gradient(step)` says whether optimizer step `step` (1-based) needs the dense
     gradient (a FLOPs ledger counts a dense backward pass there); `last_update_step` is the
     last step whose dense gradient this hook kept.
     """
@@ -49,19 +65,15 @@ class Masking(Hook):
                  dense_first_layer: bool = False, update_interval: int = 1000,
                  prune_rate: float = 0.5, prune_rate_schedule: str = "constant",
                  growth: str = "gradient", seed: int = 0):
-        if not 0 <= sparsity < 1:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-        if update_interval < 1:
-            raise ValueError(f"update_interval must be >= 1, got {update_interval}")
-        if not 0 <= prune_rate < 1:
-            raise ValueError(f"prune_rate must be in [0, 1), got {prune_rate}")
+        _check_settings(sparsity, distribution, update_interval, prune_rate,
+                        prune_rate_schedule, growth)
         self.model = model
         self.sparsity = sparsity
         self.update_interval = update_interval
         self.prune_rate = prune_rate
-        self.prune_rate_schedule = _choice(prune_rate_schedule, PRUNE_RATE_SCHEDULES,
-                                           "prune_rate_schedule")
-        self.growth = _choice(growth, GROWTH, "growth")
+        self.prune_rate_schedule = prune_rate_schedule
+        self.growth = growth
+        self.explores = True
         self.layers = prunable_layers(model, dense_first_layer)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear to mask")
@@ -76,6 +88,7 @@ class Masking(Hook):
         self._generator = torch.Generator().manual_seed(seed)
         counts = layer_nonzeros(self.layer_shapes, 1.0 - sparsity, distribution)
         self.masks = {name: self._random_mask(name, counts[name]) for name in self.layers}
+        self._count_nonzeros()
         self.apply_masks()
 
     def _random_mask(self, name: str, count: int) -> torch.Tensor:
@@ -98,19 +111,28 @@ class Masking(Hook):
         for name, layer in self.layers.items():
             layer.weight.mul_(self._mask(name))
 
+    def _count_nonzeros(self) -> None:
+        # Prune-and-grow keeps every count, so they are counted only when masks are replaced:
+        # the FLOPs ledger asks for densities after every step and a count syncs a GPU.
+        self._nonzeros = {name: int(mask.count_nonzero()) for name, mask in self.masks.items()}
+
     def densities(self) -> dict[str, float]:
         """Fraction of active weights in each masked layer."""
-        return {name: mask.count_nonzero().item() / mask.numel()
-                for name, mask in self.masks.items()}
+        return {name: count / self.masks[name].numel() for name, count in self._nonzeros.items()}
 
     def overall_density(self) -> float:
         """Active fraction of all conv/linear weights; layers without a mask count as dense
         (RigL's convention for its dense first layer)."""
         every_layer = prunable_layers(self.model)
         total = sum(layer.weight.numel() for layer in every_layer.values())
-        active = sum(self.masks[name].count_nonzero().item() if name in self.masks
-                     else layer.weight.numel() for name, layer in every_layer.items())
+        active = sum(self._nonzeros.get(name, layer.weight.numel())
+                     for name, layer in every_layer.items())
         return active / total
+
+    def freeze(self) -> None:
+        """Stop exploring: the masks stay as they are for the rest of training (Static Sparse
+        Ensemble, App. C)."""
+        self.explores = False
 
     def is_update_step(self, step: int, total_steps: int | None = None) -> bool:
         """Whether optimizer step `step` (1-based) ends with a prune-and-grow: every
@@ -118,7 +140,7 @@ class Masking(Hook):
         (`total_steps`, by default the one seen at on_train_begin), whose regrown zeros would
         never be trained."""
         total_steps = self.total_steps if total_steps is None else total_steps
-        return (step > 0 and step % self.update_interval == 0
+        return (self.explores and step > 0 and step % self.update_interval == 0
                 and (total_steps is None or step < total_steps))
 
     def current_prune_rate(self, step: int, total_steps: int) -> float:
@@ -132,7 +154,7 @@ class Masking(Hook):
         another hook calls in that step's after_optimizer_step (e.g. EDST's escape, App. B)."""
         self._requested_steps.add(step)
 
-    def uses_dense_gradient(self, step: int, total_steps: int | None = None) -> bool:
+    def computed_dense_gradient(self, step: int, total_steps: int | None = None) -> bool:
         """Whether step `step` needs the dense gradient: an update step with gradient growth
         (RigL; SET's random growth needs none), or a step given to request_dense_grads."""
         return ((self.growth == "gradient" and self.is_update_step(step, total_steps))
@@ -210,7 +232,7 @@ class Masking(Hook):
         self.optimizer = state.optimizer
         step = state.step + 1
         self.dense_grads = None
-        if self.uses_dense_gradient(step, state.total_steps):
+        if self.computed_dense_gradient(step, state.total_steps):
             self.dense_grads = {name: torch.zeros_like(layer.weight)
                                 if layer.weight.grad is None
                                 else layer.weight.grad.detach().clone()
@@ -238,7 +260,40 @@ class Masking(Hook):
             raise ValueError("saved masks do not match this model's masked layers")
         self.masks = {name: masks[name].to(device=self.layers[name].weight.device,
                                            dtype=torch.bool) for name in self.layers}
+        self._count_nonzeros()
         self._generator.set_state(state["generator"])
         self.last_update_step = state["last_update_step"]
         self._requested_steps = set(state["requested_steps"])
         self.apply_masks()
+
+
+@dataclass(frozen=True)
+class MaskConfiguration:
+    """What a Masking built with the gin-bound settings would do, known without a model: for
+    FLOPs plans (App. D) and for checking a configuration before training."""
+
+    densities: dict[str, float]  # per masked layer; layers left out are dense
+    dense_gradient_interval: int | None  # RigL's dT when growth needs the dense gradient
+
+
+def _bound_settings() -> dict:
+    """Masking's keyword defaults, overridden by gin's bindings of `Masking`."""
+    parameters = inspect.signature(Masking.__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+    return {**defaults, **gin.get_bindings(Masking)}
+
+
+def mask_configuration(layer_shapes: dict[str, tuple[int, ...]],
+                       sparsity: float) -> MaskConfiguration:
+    """The configuration `Masking(model, sparsity)` would get from gin, for a model whose
+    conv/linear weight shapes are `layer_shapes` (in model order; may be empty when only the
+    interval is wanted). Bad settings raise ValueError, as Masking would."""
+    settings = _bound_settings()
+    _check_settings(sparsity, settings["distribution"], settings["update_interval"],
+                    settings["prune_rate"], settings["prune_rate_schedule"], settings["growth"])
+    shapes = dict(layer_shapes)
+    if settings["dense_first_layer"]:
+        shapes.pop(next((name for name, shape in shapes.items() if len(shape) == 4), None), None)
+    densities = layer_densities(shapes, 1 - sparsity, settings["distribution"]) if shapes else {}
+    interval = settings["update_interval"] if settings["growth"] == "gradient" else None
+    return MaskConfiguration(densities, interval)
