@@ -27,8 +27,11 @@ from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forw
                            sparse_forward_flops, weight_densities)
 from harness.flops.plan import PlanContext, reference_epochs, reference_train_flops
 from harness.models import build_model
+from harness.predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.predictors import Predictor
 from harness.record import prepare_run_dir, write_json, write_metrics, write_text
+from harness.robustness import ScoredSet  # also registers the robustness suites
+from harness.structure import structure_rows
 from harness.train import Trainer, set_deterministic
 from methods import METHODS, FitContext, Method
 
@@ -106,7 +109,7 @@ class Experiment:
         return PlanContext(layer_flops=layer_forward_flops(model, geometry.image_shape),
                            layer_shapes=counted_layer_shapes(model),
                            train_examples=examples, batch_size=trainer.batch_size,
-                           epochs=trainer.scaled_epochs,
+                           epochs=trainer.scaled_epochs, paper_epochs=trainer.epochs,
                            architecture=getattr(model, "architecture", self.model_name))
 
     def flops_report(self, method: Method, context: PlanContext) -> dict:
@@ -175,7 +178,7 @@ class Prepared:
     trainer: Trainer
     model_factory: "functools.partial[nn.Module]"
     data: DataContext
-    eval_sets: list[EvalSet]
+    eval_sets: list[EvalSet | ScoredSet]
     planned_flops: dict
     progress: bool
 
@@ -188,13 +191,23 @@ class Prepared:
 
         start = time.perf_counter()
         rows = []
+        test_predictions = PredictionCollector()
         for eval_set in self.eval_sets:
-            for row in evaluate(predictor, eval_set, progress=self.progress):
+            clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
+            scored = (eval_set.score(predictor, self.progress)
+                      if isinstance(eval_set, ScoredSet) else
+                      evaluate(predictor, eval_set, progress=self.progress,
+                               collect=test_predictions if clean_test else None))
+            for row in scored:  # a scored set's rows may name their own corruption
                 rows.append({"method": self.method.name, "suite": eval_set.suite,
                              "corruption": eval_set.corruption,
                              "severity": eval_set.severity, **row})
         eval_seconds = time.perf_counter() - start
+        if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
+            test_predictions.write(run_dir / TEST_PREDICTIONS)
 
+        rows += [{"method": self.method.name, "suite": "structure", "corruption": "clean",
+                  "severity": 0, **row} for row in structure_rows(predictor.members())]
         flops = self.measured_flops(predictor, context)
         rows += [{"method": self.method.name, "member": "ensemble", "suite": "flops",
                   "corruption": "clean", "severity": 0, "metric": name, "value": flops[name]}

@@ -33,6 +33,7 @@ class PlanContext:
     train_examples: int
     batch_size: int
     epochs: int  # the trainer's epochs at the configured scale
+    paper_epochs: int  # the same at paper scale, as configured
     architecture: str = ""
 
     @property

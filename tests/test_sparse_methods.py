@@ -1,0 +1,102 @@
+"""Static, DST and EDST ensembles end to end at smoke scale, and their bad input."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from harness.config import parse
+from harness.errors import UserError
+from harness.experiment import run_experiment
+from methods.sparse.edst import EDSTEnsemble
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")
+FAST = ["epoch_factor.factor = 0.02", "Experiment.suites = ('test',)",
+        "Masking.update_interval = 10"]
+
+
+def smoke_run(method, tmp_path, *bindings):
+    return run_experiment([str(ROOT / "gin" / f"{method}.gin"), SMOKE], [*FAST, *bindings],
+                          str(tmp_path / method), progress=False)
+
+
+@pytest.fixture(scope="module")
+def edst_run(tmp_path_factory):
+    run_dir, summary = smoke_run("edst", tmp_path_factory.mktemp("edst"))
+    return run_dir, summary, pd.read_parquet(run_dir / "metrics.parquet")
+
+
+def test_edst_gives_m_distinct_exactly_sparse_tickets(edst_run):
+    run_dir, summary, metrics = edst_run
+    assert summary["num_members"] == 3 and summary["training_runs"] == 1
+    structure = metrics[metrics.suite == "structure"]
+    densities = structure[structure.metric == "density"].set_index("member").value
+    assert list(densities.index) == ["0", "1", "2"]
+    assert densities.tolist() == pytest.approx([0.2] * 3, abs=1e-4)
+    jaccard = structure[structure.metric == "mask_jaccard"].value
+    assert len(jaccard) == 3 and (jaccard < 0.9).all()
+    for index in range(3):
+        saved = torch.load(run_dir / "checkpoints" / f"member_{index}.pt", weights_only=False)
+        for name, mask in saved["masks"].items():
+            nonzero = saved["model"][f"{name}.weight"] != 0
+            assert bool((nonzero <= mask).all())  # regrown weights may still be exactly 0
+    assert not list((run_dir / "checkpoints").glob("*.resume.pt"))
+
+
+def test_edst_measured_flops_match_the_plan(edst_run):
+    flops = json.loads((edst_run[0] / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=0.01)
+    assert flops["test_flops_ratio"] == pytest.approx(flops["planned_test_flops_ratio"],
+                                                      rel=0.01)
+    assert flops["train_flops_ratio"] < 1  # cheaper than one dense model (paper Table 1)
+
+
+def test_edst_learning_rate_phases():
+    parse([str(ROOT / "gin" / "edst.gin")])
+    method = EDSTEnsemble()
+    schedule = method.schedule()
+    assert method.phase_end_epochs() == [250, 350, 450]
+    at = lambda epoch: schedule(epoch / 450)
+    assert [at(0), at(149.9), at(150), at(199.9), at(200), at(250), at(300), at(449)] == \
+        pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.1, 0.01, 0.01])
+
+
+OWNERS = {"static": "StaticSparseEnsemble", "dst": "DSTEnsemble"}
+
+
+@pytest.mark.parametrize("method", ["static", "dst"])
+def test_independent_sparse_members(method, tmp_path):
+    run_dir, summary = smoke_run(method, tmp_path, f"{OWNERS[method]}.num_members = 2")
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    structure = metrics[metrics.suite == "structure"]
+    assert structure[structure.metric == "density"].value.tolist() == pytest.approx(
+        [0.2, 0.2], abs=1e-4)
+    assert structure[structure.metric == "mask_jaccard"].value.iloc[0] < 0.5  # own seeds
+    flops = json.loads((run_dir / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=0.01)
+    assert summary["training_runs"] == 2
+
+
+@pytest.mark.parametrize("bindings,message", [
+    (["EDSTEnsemble.sparsity = 1.0"], "sparsity must be in (0, 1)"),
+    (["EDSTEnsemble.sparsity = 0.0"], "sparsity must be in (0, 1)"),
+    (["EDSTEnsemble.num_members = 0"], "num_members must be >= 1"),
+    (["Trainer.epochs = 400"], "t_ex + M * t_re = epochs"),
+    (["Masking.distribution = 'erdos'"], "unknown distribution 'erdos'"),
+    (["Masking.growth = 'momentum'"], "unknown growth 'momentum'"),
+])
+def test_bad_sparse_settings_fail_before_training(bindings, message, tmp_path):
+    with pytest.raises(UserError) as error:
+        run_experiment([str(ROOT / "gin" / "edst.gin"), SMOKE], [*FAST, *bindings],
+                       str(tmp_path / "run"), progress=False)
+    assert message in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", ["static", "dst"])
+def test_bad_sparsity_of_independent_ensembles(method, tmp_path):
+    with pytest.raises(UserError, match="sparsity must be in"):
+        smoke_run(method, tmp_path, f"{OWNERS[method]}.sparsity = 1.5")
+    assert not (tmp_path / method).exists()
