@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean
+.PHONY: test demo venv cifar10-npz clean table1 table2 table3 figures golden golden-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,41 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+	$(MAKE) golden-check
 
 demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo
+
+# The paper's tables: every row of gin/tableN/ (one run per seed; finished runs are reused, so
+# an interrupted table resumes), then reports/tableN.{parquet,md} beside the paper's numbers.
+SCALE ?= paper
+SEEDS ?= 1
+
+table1: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
+table1 table2 table3: $(STAMP)
+	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
+
+figures: $(STAMP)
+	$(PY) -m harness.figures --scale=$(SCALE)
+
+# The golden smoke table: `make golden` rewrites reports/golden/ (commit it when a change is
+# meant to move numbers, e.g. a new row); `make golden-check`, part of `make test`, rebuilds it
+# from scratch and fails when any cell drifts past harness/diff.py's tolerances.
+# One thread: the order of float sums, and so the last bits of every number, follows the
+# thread count.
+GOLDEN_RUN := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.tables --table=1 \
+	--scale=smoke --seeds=1 --gin_file=reports/golden/golden.gin --runs_dir=build/golden/runs \
+	--noprogress
+
+golden: $(STAMP)
+	rm -rf build/golden
+	$(GOLDEN_RUN) --output_dir=reports/golden
+
+golden-check: $(STAMP)
+	rm -rf build/golden && mkdir -p build/golden
+	$(GOLDEN_RUN) --output_dir=build/golden > build/golden/log 2>&1 \
+		|| (cat build/golden/log; exit 1)
+	$(PY) -m harness.diff reports/golden/table1.parquet build/golden/table1.parquet
 
 # The shared JPEG copy of CIFAR-10 decoded to the arrays the `npz` dataset reads (cpu scale).
 data/cifar10.npz: | $(STAMP)
@@ -30,4 +62,4 @@ data/cifar10.npz: | $(STAMP)
 cifar10-npz: data/cifar10.npz
 
 clean:
-	rm -rf reports/demo runs .pytest_cache
+	rm -rf reports/demo runs build .pytest_cache

@@ -52,10 +52,12 @@ def validation(context) -> Iterator[EvalSet]:
 
 
 @torch.inference_mode()
-def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True
+def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
+             collect: Callable[[torch.Tensor, torch.Tensor], None] | None = None
              ) -> list[dict]:
     """Rows {member, metric, value} for one set: member = 'ensemble', each member's index,
-    and 'i-j' for each pair (disagreement, kl)."""
+    and 'i-j' for each pair (disagreement, kl). `collect`, if given, receives each batch's
+    member log-probabilities [M, B, C] and labels (harness/predictions.py caches them)."""
     predictor.eval()
     members = predictor.num_members
     totals: dict[str, MetricSums] = {}
@@ -69,6 +71,8 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True
                              f"{tuple(member_logits.shape)}, expected [M={members}, "
                              f"B={labels.shape[0]}, C]")
         member_log_probs = at_least_float32(member_logits).log_softmax(-1)
+        if collect is not None:
+            collect(member_log_probs, labels)
         named = {"ensemble": ensemble_log_probs(member_logits)}
         if members > 1:
             named.update({str(m): member_log_probs[m] for m in range(members)})

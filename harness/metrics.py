@@ -111,3 +111,22 @@ def ece(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 def brier(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     return _whole_set(log_probs, labels)["brier"]
+
+
+def entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Predictive entropy -sum_c p_c log p_c of each row of log-probabilities [B, C] -> [B]."""
+    return torch.special.entr(at_least_float32(log_probs).exp()).sum(-1)  # 0 log 0 = 0
+
+
+def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Area under the ROC curve of scores meant to rank `positive` above `negative` (OoD
+    detection, paper App. K: in-distribution examples are the positives): the Mann-Whitney U
+    statistic over n_pos * n_neg, ties counting one half (as sklearn's roc_auc_score)."""
+    scores = torch.cat([positive.flatten(), negative.flatten()]).double()
+    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = (ends - (counts.double() - 1) / 2)[inverse]  # average 1-based rank among ties
+    n_pos, n_neg = positive.numel(), negative.numel()
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs positive and negative examples")
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -35,8 +35,11 @@ def test_dense_ensemble_run_directory(tmp_path):
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert list(metrics.columns) == ["method", "member", "suite", "corruption", "severity",
                                      "metric", "value"]
-    assert set(metrics.member) == {"ensemble", "0", "1", "0-1"}
-    assert set(metrics[metrics.member == "0-1"].metric) == {"disagreement", "kl"}
+    test = metrics[metrics.suite == "test"]
+    assert set(test.member) == {"ensemble", "0", "1", "0-1"}
+    assert set(test[test.member == "0-1"].metric) == {"disagreement", "kl"}
+    structure = metrics[metrics.suite == "structure"]
+    assert structure[structure.metric == "density"].value.tolist() == [1.0, 1.0]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_members"] == 2 and summary["training_runs"] == 2
     assert 0 <= summary["metrics"]["test/accuracy"] <= 1

@@ -1,0 +1,146 @@
+"""Writes a corrupted copy of any array dataset's test split in the CIFAR-10-C file layout
+(Hendrycks & Dietterich 2019): `DIR/<corruption>.npy` holds the N test images under each
+severity 1-5 in five consecutive blocks ([5N, H, W, C] uint8) and `DIR/labels.npy` the labels
+tiled five times, with the CIFAR-10-C (32x32) parameters of `harness.data.corruptions`.
+
+    python -m harness.data.corrupt --npz data/cifar10.npz --out data/generated/cifar10-c
+
+Its output is always marked as generated (`GENERATED.json`, read by `harness.data.cifar_c`),
+so it is scored as the `generated_c` suite and never mistaken for the published CIFAR-10-C.
+Generation is deterministic: severity s of corruption k on chunk i draws from
+`default_rng([seed, k, s, i])`.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from harness.data.corruptions import CORRUPTIONS
+from harness.errors import UserError
+
+MARKER = "GENERATED.json"
+VERSION = 1  # of the corruption code: a cached suite of another version is made again
+SEVERITIES = (1, 2, 3, 4, 5)
+CHUNK = 500  # images corrupted at once: part of the seeding, so fixed
+
+
+def corrupt(images: np.ndarray, corruption: str, severity: int, rng: np.random.Generator
+            ) -> np.ndarray:
+    """uint8 images [N, H, W, C] -> their corrupted copies, cast as Hendrycks cast them
+    (np.uint8 of the 0-255 result: truncation)."""
+    out = CORRUPTIONS[corruption](images.astype(np.float64) / 255.0, severity, rng)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: str,
+             seed: int = 0, corruptions: Sequence[str] = tuple(CORRUPTIONS),
+             fingerprint: str | None = None, progress: bool = True) -> Path:
+    """Writes the corrupted suite of `images` [N, H, W, C] (C = 1 or 3) into `out_dir`,
+    whole or not at all: it is built beside it and renamed into place. `fingerprint`
+    (recorded in the marker) identifies the source images of a cached suite."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise UserError(f"{source}: test images must be uint8 [N, H, W, 1 or 3] to corrupt, "
+                        f"got {images.dtype} {images.shape}")
+    unknown = sorted(set(corruptions) - set(CORRUPTIONS))
+    if unknown:
+        raise UserError(f"unknown corruption(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(CORRUPTIONS)}")
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        count = len(images)
+        steps = tqdm(total=len(corruptions) * len(SEVERITIES), desc=f"corrupting {source}",
+                     disable=not progress, leave=False)
+        for name in corruptions:
+            target = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+",
+                                               dtype=np.uint8,
+                                               shape=(5 * count,) + images.shape[1:])
+            index = list(CORRUPTIONS).index(name)
+            for severity in SEVERITIES:
+                block = (severity - 1) * count
+                for chunk, start in enumerate(range(0, count, CHUNK)):
+                    rng = np.random.default_rng([seed, index, severity, chunk])
+                    stop = min(start + CHUNK, count)
+                    target[block + start:block + stop] = corrupt(images[start:stop], name,
+                                                                 severity, rng)
+                steps.update()
+            target.flush()
+            del target
+        steps.close()
+        np.save(staging / "labels.npy", np.tile(labels.astype(np.int64), len(SEVERITIES)))
+        marker = {"generated_by": "harness.data.corrupt", "version": VERSION,
+                  "source": source, "seed": seed,
+                  "images": count, "corruptions": list(corruptions),
+                  "fingerprint": fingerprint,
+                  "note": "generated with Hendrycks' CIFAR-10-C settings; not the published "
+                          "CIFAR-10-C"}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The generation record of a folder written here, None for any other folder."""
+    marker = folder / MARKER
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def load_test_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """x_test as [N, H, W, C] (grey [N, H, W] gains a channel) and y_test of an npz."""
+    if not path.is_file():
+        raise UserError(f"{path} not found: give an .npz with x_test and y_test")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if not {"x_test", "y_test"} <= set(arrays.files):
+                raise UserError(f"{path} lacks x_test/y_test")
+            images, labels = arrays["x_test"], arrays["y_test"]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise UserError(f"{path} is not a readable .npz archive ({error})") from error
+    if images.ndim == 3:
+        images = images[..., None]
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{path}: y_test must be {len(images)} integer labels, got "
+                        f"{labels.dtype} {labels.shape}")
+    return images, labels
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.data.corrupt",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--npz", required=True, type=Path,
+                        help="array dataset whose x_test/y_test are corrupted")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corruptions", default=",".join(CORRUPTIONS),
+                        help="comma-separated names (default: all 19)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="corrupt only the first LIMIT test images")
+    args = parser.parse_args(argv)
+    try:
+        images, labels = load_test_split(args.npz)
+        if args.limit is not None:
+            images, labels = images[:args.limit], labels[:args.limit]
+        names = [name for name in args.corruptions.split(",") if name]
+        out = generate(images, labels, args.out, source=str(args.npz), seed=args.seed,
+                       corruptions=names)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {len(names)} corruptions x 5 severities of {len(images)} images to {out} "
+          f"(generated, not the published CIFAR-10-C)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""`make table1|table2|table3`: one run per row of a paper table, then the table.
+
+    python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
+        [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
+        [--output_dir=reports] [--noprogress]
+
+The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
+reproduce on a line `# row: <method as in reports/reference/freetickets_tables.csv>` (M and
+sparsity come from the run itself); a file there without that line is an include shared by
+rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
+paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
+keeps CIFAR-100 at cpu scale), then any extra files and bindings, and runs once per seed k
+(`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
+
+Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
+it stopped; a finished run made from another configuration than the row gives now is an error
+rather than a stale number. A row whose method is not registered yet is skipped and shows as
+missing in the table. Then harness/report.py writes `<output_dir>/table<N>.parquet` and `.md`.
+"""
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import gin
+
+from harness.config import first_line, parse
+from harness.errors import UserError
+from harness.record import is_finished, write_json
+from harness.report import ROW_FILE, report
+
+ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    name: str  # the row's gin file stem; its folder under the runs
+    method: str  # the paper's name for it
+    gin_files: tuple[str, ...]  # its own file first, then scale and extras
+
+
+def paper_name(config: Path) -> str | None:
+    """The `# row:` name of a row file; None for a file without one (an include of rows)."""
+    match = ROW_LINE.search(config.read_text())
+    return None if match is None else match.group(1)
+
+
+def scale_files(table: int, scale: str, gin_dir: Path) -> list[str]:
+    general = gin_dir / "scale" / f"{scale}.gin"
+    if scale != "paper" and not general.is_file():
+        known = ["paper", *sorted(path.stem for path in (gin_dir / "scale").glob("*.gin"))]
+        raise UserError(f"unknown scale {scale!r}; known: {', '.join(known)}")
+    own = gin_dir / f"table{table}" / "scale" / f"{scale}.gin"
+    return [str(path) for path in (general, own) if path.is_file()]
+
+
+def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+    named = {config: paper_name(config)
+             for config in sorted((gin_dir / f"table{table}").glob("*.gin"))}
+    if not any(named.values()):
+        raise UserError(f"table {table} has no rows: no gin file in {gin_dir}/table{table}/ "
+                        f"has a '# row: <method as in the reference table>' line")
+    layers = [*scale_files(table, scale, gin_dir), *extra_files]
+    return [TableRow(config.stem, name, (str(config), *layers))
+            for config, name in named.items() if name]
+
+
+def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
+             progress: bool) -> str:
+    """Runs (or reuses) one seed of a row; returns what happened, for the log."""
+    from harness.experiment import run_experiment  # torch and the methods load only here
+    from methods import METHODS
+
+    bindings = [*bindings, f"Experiment.seed = {seed}"]
+    parse(row.gin_files, bindings)
+    method = gin.query_parameter("Experiment.method")
+    if method not in METHODS.names():
+        return f"skipped: method {method!r} is not built yet"
+    run_dir = row_dir / f"seed{seed}"
+    if is_finished(run_dir):
+        recorded = run_dir / "config.gin"
+        if not recorded.is_file() or recorded.read_text() != gin.config_str():
+            raise UserError(f"{run_dir} is a finished run of another configuration than "
+                            f"{' + '.join(row.gin_files)} gives now; remove it to run again")
+        return "reused"
+    try:
+        run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
+                       progress=progress)
+    finally:
+        if run_dir.is_dir():  # finished, or interrupted: the report shows or names it
+            write_json(row_dir / ROW_FILE, {"row": row.name, "method": row.method,
+                                            "gin_files": list(row.gin_files),
+                                            "bindings": bindings[:-1]})
+    return "ran"
+
+
+def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),
+              runs_dir: Path = Path("runs"), output_dir: Path = Path("reports"),
+              extra_files=(), bindings=(), progress: bool = True) -> Path:
+    """Runs every row and seed of the table, then writes it; returns the markdown path."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    for row in table_rows(table, scale, gin_dir, extra_files):
+        for seed in range(seeds):
+            print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
+            outcome = run_seed(row, seed, list(bindings), runs_dir / f"table{table}" / scale
+                               / row.name, progress)
+            print(f"  {outcome}", flush=True)
+            if outcome.startswith("skipped"):
+                break
+    return report(table, scale, runs_dir, output_dir, seeds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=int, required=True, help="1, 2 or 3")
+    parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
+    parser.add_argument("--gin_file", action="append", default=[],
+                        help="extra gin files, layered after the scale")
+    parser.add_argument("--gin_bindings", action="append", default=[],
+                        help="bindings applied after every file")
+    parser.add_argument("--gin_dir", type=Path, default=Path("gin"))
+    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
+    parser.add_argument("--output_dir", type=Path, default=Path("reports"))
+    parser.add_argument("--noprogress", dest="progress", action="store_false",
+                        help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        for file in args.gin_file:
+            if not Path(file).is_file():
+                raise UserError(f"gin file {file} not found")
+        table = run_table(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
+                          runs_dir=args.runs_dir, output_dir=args.output_dir,
+                          extra_files=args.gin_file, bindings=args.gin_bindings,
+                          progress=args.progress)
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        return 2
+    print(table.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""`python -m harness.tables`: one run per row of gin/table<N>/, reused when finished, several
+seeds as mean and std, rows of methods not built yet shown as missing."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import tables
+from harness.errors import UserError
+from harness.predictions import load_predictions, subensemble_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+# One epoch on 128 images, clean test set only: the runner's logic, not the numbers.
+FAST = ("Experiment.train_subset = 128", "epoch_factor.factor = 0.004",
+        "Experiment.suites = ('test',)", "DenseEnsemble.num_members = 2")
+
+
+@pytest.fixture(autouse=True)
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # row files include 'gin/dense.gin' relative to the repository
+
+
+def gin_dir_with(tmp_path: Path, rows: dict[str, str]) -> Path:
+    """A gin folder with the real scales and the given table-1 rows."""
+    gin_dir = tmp_path / "gin"
+    (gin_dir / "table1").mkdir(parents=True)
+    (gin_dir / "scale").mkdir()
+    (gin_dir / "scale" / "smoke.gin").write_text((ROOT / "gin/scale/smoke.gin").read_text())
+    for name, text in rows.items():
+        (gin_dir / "table1" / f"{name}.gin").write_text(text)
+    return gin_dir
+
+
+def run(tmp_path, capsys, gin_dir, seeds=1, bindings=FAST):
+    tables.run_table(1, "smoke", seeds, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
+                     output_dir=tmp_path / "reports", bindings=bindings, progress=False)
+    return pd.read_parquet(tmp_path / "reports" / "table1.parquet"), capsys.readouterr().out
+
+
+def test_rows_run_once_then_are_reused(tmp_path, capsys):
+    gin_dir = gin_dir_with(tmp_path, {name: (ROOT / f"gin/table1/{name}.gin").read_text()
+                                      for name in ("dense", "dense_ensemble")})
+    frame, output = run(tmp_path, capsys, gin_dir=gin_dir)
+    ours = frame[frame.status == "ok"].set_index("row")
+    assert sorted(ours.index) == ["dense", "dense_ensemble"]
+    assert ours.loc["dense", "method"] == "Single Dense Model"
+    assert ours.loc["dense_ensemble", "M"] == 2 and ours.loc["dense", "train_flops_ratio"] == 1
+    assert (ours.scale == "smoke").all() and ours.acc.between(0, 100).all()
+    ensemble_run = tmp_path / "runs/table1/smoke/dense_ensemble/seed0"
+    log_probs, labels = load_predictions(ensemble_run)  # cached, re-scored as the run scored
+    assert log_probs.shape[0] == 2
+    rescored = subensemble_metrics(log_probs, labels, range(2))
+    assert 100 * rescored["accuracy"] == pytest.approx(ours.loc["dense_ensemble", "acc"])
+    assert rescored["nll"] == pytest.approx(ours.loc["dense_ensemble", "nll"], abs=1e-6)
+    assert output.count("  ran") == 2
+
+    again, output = run(tmp_path, capsys, gin_dir=gin_dir)
+    assert output.count("  reused") == 2 and "  ran" not in output
+    pd.testing.assert_frame_equal(frame, again)
+
+    with pytest.raises(UserError, match="another configuration"):
+        run(tmp_path, capsys, gin_dir=gin_dir, bindings=(*FAST, "Trainer.lr = 0.05"))
+
+
+def test_seeds_give_mean_and_std(tmp_path, capsys):
+    gin_dir = gin_dir_with(tmp_path, {"dense": "# row: Single Dense Model\n"
+                                               "include 'gin/dense.gin'\n"})
+    frame, _ = run(tmp_path, capsys, seeds=2, gin_dir=gin_dir)
+    dense = frame[frame.row == "dense"].iloc[0]
+    assert dense.seeds == 2 and dense.acc_std >= 0 and len(dense.config_hash.split(",")) == 2
+    assert (tmp_path / "runs/table1/smoke/dense/seed1/summary.json").is_file()
+
+
+def test_a_row_whose_method_is_not_built_is_missing(tmp_path, capsys):
+    gin_dir = gin_dir_with(tmp_path, {
+        "dense": "# row: Single Dense Model\ninclude 'gin/dense.gin'\n",
+        "mimo": "# row: MIMO\ninclude 'gin/dense.gin'\nExperiment.method = 'mimo'\n",
+        "shared": "# an include of rows: no row line\nTrainer.lr = 0.1\n"})
+    frame, output = run(tmp_path, capsys, gin_dir=gin_dir)
+    assert "skipped: method 'mimo' is not built yet" in output and "shared" not in output
+    mimo = frame[frame.method == "MIMO"].iloc[0]
+    assert mimo.status == "missing" and pd.isna(mimo.acc) and mimo.paper_acc == 96.4
+
+
+def test_bad_tables_are_one_clear_error(tmp_path, capsys):
+    unnamed = gin_dir_with(tmp_path, {"dense": "include 'gin/dense.gin'\n"})
+    with pytest.raises(UserError, match="table 1 has no rows: no gin file in .* has a '# row: "):
+        run(tmp_path, capsys, gin_dir=unnamed)
+    with pytest.raises(UserError, match="unknown scale .huge.; known: paper, "):
+        tables.run_table(1, "huge", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+    with pytest.raises(UserError, match="table 9 has no rows"):  # no folder at all
+        tables.run_table(9, "smoke", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+    assert tables.main(["--table=1", "--scale=smoke", "--gin_file=nope.gin"]) == 2
+    assert capsys.readouterr().err.strip() == "error: gin file nope.gin not found"
+
+
+def test_table3_at_paper_scale_needs_imagenet(tmp_path, capsys):
+    """Table 3 runs ResNet-50 on ImageNet: without the data it stops with the dataset's own
+    one-line error before any training."""
+    code = tables.main(["--table=3", "--scale=paper", f"--runs_dir={tmp_path}/runs",
+                        f"--output_dir={tmp_path}/reports", "--noprogress"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.count("\n") == 0 and "imagenet" in error.lower()
+    assert not list((tmp_path / "runs").glob("table3/paper/*/seed0"))
