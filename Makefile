@@ -38,8 +38,8 @@ figures: $(STAMP)
 # The golden smoke table: `make golden` rewrites reports/golden/ (commit it when a change is
 # meant to move numbers, e.g. a new row); `make golden-check`, part of `make test`, rebuilds it
 # from scratch and fails when any cell drifts past harness/diff.py's tolerances.
-# One thread: the order of float sums, and so the last bits of every number, follows the
-# thread count.
+# In float64 (golden.gin), so that CPUs of other vector widths agree far within the tolerances;
+# one thread keeps it bit-exact on one machine besides.
 GOLDEN_RUN := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.tables --table=1 \
 	--scale=smoke --seeds=1 --gin_file=reports/golden/golden.gin --runs_dir=build/golden/runs \
 	--noprogress

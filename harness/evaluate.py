@@ -29,6 +29,10 @@ class EvalSet:
     batches: Callable[[], Batches]
     num_batches: int | None = None
 
+    def score(self, predictor: "Predictor", progress: bool = True) -> list[dict]:
+        """Rows {member, metric, value}; the same call scores robustness.ScoredSet."""
+        return evaluate(predictor, self, progress=progress)
+
 
 # A suite builder receives the experiment's data context and yields its evaluation sets.
 SUITES: Registry[Callable[..., Iterator[EvalSet]]] = Registry("evaluation suite")

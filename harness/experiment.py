@@ -5,6 +5,7 @@ evaluation sets) without touching the output directory, so bad input fails befor
 directory exists. `Prepared.run(run_dir)` trains, evaluates and writes the run record
 (harness/record.py). `Experiment.plan_flops()` gives the planned FLOPs without any data.
 """
+import contextlib
 import functools
 import hashlib
 import shutil
@@ -53,6 +54,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+# Parameters and inputs in float32, or in float64 where a run must give the same numbers on
+# any CPU: float32 sums follow the CPU's vector width (AVX2 vs AVX-512), and training amplifies
+# their last-bit differences into visibly different networks within a few dozen steps, while
+# float64's stay far below the golden table's tolerances (reports/golden/golden.gin).
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Models built and inputs normalised within take `dtype` (ArrayDataset.normalize)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 @dataclass
 class DataContext:
     """What evaluation suites draw their sets from."""
@@ -69,7 +88,7 @@ class Experiment:
                  model: str = "wide_resnet", seed: int = 0, suites: tuple = ("test",),
                  validation_fraction: float = 0.0, train_subset: int | None = None,
                  eval_batch_size: int = 500, device: str = "auto",
-                 deterministic: bool = False):
+                 deterministic: bool = False, precision: str = "float32"):
         self.method_name = method
         self.dataset_name = dataset
         self.model_name = model
@@ -80,8 +99,12 @@ class Experiment:
         self.eval_batch_size = eval_batch_size
         self.device = device
         self.deterministic = deterministic
+        self.precision = precision
 
     def build(self, progress: bool = True) -> tuple[Method, Trainer]:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"Experiment.precision must be one of {', '.join(PRECISIONS)}, "
+                            f"got {self.precision!r}")
         for suite in self.suites:
             SUITES.get(suite)
         if "validation" in self.suites and self.validation_fraction <= 0:
@@ -187,22 +210,21 @@ class Prepared:
         context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
                              model_factory=self.model_factory, seed=self.experiment.seed,
                              checkpoint_dir=run_dir / "checkpoints")
-        predictor = self.method.fit(context)
-
-        start = time.perf_counter()
-        rows = []
-        test_predictions = PredictionCollector()
-        for eval_set in self.eval_sets:
-            clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
-            scored = (eval_set.score(predictor, self.progress)
-                      if isinstance(eval_set, ScoredSet) else
-                      evaluate(predictor, eval_set, progress=self.progress,
-                               collect=test_predictions if clean_test else None))
-            for row in scored:  # a scored set's rows may name their own corruption
-                rows.append({"method": self.method.name, "suite": eval_set.suite,
-                             "corruption": eval_set.corruption,
-                             "severity": eval_set.severity, **row})
-        eval_seconds = time.perf_counter() - start
+        with default_dtype(PRECISIONS[self.experiment.precision]):
+            predictor = self.method.fit(context)
+            start = time.perf_counter()
+            rows = []
+            test_predictions = PredictionCollector()
+            for eval_set in self.eval_sets:
+                clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
+                scored = (evaluate(predictor, eval_set, progress=self.progress,
+                                   collect=test_predictions) if clean_test else
+                          eval_set.score(predictor, self.progress))
+                for row in scored:  # a scored set's rows may name their own corruption
+                    rows.append({"method": self.method.name, "suite": eval_set.suite,
+                                 "corruption": eval_set.corruption,
+                                 "severity": eval_set.severity, **row})
+            eval_seconds = time.perf_counter() - start
         if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
             test_predictions.write(run_dir / TEST_PREDICTIONS)
 

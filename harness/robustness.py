@@ -291,7 +291,8 @@ def fgsm_batches(predictor: Predictor, member: int, dataset: ArrayDataset, batch
             mean = torch.tensor(dataset.mean, device=dataset.device).view(1, -1, 1, 1)
             std = torch.tensor(dataset.std, device=dataset.device).view(1, -1, 1, 1)
             labels = dataset.labels[start:start + batch_size]
-            pixels = (dataset.images[start:start + batch_size].float() / 255).requires_grad_()
+            pixels = dataset.images[start:start + batch_size].to(torch.get_default_dtype()) / 255
+            pixels.requires_grad_()
             inputs = (pixels - mean) / std
             logits = network(inputs) if network is not None else predictor(inputs)[member]
             loss = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")

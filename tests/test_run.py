@@ -66,13 +66,15 @@ def bad_input_cases(tmp_path):
                                        f"--gin_bindings=npz.path = '{tmp_path}/x.npz'"],
                             "x.npz not found"),
         "unknown parameter": (smoke() + ["--gin_bindings=Trainer.epoch = 3"], "epoch"),
+        "unknown precision": (smoke() + ["--gin_bindings=Experiment.precision = 'float16'"],
+                              "Experiment.precision must be one of float32, float64"),
         "unwritable output": (smoke() + [f"--output_dir={blocker}/run"], "cannot write"),
     }
 
 
 @pytest.mark.parametrize("case", ["malformed gin", "missing gin", "unknown method",
                                   "unknown dataset", "missing dataset", "unknown parameter",
-                                  "unwritable output"])
+                                  "unknown precision", "unwritable output"])
 def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, case):
     args, message = bad_input_cases(tmp_path)[case]
     out = tmp_path / "out"

@@ -100,3 +100,15 @@ def test_bad_sparsity_of_independent_ensembles(method, tmp_path):
     with pytest.raises(UserError, match="sparsity must be in"):
         smoke_run(method, tmp_path, f"{OWNERS[method]}.sparsity = 1.5")
     assert not (tmp_path / method).exists()
+
+
+def test_float64_precision_trains_and_masks_in_float64_then_restores_the_default(tmp_path):
+    run_dir, summary = smoke_run("static", tmp_path, "StaticSparseEnsemble.num_members = 1",
+                                 "Experiment.precision = 'float64'")
+    saved = torch.load(run_dir / "checkpoints" / "member_0.pt", weights_only=False)
+    weights = {name: t for name, t in saved["model"].items() if t.is_floating_point()}
+    assert {t.dtype for t in weights.values()} == {torch.float64}
+    for name, mask in saved["masks"].items():
+        assert not weights[f"{name}.weight"][~mask.bool()].any()
+    assert torch.get_default_dtype() == torch.float32
+    assert 0 <= summary["metrics"]["test/accuracy"] <= 1

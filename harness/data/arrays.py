@@ -49,10 +49,10 @@ class ArrayDataset:
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> float model inputs: (x / 255 - mean) / std."""
+        """uint8 images -> model inputs in the default dtype: (x / 255 - mean) / std."""
         mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float() / 255.0 - mean) / std
+        return (images.to(torch.get_default_dtype()) / 255.0 - mean) / std
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every example once, in order, the last batch possibly smaller."""
