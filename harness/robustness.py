@@ -288,17 +288,15 @@ def fgsm_batches(predictor: Predictor, member: int, dataset: ArrayDataset, batch
         # evaluate() streams under inference mode; the attack needs gradients (so every
         # tensor it uses is made here), and the generator leaves this block before yielding
         with torch.inference_mode(False), torch.enable_grad():
-            mean = torch.tensor(dataset.mean, device=dataset.device).view(1, -1, 1, 1)
-            std = torch.tensor(dataset.std, device=dataset.device).view(1, -1, 1, 1)
             labels = dataset.labels[start:start + batch_size]
             pixels = dataset.images[start:start + batch_size].to(torch.get_default_dtype()) / 255
             pixels.requires_grad_()
-            inputs = (pixels - mean) / std
+            inputs = dataset.standardize(pixels)
             logits = network(inputs) if network is not None else predictor(inputs)[member]
             loss = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
             (gradient,) = torch.autograd.grad(loss, pixels)
             adversarial = (pixels + epsilon * gradient.sign()).clamp(0, 1).detach()
-        yield (adversarial - mean) / std, labels
+        yield dataset.standardize(adversarial), labels
 
 
 @SUITES.register("fgsm")

@@ -50,9 +50,13 @@ class ArrayDataset:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> model inputs in the default dtype: (x / 255 - mean) / std."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.to(torch.get_default_dtype()) / 255.0 - mean) / std
+        return self.standardize(images.to(torch.get_default_dtype()) / 255.0)
+
+    def standardize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images on [0, 1] -> model inputs (attacks perturb the pixels, then standardize)."""
+        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
+        return (pixels - mean) / std
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every example once, in order, the last batch possibly smaller."""
