@@ -22,7 +22,7 @@ from harness import scale
 from harness.config import first_line, parse
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
-from harness.errors import UserError
+from harness.errors import Interrupted, UserError, check_integer
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
                            sparse_forward_flops, weight_densities)
@@ -30,7 +30,8 @@ from harness.flops.plan import PlanContext, reference_epochs, reference_train_fl
 from harness.models import build_model
 from harness.predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.predictors import Predictor
-from harness.record import prepare_run_dir, write_json, write_metrics, write_text
+from harness.record import (make_run_dir, plan_run_dir, staging_dir, swap_in, write_json,
+                            write_metrics, write_text)
 from harness.robustness import ScoredSet  # also registers the robustness suites
 from harness.structure import structure_rows
 from harness.train import Trainer, set_deterministic
@@ -102,6 +103,11 @@ class Experiment:
         self.precision = precision
 
     def build(self, progress: bool = True) -> tuple[Method, Trainer]:
+        check_integer("Experiment.seed", self.seed)
+        if self.train_subset is not None:
+            check_integer("Experiment.train_subset", self.train_subset, 1,
+                          " (or None for all)")
+        check_integer("Experiment.eval_batch_size", self.eval_batch_size, 1)
         if self.precision not in PRECISIONS:
             raise UserError(f"Experiment.precision must be one of {', '.join(PRECISIONS)}, "
                             f"got {self.precision!r}")
@@ -295,24 +301,47 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
                    overwrite: bool = False, resume: bool = False,
                    progress: bool = True) -> tuple[Path, dict]:
     """Parses the configuration, checks it, then trains and evaluates into the run directory.
-    A UserError raised before training leaves no directory behind."""
+
+    A mistake found before training leaves no directory behind; one found during training
+    (a diverging loss) removes the directory it created. `resume` continues an unfinished run
+    only if its recorded configuration equals this one (a missing or empty directory starts a
+    fresh run); `overwrite` replaces only a run directory (harness/record.py), and only once
+    the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
+    `Interrupted`, whose message says what became of the run."""
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
+    if resume and not output_dir:
+        raise UserError("--resume needs --output_dir, the run directory to continue")
     parse(gin_files, bindings)
     try:
         experiment = Experiment()
+        run_dir = Path(output_dir or f"runs/{experiment.method_name}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+        mode = plan_run_dir(run_dir, overwrite=overwrite, resume=resume,
+                            config=gin.config_str())
         prepared = experiment.prepare(progress=progress)
     except UserError:
         raise
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         raise UserError(first_line(error)) from error
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(output_dir or f"runs/{experiment.method_name}-{stamp}")
-    created = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    target = staging_dir(run_dir) if mode == "replace" else run_dir
+    created = make_run_dir(target)
     try:
-        summary = prepared.run(run_dir)
-    except UserError:
+        summary = prepared.run(target)
+    except KeyboardInterrupt:
+        if mode == "replace":
+            shutil.rmtree(target, ignore_errors=True)
+            raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
+                              f"holds the previous one") from None
+        raise Interrupted(f"interrupted: continue this run with --resume "
+                          f"--output_dir={run_dir}") from None
+    except (UserError, FloatingPointError) as error:
         if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(error, FloatingPointError):
+            kept = "" if created else f"; {run_dir} keeps its checkpoints for inspection"
+            raise UserError(f"training diverged: {error}{kept}") from error
         raise
+    if mode == "replace":
+        swap_in(target, run_dir)
     return run_dir, summary

@@ -10,13 +10,13 @@ float32 keeps a re-scored full ensemble within ~1e-6 of the run's own numbers (f
 halve the file but move NLL in the 4th digit). Re-scoring goes through harness/metrics.py, the
 one place the metric conventions live.
 """
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.metrics import MetricSums, ensemble_log_probs
 
@@ -35,13 +35,14 @@ class PredictionCollector:
         self.labels.append(labels.cpu())
 
     def write(self, path: Path) -> None:
-        """Writes the npz whole or not at all (a `.partial` file renamed into place)."""
+        """Writes the npz whole or not at all (harness/durable.py)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as file:  # a file object: np.savez would append '.npz' to a name
-            np.savez(file, log_probs=torch.cat(self.log_probs, dim=1).numpy(),
-                     labels=torch.cat(self.labels).numpy())
-        os.replace(partial, path)
+
+        def write(partial: Path) -> None:
+            with partial.open("wb") as file:  # a file object: np.savez would append '.npz'
+                np.savez(file, log_probs=torch.cat(self.log_probs, dim=1).numpy(),
+                         labels=torch.cat(self.labels).numpy())
+        atomic_write(path, write)
 
 
 def load_predictions(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,15 @@
 """The run directory: what one experiment leaves behind, written so that a reader never sees a
 half-written file, and so that `summary.json`, written last, marks a finished run.
 
+    config.gin            the gin configuration as given (written first: it marks a run)
     operative_config.gin  the gin configuration the run actually used
     metrics.parquet       long format: method, member, suite, corruption, severity, metric, value
     summary.json          headline numbers, timings, provenance (present = finished)
+    flops.json            measured and planned FLOPs
+    predictions/test.npz  per-member test predictions
     checkpoints/          member_<i>.pt (final member weights), <tag>.resume.pt while training
+
+A folder holding anything else is not a run: it is never replaced or continued.
 """
 import json
 import os
@@ -13,33 +18,72 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config import config_differences
+from harness.durable import atomic_write, sync_path
 from harness.errors import UserError
 
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 SUMMARY = "summary.json"
+# Everything a run writes at its top level; "predictions" holds harness/predictions.py's file.
+RUN_ENTRIES = {"config.gin", "operative_config.gin", "metrics.parquet", "flops.json", SUMMARY,
+               "checkpoints", "predictions"}
 
 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / SUMMARY).is_file()
 
 
-def prepare_run_dir(run_dir: Path, *, overwrite: bool, resume: bool) -> bool:
-    """Creates (or, with `resume`, reuses) the run directory; returns True when it was created
-    now. A finished run is replaced only with `overwrite`; an unfinished one only with
-    `overwrite` or continued with `resume`."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"output_dir {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif is_finished(run_dir):
-            raise UserError(f"{run_dir} already holds a finished run; choose another "
-                            f"--output_dir or pass --overwrite to replace it")
-        elif resume:
-            return False
-        else:
-            raise UserError(f"{run_dir} holds an unfinished run; pass --resume to continue it "
-                            f"or --overwrite to start over")
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Entries of `run_dir` this harness does not write (a run directory has none)."""
+    return sorted(entry.name for entry in run_dir.iterdir()
+                  if entry.name not in RUN_ENTRIES and not entry.name.endswith(".partial"))
+
+
+def check_is_run(run_dir: Path) -> None:
+    """A run directory of this harness holds its `config.gin` (written first) and nothing but
+    what the harness writes; `--overwrite` and `--resume` touch no other folder."""
+    foreign = foreign_entries(run_dir)
+    if foreign or not (run_dir / "config.gin").is_file():
+        held = (f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}"
+                if foreign else "it has no config.gin")
+        raise UserError(f"{run_dir} is not a run directory of this harness ({held}); it is "
+                        f"left as it is: choose another --output_dir")
+
+
+def plan_run_dir(run_dir: Path, *, overwrite: bool, resume: bool, config: str) -> str:
+    """What will be done with `run_dir`, decided before anything is written: "create" (it is
+    missing or empty), "resume" (an unfinished run of the same configuration `config`, with
+    `resume`) or "replace" (a run, with `overwrite`). Anything else is refused."""
+    try:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"output_dir {run_dir} exists and is not a directory")
+        if not run_dir.is_dir() or not any(run_dir.iterdir()):
+            return "create"
+    except OSError as error:
+        raise UserError(path_error("output_dir", run_dir, error)) from error
+    check_is_run(run_dir)
+    if overwrite:
+        return "replace"
+    if is_finished(run_dir):
+        raise UserError(f"{run_dir} already holds a finished run; choose another "
+                        f"--output_dir or pass --overwrite to replace it")
+    if not resume:
+        raise UserError(f"{run_dir} holds an unfinished run; pass --resume to continue it "
+                        f"or --overwrite to start over")
+    differences = config_differences((run_dir / "config.gin").read_text(), config)
+    if differences:
+        raise UserError(f"{run_dir} was started with another configuration: "
+                        f"{'; '.join(differences)}; resume it with the configuration it was "
+                        f"started with, or choose another --output_dir")
+    return "resume"
+
+
+def path_error(setting: str, path: Path, error: OSError) -> str:
+    return f"{setting} {path} is unusable ({error.strerror}); choose another path"
+
+
+def make_run_dir(run_dir: Path) -> bool:
+    """Creates `run_dir` (or reuses it); returns True when it was created now."""
     existed = run_dir.is_dir()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -52,18 +96,33 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool, resume: bool) -> bool:
     return not existed
 
 
-def _atomic_write(path: Path, write) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
+def staging_dir(run_dir: Path) -> Path:
+    """Where `--overwrite` builds the new run beside the old one, cleared of the leftovers of
+    an interrupted `--overwrite` (which are runs written here too)."""
+    staging = run_dir.with_name(f".{run_dir.name}.new")
+    if staging.is_dir():
+        if any(staging.iterdir()):
+            check_is_run(staging)
+        shutil.rmtree(staging)
+    return staging
+
+
+def swap_in(staging: Path, run_dir: Path) -> None:
+    """Replaces the run `run_dir` by the finished run `staging`."""
+    retired = run_dir.with_name(f".{run_dir.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.replace(run_dir, retired)
+    os.replace(staging, run_dir)
+    sync_path(run_dir.parent)
+    shutil.rmtree(retired)
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)
                                                    + "\n"))
 
 
@@ -75,7 +134,7 @@ def metrics_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
-    _atomic_write(path, lambda tmp: metrics_frame(rows).to_parquet(tmp, engine="pyarrow",
+    atomic_write(path, lambda tmp: metrics_frame(rows).to_parquet(tmp, engine="pyarrow",
                                                                    index=False))
 
 

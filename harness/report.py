@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_metrics, read_summary
 
@@ -270,10 +271,11 @@ def to_markdown(frame: pd.DataFrame, table: int, scale: str, layered: list[str])
 
 
 def write_report(frame: pd.DataFrame, stem: Path, markdown: str) -> None:
-    """`<stem>.parquet` and `<stem>.md`."""
+    """`<stem>.parquet` and `<stem>.md`, each replaced durably and only once complete."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(stem.with_suffix(".parquet"), engine="pyarrow", index=False)
-    stem.with_suffix(".md").write_text(markdown)
+    atomic_write(stem.with_suffix(".parquet"),
+                 lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
 
 
 def report(table: int, scale: str, runs_dir: Path, output_dir: Path,

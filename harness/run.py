@@ -3,15 +3,16 @@
     python -m harness.run --gin_file=gin/dense.gin [--gin_file=gin/scale/smoke.gin]
         [--gin_bindings='Experiment.seed = 1'] [--output_dir=DIR] [--resume | --overwrite]
 
-writes the run directory described in harness/record.py. A configuration or data mistake is
-reported in one line with exit status 2, before any output directory is created.
+writes the run directory described in harness/record.py. A configuration, data or flag
+mistake is reported in one line with exit status 2, before any output directory is created;
+Ctrl-C prints one line saying how to continue the run, exit status 130.
 """
 import sys
 
 from absl import app, flags
 
 from harness.config import first_line
-from harness.errors import UserError
+from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
 
 flags.DEFINE_multi_string("gin_file", [], "gin files, applied in order")
@@ -26,19 +27,35 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     if not FLAGS.gin_file:
-        sys.exit("error: give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
+        fail("give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
     try:
         run_dir, summary = run_experiment(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.output_dir,
                                           overwrite=FLAGS.overwrite, resume=FLAGS.resume,
                                           progress=FLAGS.progress)
     except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        fail(first_line(error))
+    except KeyboardInterrupt as interrupt:
+        print(interrupt if isinstance(interrupt, Interrupted) else
+              "interrupted before the run started; nothing was written", file=sys.stderr)
+        sys.exit(130)
     metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items()
                         if not name.startswith("flops/"))
     print(f"{summary['method']} on {summary['dataset']}: {metrics}")
     print(f"run directory: {run_dir}")
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a flag mistake reported like every other input mistake."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(first_line(error))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -13,8 +13,8 @@ keeps CIFAR-100 at cpu scale), then any extra files and bindings, and runs once 
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
 Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
-it stopped; a finished run made from another configuration than the row gives now is an error
-rather than a stale number. A row whose method is not registered yet is skipped and shows as
+it stopped; a run (finished or not) made from another configuration than the row gives now is
+an error naming the differing bindings, rather than a stale or mixed number. A row whose method is not registered yet is skipped and shows as
 missing in the table. Then harness/report.py writes `<output_dir>/table<N>.parquet` and `.md`.
 """
 import argparse
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import gin
 
-from harness.config import first_line, parse
+from harness.config import config_differences, first_line, parse
 from harness.errors import UserError
 from harness.record import is_finished, write_json
 from harness.report import ROW_FILE, report
@@ -80,9 +80,12 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
     run_dir = row_dir / f"seed{seed}"
     if is_finished(run_dir):
         recorded = run_dir / "config.gin"
-        if not recorded.is_file() or recorded.read_text() != gin.config_str():
+        differences = (config_differences(recorded.read_text(), gin.config_str())
+                       if recorded.is_file() else ["no config.gin recorded"])
+        if differences:
             raise UserError(f"{run_dir} is a finished run of another configuration than "
-                            f"{' + '.join(row.gin_files)} gives now; remove it to run again")
+                            f"{' + '.join(row.gin_files)} gives now ({'; '.join(differences)})"
+                            f"; remove it to run again")
         return "reused"
     try:
         run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
@@ -139,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue the table where it "
+              "stopped", file=sys.stderr)
+        return 130
     print(table.read_text())
     return 0
 

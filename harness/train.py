@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 
 from harness import scale
 from harness.data.arrays import ArrayDataset, Augment, train_batches
+from harness.durable import durable_replace
+from harness.errors import UserError, check_integer, check_number
 from harness.schedules import MultiStep
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -117,11 +119,13 @@ class Trainer:
 
     def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
-                 lr_schedule: Schedule = MultiStep(), augment: Augment = Augment(),
+                 lr_schedule: Schedule = MultiStep(), augment: Augment | None = None,
                  amp: bool = False, progress: bool = True):
-        if epochs < 1 or batch_size < 1 or lr <= 0:
-            raise ValueError(f"Trainer needs epochs >= 1, batch_size >= 1 and lr > 0; got "
-                             f"epochs={epochs}, batch_size={batch_size}, lr={lr}")
+        check_integer("Trainer.epochs", epochs, 1)
+        check_integer("Trainer.batch_size", batch_size, 1)
+        check_number("Trainer.lr", lr, positive=True)
+        check_number("Trainer.momentum", momentum)
+        check_number("Trainer.weight_decay", weight_decay)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -129,7 +133,9 @@ class Trainer:
         self.nesterov = nesterov
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
-        self.augment = augment
+        # Built here, not as a default argument: one built at import would ignore Augment's
+        # gin bindings.
+        self.augment = Augment() if augment is None else augment
         self.amp = amp
         self.progress = progress
 
@@ -162,7 +168,7 @@ class Trainer:
         state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
                            steps_per_epoch=self.steps_per_epoch(len(dataset)),
                            batch_size=self.batch_size)
-        if checkpoint is not None and checkpoint.exists():
+        if checkpoint is not None and (checkpoint.exists() or _previous(checkpoint).exists()):
             _restore(checkpoint, state, hooks)
         for hook in hooks:
             hook.on_train_begin(state)
@@ -207,24 +213,43 @@ class Trainer:
             if checkpoint is not None:
                 _save(checkpoint, state, hooks)
         bar.close()
+        if checkpoint is not None:  # the last checkpoint is complete: no fallback needed
+            _previous(checkpoint).unlink(missing_ok=True)
         for hook in hooks:
             hook.on_train_end(state)
         return state
 
 
+def _previous(path: Path) -> Path:
+    return path.with_name(path.name + ".previous")
+
+
 def _save(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
-    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    """Durable (harness/durable.py); the checkpoint it replaces is kept as `<name>.previous`,
+    the fallback should the new one be found damaged."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    partial = path.with_name(path.name + ".partial")
     torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
                 "epoch": state.epoch, "step": state.step, "history": state.history,
                 "hooks": [hook.state_dict() for hook in hooks]}, partial)
-    os.replace(partial, path)
+    if path.exists():
+        os.replace(path, _previous(path))
+    durable_replace(partial, path)
 
 
 def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
-    saved = torch.load(path, map_location=next(state.model.parameters()).device,
-                       weights_only=False)
+    """From `path`, or from the previous checkpoint where `path` is missing or damaged."""
+    for candidate in (path, _previous(path)):
+        try:
+            saved = torch.load(candidate, map_location=next(state.model.parameters()).device,
+                               weights_only=False)
+            break
+        except Exception:  # noqa: BLE001  missing, or damaged bytes: whatever unpickling meets
+            continue
+    else:
+        raise UserError(f"checkpoint {path} is damaged and no earlier one is usable; delete it "
+                        f"(and {_previous(path).name}) to restart this training run from its "
+                        f"first epoch")
     if len(saved["hooks"]) != len(hooks):
         raise ValueError(f"{path} was written by a run with other hooks; delete it to restart")
     state.model.load_state_dict(saved["model"])

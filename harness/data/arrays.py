@@ -11,6 +11,8 @@ import gin
 import torch
 import torch.nn.functional as F
 
+from harness.errors import check_integer
+
 
 @dataclass(frozen=True)
 class ArrayDataset:
@@ -87,6 +89,9 @@ class Augment:
 
     padding: int = 4
     hflip: bool = True
+
+    def __post_init__(self):
+        check_integer("Augment.padding", self.padding, 0)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = images.shape

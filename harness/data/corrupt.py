@@ -5,6 +5,8 @@ tiled five times, with the CIFAR-10-C (32x32) parameters of `harness.data.corrup
 
     python -m harness.data.corrupt --npz data/cifar10.npz --out data/generated/cifar10-c
 
+An existing folder is replaced only when it is a suite written here, and only once the new
+one is complete; any other folder or file at `--out` is refused and left as it is.
 Its output is always marked as generated (`GENERATED.json`, read by `harness.data.cifar_c`),
 so it is scored as the `generated_c` suite and never mistaken for the published CIFAR-10-C.
 Generation is deterministic: severity s of corruption k on chunk i draws from
@@ -52,6 +54,7 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: s
     if unknown:
         raise UserError(f"unknown corruption(s) {', '.join(unknown)}; known: "
                         f"{', '.join(CORRUPTIONS)}")
+    check_replaceable(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -83,12 +86,28 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: s
                   "note": "generated with Hendrycks' CIFAR-10-C settings; not the published "
                           "CIFAR-10-C"}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            os.replace(out_dir, retired)
         os.replace(staging, out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Only a missing or empty folder, or a suite written here (it has the marker), is
+    replaced: any other folder may hold a user's files."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"{out_dir} is a file; give a folder to write the suite into")
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+            raise UserError(f"{out_dir} was not written by harness.data.corrupt (it has no "
+                            f"{MARKER}); it is left as it is: choose another folder")
+    except OSError as error:
+        raise UserError(f"cannot use {out_dir} ({error.strerror}); choose another "
+                        f"folder") from error
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -129,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="corrupt only the first LIMIT test images")
     args = parser.parse_args(argv)
     try:
+        if args.limit is not None and args.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {args.limit}")
+        check_replaceable(args.out)
         images, labels = load_test_split(args.npz)
         if args.limit is not None:
             images, labels = images[:args.limit], labels[:args.limit]

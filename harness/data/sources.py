@@ -23,6 +23,9 @@ def arrays_to_splits(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test
         if x.dtype != np.uint8 or x.ndim not in (3, 4):
             raise UserError(f"{name}: x_{split} must be uint8 images [N, H, W(, C)], got "
                             f"{x.dtype} {x.shape}")
+        if len(x) == 0:
+            raise UserError(f"{name}: x_{split} is empty; a dataset needs train and test "
+                            f"images")
         tensor = torch.from_numpy(np.ascontiguousarray(x))
         images[split] = tensor.unsqueeze(1) if x.ndim == 3 else tensor.permute(0, 3, 1, 2)
     labels = {}
@@ -35,6 +38,9 @@ def arrays_to_splits(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test
         raise UserError(f"{name}: train images {tuple(images['train'].shape[1:])} and test "
                         f"images {tuple(images['test'].shape[1:])} differ in shape")
     classes = int(max(labels["train"].max(), labels["test"].max())) + 1
+    if num_classes is None and classes > len(labels["train"]):
+        raise UserError(f"{name}: the labels imply {classes} classes, more than the "
+                        f"{len(labels['train'])} train images; number the classes 0..K-1")
     num_classes = num_classes or classes
     if classes > num_classes or min(labels["train"].min(), labels["test"].min()) < 0:
         raise UserError(f"{name}: labels must lie in [0, {num_classes})")
