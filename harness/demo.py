@@ -43,6 +43,10 @@ def main(argv):
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue the demo where it stopped",
+              file=sys.stderr)
+        sys.exit(130)
     print(table.read_text())
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no display backend, no global figures
 
+from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import ensemble_size_curve, load_predictions
 from harness.record import read_metrics, read_summary
@@ -153,7 +154,7 @@ def figures(table: int, scale: str, runs_dir: Path, output_dir: Path) -> list[Pa
             print(f"table {table} [{scale}]: no run to draw {name} from; skipped")
             continue
         path = output_dir / f"table{table}-{scale}-{name}.png"
-        fig.savefig(path, dpi=120)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
         written.append(path)
     return written
 

@@ -58,7 +58,8 @@ def test_rows_run_once_then_are_reused(tmp_path, capsys):
     assert output.count("  reused") == 2 and "  ran" not in output
     pd.testing.assert_frame_equal(frame, again)
 
-    with pytest.raises(UserError, match="another configuration"):
+    with pytest.raises(UserError, match=r"another configuration.*Trainer.lr \(0.1 recorded, "
+                                         r"0.05 now\)"):
         run(tmp_path, capsys, gin_dir=gin_dir, bindings=(*FAST, "Trainer.lr = 0.05"))
 
 

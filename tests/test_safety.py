@@ -14,7 +14,7 @@ import torch
 
 from harness.data import corrupt
 from harness.data.sources import npz
-from harness.errors import UserError
+from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
 from harness.record import write_json
 from harness.report import write_table
@@ -69,6 +69,23 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_finished(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_ctrl_c_during_overwrite_keeps_the_previous_run(tmp_path, monkeypatch):
+    from harness import experiment
+
+    out, first = run(tmp_path / "run")
+
+    def interrupted(self, run_dir):
+        (run_dir / "config.gin").write_text("half a new run")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment.Prepared, "run", interrupted)
+    with pytest.raises(Interrupted, match=f"the new run was discarded; {out} still holds the "
+                                          f"previous one"):
+        run(out, overwrite=True)
+    assert json.loads((out / "summary.json").read_text()) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 # --- --resume -----------------------------------------------------------------------------
 
 def test_resume_continues_an_unfinished_run_of_the_same_configuration(tmp_path):
@@ -91,6 +108,11 @@ def test_resume_refuses_another_configuration_before_touching_anything(tmp_path)
 def test_resume_of_a_missing_directory_starts_a_fresh_run(tmp_path):
     out, summary = run(tmp_path / "new", resume=True)
     assert (out / "summary.json").is_file() and summary["method"] == "dense"
+
+
+def test_resume_needs_the_run_directory():
+    with pytest.raises(UserError, match="--resume needs --output_dir"):
+        run_experiment(SMOKE, FAST, None, resume=True)
 
 
 def test_resume_refuses_a_folder_that_holds_no_run(tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from harness.data.corruptions import CORRUPTIONS
+from harness.durable import sync_path
 from harness.errors import UserError
 
 MARKER = "GENERATED.json"
@@ -86,10 +87,13 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: s
                   "note": "generated with Hendrycks' CIFAR-10-C settings; not the published "
                           "CIFAR-10-C"}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        for written in (*staging.iterdir(), staging):  # on the disk before the rename
+            sync_path(written)
         retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
             os.replace(out_dir, retired)
         os.replace(staging, out_dir)
+        sync_path(out_dir.parent)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
