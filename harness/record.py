@@ -87,7 +87,7 @@ def make_run_dir(run_dir: Path) -> bool:
     existed = run_dir.is_dir()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
+        probe = run_dir / ".write_test.partial"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
