@@ -339,7 +339,8 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
         if created:
             shutil.rmtree(target, ignore_errors=True)
         if isinstance(error, FloatingPointError):
-            kept = "" if created else f"; {run_dir} keeps its checkpoints for inspection"
+            kept = {"replace": f"; {run_dir} still holds the previous run",
+                    "resume": f"; {run_dir} keeps its checkpoints for inspection"}.get(mode, "")
             raise UserError(f"training diverged: {error}{kept}") from error
         raise
     if mode == "replace":

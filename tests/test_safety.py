@@ -59,7 +59,7 @@ def test_overwrite_refuses_a_run_directory_holding_a_users_file(tmp_path):
 
 def test_overwrite_replaces_a_run_only_once_the_new_one_finished(tmp_path):
     out, first = run(tmp_path / "run")
-    with pytest.raises(UserError, match="diverged"):
+    with pytest.raises(UserError, match=f"diverged: .*; {out} still holds the previous run"):
         run(out, "Trainer.lr = 1e30", overwrite=True)  # fails mid-training
     assert json.loads((out / "summary.json").read_text()) == first  # the old run, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left over
@@ -354,3 +354,18 @@ def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path):
     assert stderr.strip().splitlines() == [
         f"interrupted: continue this run with --resume --output_dir={out}"]
     assert not (out / "summary.json").exists() and (out / "config.gin").is_file()
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "summary.json").is_file()
+
+
+def test_ctrl_c_in_a_table_says_how_to_continue(monkeypatch, capsys):
+    from harness import tables
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tables, "run_table", interrupted)
+    assert tables.main(["--table=1", "--scale=smoke"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "interrupted: run the same command again to continue the table where it stopped"]
