@@ -97,24 +97,32 @@ def make_run_dir(run_dir: Path) -> bool:
 
 
 def staging_dir(run_dir: Path) -> Path:
-    """Where `--overwrite` builds the new run beside the old one, cleared of the leftovers of
-    an interrupted `--overwrite` (which are runs written here too)."""
-    staging = run_dir.with_name(f".{run_dir.name}.new")
-    if staging.is_dir():
-        if any(staging.iterdir()):
-            check_is_run(staging)
-        shutil.rmtree(staging)
-    return staging
+    """Where `--overwrite` builds the new run beside the old one (`.<name>.new`). Leftovers of
+    an interrupted `--overwrite` there and in `.<name>.old` (see `swap_in`) are runs written
+    here, and are cleared; any other folder of those names is refused."""
+    for leftover in (_staged(run_dir), _retired(run_dir)):
+        if leftover.is_dir():
+            if any(leftover.iterdir()):
+                check_is_run(leftover)
+            shutil.rmtree(leftover)
+    return _staged(run_dir)
 
 
 def swap_in(staging: Path, run_dir: Path) -> None:
-    """Replaces the run `run_dir` by the finished run `staging`."""
-    retired = run_dir.with_name(f".{run_dir.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    os.replace(run_dir, retired)
+    """Replaces the run `run_dir` by the finished run `staging`; the old run is set aside
+    (`.<name>.old`) before it is deleted, so a crash in between loses neither."""
+    os.replace(run_dir, _retired(run_dir))
     os.replace(staging, run_dir)
     sync_path(run_dir.parent)
-    shutil.rmtree(retired)
+    shutil.rmtree(_retired(run_dir))
+
+
+def _staged(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.new")
+
+
+def _retired(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.old")
 
 
 def write_text(path: Path, text: str) -> None:

@@ -69,6 +69,20 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_finished(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_overwrite_clears_only_its_own_leftovers(tmp_path):
+    out, _ = run(tmp_path / "run")
+    leftover = tmp_path / ".run.new"  # an --overwrite killed with -9 left its staging here
+    leftover.mkdir()
+    (leftover / "config.gin").write_text("")
+    run(out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    leftover.mkdir()
+    (leftover / "mine.txt").write_text("precious")
+    with pytest.raises(UserError, match=r"\.run\.new is not a run directory"):
+        run(out, overwrite=True)
+    assert (leftover / "mine.txt").read_text() == "precious"
+
+
 def test_ctrl_c_during_overwrite_keeps_the_previous_run(tmp_path, monkeypatch):
     from harness import experiment
 
@@ -342,7 +356,7 @@ def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     args = [f"--gin_file={file}" for file in SMOKE] + [
         f"--gin_bindings={binding}" for binding in FAST[1:]] + [
-        "--gin_bindings=epoch_factor.factor = 0.4", "--noprogress", f"--output_dir={out}"]
+        "--gin_bindings=epoch_factor.factor = 0.04", "--noprogress", f"--output_dir={out}"]
     process = subprocess.Popen([sys.executable, "-m", "harness.run", *args], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
