@@ -22,7 +22,7 @@ from harness import scale
 from harness.config import first_line, parse
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
-from harness.errors import Interrupted, UserError, check_integer
+from harness.errors import Interrupted, UserError, check_integer, check_number
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
                            sparse_forward_flops, weight_densities)
@@ -108,6 +108,9 @@ class Experiment:
             check_integer("Experiment.train_subset", self.train_subset, 1,
                           " (or None for all)")
         check_integer("Experiment.eval_batch_size", self.eval_batch_size, 1)
+        if check_number("Experiment.validation_fraction", self.validation_fraction) >= 1:
+            raise UserError(f"Experiment.validation_fraction must be < 1, got "
+                            f"{self.validation_fraction}")
         if self.precision not in PRECISIONS:
             raise UserError(f"Experiment.precision must be one of {', '.join(PRECISIONS)}, "
                             f"got {self.precision!r}")

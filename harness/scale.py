@@ -5,12 +5,12 @@ so `smoke` and `cpu` runs keep each method's phases in proportion and its logic 
 """
 import gin
 
+from harness.errors import check_number
+
 
 @gin.configurable
 def epoch_factor(factor: float = 1.0) -> float:
-    if factor <= 0:
-        raise ValueError(f"epoch_factor.factor must be > 0, got {factor}")
-    return factor
+    return check_number("epoch_factor.factor", factor, positive=True)
 
 
 def epochs(paper_epochs: float) -> int:

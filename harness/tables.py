@@ -14,8 +14,9 @@ keeps CIFAR-100 at cpu scale), then any extra files and bindings, and runs once 
 
 Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
 it stopped; a run (finished or not) made from another configuration than the row gives now is
-an error naming the differing bindings, rather than a stale or mixed number. A row whose method is not registered yet is skipped and shows as
-missing in the table. Then harness/report.py writes `<output_dir>/table<N>.parquet` and `.md`.
+an error naming the differing bindings, rather than a stale or mixed number. A row whose
+method is not registered yet is skipped and shows as missing in the table. Then
+harness/report.py writes `<output_dir>/table<N>.parquet` and `.md`.
 """
 import argparse
 import re

@@ -285,6 +285,12 @@ def test_corrupt_refuses_an_output_that_is_a_file_before_working(tmp_path, tiny_
     ("Experiment.seed = 'one'", "Experiment.seed must be an integer, got 'one'"),
     ("Experiment.seed = 1.5", "Experiment.seed must be an integer, got 1.5"),
     ("Augment.padding = -1", "Augment.padding must be >= 0, got -1"),
+    ("Experiment.validation_fraction = '0.1'",
+     "Experiment.validation_fraction must be a finite number >= 0, got '0.1'"),
+    ("Experiment.validation_fraction = 1.0",
+     "Experiment.validation_fraction must be < 1, got 1.0"),
+    ("epoch_factor.factor = 'fast'",
+     "epoch_factor.factor must be a finite number > 0, got 'fast'"),
 ])
 def test_settings_are_checked_up_front_naming_the_setting(tmp_path, binding, message):
     out = tmp_path / "run"
