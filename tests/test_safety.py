@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.data import corrupt
 from harness.data.sources import npz
