@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean table1 table2 table3 figures golden golden-check
+.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures golden golden-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ demo: $(STAMP)
 SCALE ?= paper
 SEEDS ?= 1
 
-table1: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
-table1 table2 table3: $(STAMP)
+table1 table6: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
+table1 table2 table3 table6: $(STAMP)
 	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
 
 figures: $(STAMP)

@@ -1,4 +1,4 @@
-"""`make table1|table2|table3`: one run per row of a paper table, then the table.
+"""`make table1|table2|table3|table6`: one run per row of a paper table, then the table.
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
@@ -9,7 +9,8 @@ reproduce on a line `# row: <method as in reports/reference/freetickets_tables.c
 sparsity come from the run itself); a file there without that line is an include shared by
 rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
 paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
-keeps CIFAR-100 at cpu scale), then any extra files and bindings, and runs once per seed k
+keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
+(Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
 Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
@@ -61,8 +62,12 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
     if not any(named.values()):
         raise UserError(f"table {table} has no rows: no gin file in {gin_dir}/table{table}/ "
                         f"has a '# row: <method as in the reference table>' line")
-    layers = [*scale_files(table, scale, gin_dir), *extra_files]
-    return [TableRow(config.stem, name, (str(config), *layers))
+    layers = scale_files(table, scale, gin_dir)
+    own = gin_dir / f"table{table}" / "scale" / scale
+    return [TableRow(config.stem, name,
+                     (str(config), *layers,
+                      *[str(path) for path in [own / config.name] if path.is_file()],
+                      *extra_files))
             for config, name in named.items() if name]
 
 
@@ -115,7 +120,7 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True, help="1, 2 or 3")
+    parser.add_argument("--table", type=int, required=True, help="1, 2, 3 or 6")
     parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
     parser.add_argument("--gin_file", action="append", default=[],

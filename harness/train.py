@@ -5,6 +5,8 @@ Methods never write a loop of their own. They shape a run through:
     masks gradients and weights there, EDST escapes and saves tickets there, the FLOPs ledger
     counts there;
   * a schedule: a multiplier of the base learning rate as a function of progress in [0, 1];
+    a method's own schedule (EDST's phases, Snapshot's cycles) keeps the warm-up of
+    `Trainer.lr_schedule` (`schedules.compose`);
   * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default).
 
 Order within one optimizer step:
@@ -29,7 +31,7 @@ from tqdm.auto import tqdm
 
 from harness import scale
 from harness.data.arrays import ArrayDataset, Augment, train_batches
-from harness.schedules import MultiStep
+from harness.schedules import MultiStep, compose
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Schedule = Callable[[float], float]
@@ -153,10 +155,12 @@ class Trainer:
             schedule: Schedule | None = None, objective: Objective = classification_loss,
             checkpoint: Path | None = None, desc: str = "train") -> TrainState:
         """Trains `model` in place on `dataset` (already on its device) and returns the final
-        state. `epochs` (already scaled) and `schedule` override the configured ones. With
+        state. `epochs` (already scaled) overrides the configured one; `schedule`, a method's
+        own, replaces the configured one but for its warm-up (`schedules.compose`). With
         `checkpoint`, the run saves itself there after every epoch and resumes from it."""
         epochs = self.scaled_epochs if epochs is None else epochs
-        schedule = schedule or self.lr_schedule
+        schedule = self.lr_schedule if schedule is None else compose(schedule,
+                                                                     self.lr_schedule)
         model.to(dataset.device)
         optimizer = self.make_optimizer(model)
         state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
