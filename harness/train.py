@@ -119,7 +119,7 @@ class Trainer:
 
     def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
-                 lr_schedule: Schedule = MultiStep(), augment: Augment = Augment(),
+                 lr_schedule: Schedule | None = None, augment: Augment | None = None,
                  amp: bool = False, progress: bool = True):
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ValueError(f"Trainer needs epochs >= 1, batch_size >= 1 and lr > 0; got "
@@ -130,8 +130,10 @@ class Trainer:
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.augment = augment
+        # Built here, not as default arguments: a default built at import would miss the gin
+        # bindings of MultiStep and Augment (e.g. the smoke scale's Augment.padding).
+        self.lr_schedule = MultiStep() if lr_schedule is None else lr_schedule
+        self.augment = Augment() if augment is None else augment
         self.amp = amp
         self.progress = progress
 
