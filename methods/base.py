@@ -123,11 +123,11 @@ class FitContext:
         saved and the result is not, or the reverse. While the stage trains it checkpoints
         itself to `<name>.resume.pt` after every epoch and resumes from there."""
         path = self.stage_path(name)
+        resume = self.checkpoint_dir / f"{name}.resume.pt"
         if path.is_file():
             saved = torch.load(path, map_location=self.train_set.device, weights_only=False)
             model.load_state_dict(saved["model"])
         else:
-            resume = self.checkpoint_dir / f"{name}.resume.pt"
             ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
             stopwatch = Stopwatch()
             state = self.trainer.fit(model, self.train_set, seed=seed,
@@ -140,7 +140,7 @@ class FitContext:
                                     "train_flops": ledger.total_flops,
                                     "history": state.history}}
             self._save(path, saved)
-            resume.unlink(missing_ok=True)
+        resume.unlink(missing_ok=True)  # also one a stop right after the result left behind
         self.accounting.add(name, saved["accounting"])
         return {key: value for key, value in saved.items() if key not in ("model", "accounting")}
 
