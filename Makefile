@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean table1 table2 table3 figures golden golden-check
+.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures golden golden-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,31 +28,36 @@ demo: $(STAMP)
 SCALE ?= paper
 SEEDS ?= 1
 
-table1: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
-table1 table2 table3: $(STAMP)
+table1 table6: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
+table1 table2 table3 table6: $(STAMP)
 	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
 
 figures: $(STAMP)
 	$(PY) -m harness.figures --scale=$(SCALE)
 
-# The golden smoke table: `make golden` rewrites reports/golden/ (commit it when a change is
-# meant to move numbers, e.g. a new row); `make golden-check`, part of `make test`, rebuilds it
-# from scratch and fails when any cell drifts past harness/diff.py's tolerances.
+# The golden smoke tables (Table 1, and Table 6's Snapshot and FGE rows; its other rows are
+# Table 1's methods again): `make golden` rewrites
+# reports/golden/ (commit it when a change is meant to move numbers, e.g. a new row);
+# `make golden-check`, part of `make test`, rebuilds them from scratch and fails when any cell
+# drifts past harness/diff.py's tolerances.
 # In float64 (golden.gin), so that CPUs of other vector widths agree far within the tolerances;
 # one thread keeps it bit-exact on one machine besides.
-GOLDEN_RUN := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.tables --table=1 \
+GOLDEN_TABLES := 1 6
+GOLDEN_ROWS_6 := --rows=snapshot_m12_c10,fge_m5_c10
+GOLDEN_RUN = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.tables --table=$(1) $(GOLDEN_ROWS_$(1)) \
 	--scale=smoke --seeds=1 --gin_file=reports/golden/golden.gin --runs_dir=build/golden/runs \
 	--noprogress
 
 golden: $(STAMP)
 	rm -rf build/golden
-	$(GOLDEN_RUN) --output_dir=reports/golden
+	$(foreach table,$(GOLDEN_TABLES),$(call GOLDEN_RUN,$(table)) --output_dir=reports/golden &&) true
 
 golden-check: $(STAMP)
 	rm -rf build/golden && mkdir -p build/golden
-	$(GOLDEN_RUN) --output_dir=build/golden > build/golden/log 2>&1 \
-		|| (cat build/golden/log; exit 1)
-	$(PY) -m harness.diff reports/golden/table1.parquet build/golden/table1.parquet
+	$(foreach table,$(GOLDEN_TABLES),$(call GOLDEN_RUN,$(table)) --output_dir=build/golden \
+		> build/golden/log$(table) 2>&1 || (cat build/golden/log$(table); exit 1);)
+	$(foreach table,$(GOLDEN_TABLES),$(PY) -m harness.diff reports/golden/table$(table).parquet \
+		build/golden/table$(table).parquet &&) true
 
 # The shared JPEG copy of CIFAR-10 decoded to the arrays the `npz` dataset reads (cpu scale).
 data/cifar10.npz: | $(STAMP)

@@ -57,7 +57,8 @@ def read_report(path: Path) -> pd.DataFrame:
 
 
 def row_key(row: pd.Series) -> str:
-    name = f" [{row['row']}]" if isinstance(row["row"], str) else ""
+    # A paper row we have no run for is named by its dataset (Table 6 has two).
+    name = f" [{row['row']}]" if isinstance(row["row"], str) else f" ({row['dataset']})"
     return f"table{row['table']} {row['method']} M={row['M']} S={row['sparsity']:g}{name}"
 
 

@@ -60,7 +60,8 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
              collect: Callable[[torch.Tensor, torch.Tensor], None] | None = None
              ) -> list[dict]:
     """Rows {member, metric, value} for one set: member = 'ensemble', each member's index,
-    and 'i-j' for each pair (disagreement, kl). `collect`, if given, receives each batch's
+    and 'i-j' for each pair (disagreement, kl). Non-finite logits are an error naming the
+    member and the set, never a prediction (argmax of NaN is class 0). `collect`, if given, receives each batch's
     member log-probabilities [M, B, C] and labels (harness/predictions.py caches them)."""
     predictor.eval()
     members = predictor.num_members
@@ -74,6 +75,14 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
             raise ValueError(f"{type(predictor).__name__} returned logits of shape "
                              f"{tuple(member_logits.shape)}, expected [M={members}, "
                              f"B={labels.shape[0]}, C]")
+        finite = torch.isfinite(member_logits).flatten(1).all(1)
+        if not bool(finite.all()):
+            member = int((~finite).nonzero()[0])
+            raise FloatingPointError(
+                f"member {member} of {members} gave non-finite logits (NaN or inf) on "
+                f"{eval_set.suite}/{eval_set.corruption} (severity {eval_set.severity}); its "
+                f"weights diverged or overflowed: lower Trainer.lr, or use "
+                f"Experiment.precision = 'float32' instead of AMP")
         member_log_probs = at_least_float32(member_logits).log_softmax(-1)
         if collect is not None:
             collect(member_log_probs, labels)

@@ -74,3 +74,116 @@ class Piecewise:
 
     def __call__(self, progress: float) -> float:
         return self.values[bisect.bisect_right(self.boundaries, progress)]
+
+
+class Warmup:
+    """A method's own schedule under the trainer's linear warm-up (`Trainer.lr_schedule`'s
+    `warmup`): the method decides the shape, the trainer how training starts."""
+
+    def __init__(self, schedule, warmup: float):
+        self.schedule = schedule
+        self.warmup = warmup
+
+    def __call__(self, progress: float) -> float:
+        return self.schedule(progress) * _warmup_factor(progress, self.warmup)
+
+    @property
+    def collection_points(self) -> tuple[float, ...]:
+        return self.schedule.collection_points
+
+
+def compose(method_schedule, trainer_schedule):
+    """The schedule of a run whose method brings its own: the method's shape with the trainer's
+    warm-up. A trainer schedule whose warm-up is unknown (no `warmup`), or a warm-up on both,
+    cannot be combined and is refused rather than silently dropped."""
+    if not hasattr(trainer_schedule, "warmup"):
+        raise ValueError(f"the method brings its own learning-rate schedule and only the "
+                         f"warm-up of Trainer.lr_schedule carries over, but "
+                         f"{type(trainer_schedule).__name__} has no `warmup`; use "
+                         f"MultiStep, Cosine or Constant")
+    if trainer_schedule.warmup <= 0:
+        return method_schedule
+    if getattr(method_schedule, "warmup", 0) > 0:
+        raise ValueError("both the method's schedule and Trainer.lr_schedule warm up; keep "
+                         "one of the two warm-ups")
+    return Warmup(method_schedule, trainer_schedule.warmup)
+
+
+def collection_steps(points, total_steps: int) -> list[int]:
+    """For each point (a fraction of the run), the optimizer steps done before the first step
+    whose progress reaches it: the step a cyclic schedule's cycle end (or minimum) falls on,
+    decided by the same float comparison as the schedule's own, so the two always agree."""
+    steps = []
+    for point in points:
+        step = min(total_steps, math.ceil(point * total_steps))
+        while step > 0 and (step - 1) / total_steps >= point:
+            step -= 1
+        while step < total_steps and step / total_steps < point:
+            step += 1
+        steps.append(step)
+    return steps
+
+
+class CosineRestarts:
+    """Snapshot Ensembles' cyclic cosine annealing (Huang et al. 2017, Eq. 2): the run splits
+    into `cycles` equal cycles, in each the multiplier falls from 1 to 0 as
+    (cos(pi * t) + 1) / 2, t the fraction of the cycle done, then restarts. A snapshot is
+    taken at each cycle's end (`collection_points`)."""
+
+    def __init__(self, cycles: int):
+        if cycles < 1:
+            raise ValueError(f"CosineRestarts needs cycles >= 1, got {cycles}")
+        self.cycles = cycles
+        self.ends = tuple(k / cycles for k in range(1, cycles + 1))
+
+    def __call__(self, progress: float) -> float:
+        cycle = bisect.bisect_right(self.ends[:-1], progress)
+        start = 0.0 if cycle == 0 else self.ends[cycle - 1]
+        done = (progress - start) / (self.ends[cycle] - start)
+        return 0.5 * (math.cos(math.pi * min(done, 1.0)) + 1)
+
+    @property
+    def collection_points(self) -> tuple[float, ...]:
+        return self.ends
+
+
+class FastGeometric:
+    """Fast Geometric Ensembling (Garipov et al. 2018, Sec. 5; dnn-mode-connectivity `train.py`
+    and `fge.py`): pre-training for the first `pretrain` fraction of the run with their
+    schedule for the whole budget (1 up to half the budget, then linearly down to 0.01 at 90%),
+    then `cycles` equal cycles in which the multiplier goes linearly from `high` to `low` at
+    mid-cycle and back to `high`. A model is collected at each cycle's lowest learning rate
+    (`collection_points`: the middle of each cycle)."""
+
+    def __init__(self, pretrain: float, cycles: int, high: float, low: float):
+        if not 0 < pretrain < 1 or cycles < 1 or not 0 < low <= high:
+            raise ValueError(f"FastGeometric needs 0 < pretrain < 1, cycles >= 1 and "
+                             f"0 < low <= high; got pretrain={pretrain}, cycles={cycles}, "
+                             f"high={high}, low={low}")
+        self.pretrain = pretrain
+        self.cycles = cycles
+        self.high = high
+        self.low = low
+        self.length = (1 - pretrain) / cycles
+
+    @staticmethod
+    def pretrain_factor(progress: float) -> float:
+        """dnn-mode-connectivity train.py's `learning_rate_schedule` at budget fraction
+        `progress`."""
+        if progress <= 0.5:
+            return 1.0
+        if progress <= 0.9:
+            return 1.0 - (progress - 0.5) / 0.4 * 0.99
+        return 0.01
+
+    def __call__(self, progress: float) -> float:
+        if progress < self.pretrain:
+            return self.pretrain_factor(progress)
+        done = ((progress - self.pretrain) / self.length) % 1.0
+        if done < 0.5:
+            return self.high * (1 - 2 * done) + self.low * 2 * done
+        return self.high * (2 * done - 1) + self.low * (2 - 2 * done)
+
+    @property
+    def collection_points(self) -> tuple[float, ...]:
+        return tuple(self.pretrain + (k + 0.5) * self.length for k in range(self.cycles))

@@ -1,7 +1,7 @@
-"""`make table1|table2|table3`: one run per row of a paper table, then the table.
+"""`make table1|table2|table3|table6`: one run per row of a paper table, then the table.
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
-        [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
+        [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
         [--output_dir=reports] [--noprogress]
 
 The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
@@ -9,7 +9,8 @@ reproduce on a line `# row: <method as in reports/reference/freetickets_tables.c
 sparsity come from the run itself); a file there without that line is an include shared by
 rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
 paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
-keeps CIFAR-100 at cpu scale), then any extra files and bindings, and runs once per seed k
+keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
+(Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
 Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
@@ -62,8 +63,12 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
     if not any(named.values()):
         raise UserError(f"table {table} has no rows: no gin file in {gin_dir}/table{table}/ "
                         f"has a '# row: <method as in the reference table>' line")
-    layers = [*scale_files(table, scale, gin_dir), *extra_files]
-    return [TableRow(config.stem, name, (str(config), *layers))
+    layers = scale_files(table, scale, gin_dir)
+    own = gin_dir / f"table{table}" / "scale" / scale
+    return [TableRow(config.stem, name,
+                     (str(config), *layers,
+                      *[str(path) for path in [own / config.name] if path.is_file()],
+                      *extra_files))
             for config, name in named.items() if name]
 
 
@@ -99,13 +104,26 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
     return "ran"
 
 
+def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]:
+    """The rows named (gin file stems), in table order; all of them without names."""
+    if not names:
+        return rows
+    unknown = sorted(set(names) - {row.name for row in rows})
+    if unknown:
+        raise UserError(f"--rows names no row of this table: {', '.join(unknown)}; rows: "
+                        f"{', '.join(row.name for row in rows)}")
+    return [row for row in rows if row.name in names]
+
+
 def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),
               runs_dir: Path = Path("runs"), output_dir: Path = Path("reports"),
-              extra_files=(), bindings=(), progress: bool = True) -> Path:
-    """Runs every row and seed of the table, then writes it; returns the markdown path."""
+              extra_files=(), bindings=(), progress: bool = True,
+              rows: list[str] | None = None) -> Path:
+    """Runs every row (or the `rows` named) and seed of the table, then writes it; returns the
+    markdown path."""
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    for row in table_rows(table, scale, gin_dir, extra_files):
+    for row in chosen_rows(table_rows(table, scale, gin_dir, extra_files), rows):
         for seed in range(seeds):
             print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
             outcome = run_seed(row, seed, list(bindings), runs_dir / f"table{table}" / scale
@@ -119,9 +137,11 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True, help="1, 2 or 3")
+    parser.add_argument("--table", type=int, required=True, help="1, 2, 3 or 6")
     parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
+    parser.add_argument("--rows", type=lambda text: text.split(","),
+                        help="only these rows (gin file stems, comma-separated)")
     parser.add_argument("--gin_file", action="append", default=[],
                         help="extra gin files, layered after the scale")
     parser.add_argument("--gin_bindings", action="append", default=[],
@@ -139,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         table = run_table(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
                           runs_dir=args.runs_dir, output_dir=args.output_dir,
                           extra_files=args.gin_file, bindings=args.gin_bindings,
-                          progress=args.progress)
+                          progress=args.progress, rows=args.rows)
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ Methods never write a loop of their own. They shape a run through:
     masks gradients and weights there, EDST escapes and saves tickets there, the FLOPs ledger
     counts there;
   * a schedule: a multiplier of the base learning rate as a function of progress in [0, 1];
+    a method's own schedule (EDST's phases, Snapshot's cycles) keeps the warm-up of
+    `Trainer.lr_schedule` (`schedules.compose`);
   * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default).
 
 Order within one optimizer step:
@@ -31,7 +33,7 @@ from harness import scale
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.durable import durable_replace
 from harness.errors import UserError, check_integer, check_number
-from harness.schedules import MultiStep
+from harness.schedules import MultiStep, compose
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Schedule = Callable[[float], float]
@@ -119,7 +121,7 @@ class Trainer:
 
     def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
-                 lr_schedule: Schedule = MultiStep(), augment: Augment | None = None,
+                 lr_schedule: Schedule | None = None, augment: Augment | None = None,
                  amp: bool = False, progress: bool = True):
         check_integer("Trainer.epochs", epochs, 1)
         check_integer("Trainer.batch_size", batch_size, 1)
@@ -132,9 +134,9 @@ class Trainer:
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        # Built here, not as a default argument: one built at import would ignore Augment's
-        # gin bindings.
+        # Built here, not as default arguments: a default built at import would miss the gin
+        # bindings of MultiStep and Augment (e.g. the smoke scale's Augment.padding).
+        self.lr_schedule = MultiStep() if lr_schedule is None else lr_schedule
         self.augment = Augment() if augment is None else augment
         self.amp = amp
         self.progress = progress
@@ -159,10 +161,12 @@ class Trainer:
             schedule: Schedule | None = None, objective: Objective = classification_loss,
             checkpoint: Path | None = None, desc: str = "train") -> TrainState:
         """Trains `model` in place on `dataset` (already on its device) and returns the final
-        state. `epochs` (already scaled) and `schedule` override the configured ones. With
+        state. `epochs` (already scaled) overrides the configured one; `schedule`, a method's
+        own, replaces the configured one but for its warm-up (`schedules.compose`). With
         `checkpoint`, the run saves itself there after every epoch and resumes from it."""
         epochs = self.scaled_epochs if epochs is None else epochs
-        schedule = schedule or self.lr_schedule
+        schedule = self.lr_schedule if schedule is None else compose(schedule,
+                                                                     self.lr_schedule)
         model.to(dataset.device)
         optimizer = self.make_optimizer(model)
         state = TrainState(model=model, optimizer=optimizer, epochs=epochs,

@@ -1,67 +1,103 @@
 """What every method shares: the registry, the context `fit` receives, and the template for
 ensembles of independently trained members (dense ensemble, static and DST ensembles, ...)."""
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from harness.config import first_line
 from harness.data.arrays import ArrayDataset
+from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.registry import Registry
+from harness.schedules import collection_steps
 from harness.train import Hook, Schedule, Trainer, TrainState, classification_loss, Objective
 
 
 @dataclass
 class Accounting:
-    """Time, examples and FLOPs of a method's training runs, kept beside the checkpoints so
-    that a resumed run still reports everything it trained."""
+    """Time, examples and FLOPs of a method's training stages.
+
+    Each finished stage stores its own figures in its result file, written in one atomic step
+    with its weights (`FitContext.stage`), and these totals are the sum over the stages a fit
+    ran or found finished: a stage is counted once however often the run was interrupted.
+    Seconds and examples cover the same span, the training kept in checkpoints: an epoch cut
+    short by a crash is redone, and neither its seconds nor its examples count twice."""
 
     train_seconds: float = 0.0
     examples_seen: int = 0
     train_flops: float = 0.0
     histories: dict = field(default_factory=dict)
 
-    FILE = "accounting.json"
+    def add(self, stage: str, figures: dict) -> None:
+        self.train_seconds += figures["train_seconds"]
+        self.examples_seen += figures["examples_seen"]
+        self.train_flops += figures["train_flops"]
+        self.histories[stage] = figures["history"]
 
-    @classmethod
-    def load(cls, checkpoint_dir: Path) -> "Accounting":
-        path = checkpoint_dir / cls.FILE
-        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
 
-    def save(self, checkpoint_dir: Path) -> None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        partial = checkpoint_dir / (self.FILE + ".partial")
-        partial.write_text(json.dumps(asdict(self)))
-        partial.replace(checkpoint_dir / self.FILE)
+class Stopwatch(Hook):
+    """Training seconds of a run, carried in its checkpoints like the FLOPs ledger's counters,
+    so that a resumed run counts the seconds of the same epochs as its examples."""
 
-    def add(self, tag: str, seconds: float, state: TrainState, flops: float) -> None:
-        self.train_seconds += seconds
-        self.examples_seen += state.step * state.batch_size
-        self.train_flops += flops
-        self.histories[tag] = state.history
+    def __init__(self):
+        self.before = 0.0  # seconds of the checkpointed epochs of earlier processes
+        self.start = time.perf_counter()
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.before = state["seconds"]
+
+
+class MemberCollector(Hook):
+    """Saves the model as member k when optimizer step `steps[k]` is done: a cyclic schedule's
+    cycle ends (Snapshot) or minima (FGE), EDST's phase ends. The steps are the schedule's
+    `collection_points` (fractions of the run) on this run's step count
+    (`schedules.collection_steps`). Put it first among the hooks, so that a member is saved as
+    its step left it, before any other hook changes the model on that step."""
+
+    def __init__(self, points: Sequence[float], save: Callable[[int, nn.Module], None]):
+        self.points = tuple(points)
+        self.save = save
+        self.steps: list[int] = []
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.steps = collection_steps(self.points, state.total_steps)
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        if state.step in self.steps:
+            self.save(self.steps.index(state.step), state.model)
 
 
 @dataclass
 class FitContext:
     """Everything a method needs to train: the configured trainer, the train set on its
-    device, a model factory, the run's seed, and where checkpoints go."""
+    device, a model factory, the run's seed, and where checkpoints go.
+
+    A method made of several trainings (M members; pre-training then cycles; prune then
+    fine-tune) runs each as a named `stage`: a finished stage is loaded instead of trained, an
+    interrupted one resumes from its last epoch, and its cost counts once in `accounting`."""
 
     trainer: Trainer
     train_set: ArrayDataset
     model_factory: Callable[[], nn.Module]
     seed: int
     checkpoint_dir: Path
-    accounting: "Accounting" = field(init=False)
-
-    def __post_init__(self):
-        self.accounting = Accounting.load(self.checkpoint_dir)
+    accounting: Accounting = field(init=False, default_factory=Accounting)
 
     def member_seed(self, index: int) -> int:
         return self.seed * 1000 + index
@@ -71,42 +107,72 @@ class FitContext:
         torch.manual_seed(seed)
         return self.model_factory().to(self.train_set.device)
 
-    def train(self, model: nn.Module, *, tag: str, seed: int, hooks: Sequence[Hook] = (),
+    def stage_path(self, name: str) -> Path:
+        return self.checkpoint_dir / f"{name}.pt"
+
+    def stage(self, name: str, model: nn.Module, *, seed: int, hooks: Sequence[Hook] = (),
               epochs: int | None = None, schedule: Schedule | None = None,
-              objective: Objective = classification_loss) -> TrainState:
-        """One training run through the shared loop, resumable from `<tag>.resume.pt`, with a
-        FLOPs ledger that follows the run's densities step by step."""
-        start = time.perf_counter()
-        resume = self.checkpoint_dir / f"{tag}.resume.pt"
-        ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
-        state = self.trainer.fit(model, self.train_set, seed=seed, hooks=[*hooks, ledger],
-                                 epochs=epochs, schedule=schedule, objective=objective,
-                                 checkpoint=resume, desc=tag)
-        self.accounting.add(tag, time.perf_counter() - start, state, ledger.total_flops)
-        self.accounting.save(self.checkpoint_dir)
-        return state
+              objective: Objective = classification_loss,
+              extra: Callable[[], dict] | None = None) -> dict:
+        """Trains `model` in the stage `name` through the shared loop, or loads the stage's
+        result if it finished before; returns the stage's extras (`extra()` at its end, e.g.
+        masks that a later stage starts from). Either way `model` ends with the stage's final
+        weights.
+
+        The result file `<name>.pt` holds the weights, the extras and the stage's own
+        accounting (seconds, examples, FLOPs from a ledger that follows the run's densities
+        step by step), written in one atomic step: there is no moment at which the cost is
+        saved and the result is not, or the reverse. While the stage trains it checkpoints
+        itself to `<name>.resume.pt` after every epoch and resumes from there."""
+        path = self.stage_path(name)
+        resume = self.checkpoint_dir / f"{name}.resume.pt"
+        if path.is_file():
+            saved = self._load(path)
+            model.load_state_dict(saved["model"])
+        else:
+            ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
+            stopwatch = Stopwatch()
+            state = self.trainer.fit(model, self.train_set, seed=seed,
+                                     hooks=[*hooks, ledger, stopwatch], epochs=epochs,
+                                     schedule=schedule, objective=objective, checkpoint=resume,
+                                     desc=name)
+            saved = {"model": model.state_dict(), **(extra() if extra else {}),
+                     "accounting": {"train_seconds": stopwatch.seconds(),
+                                    "examples_seen": ledger.examples,
+                                    "train_flops": ledger.total_flops,
+                                    "history": state.history}}
+            self._save(path, saved)
+        resume.unlink(missing_ok=True)  # also one a stop right after the result left behind
+        self.accounting.add(name, saved["accounting"])
+        return {key: value for key, value in saved.items() if key not in ("model", "accounting")}
+
+    def collector(self, points: Sequence[float],
+                  extra: Callable[[], dict] | None = None) -> MemberCollector:
+        """A hook that saves member k (`member_path(k)`, with `extra()` beside its weights)
+        when the run reaches `points[k]` (fractions of the run)."""
+        return MemberCollector(points, lambda index, model: self._save(
+            self.member_path(index), {"model": model.state_dict(), **(extra() if extra else {})}))
 
     def member_path(self, index: int) -> Path:
         return self.checkpoint_dir / f"member_{index}.pt"
 
-    def save_member(self, index: int, model: nn.Module, extra: dict | None = None) -> None:
-        """Final weights of member `index` (plus e.g. its mask); removes resume files."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.member_path(index).with_suffix(".partial")
-        torch.save({"model": model.state_dict(), **(extra or {})}, partial)
-        partial.replace(self.member_path(index))
-
-    def load_member(self, index: int, model: nn.Module) -> dict | None:
-        """Loads a finished member into `model` (a resumed run); None if not saved yet."""
-        path = self.member_path(index)
-        if not path.exists():
-            return None
-        saved = torch.load(path, map_location=self.train_set.device, weights_only=False)
+    def load_member(self, index: int, model: nn.Module) -> dict:
+        """Loads collected member `index` into `model`; returns what was saved with it."""
+        saved = self._load(self.member_path(index))
         model.load_state_dict(saved["model"])
         return saved
 
-    def discard_resume(self, tag: str) -> None:
-        (self.checkpoint_dir / f"{tag}.resume.pt").unlink(missing_ok=True)
+    def _save(self, path: Path, content: dict) -> None:
+        """Durable: a reader finds the previous file or the complete new one."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda partial: torch.save(content, partial))
+
+    def _load(self, path: Path) -> dict:
+        try:
+            return torch.load(path, map_location=self.train_set.device, weights_only=False)
+        except Exception as error:  # noqa: BLE001  damaged bytes: whatever unpickling meets
+            raise UserError(f"{path} is damaged ({first_line(error)}); delete it to train "
+                            f"that stage again") from error
 
 
 class Method:
@@ -178,11 +244,8 @@ class IndependentEnsemble(Method):
         for index in range(self.num_members):
             seed = context.member_seed(index)
             model = context.build_model(seed)
-            if context.load_member(index, model) is None:
-                tag = f"member_{index}"
-                hooks = self.member_hooks(context, model, seed)
-                context.train(model, tag=tag, seed=seed, hooks=hooks)
-                context.save_member(index, model, self.member_extra(hooks))
-                context.discard_resume(tag)
+            hooks = self.member_hooks(context, model, seed)
+            context.stage(f"member_{index}", model, seed=seed, hooks=hooks,
+                          extra=lambda hooks=hooks: self.member_extra(hooks))
             networks.append(model)
         return MemberEnsemble(networks)

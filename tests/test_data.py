@@ -26,6 +26,32 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     assert not torch.equal(out, data.images)  # some crops moved
 
 
+def test_reflection_padding_is_a_setting_and_zero_padding_the_default():
+    data = toy_dataset(n=64)
+    assert Augment().padding_mode == "zeros"
+    out = Augment(padding=2, hflip=False, padding_mode="reflect")(
+        data.images, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(data.images.float(), (2, 2, 2, 2), mode="reflect")
+    for index in range(len(data)):
+        windows = [padded[index, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[index].float(), window) for window in windows)
+    assert out.dtype == torch.uint8
+    with pytest.raises(ValueError, match="padding_mode must be one of zeros, reflect"):
+        Augment(padding_mode="circular")
+
+
+def test_augment_settings_in_gin_reach_the_trainer():
+    """The trainer's default augmentation was built at import, before gin's bindings."""
+    import gin
+    import harness.experiment  # noqa: F401  registers every configurable
+    from harness.train import Trainer
+    gin.parse_config(["Augment.padding = 1", "Augment.padding_mode = 'reflect'",
+                      "MultiStep.warmup = 0.1"])
+    trainer = Trainer()
+    assert trainer.augment == Augment(padding=1, hflip=True, padding_mode="reflect")
+    assert trainer.lr_schedule.warmup == 0.1
+
+
 def test_flip_mirrors_about_half_the_batch():
     data = toy_dataset(n=400)
     out = Augment(padding=0, hflip=True)(data.images, torch.Generator().manual_seed(1))

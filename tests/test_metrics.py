@@ -82,3 +82,22 @@ def test_pair_disagreement_and_kl():
     assert result["disagreement"] == pytest.approx(0.5)
     kl = (p * (p / q).log()).sum(1).mean()
     assert result["kl"] == pytest.approx(float(kl))
+
+
+def test_non_finite_logits_are_an_error_naming_the_set_and_member():
+    """A NaN row used to count as a prediction of class 0 in accuracy."""
+    from harness.evaluate import EvalSet, evaluate
+    from harness.predictors import Predictor
+
+    class Members(Predictor):
+        num_members = 3
+
+        def forward(self, x):
+            logits = torch.zeros(3, x.shape[0], 4)
+            logits[2, 1, 0] = math.nan
+            return logits
+
+    labels = torch.zeros(5, dtype=torch.long)
+    eval_set = EvalSet("test", "clean", 0, lambda: [(torch.zeros(5, 1), labels)], 1)
+    with pytest.raises(FloatingPointError, match=r"member 2 of 3 .* on test/clean"):
+        evaluate(Members(), eval_set, progress=False)

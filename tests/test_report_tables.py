@@ -103,3 +103,15 @@ def test_table3_at_paper_scale_needs_imagenet(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert code == 2 and error.count("\n") == 0 and "imagenet" in error.lower()
     assert not list((tmp_path / "runs").glob("table3/paper/*/seed0"))
+
+
+def test_rows_of_table6_choose_their_own_scale_and_can_be_picked():
+    rows = tables.table_rows(6, "cpu", Path("gin"))
+    names = {row.name: row for row in rows}
+    assert len(rows) == 10
+    assert names["fge_m5_c100"].gin_files[-1] == "gin/table6/scale/cpu/fge_m5_c100.gin"
+    assert names["fge_m5_c10"].gin_files == ("gin/table6/fge_m5_c10.gin", "gin/scale/cpu.gin")
+    picked = tables.chosen_rows(rows, ["snapshot_m12_c10", "fge_m5_c10"])
+    assert [row.name for row in picked] == ["fge_m5_c10", "snapshot_m12_c10"]
+    with pytest.raises(UserError, match="--rows names no row of this table: fge"):
+        tables.chosen_rows(rows, ["fge"])

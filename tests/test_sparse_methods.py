@@ -112,3 +112,28 @@ def test_float64_precision_trains_and_masks_in_float64_then_restores_the_default
         assert not weights[f"{name}.weight"][~mask.bool()].any()
     assert torch.get_default_dtype() == torch.float32
     assert 0 <= summary["metrics"]["test/accuracy"] <= 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_edst_killed_mid_stage_resumes_to_the_same_metrics(edst_run, tmp_path, monkeypatch):
+    """Killed after the first ticket was saved, with the run's stage unfinished."""
+    import harness.train
+    save, calls = harness.train._save, []
+
+    def save_then_kill(*args):
+        calls.append(args)
+        if len(calls) == 6:  # epoch 6 trained, not saved; ticket 0 saved at the end of 5
+            raise Killed
+        save(*args)
+
+    monkeypatch.setattr(harness.train, "_save", save_then_kill)
+    with pytest.raises(Killed):
+        smoke_run("edst", tmp_path)
+    assert (tmp_path / "edst" / "checkpoints" / "member_0.pt").is_file()
+    monkeypatch.setattr(harness.train, "_save", save)
+    run_dir, _ = run_experiment([str(ROOT / "gin" / "edst.gin"), SMOKE], FAST,
+                                str(tmp_path / "edst"), resume=True, progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "metrics.parquet"), edst_run[2])

@@ -81,14 +81,26 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
+PADDING_MODES = ("zeros", "reflect")
+
+
 @gin.configurable
 @dataclass(frozen=True)
 class Augment:
-    """The standard CIFAR augmentation: zero-pad by `padding` and crop back at a random offset,
-    then flip horizontally with probability 1/2. `padding=0, hflip=False` disables it."""
+    """The standard CIFAR augmentation: pad by `padding` and crop back at a random offset,
+    then flip horizontally with probability 1/2. `padding=0, hflip=False` disables it.
+
+    `padding_mode` 'zeros' (default: torchvision's RandomCrop and uncertainty-baselines) or
+    'reflect' (the official FreeTickets code pads by reflection)."""
 
     padding: int = 4
     hflip: bool = True
+    padding_mode: str = "zeros"
+
+    def __post_init__(self):
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"Augment.padding_mode must be one of {', '.join(PADDING_MODES)}, "
+                             f"got {self.padding_mode!r}")
 
     def __post_init__(self):
         check_integer("Augment.padding", self.padding, 0)
@@ -98,7 +110,9 @@ class Augment:
         device = images.device
         if self.padding > 0:
             pad = self.padding
-            padded = F.pad(images, (pad, pad, pad, pad))
+            padded = (F.pad(images, (pad, pad, pad, pad)) if self.padding_mode == "zeros" else
+                      F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
+                      .to(images.dtype))
             dy = torch.randint(0, 2 * pad + 1, (batch, 1, 1), device=device, generator=generator)
             dx = torch.randint(0, 2 * pad + 1, (batch, 1, 1), device=device, generator=generator)
             rows = (torch.arange(height, device=device).view(1, height, 1) + dy)

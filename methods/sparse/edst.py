@@ -1,56 +1,54 @@
 """EDST Ensemble (paper §3.2.2, Algorithm 3, App. C): M free tickets from one sparse run.
 
 One exploration phase of t_ex epochs of dynamic sparse training at lr 0.1, then M refinement
-phases of t_re epochs, each at lr 0.01 for its first half and 0.001 for its second (the
-official code's milestones). When a refinement phase ends, its converged subnetwork is saved
-as a ticket together with its mask; the model then escapes its basin by a global exploration:
-prune the fraction q = 0.8 of each layer's active weights and regrow as many (by dense
-gradient, as in ordinary RigL steps), and the next phase refines from there. Ordinary DST
-(p, dT) continues in every phase. Tickets are saved when their phase ends; nothing is
-selected on held-out or test data.
+phases of t_re epochs at lower learning rates (`refinement_lr_factors` for
+`refinement_lr_epochs` each: on CIFAR 0.01 then 0.001 for half a phase each, the official
+code's milestones). When a refinement phase ends, its converged subnetwork is saved as a ticket
+together with its mask (a `MemberCollector` at the phase ends); the model then escapes its
+basin by a global exploration (`Escape`): prune the fraction q = 0.8 of each layer's active
+weights and regrow as many (by dense gradient, as in ordinary RigL steps), and the next phase
+refines from there. Ordinary DST (p, dT) continues in every phase; a cosine-annealed p restarts
+in each phase (the official ImageNet code), so the last tickets still explore. Tickets are
+saved when their phase ends; nothing is selected on held-out or test data.
 """
 import gin
-from torch import nn
 
 from harness import scale
 from harness.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
-from harness.schedules import Piecewise
-from harness.train import Hook, TrainState
+from harness.schedules import Piecewise, collection_steps, compose
+from harness.train import Hook, Trainer, TrainState
 from methods.base import METHODS, FitContext, Method
 from methods.sparse.ensembles import check_sparsity
 from methods.sparse.masking import Masking, mask_configuration
 
 
-class TicketCollector(Hook):
-    """Saves a ticket at the end of each refinement phase, then escapes (all but the last).
+class Escape(Hook):
+    """EDST's global exploration (Algorithm 3): at each of `points` (fractions of the run; the
+    ends of all refinement phases but the last) prune and regrow the fraction `fraction` of
+    every layer's active weights by dense gradient. Also restarts the masking's prune-rate
+    schedule at every phase start (`phase_starts`, fractions of the run)."""
 
-    Runs before Masking in the hook list, so a ticket is saved as its phase left it, before
-    any regular prune-and-grow that might fall on the same step."""
-
-    def __init__(self, masking: Masking, phase_end_epochs: list[int], escape_fraction: float,
-                 save_ticket):
+    def __init__(self, masking: Masking, points, phase_starts, fraction: float):
         self.masking = masking
-        self.phase_end_epochs = phase_end_epochs
-        self.escape_fraction = escape_fraction
-        self.save_ticket = save_ticket
-        self.phase_end_steps: list[int] = []
+        self.points = tuple(points)
+        self.phase_starts = tuple(phase_starts)
+        self.fraction = fraction
+        self.steps: list[int] = []
 
     def on_train_begin(self, state: TrainState) -> None:
-        self.phase_end_steps = [epoch * state.steps_per_epoch for epoch in self.phase_end_epochs]
-        for step in self.phase_end_steps[:-1]:
+        self.steps = collection_steps(self.points, state.total_steps)
+        for step in self.steps:
             self.masking.request_dense_grads(step)  # the escape grows by dense gradient
+        self.masking.restart_prune_rate_at(collection_steps(self.phase_starts,
+                                                            state.total_steps))
 
     def after_optimizer_step(self, state: TrainState) -> None:
-        if state.step not in self.phase_end_steps:
-            return
-        ticket = self.phase_end_steps.index(state.step)
-        self.masking.apply_masks()
-        self.save_ticket(ticket, state.model, self.masking)
-        if ticket < len(self.phase_end_steps) - 1:
-            self.masking.prune_and_grow(self.escape_fraction)
+        if state.step in self.steps:
+            self.masking.apply_masks()
+            self.masking.prune_and_grow(self.fraction)
 
 
 @METHODS.register("edst")
@@ -60,7 +58,8 @@ class EDSTEnsemble(Method):
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  exploration_epochs: int = 150, refinement_epochs: int = 100,
-                 escape_fraction: float = 0.8, refinement_lr_factors: tuple = (0.1, 0.01)):
+                 escape_fraction: float = 0.8, refinement_lr_factors: tuple = (0.1, 0.01),
+                 refinement_lr_epochs: tuple = (50, 50)):
         if num_members < 1:
             raise UserError(f"EDSTEnsemble.num_members must be >= 1, got {num_members}")
         check_sparsity("EDSTEnsemble", sparsity)
@@ -69,12 +68,20 @@ class EDSTEnsemble(Method):
         if not 0 < escape_fraction <= 1:
             raise UserError(f"EDSTEnsemble.escape_fraction (q) must be in (0, 1], got "
                             f"{escape_fraction}")
+        if (len(refinement_lr_factors) != len(refinement_lr_epochs)
+                or sum(refinement_lr_epochs) != refinement_epochs
+                or any(epochs <= 0 for epochs in refinement_lr_epochs)):
+            raise UserError(f"EDSTEnsemble.refinement_lr_epochs must give each of "
+                            f"refinement_lr_factors {tuple(refinement_lr_factors)} a positive "
+                            f"number of epochs summing to refinement_epochs = "
+                            f"{refinement_epochs}; got {tuple(refinement_lr_epochs)}")
         self.num_members = num_members
         self.sparsity = sparsity
         self.exploration_epochs = exploration_epochs
         self.refinement_epochs = refinement_epochs
         self.escape_fraction = escape_fraction
         self.refinement_lr_factors = tuple(refinement_lr_factors)
+        self.refinement_lr_epochs = tuple(refinement_lr_epochs)
 
     @property
     def training_runs(self) -> float:
@@ -89,6 +96,7 @@ class EDSTEnsemble(Method):
                 f"= {context.paper_epochs}")
         try:
             mask_configuration(context.layer_shapes, self.sparsity)
+            compose(self.schedule(), Trainer().lr_schedule)
         except ValueError as error:
             raise UserError(str(error)) from error
 
@@ -98,35 +106,42 @@ class EDSTEnsemble(Method):
         return [explore + (ticket + 1) * refine for ticket in range(self.num_members)]
 
     def schedule(self) -> Piecewise:
-        """lr multipliers: 1 while exploring, then per phase the two refinement factors."""
+        """lr multipliers: 1 while exploring, then in each refinement phase the refinement
+        factors for their share of the phase."""
         ends = self.phase_end_epochs()
         total, refine = ends[-1], ends[0] - scale.epochs(self.exploration_epochs)
         boundaries, values = [], [1.0]
         for end in ends:
             start = end - refine
-            boundaries += [start / total, (start + refine / 2) / total]
-            values += list(self.refinement_lr_factors)
+            for factor, epochs in zip(self.refinement_lr_factors, self.refinement_lr_epochs):
+                boundaries.append(start / total)
+                values.append(factor)
+                start += refine * epochs / self.refinement_epochs
         return Piecewise(boundaries, values)
 
     def fit(self, context: FitContext) -> Predictor:
         seed = context.member_seed(0)
-        tickets = [context.build_model(seed) for _ in range(self.num_members)]
-        if any(context.load_member(index, ticket) is None
-               for index, ticket in enumerate(tickets)):
-            model = context.build_model(seed)
-            masking = Masking(model, self.sparsity, seed=seed)
+        model = context.build_model(seed)
+        masking = Masking(model, self.sparsity, seed=seed)
+        total = self.phase_end_epochs()[-1]
+        ends = [end / total for end in self.phase_end_epochs()]
+        starts = [0.0] + [(end - scale.epochs(self.refinement_epochs)) / total for end in ends]
 
-            def save_ticket(index: int, network: nn.Module, masks: Masking) -> None:
-                context.save_member(index, network, {"masks": masks.state_dict()["masks"]})
+        def ticket() -> dict:
+            masking.apply_masks()
+            return {"masks": masking.state_dict()["masks"]}
 
-            collector = TicketCollector(masking, self.phase_end_epochs(), self.escape_fraction,
-                                        save_ticket)
-            context.train(model, tag="edst", seed=seed, hooks=[collector, masking],
-                          epochs=self.phase_end_epochs()[-1], schedule=self.schedule())
-            context.discard_resume("edst")
-        for index, ticket in enumerate(tickets):
-            saved = context.load_member(index, ticket)
-            ticket.masks = saved["masks"]
+        # The collector first: a ticket is saved as its phase left it, before the escape or a
+        # regular prune-and-grow on the same step.
+        hooks = [context.collector(ends, ticket),
+                 Escape(masking, ends[:-1], starts, self.escape_fraction), masking]
+        context.stage("edst", model, seed=seed, hooks=hooks, epochs=total,
+                      schedule=self.schedule())
+        tickets = []
+        for index in range(self.num_members):
+            member = context.build_model(seed)
+            member.masks = context.load_member(index, member)["masks"]
+            tickets.append(member)
         return MemberEnsemble(tickets)
 
     def plan_flops(self, context: PlanContext) -> FlopsPlan:

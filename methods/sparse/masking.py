@@ -8,14 +8,16 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C; DESIGN.md "Sparse core"):
     optimizer step, with momentum and weight decay on;
   * every `update_interval` optimizer steps (Algorithm 1, t mod ΔT = 0) each layer prunes the
     fraction p of its active weights with the smallest magnitude (Eq. 1) and regrows as many
-    among the positions that were inactive before the prune, by largest |dense gradient|
-    (RigL, Eq. 2) or uniformly at random (SET); regrown weights start at exactly zero with
-    their optimizer state (momentum) reset, and so do the pruned positions;
-  * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C).
+    among the positions inactive after the prune, those just pruned included, by largest
+    |dense gradient| (RigL, Eq. 2) or uniformly at random (SET); regrown weights start at
+    exactly zero with their optimizer state (momentum) reset, and so do the pruned positions;
+  * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C), or over
+    each phase of a method that restarts it (EDST, `restart_prune_rate_at`).
 
 Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
 regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
 """
+import bisect
 import inspect
 import math
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ class Masking(Hook):
         self.last_update_step: int | None = None
         self.dense_grads: dict[str, torch.Tensor] | None = None
         self._requested_steps: set[int] = set()
+        self._period_starts: list[int] = [0]
         # A CPU generator draws every random position, so masks do not depend on the device.
         self._generator = torch.Generator().manual_seed(seed)
         counts = layer_nonzeros(self.layer_shapes, 1.0 - sparsity, distribution)
@@ -143,11 +146,21 @@ class Masking(Hook):
         return (self.explores and step > 0 and step % self.update_interval == 0
                 and (total_steps is None or step < total_steps))
 
+    def restart_prune_rate_at(self, steps) -> None:
+        """Anneal a cosine prune rate over each span between these optimizer steps (and the
+        run's end) instead of over the whole run (EDST's phases)."""
+        self._period_starts = sorted({0, *steps})
+
     def current_prune_rate(self, step: int, total_steps: int) -> float:
-        """p, constant or cosine-annealed: p * (1 + cos(pi * step / total_steps)) / 2."""
+        """p, constant or cosine-annealed over the current period [start, end) (the whole run
+        unless restarted): p * (1 + cos(pi * (step - start) / (end - start))) / 2."""
         if self.prune_rate_schedule == "constant":
             return self.prune_rate
-        return self.prune_rate * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+        period = bisect.bisect_right(self._period_starts, step) - 1
+        start = self._period_starts[period]
+        end = (self._period_starts[period + 1] if period + 1 < len(self._period_starts)
+               else total_steps)
+        return self.prune_rate * 0.5 * (1 + math.cos(math.pi * (step - start) / (end - start)))
 
     def request_dense_grads(self, step: int) -> None:
         """Keep the dense gradient of optimizer step `step` too, for a prune_and_grow that
@@ -166,9 +179,9 @@ class Masking(Hook):
         """One round of parameter exploration (Sec. 3.2.1, Eq. 1-2) on every masked layer.
 
         Each layer prunes round(fraction * active) of its smallest-magnitude active weights
-        and grows as many at positions inactive before the prune, by largest |dense_grads|
-        ("gradient", RigL) or at random ("random", SET). A layer grows at most as many as it
-        has inactive positions, so a dense layer is left alone. Gradient growth defaults to
+        and grows as many among the positions inactive after the prune, the ones just pruned
+        included (Eq. 2, RigL), by largest |dense_grads| ("gradient", RigL) or at random
+        ("random", SET). A dense layer is left alone. Gradient growth defaults to
         the dense gradient this hook kept at the current step. Returns, per layer, the number
         of weights pruned (= number grown).
         """
@@ -189,18 +202,22 @@ class Masking(Hook):
         weight = self.layers[name].weight
         mask = self._mask(name).reshape(-1)
         active = int(mask.sum())
-        count = min(round(fraction * active), mask.numel() - active)
+        count = round(fraction * active) if active < mask.numel() else 0
         if count == 0:
             return 0
         magnitude = weight.detach().abs().reshape(-1).masked_fill(~mask, math.inf)
         pruned = magnitude.topk(count, largest=False).indices
-        growable = self._growth_scores(weight, grad).masked_fill(mask, -math.inf)
-        grown = growable.topk(count).indices
+        kept = mask.clone()
+        kept[pruned] = False
+        # Candidates are every position inactive after the prune, the ones just pruned too
+        # (Eq. 2; RigL): a pruned weight with a large gradient comes back, at zero.
+        grown = self._growth_scores(weight, grad).masked_fill(kept, -math.inf).topk(count).indices
+        new_mask = kept.clone()
+        new_mask[grown] = True
         changed = torch.zeros_like(mask)
         changed[pruned] = True
         changed[grown] = True
-        # pruned positions were active and grown ones inactive, so xor flips exactly both.
-        self.masks[name] = (mask ^ changed).view(weight.shape)
+        self.masks[name] = new_mask.view(weight.shape)
         changed = changed.view(weight.shape)
         weight.masked_fill_(changed, 0)
         self._reset_optimizer_state(weight, changed)
