@@ -9,13 +9,15 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from harness.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset
 from harness.errors import UserError
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.registry import Registry
-from harness.train import Hook, Schedule, Trainer, TrainState, classification_loss, Objective
+from harness.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
+                           classification_loss)
 
 
 @dataclass
@@ -66,21 +68,28 @@ class FitContext:
     def member_seed(self, index: int) -> int:
         return self.seed * 1000 + index
 
-    def build_model(self, seed: int) -> nn.Module:
-        """A freshly initialised model; the same seed gives the same initial weights."""
+    def build_model(self, seed: int, **options) -> nn.Module:
+        """A freshly initialised model (a variant with `options`, harness.models.build_model);
+        the same seed gives the same initial weights."""
         torch.manual_seed(seed)
-        return self.model_factory().to(self.train_set.device)
+        return self.model_factory(**options).to(self.train_set.device)
 
     def train(self, model: nn.Module, *, tag: str, seed: int, hooks: Sequence[Hook] = (),
               epochs: int | None = None, schedule: Schedule | None = None,
-              objective: Objective = classification_loss) -> TrainState:
+              objective: Objective = classification_loss,
+              batch_format: BatchFormat = PlainBatch(),
+              param_groups: ParamGroups | None = None) -> TrainState:
         """One training run through the shared loop, resumable from `<tag>.resume.pt`, with a
-        FLOPs ledger that follows the run's densities step by step."""
+        FLOPs ledger that follows the run's densities step by step and counts the rows the
+        batch format feeds the network."""
         start = time.perf_counter()
         resume = self.checkpoint_dir / f"{tag}.resume.pt"
-        ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
+        layer_flops = layer_forward_flops(model, batch_format.input_shape(
+            self.train_set.image_shape), rows=batch_format.probe_rows)
+        ledger = ledger_for(layer_flops, hooks)
         state = self.trainer.fit(model, self.train_set, seed=seed, hooks=[*hooks, ledger],
                                  epochs=epochs, schedule=schedule, objective=objective,
+                                 batch_format=batch_format, param_groups=param_groups,
                                  checkpoint=resume, desc=tag)
         self.accounting.add(tag, time.perf_counter() - start, state, ledger.total_flops)
         self.accounting.save(self.checkpoint_dir)
