@@ -19,7 +19,7 @@ from harness.errors import UserError
 
 
 class BatchFormat:
-    """The plain format; subclasses reshape the batch."""
+    """Base class: the batch as drawn; subclasses reshape it."""
 
     probe_rows = 1  # the fewest rows the network accepts (a tiled network needs M)
 
@@ -36,7 +36,8 @@ class BatchFormat:
         return images, labels
 
 
-PlainBatch = BatchFormat
+class PlainBatch(BatchFormat):
+    """The images as drawn: every method of separately trained networks."""
 
 
 def tile_members(x: torch.Tensor, num_members: int) -> torch.Tensor:

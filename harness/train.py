@@ -174,7 +174,9 @@ class Trainer:
             batch_format: BatchFormat = PlainBatch(), param_groups: ParamGroups | None = None,
             checkpoint: Path | None = None, desc: str = "train") -> TrainState:
         """Trains `model` in place on `dataset` (already on its device) and returns the final
-        state. `epochs` (already scaled) and `schedule` override the configured ones. With
+        state. `epochs` (already scaled) and `schedule` override the configured ones;
+        `batch_format` turns each drawn batch into the network's rows and targets,
+        `param_groups` splits the parameters for the optimizer (`make_optimizer`). With
         `checkpoint`, the run saves itself there after every epoch and resumes from it."""
         epochs = self.scaled_epochs if epochs is None else epochs
         schedule = schedule or self.lr_schedule

@@ -57,7 +57,7 @@ class FitContext:
 
     trainer: Trainer
     train_set: ArrayDataset
-    model_factory: Callable[[], nn.Module]
+    model_factory: Callable[..., nn.Module]  # options: harness.models.build_model
     seed: int
     checkpoint_dir: Path
     accounting: "Accounting" = field(init=False)

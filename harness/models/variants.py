@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import UserError
-
-COUNTED = (nn.Conv2d, nn.Linear)
+from harness.flops import COUNTED_LAYERS
 
 
 class MCDropout(nn.Dropout):
@@ -96,7 +95,7 @@ def batch_ensemble(model: nn.Module, num_members: int) -> nn.Module:
     if num_members < 1:
         raise UserError(f"BatchEnsemble needs num_members >= 1, got {num_members}")
     targets = [(parent, name, child) for parent in model.modules()
-               for name, child in parent.named_children() if isinstance(child, COUNTED)]
+               for name, child in parent.named_children() if isinstance(child, COUNTED_LAYERS)]
     for parent, name, child in targets:
         setattr(parent, name, BatchEnsembleLayer(child, num_members))
     return model
