@@ -15,7 +15,7 @@ from harness.experiment import run_experiment
 from harness.models import STAGES, build_model
 from harness.predictions import load_predictions
 from harness.robustness import fgsm_batches
-from harness.models.variants import BatchEnsembleLayer, MCDropout as DropoutLayer, fast_weights
+from harness.models.variants import AlwaysOnDropout, BatchEnsembleLayer, fast_weights
 from harness.predictors import MimoPredictor, SampledPredictor, TiledPredictor
 from harness.train import Hook, Trainer
 from methods.one_network import BatchEnsemble
@@ -132,14 +132,14 @@ def test_mc_dropout_passes_differ_at_test_in_eval_mode():
     blocks = STAGES["wide_resnet"](model)[1:-1]
     # one dropout right after each block's first 3x3 conv (uncertainty-baselines)
     assert all(isinstance(block.conv1, nn.Sequential) and isinstance(block.conv1[1],
-                                                                     DropoutLayer)
+                                                                     AlwaysOnDropout)
                for block in blocks)
-    assert sum(isinstance(m, DropoutLayer) for m in model.modules()) == len(blocks)
+    assert sum(isinstance(m, AlwaysOnDropout) for m in model.modules()) == len(blocks)
     predictor = SampledPredictor(model, 2).eval()
     logits = predictor(torch.randn(4, 3, 8, 8))
     assert not torch.allclose(logits[0], logits[1])
     resnet = small("resnet50", mc_dropout=0.1)  # the first 3x3 conv of a bottleneck is conv2
-    assert isinstance(resnet.layer1[0].conv2[1], DropoutLayer)
+    assert isinstance(resnet.layer1[0].conv2[1], AlwaysOnDropout)
 
 
 def test_treenet_trunk_exists_once_and_branches_start_different():

@@ -27,7 +27,7 @@ from harness.errors import UserError
 from harness.flops import COUNTED_LAYERS
 
 
-class MCDropout(nn.Dropout):
+class AlwaysOnDropout(nn.Dropout):
     """Dropout that is active in eval mode too: each forward is one posterior sample."""
 
     def forward(self, x):
@@ -42,7 +42,7 @@ def add_mc_dropout(model: nn.Module, blocks: Sequence[nn.Module], rate: float) -
                                   for name, child in parent.named_children()
                                   if isinstance(child, nn.Conv2d)
                                   and child.kernel_size == (3, 3))
-        setattr(parent, name, nn.Sequential(conv, MCDropout(rate)))
+        setattr(parent, name, nn.Sequential(conv, AlwaysOnDropout(rate)))
     return model
 
 
