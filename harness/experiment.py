@@ -142,7 +142,9 @@ class Experiment:
                            layer_shapes=counted_layer_shapes(model),
                            train_examples=examples, batch_size=trainer.batch_size,
                            epochs=trainer.scaled_epochs, paper_epochs=trainer.epochs,
-                           architecture=getattr(model, "architecture", self.model_name))
+                           architecture=getattr(model, "architecture", self.model_name),
+                           image_shape=tuple(geometry.image_shape),
+                           model_factory=self.model_factory(geometry))
 
     def flops_report(self, method: Method, context: PlanContext) -> dict:
         """The planned FLOPs figures of paper Tables 1-3 and 6 (App. D)."""
@@ -255,17 +257,18 @@ class Prepared:
 
     def measured_flops(self, predictor: Predictor, context: FitContext) -> dict:
         """The run's own figures: training FLOPs from the ledgers of its training runs, test
-        FLOPs from the nonzero weights of the members it returned; planned ones beside."""
+        FLOPs from one prediction of the predictor on one example (every member's forward,
+        every tiled row, every MC pass), scaled by the nonzero weights of its layers; planned
+        ones beside. `forward_flops` is that test figure spread evenly over the M members."""
         planned = self.planned_flops
         image_shape = self.data.splits.train.image_shape
-        member_flops = [sparse_forward_flops(layer_forward_flops(member, image_shape),
-                                             weight_densities(member))
-                        for member in predictor.members()]
-        test_flops = ensemble_test_flops(member_flops)
+        test_flops = sparse_forward_flops(layer_forward_flops(predictor, image_shape),
+                                          weight_densities(predictor))
+        members = predictor.num_members
         train_flops = context.accounting.train_flops
         dense = planned["dense_forward_flops"]
-        return {**planned, "forward_flops": member_flops,
-                "forward_ratio": test_flops / len(member_flops) / dense,
+        return {**planned, "forward_flops": [test_flops / members] * members,
+                "forward_ratio": test_flops / members / dense,
                 "train_flops": train_flops,
                 "train_flops_ratio": train_flops / planned["reference_train_flops"],
                 "test_flops": test_flops, "test_flops_ratio": test_flops / dense,

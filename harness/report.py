@@ -209,6 +209,40 @@ def layered_files(runs_dir: Path, table: int, scale: str) -> list[str]:
     return [file for file in files[0] if all(file in other for other in files)] if files else []
 
 
+# Per-row notes on the FLOPs of the rows the paper quotes from Havasi et al. 2021 (marked *
+# in its Tables 1-3); `havasi_notes` gives the convention they share.
+HAVASI_NOTES = {
+    "Monte Carlo Dropout": "trained for uncertainty-baselines' 200 epochs, so 0.80x of the "
+                           "250-epoch reference (the paper prints 1.00x); test FLOPs are K x "
+                           "dense for K passes (the row has K = 1).",
+    "BatchEnsemble": "the batch is tiled M = 4 times, so training costs about M x a dense run "
+                     "(4.0x on CIFAR, 3.6x on ImageNet at uncertainty-baselines' 135 epochs) "
+                     "and a prediction M dense forwards; the paper's 1.10x follows App. D's "
+                     "free-large-batch assumption or Havasi et al.'s prediction time.",
+    "MIMO": "each step repeats the batch R times (R = 4 on CIFAR, 2 on ImageNet), so training "
+            "costs about R x a dense run (4.0x; 2.06x on ImageNet); a prediction is one "
+            "forward (1.00x plus the wider first conv and head). The paper prints 1.00x: App. "
+            "D counts neither the repetitions nor the extra inputs and outputs.",
+    "TreeNet": "trunk once plus M branches per row: 1.54x for WRN-28-10 (M = 3, split 10) and "
+               "1.31x for ResNet-50 (M = 2, split 12) in training and at test, beside the "
+               "paper's 1.52x / 1.33x; the split is chosen in gin/treenet.gin.",
+}
+
+
+def havasi_notes(methods) -> list[str]:
+    """The FLOPs notes of the rows the paper quotes from Havasi et al. 2021 among `methods`."""
+    present = [name for name in HAVASI_NOTES if name in set(methods)]
+    if not present:
+        return []
+    return ["", "Rows the paper quotes from Havasi et al. 2021: our FLOPs count every row the "
+            "network processes (forward + 2x backward per row), the paper's App. D omits "
+            "MIMO's extra inputs and outputs and supposes BatchEnsemble's larger batch is "
+            "free; its 'runs' of these rows (BatchEnsemble 4, TreeNet 1.5) are forward passes "
+            "per prediction and its 1.10x / 1.52x may be Havasi et al.'s prediction time (not "
+            "checked against Havasi et al.'s table). Each of ours is one training run.", "",
+            *(f"- {name}: {HAVASI_NOTES[name]}" for name in present)]
+
+
 def fmt(value, digits: int) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
@@ -278,7 +312,7 @@ def to_markdown(frame: pd.DataFrame, table: int, scale: str, layered: list[str])
     if scale != "paper":
         intro.append(f"At scale `{scale}` the data, model and lengths are reduced: Δ measures "
                      f"the scale as much as the method.")
-    return "\n".join(intro + [""] + lines) + "\n"
+    return "\n".join(intro + [""] + lines + havasi_notes(frame.method)) + "\n"
 
 
 def write_report(frame: pd.DataFrame, stem: Path, markdown: str) -> None:

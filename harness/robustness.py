@@ -41,7 +41,7 @@ from harness.data.sources import DEFAULT_DATA_DIR
 from harness.errors import UserError
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.metrics import at_least_float32, auroc, ensemble_log_probs, entropy
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictors import Predictor
 
 BENCHMARK_CORRUPTIONS = tuple(corruptions.BENCHMARK)  # the 15 of cAcc/cNLL/cECE
 EXTRA_CORRUPTIONS = tuple(corruptions.EXTRA)  # speckle noise, Gaussian blur, spatter, saturate
@@ -282,8 +282,6 @@ def fgsm_batches(predictor: Predictor, member: int, dataset: ArrayDataset, batch
     """The test set under FGSM (Goodfellow et al. 2015) crafted on one member: each image
     moves by `epsilon` in pixel space ([0, 1]) along the sign of the gradient of that member's
     cross-entropy, and is clipped back to [0, 1]; then it is normalised as usual."""
-    # separately stored members are attacked alone; any other predictor through its output
-    network = predictor.members()[member] if isinstance(predictor, MemberEnsemble) else None
     for start in range(0, len(dataset), batch_size):
         # evaluate() streams under inference mode; the attack needs gradients (so every
         # tensor it uses is made here), and the generator leaves this block before yielding
@@ -292,7 +290,7 @@ def fgsm_batches(predictor: Predictor, member: int, dataset: ArrayDataset, batch
             pixels = dataset.images[start:start + batch_size].to(torch.get_default_dtype()) / 255
             pixels.requires_grad_()
             inputs = dataset.standardize(pixels)
-            logits = network(inputs) if network is not None else predictor(inputs)[member]
+            logits = predictor.member_logits(inputs, member)
             loss = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
             (gradient,) = torch.autograd.grad(loss, pixels)
             adversarial = (pixels + epsilon * gradient.sign()).clamp(0, 1).detach()

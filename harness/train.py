@@ -7,10 +7,13 @@ Methods never write a loop of their own. They shape a run through:
   * a schedule: a multiplier of the base learning rate as a function of progress in [0, 1];
     a method's own schedule (EDST's phases, Snapshot's cycles) keeps the warm-up of
     `Trainer.lr_schedule` (`schedules.compose`);
-  * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default).
+  * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default);
+  * a batch format (harness/batching.py): what the network is fed from each drawn batch;
+  * parameter groups: per-group weight decay and learning-rate scale (BatchEnsemble's fast
+    weights), see `Trainer.make_optimizer`.
 
 Order within one optimizer step:
-  zero grads -> objective(model, x, y).backward() -> hooks.before_optimizer_step
+  zero grads -> objective(model, *batch_format(x, y)).backward() -> hooks.before_optimizer_step
   -> optimizer.step() -> state.step += 1 -> hooks.after_optimizer_step
 Gradients of the step are still in `param.grad` during both step hooks.
 """
@@ -30,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness import scale
+from harness.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.durable import durable_replace
 from harness.errors import UserError, check_integer, check_number
@@ -37,6 +41,9 @@ from harness.schedules import MultiStep, compose
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Schedule = Callable[[float], float]
+# A method's split of the model's parameters: dicts with "params" and optionally
+# "weight_decay" and "lr_scale" (a multiplier of the scheduled learning rate).
+ParamGroups = Callable[[nn.Module], list[dict]]
 
 
 @dataclass
@@ -48,6 +55,7 @@ class TrainState:
     epochs: int
     steps_per_epoch: int
     batch_size: int
+    rows: int = 0  # rows the network processed in the last step (harness/batching.py)
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps completed
     lr: float = 0.0
@@ -152,23 +160,38 @@ class Trainer:
                              f"of {self.batch_size}: lower Trainer.batch_size")
         return steps
 
-    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
+    def make_optimizer(self, model: nn.Module, param_groups: ParamGroups | None = None
+                       ) -> torch.optim.Optimizer:
+        """SGD over every parameter, in the method's groups if it gives them. A group's
+        "lr_scale" multiplies its learning rate at every step: with SGD's linear momentum this
+        is exactly uncertainty-baselines' multiplier of a group's gradient (weight-decay term
+        included), e.g. BatchEnsemble's fast weights at x0.5."""
+        groups = ([{"params": list(model.parameters())}] if param_groups is None
+                  else param_groups(model))
+        grouped = [id(param) for group in groups for param in group["params"]]
+        if sorted(grouped) != sorted(id(param) for param in model.parameters()):
+            raise ValueError("parameter groups must hold every model parameter exactly once")
+        for group in groups:
+            group.setdefault("lr_scale", 1.0)
+        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum,
                                nesterov=self.nesterov, weight_decay=self.weight_decay)
 
     def fit(self, model: nn.Module, dataset: ArrayDataset, *, seed: int,
             hooks: Sequence[Hook] = (), epochs: int | None = None,
             schedule: Schedule | None = None, objective: Objective = classification_loss,
+            batch_format: BatchFormat = PlainBatch(), param_groups: ParamGroups | None = None,
             checkpoint: Path | None = None, desc: str = "train") -> TrainState:
         """Trains `model` in place on `dataset` (already on its device) and returns the final
         state. `epochs` (already scaled) overrides the configured one; `schedule`, a method's
-        own, replaces the configured one but for its warm-up (`schedules.compose`). With
+        own, replaces the configured one but for its warm-up (`schedules.compose`);
+        `batch_format` turns each drawn batch into the network's rows and targets,
+        `param_groups` splits the parameters for the optimizer (`make_optimizer`). With
         `checkpoint`, the run saves itself there after every epoch and resumes from it."""
         epochs = self.scaled_epochs if epochs is None else epochs
         schedule = self.lr_schedule if schedule is None else compose(schedule,
                                                                      self.lr_schedule)
         model.to(dataset.device)
-        optimizer = self.make_optimizer(model)
+        optimizer = self.make_optimizer(model, param_groups)
         state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
                            steps_per_epoch=self.steps_per_epoch(len(dataset)),
                            batch_size=self.batch_size)
@@ -191,10 +214,12 @@ class Trainer:
                                                 generator):
                 state.lr = self.lr * schedule(state.progress)
                 for group in optimizer.param_groups:
-                    group["lr"] = state.lr
+                    group["lr"] = state.lr * group["lr_scale"]
                 optimizer.zero_grad(set_to_none=True)
+                inputs, targets = batch_format(images, labels, generator)
+                state.rows = inputs.shape[0]
                 with autocast:
-                    loss = objective(model, images, labels)
+                    loss = objective(model, inputs, targets)
                 loss.backward()
                 for hook in hooks:
                     hook.before_optimizer_step(state)

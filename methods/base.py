@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from harness.batching import BatchFormat, PlainBatch
 from harness.config import first_line
 from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
@@ -17,7 +18,8 @@ from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.registry import Registry
 from harness.schedules import collection_steps
-from harness.train import Hook, Schedule, Trainer, TrainState, classification_loss, Objective
+from harness.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
+                           classification_loss)
 
 
 @dataclass
@@ -94,7 +96,7 @@ class FitContext:
 
     trainer: Trainer
     train_set: ArrayDataset
-    model_factory: Callable[[], nn.Module]
+    model_factory: Callable[..., nn.Module]  # options: harness.models.build_model
     seed: int
     checkpoint_dir: Path
     accounting: Accounting = field(init=False, default_factory=Accounting)
@@ -102,10 +104,11 @@ class FitContext:
     def member_seed(self, index: int) -> int:
         return self.seed * 1000 + index
 
-    def build_model(self, seed: int) -> nn.Module:
-        """A freshly initialised model; the same seed gives the same initial weights."""
+    def build_model(self, seed: int, **options) -> nn.Module:
+        """A freshly initialised model (a variant with `options`, harness.models.build_model);
+        the same seed gives the same initial weights."""
         torch.manual_seed(seed)
-        return self.model_factory().to(self.train_set.device)
+        return self.model_factory(**options).to(self.train_set.device)
 
     def stage_path(self, name: str) -> Path:
         return self.checkpoint_dir / f"{name}.pt"
@@ -113,6 +116,8 @@ class FitContext:
     def stage(self, name: str, model: nn.Module, *, seed: int, hooks: Sequence[Hook] = (),
               epochs: int | None = None, schedule: Schedule | None = None,
               objective: Objective = classification_loss,
+              batch_format: BatchFormat = PlainBatch(),
+              param_groups: ParamGroups | None = None,
               extra: Callable[[], dict] | None = None) -> dict:
         """Trains `model` in the stage `name` through the shared loop, or loads the stage's
         result if it finished before; returns the stage's extras (`extra()` at its end, e.g.
@@ -123,19 +128,23 @@ class FitContext:
         accounting (seconds, examples, FLOPs from a ledger that follows the run's densities
         step by step), written in one atomic step: there is no moment at which the cost is
         saved and the result is not, or the reverse. While the stage trains it checkpoints
-        itself to `<name>.resume.pt` after every epoch and resumes from there."""
+        itself to `<name>.resume.pt` after every epoch and resumes from there. The ledger
+        counts the rows `batch_format` feeds the network, probed with the real input shape."""
         path = self.stage_path(name)
         resume = self.checkpoint_dir / f"{name}.resume.pt"
         if path.is_file():
             saved = self._load(path)
             model.load_state_dict(saved["model"])
         else:
-            ledger = ledger_for(layer_forward_flops(model, self.train_set.image_shape), hooks)
+            layer_flops = layer_forward_flops(model, batch_format.input_shape(
+                self.train_set.image_shape), rows=batch_format.probe_rows)
+            ledger = ledger_for(layer_flops, hooks)
             stopwatch = Stopwatch()
             state = self.trainer.fit(model, self.train_set, seed=seed,
                                      hooks=[*hooks, ledger, stopwatch], epochs=epochs,
-                                     schedule=schedule, objective=objective, checkpoint=resume,
-                                     desc=name)
+                                     schedule=schedule, objective=objective,
+                                     batch_format=batch_format, param_groups=param_groups,
+                                     checkpoint=resume, desc=name)
             saved = {"model": model.state_dict(), **(extra() if extra else {}),
                      "accounting": {"train_seconds": stopwatch.seconds(),
                                     "examples_seen": ledger.examples,

@@ -160,3 +160,12 @@ def test_demo_table_of_single_runs(tmp_path):
     assert frame.acc.item() == pytest.approx(90.0) and frame.M.item() == 1
     assert (tmp_path / "demo" / "table1.md").read_text().startswith("# Demo")
     assert pd.read_parquet(tmp_path / "demo" / "table1.parquet").shape == (1, 17)
+
+
+def test_rows_quoted_from_havasi_carry_their_flops_convention(tmp_path):
+    fake_row(tmp_path, "batch_ensemble", "BatchEnsemble", members=4, ratio=4.0)
+    frame, _ = report.build_table(1, "smoke", tmp_path)
+    markdown = report.to_markdown(frame, 1, "smoke", [])
+    assert "Havasi et al. 2021" in markdown and "- BatchEnsemble: the batch is tiled" in markdown
+    plain = frame[frame.method == "Single Dense Model"]
+    assert "Havasi" not in report.to_markdown(plain, 1, "smoke", [])

@@ -64,12 +64,15 @@ def _layer_flops(module: nn.Module, output: torch.Tensor) -> int:
     return 2 * output.numel() * module.in_features
 
 
-def layer_forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Per-example forward FLOPs of every nn.Conv2d / nn.Linear of `model`, by qualified name.
+def layer_forward_flops(model: nn.Module, input_shape: tuple[int, ...], rows: int = 1
+                        ) -> dict[str, int]:
+    """Per-row forward FLOPs of every nn.Conv2d / nn.Linear of `model`, by qualified name.
 
     Counted by forward hooks that apply the closed-form 2 x MACs formulas of `_layer_flops` to
-    the shapes seen in one forward pass of a batch of one zero input of `input_shape` (without
-    the batch dim). The hooks read shapes only, so a model built on the meta device
+    the shapes seen in one forward pass of a batch of `rows` zero inputs of `input_shape`
+    (without the batch dim), divided by `rows`: one row is one example for a plain network;
+    a network that splits its batch among M members (BatchEnsemble) is probed with M rows.
+    The hooks read shapes only, so a model built on the meta device
     (`with torch.device("meta"): ...`) is counted without allocating or computing anything.
     A layer called several times in one forward is counted at every call; a layer the forward
     never reaches is absent.
@@ -82,7 +85,7 @@ def layer_forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[
 
     def hook_for(name: str):
         def hook(module, inputs, output):
-            flops[name] = flops.get(name, 0) + _layer_flops(module, output)
+            flops[name] = flops.get(name, 0) + _layer_flops(module, output) // rows
         return hook
 
     handles = [module.register_forward_hook(hook_for(name))
@@ -94,7 +97,7 @@ def layer_forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+            model(torch.zeros((rows, *input_shape), device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()
@@ -172,14 +175,17 @@ def ledger_for(layer_flops: dict[str, int], hooks: Iterable[Hook]) -> "FlopsLedg
 class FlopsLedger(Hook):
     """Counts a run's training FLOPs step by step, as they happen.
 
-    After every optimizer step it adds batch_size x 3 x f(current densities), with
+    After every optimizer step it adds rows x 3 x f(current densities), with
     f = `sparse_forward_flops(layer_flops, density_fn())` (f_D when `density_fn` is None), so
     pruning schedules (GMP) and density changes are charged as they occur. When
     `dense_gradient_fn(step)` is true, `step` being `state.step` (1-based: the step just
     done), that step also computed RigL's dense weight gradient: it costs 2 f_S + f_D instead
-    of 3 f_S (see `dst_step_flops`), so batch_size x (f_D - f_S) is added on top. Over dT
+    of 3 f_S (see `dst_step_flops`), so rows x (f_D - f_S) is added on top. Over dT
     ordinary steps plus one such step the ledger therefore holds exactly
-    batch_size x (3 f_S dT + 2 f_S + f_D) = batch_size x (dT + 1) x dst_step_flops(...).
+    rows x (3 f_S dT + 2 f_S + f_D) = rows x (dT + 1) x dst_step_flops(...).
+    `rows` is what the network processed in the step (`TrainState.rows`, set by the run's
+    batch format): the batch size, or e.g. M x batch size for BatchEnsemble's tiled batch;
+    `layer_flops` are per row.
 
     `density_fn` runs once per step, so it should be cheap (e.g. return cached mask counts).
     `total_flops` stays an exact int while every step's cost is integral (dense runs). A
@@ -211,7 +217,7 @@ class FlopsLedger(Hook):
         if self.dense_gradient_fn is not None and self.dense_gradient_fn(state.step):
             cost += self.dense_flops - forward
             self.dense_gradient_steps += 1
-        self.total_flops += state.batch_size * cost
+        self.total_flops += state.rows * cost
         self.steps += 1
         self.examples += state.batch_size
 

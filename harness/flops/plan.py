@@ -6,6 +6,9 @@ and each test member's forward FLOPs. Ratios are normalised by the dense single 
 at the paper's reference schedule (`reference_epochs`).
 """
 from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
 
 from harness import scale
 from harness.flops import dense_forward_flops
@@ -35,6 +38,8 @@ class PlanContext:
     epochs: int  # the trainer's epochs at the configured scale
     paper_epochs: int  # the same at paper scale, as configured
     architecture: str = ""
+    image_shape: tuple[int, ...] = ()  # one example's shape, without the batch dim
+    model_factory: Callable[..., nn.Module] | None = None  # harness.models.build_model options
 
     @property
     def dense_forward(self) -> int:

@@ -2,6 +2,7 @@
 (3x3 stride-1 first conv, no max-pool) for 32x32 inputs."""
 import torchvision
 from torch import nn
+from torchvision.models.resnet import ResNet
 
 
 def _adapt(model: torchvision.models.ResNet, architecture: str, in_channels: int,
@@ -25,3 +26,12 @@ def resnet50(num_classes: int = 1000, in_channels: int = 3, cifar_stem: bool = F
 def resnet18(num_classes: int = 1000, in_channels: int = 3, cifar_stem: bool = False):
     return _adapt(torchvision.models.resnet18(num_classes=num_classes), "resnet18",
                   in_channels, cifar_stem)
+
+
+def stages(model: ResNet) -> list[nn.Module]:
+    """The network as a chain, as torchvision's `ResNet.forward` runs it: the stem, each
+    residual block of layer1-layer4, then pooling and the classifier."""
+    stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+    blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4)
+              for block in layer]
+    return [stem, *blocks, nn.Sequential(model.avgpool, nn.Flatten(1), model.fc)]
