@@ -55,9 +55,9 @@ def run_architecture(run_dir: Path) -> dict:
     from harness.config import parse
     from harness.data import DATASETS, PUBLISHED_GEOMETRY
 
-    parse([str(run_dir / "operative_config.gin")])
-    from harness.experiment import Experiment
+    from harness.experiment import Experiment  # registers every configurable it names
 
+    parse([str(run_dir / "operative_config.gin")])
     experiment = Experiment()
     geometry = PUBLISHED_GEOMETRY.get(experiment.dataset_name)
     if geometry is None:
@@ -104,7 +104,8 @@ def dense_state(saved: dict) -> dict:
     for name, parts in saved["csr"].items():
         shape = parts["shape"]
         matrix = torch.sparse_csr_tensor(parts["crow_indices"], parts["col_indices"],
-                                         parts["values"], (shape[0], math.prod(shape[1:])))
+                                         parts["values"], (shape[0], math.prod(shape[1:])),
+                                         check_invariants=True)
         state[f"{name}.weight"] = matrix.to_dense().reshape(shape)
     return state
 
