@@ -317,7 +317,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
     results = []
     for sparsity in sparsities:
         model = masked_wrn(depth, width, sparsity)
-        timings = {batch: layer_timings(model, IMAGE_SHAPE, batch, rounds=3)
+        timings = {batch: layer_timings(model, IMAGE_SHAPE, batch, rounds=2)
                    for batch in batch_sizes}
         plans = {name: {batch: min(timings[batch][name]["seconds"],
                                    key=timings[batch][name]["seconds"].get)
@@ -326,6 +326,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
         for batch in batch_sizes:
             x = torch.randn(batch, *IMAGE_SHAPE)
             dense_s, sparse_s = median_seconds([lambda: model(x), lambda: sparse(x)], rounds)
+            profile = where_time_goes(sparse, x)
             ratio = dense_s / sparse_s
             chosen = [plan[batch] for plan in plans.values()]
             target = ">= 2" if sparsity >= 0.9 else "informational"
@@ -343,9 +344,25 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
                 f"WRN-{depth}-{width}; {dense_s * 1e3:.1f} ms masked dense, "
                 f"{sparse_s * 1e3:.1f} ms sparse; convs: "
                 + ", ".join(f"{chosen.count(k)} {k}" for k in ("csr", "gemm", "dense")
-                            if k in chosen),
-                {"dense_seconds": dense_s, "sparse_seconds": sparse_s, "layers": curve}))
+                            if k in chosen)
+                + "; sparse form's time: " + ", ".join(f"{share:.0%} {op}"
+                                                       for op, share in profile[:4]),
+                {"dense_seconds": dense_s, "sparse_seconds": sparse_s, "layers": curve,
+                 "sparse_form_profile": dict(profile)}))
     return results
+
+
+def where_time_goes(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:
+    """Share of the forward's CPU time per operator (self time, torch.profiler), largest
+    first: which ops the sparse form spends its time in."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        model(x)
+    events = [event for event in profiler.key_averages() if event.self_cpu_time_total > 0]
+    total = sum(event.self_cpu_time_total for event in events)
+    return sorted(((event.key, event.self_cpu_time_total / total) for event in events),
+                  key=lambda item: -item[1])
 
 
 # ------------------------------------------------------------------------------ the table
@@ -355,20 +372,20 @@ IMAGENET_NOTE = ("skipped: the harness has no ImageNet streaming training loader
                  "it exists")
 
 
-def run_all(only: list[str] | None, sparse_model: tuple[int, int], quick: bool
-            ) -> list[Result]:
+def run_all(only: list[str] | None, sparse_model: tuple[int, int],
+            sparse_batches: tuple[int, ...], quick: bool) -> list[Result]:
     rounds = 3 if quick else 5
-    steps = 4 if quick else 8
+    steps = 4 if quick else 6
     benches: dict[str, Callable[[], list[Result]]] = {
         "train_step": lambda: [bench_train_step(rounds, steps, 128)],
         "sparse_step": lambda: [bench_sparse_step(rounds, steps, 128)],
-        "evaluate": lambda: [bench_evaluate(rounds, 1000 if quick else 2000, 500)],
+        "evaluate": lambda: [bench_evaluate(rounds, 1000, 500)],
         "augmentation": lambda: [bench_augmentation(rounds, 2048 if quick else 4096, 128)],
         "corrupted_memory": lambda: [bench_corrupted_memory()],
         "imagenet_loader": lambda: [Result("imagenet_loader", None, "images/s per worker",
                                            None, IMAGENET_NOTE)],
-        "sparse_inference": lambda: bench_sparse_inference(*sparse_model, (1, 64), (0.8, 0.9),
-                                                           rounds),
+        "sparse_inference": lambda: bench_sparse_inference(*sparse_model, sparse_batches,
+                                                           (0.8, 0.9), rounds),
     }
     unknown = set(only or ()) - set(benches)
     if unknown:
@@ -397,8 +414,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("build/bench/bench.json"))
     parser.add_argument("--only", nargs="+", help="run only these benchmarks")
-    parser.add_argument("--sparse_model", type=int, nargs=2, default=(28, 10),
-                        metavar=("DEPTH", "WIDTH"), help="the WRN of sparse_inference")
+    parser.add_argument("--sparse_model", type=int, nargs=2, default=(16, 4),
+                        metavar=("DEPTH", "WIDTH"),
+                        help="the WRN of sparse_inference (WRN-16-4: WRN-28-10 at batch 64 "
+                             "alone takes 10 minutes on one core)")
+    parser.add_argument("--sparse_batches", type=int, nargs="+", default=(1, 64))
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     parser.add_argument("--stream_peak", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -408,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{os.cpu_count()} CPU(s); ratios of medians over alternating rounds")
     start = time.perf_counter()
-    results = run_all(args.only, tuple(args.sparse_model), args.quick)
+    results = run_all(args.only, tuple(args.sparse_model), tuple(args.sparse_batches),
+                      args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -96,7 +96,9 @@ class SparseConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = self.kernel_for(x.shape[0])
         if kernel == "dense":
-            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+            # oneDNN needs a contiguous input: on a channel-major view conv2d falls back to
+            # its slow im2col path (torch.profiler: aten::_slow_conv2d_forward).
+            return F.conv2d(x.contiguous(), self.weight, self.bias, self.stride, self.padding)
         columns = im2col(x, self.kernel_size, self.stride, self.padding)
         if kernel == "csr":
             weight = torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
