@@ -7,7 +7,9 @@ half-written file, and so that `summary.json`, written last, marks a finished ru
     summary.json          headline numbers, timings, provenance (present = finished)
     flops.json            measured and planned FLOPs
     predictions/test.npz  per-member test predictions
-    checkpoints/          member_<i>.pt (final member weights), <tag>.resume.pt while training
+    checkpoints/          <stage>.pt per finished training stage (weights, extras, its cost),
+                          member_<i>.pt for members collected within a run,
+                          <stage>.resume.pt (+ .previous) while a stage trains
 
 A folder holding anything else is not a run: it is never replaced or continued.
 """
