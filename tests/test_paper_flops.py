@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from harness.config import parse
 from harness.experiment import Experiment
 from harness.models import build_model
-from methods.sparse.masking import Masking
+from methods.sparse.masking import Masking, SparsitySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_forward_ratio_agrees_with_an_independent_count_of_a_masked_wrn():
     report = plan("gin/table1/edst_m3_s08.gin")
     torch.manual_seed(0)
     model = build_model("wide_resnet", num_classes=10, in_channels=3)
-    Masking(model, 0.8, seed=0)
+    Masking(model, SparsitySpec(0.8), seed=0)
     total = sparse = 0.0
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval()(torch.zeros(1, 3, 32, 32))

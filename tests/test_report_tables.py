@@ -75,10 +75,10 @@ def test_seeds_give_mean_and_std(tmp_path, capsys):
 def test_a_row_whose_method_is_not_built_is_missing(tmp_path, capsys):
     gin_dir = gin_dir_with(tmp_path, {
         "dense": "# row: Single Dense Model\ninclude 'gin/dense.gin'\n",
-        "ltr": "# row: LTR Ensemble\ninclude 'gin/dense.gin'\nExperiment.method = 'ltr'\n",
+        "ltr": "# row: LTR Ensemble\ninclude 'gin/dense.gin'\nExperiment.method = 'unbuilt'\n",
         "shared": "# an include of rows: no row line\nTrainer.lr = 0.1\n"})
     frame, output = run(tmp_path, capsys, gin_dir=gin_dir)
-    assert "skipped: method 'ltr' is not built yet" in output and "shared" not in output
+    assert "skipped: method 'unbuilt' is not built yet" in output and "shared" not in output
     ltr = frame[frame.method == "LTR Ensemble"].iloc[0]
     assert ltr.status == "missing" and pd.isna(ltr.acc) and ltr.paper_acc == 96.2
 

@@ -10,10 +10,11 @@ import torchvision
 from torch import nn
 
 from harness.data.arrays import ArrayDataset, Augment
+from harness.errors import UserError
 from harness.flops import Connectivity, counted_layer_shapes
 from harness.train import Hook, Trainer, TrainState
 from methods.sparse.distributions import layer_nonzeros, prunable_layers
-from methods.sparse.masking import Masking, mask_configuration
+from methods.sparse.masking import Masking, SparsitySpec
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -32,6 +33,11 @@ class SmallNet(nn.Module):
     def forward(self, x):
         return self.head(self.features(x))
 
+
+
+def masking_of(model, sparsity=0.8, seed=0, **settings) -> Masking:
+    """A Masking hook of `SparsitySpec(sparsity, **settings)`."""
+    return Masking(model, SparsitySpec(sparsity, **settings), seed=seed)
 
 def small_net(seed: int = 0) -> SmallNet:
     torch.manual_seed(seed)
@@ -79,7 +85,7 @@ def momentum(state: TrainState, weight: torch.Tensor) -> torch.Tensor:
     *((small_net, d, s) for d in ("uniform", "er", "erk") for s in (0.5, 0.8, 0.9)),
     *((resnet18, "erk", s) for s in (0.5, 0.8, 0.9))])
 def test_masks_have_exact_counts_and_zero_the_weights(make_model, distribution, sparsity):
-    masking = Masking(make_model(), sparsity, distribution=distribution)
+    masking = masking_of(make_model(), sparsity, distribution=distribution)
     expected = layer_nonzeros(masking.layer_shapes, 1 - sparsity, distribution)
     densities = masking.densities()
     for name, mask in masking.masks.items():
@@ -92,28 +98,15 @@ def test_masks_have_exact_counts_and_zero_the_weights(make_model, distribution, 
 
 
 def test_masks_are_random_positions_drawn_from_the_seed():
-    first, again, other = (Masking(small_net(), 0.8, seed=seed) for seed in (1, 1, 2))
+    first, again, other = (masking_of(small_net(), 0.8, seed=seed) for seed in (1, 1, 2))
     for name in first.masks:
         assert torch.equal(first.masks[name], again.masks[name])
     assert any(not torch.equal(first.masks[name], other.masks[name]) for name in first.masks)
 
 
-def test_sparsity_zero_is_dense_and_changes_nothing():
-    model = small_net()
-    before = copy.deepcopy(model.state_dict())
-    masking = Masking(model, 0.0)
-    assert all(bool(mask.all()) for mask in masking.masks.values())
-    assert masking.overall_density() == 1.0
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key])
-    state = train_state(masking)
-    masking.on_train_begin(state)
-    assert masking.prune_and_grow(0.5, growth="random") == dict.fromkeys(masking.masks, 0)
-
-
 def test_dense_first_layer_keeps_the_first_conv_all_ones():
     model = resnet18()
-    masking = Masking(model, 0.9, dense_first_layer=True)
+    masking = masking_of(model, 0.9, dense_first_layer=True)
     assert "conv1" not in masking.masks and "fc" in masking.masks
     assert torch.count_nonzero(model.conv1.weight) == model.conv1.weight.numel()
     every_layer = prunable_layers(model)
@@ -125,7 +118,7 @@ def test_dense_first_layer_keeps_the_first_conv_all_ones():
 def test_biases_and_norm_layers_are_untouched():
     model = small_net()
     biases = {name: p.clone() for name, p in model.named_parameters() if "weight" not in name}
-    Masking(model, 0.9)
+    masking_of(model, 0.9)
     for name, p in model.named_parameters():
         if name in biases:
             assert torch.equal(p, biases[name])
@@ -134,7 +127,7 @@ def test_biases_and_norm_layers_are_untouched():
 
 def prepared(growth: str, seed: int = 0):
     """A masked net with nonzero momentum everywhere and a dense gradient (no ties)."""
-    masking = Masking(small_net(seed), 0.8, growth=growth, seed=seed)
+    masking = masking_of(small_net(seed), 0.8, growth=growth, seed=seed)
     state = train_state(masking)
     masking.on_train_begin(state)
     drive_step(masking, state, torch.randn(4, 3, 8, 8))
@@ -209,7 +202,7 @@ def test_a_just_pruned_weight_with_the_largest_gradient_is_regrown_at_zero():
 
 def test_a_nearly_dense_layer_turns_over_the_full_fraction():
     """No cap at the inactive count: a layer at density 0.9 still prunes and regrows p."""
-    masking = Masking(small_net(), 0.1, distribution="uniform", growth="random")
+    masking = masking_of(small_net(), 0.1, distribution="uniform", growth="random")
     masking.on_train_begin(train_state(masking))
     stats = masking.prune_and_grow(0.5)
     for name, mask in masking.masks.items():
@@ -227,7 +220,7 @@ def test_random_growth_is_seeded_and_differs_from_gradient_growth():
 
 
 def test_a_layer_made_dense_by_erk_is_left_alone():
-    masking = Masking(small_net(), 0.5, distribution="erk", growth="random")
+    masking = masking_of(small_net(), 0.5, distribution="erk", growth="random")
     dense = [name for name, density in masking.densities().items() if density == 1.0]
     assert dense  # the 3->8 stem is tiny enough for ERK to cap it
     stats = masking.prune_and_grow(0.8)
@@ -237,7 +230,7 @@ def test_a_layer_made_dense_by_erk_is_left_alone():
 
 
 def test_gradient_growth_without_a_dense_gradient_is_refused():
-    masking = Masking(small_net(), 0.8)
+    masking = masking_of(small_net(), 0.8)
     with pytest.raises(ValueError, match="dense gradient"):
         masking.prune_and_grow(0.5)
 
@@ -282,7 +275,7 @@ def expected_flips(masking: Masking, step: int, total_steps: int) -> int:
 @pytest.mark.parametrize("growth", ["gradient", "random"])
 def test_training_keeps_masked_weights_zero_and_updates_on_schedule(device, growth):
     model = small_net()
-    masking = Masking(model, 0.8, update_interval=3, growth=growth)
+    masking = masking_of(model, 0.8, update_interval=3, growth=growth)
     spy = Spy(masking)
     initial = {name: weight.detach().clone() for name, weight in weights(masking).items()}
     trainer = Trainer(batch_size=8, momentum=0.9, weight_decay=5e-4,
@@ -305,7 +298,7 @@ def test_training_keeps_masked_weights_zero_and_updates_on_schedule(device, grow
 
 
 def test_grads_are_masked_before_the_update_and_the_dense_gradient_kept_only_when_needed():
-    masking = Masking(small_net(), 0.8, update_interval=2)
+    masking = masking_of(small_net(), 0.8, update_interval=2)
     state = train_state(masking, total_steps=10)
     masking.on_train_begin(state)
     images = torch.randn(4, 3, 8, 8)
@@ -328,7 +321,7 @@ def test_grads_are_masked_before_the_update_and_the_dense_gradient_kept_only_whe
 
 
 def test_requested_step_keeps_its_dense_gradient_for_a_callers_prune_and_grow():
-    masking = Masking(small_net(), 0.8, update_interval=1000)
+    masking = masking_of(small_net(), 0.8, update_interval=1000)
     state = train_state(masking, total_steps=10)
     masking.on_train_begin(state)
     masking.request_dense_grads(2)
@@ -345,7 +338,7 @@ def test_requested_step_keeps_its_dense_gradient_for_a_callers_prune_and_grow():
 
 
 def test_resnet18_steps_keep_counts_and_zeros():
-    masking = Masking(resnet18(), 0.9, update_interval=1, growth="gradient")
+    masking = masking_of(resnet18(), 0.9, update_interval=1, growth="gradient")
     counts = {name: int(mask.sum()) for name, mask in masking.masks.items()}
     state = train_state(masking, lr=0.01, total_steps=2)
     masking.on_train_begin(state)
@@ -360,7 +353,7 @@ def test_resnet18_steps_keep_counts_and_zeros():
 
 def test_a_frozen_mask_never_changes_and_needs_no_dense_gradient():
     model = small_net()
-    masking = Masking(model, 0.8, update_interval=3)
+    masking = masking_of(model, 0.8, update_interval=3)
     masking.freeze()
     spy = Spy(masking)
     trainer = Trainer(batch_size=8, augment=Augment(padding=0, hflip=False), progress=False)
@@ -370,40 +363,41 @@ def test_a_frozen_mask_never_changes_and_needs_no_dense_gradient():
 
 
 def test_the_flops_ledger_sees_masking_as_a_sparse_connectivity():
-    masking = Masking(small_net(), 0.8, update_interval=3)
+    masking = masking_of(small_net(), 0.8, update_interval=3)
     assert isinstance(masking, Connectivity)
 
 
-def test_mask_configuration_predicts_the_gin_configured_masking():
-    gin.parse_config("Masking.dense_first_layer = True\nMasking.distribution = 'er'\n"
-                     "Masking.update_interval = 7")
+def test_one_spec_from_gin_drives_the_plan_and_the_masking_alike():
+    gin.parse_config("SparsitySpec.dense_first_layer = True\nSparsitySpec.distribution = 'er'\n"
+                     "SparsitySpec.update_interval = 7")
     model = resnet18()
-    configuration = mask_configuration(counted_layer_shapes(model), 0.8)
-    masking = Masking(model, 0.8)
+    spec = SparsitySpec(0.8)
+    configuration = spec.configuration(counted_layer_shapes(model))
+    masking = Masking(model, spec)
     assert configuration.densities.keys() == masking.densities().keys()
     assert "conv1" not in configuration.densities
     for name, density in masking.densities().items():
         assert abs(configuration.densities[name] - density) < 1 / masking.masks[name].numel()
-    assert configuration.dense_gradient_interval == 7
-    gin.parse_config("Masking.growth = 'random'")
-    assert mask_configuration({}, 0.8).dense_gradient_interval is None  # SET: no dense grads
-    gin.parse_config("Masking.distribution = 'erk_plus'")
-    with pytest.raises(ValueError, match="uniform, er, erk"):
-        mask_configuration({}, 0.8)
+    assert configuration.dense_gradient_interval == 7 == masking.update_interval
+    gin.parse_config("SparsitySpec.growth = 'random'")
+    assert SparsitySpec(0.8).dense_gradient_interval is None  # SET: no dense grads
+    gin.parse_config("SparsitySpec.distribution = 'erk_plus'")
+    with pytest.raises(UserError, match="uniform, er, erk"):
+        SparsitySpec(0.8)
 
 
 def test_cosine_schedule_decays_the_prune_rate_and_constant_does_not():
-    cosine = Masking(small_net(), 0.8, prune_rate=0.5, prune_rate_schedule="cosine")
+    cosine = masking_of(small_net(), 0.8, prune_rate=0.5, prune_rate_schedule="cosine")
     rates = [cosine.current_prune_rate(step, 100) for step in range(0, 101, 10)]
     assert rates[0] == 0.5 and rates[5] == pytest.approx(0.25) and rates[-1] == pytest.approx(0)
     assert all(a > b for a, b in zip(rates, rates[1:]))
-    constant = Masking(small_net(), 0.8, prune_rate=0.5)
+    constant = masking_of(small_net(), 0.8, prune_rate=0.5)
     assert {constant.current_prune_rate(step, 100) for step in range(0, 101, 10)} == {0.5}
 
 
 def test_cosine_schedule_shrinks_the_updates_of_a_run():
     model = small_net()
-    masking = Masking(model, 0.8, update_interval=3, growth="random",
+    masking = masking_of(model, 0.8, update_interval=3, growth="random",
                       prune_rate_schedule="cosine")
     turnovers = []
     prune_and_grow = masking.prune_and_grow
@@ -416,7 +410,7 @@ def test_cosine_schedule_shrinks_the_updates_of_a_run():
 
 
 def test_prune_rate_cosine_restarts_in_each_period():
-    masking = Masking(small_net(), 0.8, prune_rate=0.5, prune_rate_schedule="cosine")
+    masking = masking_of(small_net(), 0.8, prune_rate=0.5, prune_rate_schedule="cosine")
     masking.restart_prune_rate_at([40, 70])
     rate = lambda step: masking.current_prune_rate(step, 100)
     assert [rate(0), rate(20), rate(40), rate(55), rate(70), rate(85)] == pytest.approx(
@@ -424,12 +418,12 @@ def test_prune_rate_cosine_restarts_in_each_period():
 
 
 def test_state_dict_round_trip_restores_masks_and_random_stream():
-    source = Masking(small_net(), 0.8, growth="random", seed=3)
+    source = masking_of(small_net(), 0.8, growth="random", seed=3)
     source.prune_and_grow(0.5)
     buffer = io.BytesIO()
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)
-    target = Masking(small_net(), 0.8, growth="random", seed=4)
+    target = masking_of(small_net(), 0.8, growth="random", seed=4)
     target.load_state_dict(torch.load(buffer, weights_only=False))
     for name in source.masks:
         assert torch.equal(source.masks[name], target.masks[name])
@@ -452,7 +446,7 @@ class CrashAt(Hook):
 def test_a_resumed_run_ends_with_the_masks_of_an_uninterrupted_one(tmp_path):
     def run(seed: int, crash_at: int | None, checkpoint=None) -> Masking:
         model = small_net(0)
-        masking = Masking(model, 0.8, update_interval=3, growth="random", seed=seed)
+        masking = masking_of(model, 0.8, update_interval=3, growth="random", seed=seed)
         trainer = Trainer(batch_size=8, augment=Augment(padding=0, hflip=False), progress=False)
         trainer.fit(model, tiny_dataset("cpu"), seed=0, hooks=[masking, CrashAt(crash_at)],
                     epochs=2, checkpoint=checkpoint)
@@ -468,32 +462,32 @@ def test_a_resumed_run_ends_with_the_masks_of_an_uninterrupted_one(tmp_path):
 
 
 def test_loading_masks_of_another_model_is_refused():
-    state = Masking(small_net(), 0.8).state_dict()
+    state = masking_of(small_net(), 0.8).state_dict()
     with pytest.raises(ValueError, match="do not match"):
-        Masking(resnet18(), 0.8).load_state_dict(state)
+        masking_of(resnet18(), 0.8).load_state_dict(state)
 
 
 def test_masking_is_configured_through_gin():
-    gin.parse_config("Masking.sparsity = 0.9\nMasking.growth = 'random'\n"
-                     "Masking.distribution = 'uniform'")
-    masking = Masking(small_net())
+    gin.parse_config("SparsitySpec.sparsity = 0.9\nSparsitySpec.growth = 'random'\n"
+                     "SparsitySpec.distribution = 'uniform'")
+    masking = Masking(small_net(), SparsitySpec())
     assert masking.growth == "random"
     assert all(density == pytest.approx(0.1, abs=0.01)
                for density in masking.densities().values())
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"sparsity": 1.0}, {"sparsity": -0.1}, {"update_interval": 0}, {"prune_rate": 1.0},
-    {"prune_rate": -0.1}, {"growth": "magnitude"}, {"prune_rate_schedule": "linear"},
-    {"distribution": "erdos_renyi_kernel"}])
-def test_bad_arguments_raise_value_error(kwargs):
+    {"sparsity": 1.0}, {"sparsity": 0.0}, {"sparsity": -0.1}, {"update_interval": 0},
+    {"prune_rate": 1.0}, {"prune_rate": -0.1}, {"growth": "magnitude"},
+    {"prune_rate_schedule": "linear"}, {"distribution": "erdos_renyi_kernel"}])
+def test_bad_settings_are_one_user_error(kwargs):
     kwargs = {"sparsity": 0.8, **kwargs}
-    with pytest.raises(ValueError, match="allowed|must be"):
-        Masking(small_net(), **kwargs)
+    with pytest.raises(UserError, match="allowed|must be"):
+        masking_of(small_net(), **kwargs)
 
 
 def test_bad_prune_and_grow_arguments_raise_value_error():
-    masking = Masking(small_net(), 0.8)
+    masking = masking_of(small_net(), 0.8)
     with pytest.raises(ValueError, match="fraction"):
         masking.prune_and_grow(1.5, growth="random")
     with pytest.raises(ValueError, match="gradient, random"):

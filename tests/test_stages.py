@@ -16,6 +16,7 @@ from tests.test_train import blobs, tiny_model, trainer, weights
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")
 EXACT = ["epoch_factor.factor = 0.008", "Experiment.suites = ('test',)",
+         "inference_timing.enabled = False",
          "Experiment.deterministic = True", "Experiment.device = 'cpu'"]
 
 

@@ -2,7 +2,7 @@
 layer-wise density allocation (`distributions`) and exact-count masks with RigL/SET
 prune-and-grow kept by a training hook (`masking`)."""
 from methods.sparse.distributions import layer_densities, layer_nonzeros, prunable_layers
-from methods.sparse.masking import MaskConfiguration, Masking, mask_configuration
+from methods.sparse.masking import MaskConfiguration, Masking, SparsitySpec
 
-__all__ = ["MaskConfiguration", "Masking", "layer_densities", "layer_nonzeros",
-           "mask_configuration", "prunable_layers"]
+__all__ = ["MaskConfiguration", "Masking", "SparsitySpec", "layer_densities",
+           "layer_nonzeros", "prunable_layers"]

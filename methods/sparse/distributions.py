@@ -25,19 +25,26 @@ from torch import nn
 DISTRIBUTIONS = ("uniform", "er", "erk")
 
 
-def prunable_layers(model: nn.Module, dense_first_layer: bool = False) -> dict[str, nn.Module]:
-    """Every nn.Conv2d and nn.Linear of `model` by qualified name, in registration order.
+def masked_shapes(shapes: dict[str, tuple[int, ...]], dense_first_layer: bool
+                  ) -> dict[str, tuple[int, ...]]:
+    """The conv/linear weight shapes (in model order) that get a mask: all of them, or with
+    `dense_first_layer` all but the first conv's (the only 4-d weight shape that comes first;
+    RigL keeps it dense on ImageNet). Layers left out count as dense in an overall density.
+    The one place of that rule, for masks on a model and for plans from shapes alike."""
+    shapes = dict(shapes)
+    if dense_first_layer:
+        shapes.pop(next((name for name, shape in shapes.items() if len(shape) == 4), None), None)
+    return shapes
 
-    With `dense_first_layer`, the first Conv2d in that order is left out (RigL keeps it dense
-    on ImageNet); layers left out count as dense in an overall density.
-    """
+
+def prunable_layers(model: nn.Module, dense_first_layer: bool = False) -> dict[str, nn.Module]:
+    """The nn.Conv2d and nn.Linear of `model` that get a mask (`masked_shapes`), by qualified
+    name, in registration order."""
     layers = {name: module for name, module in model.named_modules()
               if isinstance(module, (nn.Conv2d, nn.Linear))}
-    if dense_first_layer:
-        first_conv = next((name for name, module in layers.items()
-                           if isinstance(module, nn.Conv2d)), None)
-        layers.pop(first_conv, None)
-    return layers
+    kept = masked_shapes({name: tuple(layer.weight.shape) for name, layer in layers.items()},
+                         dense_first_layer)
+    return {name: layers[name] for name in kept}
 
 
 def _check(shapes: dict[str, tuple[int, ...]], density: float, distribution: str) -> None:

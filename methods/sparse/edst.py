@@ -21,8 +21,7 @@ from harness.predictors import MemberEnsemble, Predictor
 from harness.schedules import Piecewise, collection_steps, compose
 from harness.train import Hook, Trainer, TrainState
 from methods.base import METHODS, FitContext, Method
-from methods.sparse.ensembles import check_sparsity
-from methods.sparse.masking import Masking, mask_configuration
+from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 
 
 class Escape(Hook):
@@ -77,6 +76,7 @@ class EDSTEnsemble(Method):
                             f"{refinement_epochs}; got {tuple(refinement_lr_epochs)}")
         self.num_members = num_members
         self.sparsity = sparsity
+        self.spec = SparsitySpec(sparsity)
         self.exploration_epochs = exploration_epochs
         self.refinement_epochs = refinement_epochs
         self.escape_fraction = escape_fraction
@@ -95,7 +95,7 @@ class EDSTEnsemble(Method):
                 f"{self.num_members} * {self.refinement_epochs} = {total}, but Trainer.epochs "
                 f"= {context.paper_epochs}")
         try:
-            mask_configuration(context.layer_shapes, self.sparsity)
+            self.spec.configuration(context.layer_shapes)
             compose(self.schedule(), Trainer().lr_schedule)
         except ValueError as error:
             raise UserError(str(error)) from error
@@ -122,7 +122,7 @@ class EDSTEnsemble(Method):
     def fit(self, context: FitContext) -> Predictor:
         seed = context.member_seed(0)
         model = context.build_model(seed)
-        masking = Masking(model, self.sparsity, seed=seed)
+        masking = Masking(model, self.spec, seed=seed)
         total = self.phase_end_epochs()[-1]
         ends = [end / total for end in self.phase_end_epochs()]
         starts = [0.0] + [(end - scale.epochs(self.refinement_epochs)) / total for end in ends]
@@ -145,7 +145,7 @@ class EDSTEnsemble(Method):
         return MemberEnsemble(tickets)
 
     def plan_flops(self, context: PlanContext) -> FlopsPlan:
-        configuration = mask_configuration(context.layer_shapes, self.sparsity)
+        configuration = self.spec.configuration(context.layer_shapes)
         sparse = sparse_forward_flops(context.layer_flops, configuration.densities)
         steps = context.steps(self.phase_end_epochs()[-1])
         train = training_flops(sparse, context.dense_forward, steps, context.batch_size,

@@ -11,12 +11,7 @@ from harness.flops import sparse_forward_flops
 from harness.flops.plan import PlanContext
 from harness.train import Hook
 from methods.base import METHODS, FitContext, IndependentEnsemble
-from methods.sparse.masking import Masking, mask_configuration
-
-
-def check_sparsity(owner: str, sparsity: float) -> None:
-    if not 0 < sparsity < 1:
-        raise UserError(f"{owner}.sparsity must be in (0, 1), got {sparsity}")
+from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 
 
 class SparseMembers(IndependentEnsemble):
@@ -28,15 +23,16 @@ class SparseMembers(IndependentEnsemble):
         super().__init__(num_members)
         check_sparsity(type(self).__name__, sparsity)
         self.sparsity = sparsity
+        self.spec = SparsitySpec(sparsity)
 
     def validate(self, context: PlanContext) -> None:
         try:
-            mask_configuration(context.layer_shapes, self.sparsity)
+            self.spec.configuration(context.layer_shapes)
         except ValueError as error:
             raise UserError(str(error)) from error
 
     def member_hooks(self, context: FitContext, model: nn.Module, seed: int) -> list[Hook]:
-        masking = Masking(model, self.sparsity, seed=seed)
+        masking = Masking(model, self.spec, seed=seed)
         if not self.explores:
             masking.freeze()
         return [masking]
@@ -45,12 +41,11 @@ class SparseMembers(IndependentEnsemble):
         return {"masks": hooks[0].state_dict()["masks"]}
 
     def member_forward_flops(self, context: PlanContext) -> float:
-        densities = mask_configuration(context.layer_shapes, self.sparsity).densities
+        densities = self.spec.configuration(context.layer_shapes).densities
         return sparse_forward_flops(context.layer_flops, densities)
 
     def member_dense_gradient_interval(self) -> int | None:
-        return mask_configuration({}, self.sparsity).dense_gradient_interval \
-            if self.explores else None
+        return self.spec.dense_gradient_interval if self.explores else None
 
 
 @METHODS.register("static")

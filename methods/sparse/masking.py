@@ -18,7 +18,6 @@ Unlike the official FreeTickets CIFAR code, the cosine decay really applies, mom
 regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
 """
 import bisect
-import inspect
 import math
 from dataclasses import dataclass
 
@@ -26,9 +25,10 @@ import gin
 import torch
 from torch import nn
 
+from harness.errors import UserError
 from harness.train import Hook, TrainState
 from methods.sparse.distributions import (DISTRIBUTIONS, layer_densities, layer_nonzeros,
-                                          prunable_layers)
+                                          masked_shapes, prunable_layers)
 
 GROWTH = ("gradient", "random")
 PRUNE_RATE_SCHEDULES = ("constant", "cosine")
@@ -40,10 +40,16 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def check_sparsity(owner: str, sparsity: float) -> None:
+    """The one range check of a sparsity setting: S in (0, 1) (S = 0 is the dense model, S = 1
+    has no weights left)."""
+    if not 0 < sparsity < 1:
+        raise UserError(f"{owner}.sparsity must be in (0, 1), got {sparsity}")
+
+
 def _check_settings(sparsity: float, distribution: str, update_interval: int,
                     prune_rate: float, prune_rate_schedule: str, growth: str) -> None:
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    check_sparsity("SparsitySpec", sparsity)
     _choice(distribution, DISTRIBUTIONS, "distribution")
     if update_interval < 1:
         raise ValueError(f"update_interval must be >= 1, got {update_interval}")
@@ -54,6 +60,41 @@ def _check_settings(sparsity: float, distribution: str, update_interval: int,
 
 
 @gin.configurable
+@dataclass(frozen=True)
+class SparsitySpec:
+    """A run's sparse-training settings (§3.2.1, App. C), resolved once from gin (bind
+    `SparsitySpec.<setting>`; a method passes its own `sparsity`) and read alike by the
+    method's `validate`, its FLOPs plan (`configuration`) and its `Masking` hook. Bad settings
+    fail when it is built: S outside (0, 1) as a UserError, the others as ValueError."""
+
+    sparsity: float = 0.8
+    distribution: str = "erk"
+    dense_first_layer: bool = False  # RigL's dense first conv (ImageNet)
+    update_interval: int = 1000  # dT, optimizer steps between prune-and-grow rounds
+    prune_rate: float = 0.5  # p
+    prune_rate_schedule: str = "constant"
+    growth: str = "gradient"
+
+    def __post_init__(self):
+        try:
+            _check_settings(self.sparsity, self.distribution, self.update_interval,
+                            self.prune_rate, self.prune_rate_schedule, self.growth)
+        except ValueError as error:
+            raise UserError(f"SparsitySpec: {error}") from error
+
+    @property
+    def dense_gradient_interval(self) -> int | None:
+        """RigL's dT when growth needs the dense gradient (SET's random growth needs none)."""
+        return self.update_interval if self.growth == "gradient" else None
+
+    def configuration(self, layer_shapes: dict[str, tuple[int, ...]]) -> "MaskConfiguration":
+        """What a `Masking` with this spec does to a model whose conv/linear weight shapes are
+        `layer_shapes` (in model order), known without the model: for FLOPs plans (App. D)."""
+        shapes = masked_shapes(layer_shapes, self.dense_first_layer)
+        return MaskConfiguration(layer_densities(shapes, 1 - self.sparsity, self.distribution),
+                                 self.dense_gradient_interval)
+
+
 class Masking(Hook):
     """Keeps `model` sparse at `sparsity` and explores its connectivity (dynamic sparse
     training); attach it to `Trainer.fit` as a hook.
@@ -63,20 +104,17 @@ class Masking(Hook):
     last step whose dense gradient this hook kept.
     """
 
-    def __init__(self, model: nn.Module, sparsity: float, distribution: str = "erk",
-                 dense_first_layer: bool = False, update_interval: int = 1000,
-                 prune_rate: float = 0.5, prune_rate_schedule: str = "constant",
-                 growth: str = "gradient", seed: int = 0):
-        _check_settings(sparsity, distribution, update_interval, prune_rate,
-                        prune_rate_schedule, growth)
+    def __init__(self, model: nn.Module, spec: SparsitySpec, seed: int = 0,
+                 masks: dict[str, torch.Tensor] | None = None):
         self.model = model
-        self.sparsity = sparsity
-        self.update_interval = update_interval
-        self.prune_rate = prune_rate
-        self.prune_rate_schedule = prune_rate_schedule
-        self.growth = growth
+        self.spec = spec
+        self.sparsity = spec.sparsity
+        self.update_interval = spec.update_interval
+        self.prune_rate = spec.prune_rate
+        self.prune_rate_schedule = spec.prune_rate_schedule
+        self.growth = spec.growth
         self.explores = True
-        self.layers = prunable_layers(model, dense_first_layer)
+        self.layers = prunable_layers(model, spec.dense_first_layer)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear to mask")
         self.layer_shapes = {name: tuple(layer.weight.shape)
@@ -89,9 +127,10 @@ class Masking(Hook):
         self._period_starts: list[int] = [0]
         # A CPU generator draws every random position, so masks do not depend on the device.
         self._generator = torch.Generator().manual_seed(seed)
-        counts = layer_nonzeros(self.layer_shapes, 1.0 - sparsity, distribution)
-        self.masks = {name: self._random_mask(name, counts[name]) for name in self.layers}
-        self._count_nonzeros()
+        if masks is None:
+            counts = layer_nonzeros(self.layer_shapes, 1.0 - spec.sparsity, spec.distribution)
+            masks = {name: self._random_mask(name, counts[name]) for name in self.layers}
+        self._set_masks(masks)
         self.apply_masks()
 
     def _random_mask(self, name: str, count: int) -> torch.Tensor:
@@ -270,14 +309,16 @@ class Masking(Hook):
                 "last_update_step": self.last_update_step,
                 "requested_steps": sorted(self._requested_steps)}
 
-    def load_state_dict(self, state: dict) -> None:
-        masks = state["masks"]
-        if masks.keys() != self.masks.keys() or any(
+    def _set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        if masks.keys() != self.layer_shapes.keys() or any(
                 tuple(masks[name].shape) != shape for name, shape in self.layer_shapes.items()):
-            raise ValueError("saved masks do not match this model's masked layers")
+            raise ValueError("masks do not match this model's masked layers")
         self.masks = {name: masks[name].to(device=self.layers[name].weight.device,
                                            dtype=torch.bool) for name in self.layers}
         self._count_nonzeros()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._set_masks(state["masks"])
         self._generator.set_state(state["generator"])
         self.last_update_step = state["last_update_step"]
         self._requested_steps = set(state["requested_steps"])
@@ -286,31 +327,8 @@ class Masking(Hook):
 
 @dataclass(frozen=True)
 class MaskConfiguration:
-    """What a Masking built with the gin-bound settings would do, known without a model: for
-    FLOPs plans (App. D) and for checking a configuration before training."""
+    """What a Masking of a `SparsitySpec` would do, known without a model: for FLOPs plans
+    (App. D) and for checking a configuration before training."""
 
     densities: dict[str, float]  # per masked layer; layers left out are dense
     dense_gradient_interval: int | None  # RigL's dT when growth needs the dense gradient
-
-
-def _bound_settings() -> dict:
-    """Masking's keyword defaults, overridden by gin's bindings of `Masking`."""
-    parameters = inspect.signature(Masking.__init__).parameters.values()
-    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-    return {**defaults, **gin.get_bindings(Masking)}
-
-
-def mask_configuration(layer_shapes: dict[str, tuple[int, ...]],
-                       sparsity: float) -> MaskConfiguration:
-    """The configuration `Masking(model, sparsity)` would get from gin, for a model whose
-    conv/linear weight shapes are `layer_shapes` (in model order; may be empty when only the
-    interval is wanted). Bad settings raise ValueError, as Masking would."""
-    settings = _bound_settings()
-    _check_settings(sparsity, settings["distribution"], settings["update_interval"],
-                    settings["prune_rate"], settings["prune_rate_schedule"], settings["growth"])
-    shapes = dict(layer_shapes)
-    if settings["dense_first_layer"]:
-        shapes.pop(next((name for name, shape in shapes.items() if len(shape) == 4), None), None)
-    densities = layer_densities(shapes, 1 - sparsity, settings["distribution"]) if shapes else {}
-    interval = settings["update_interval"] if settings["growth"] == "gradient" else None
-    return MaskConfiguration(densities, interval)
