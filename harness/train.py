@@ -242,7 +242,7 @@ class Trainer:
             batches = dataset.epoch_batches(
                 self.batch_size, self.augment, generator, shard=shard,
                 skip=state.step - state.epoch * state.steps_per_epoch,
-                generator_state=within.get("generator"))
+                generator_state=within["generator"].cpu() if within else None)
             within = {}
             for images, labels in batches:
                 if self.channels_last:
@@ -303,11 +303,11 @@ def _rng_states() -> dict:
 
 
 def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())  # a checkpoint may be loaded onto a GPU
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
     if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 def _save(path: Path, state: TrainState, hooks: Sequence[Hook], within: dict | None = None

@@ -1,9 +1,13 @@
 """Data parallel training over 2 CPU processes (gloo), as torchrun runs it
 (harness/distributed.py): masks identical on every process after every update, and the run
 within a stated tolerance of one process at the same global batch."""
+import json
 import os
 import socket
+import subprocess
+import sys
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -88,3 +92,22 @@ def test_two_processes_keep_masks_identical_and_match_one(tmp_path):
         assert differing <= MASK_TOLERANCE * sum(mask.numel() for mask in
                                                  single_masks.values())
     assert torch.allclose(ranks[0]["weights"], single["weights"], atol=TOLERANCE)
+
+
+def test_torchrun_trains_one_run_written_by_rank_zero(tmp_path):
+    """A smoke DST run under torchrun with 2 CPU processes: one run directory, one summary,
+    the FLOPs ledger counting the global batch (as planned)."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "harness.run", "--gin_file=gin/dst.gin", "--gin_file=gin/scale/smoke.gin",
+         "--gin_bindings=epoch_factor.factor = 0.008",
+         "--gin_bindings=Experiment.suites = ('test',)", f"--output_dir={run_dir}",
+         "--noprogress"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run directory:") == 1
+    flops = json.loads((run_dir / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=0.05)
+    assert (run_dir / "summary.json").is_file() and not list(tmp_path.glob("run.*"))

@@ -139,3 +139,22 @@ def test_compile_is_a_setting_that_trains():
     except Exception as error:  # noqa: BLE001  no C compiler for inductor on this machine
         pytest.skip(f"torch.compile unavailable here: {str(error).splitlines()[0]}")
     assert torch.allclose(weights(plain), weights(compiled), atol=1e-5)
+
+
+def test_every_table3_row_is_wired_at_tiny_scale(tmp_path):
+    """What `make table3 SCALE=tiny` trains, checked up to training: each row opens the tiny
+    ImageNet folder, builds its ResNet-50 and passes its method's checks."""
+    from pathlib import Path
+
+    from harness.config import parse
+    from harness.experiment import Experiment
+    from harness.tables import table_rows
+
+    folder = write_tiny_imagenet(tmp_path / "imagenet")
+    rows = table_rows(3, "tiny", Path("gin"))
+    assert len(rows) == 8
+    for row in rows:
+        parse(row.gin_files, [f"imagenet.data_dir = '{folder}'"])
+        prepared = Experiment().prepare(progress=False)
+        assert prepared.data.splits.train.num_classes == 10, row.name
+        assert len(prepared.data.splits.train) == 80, row.name

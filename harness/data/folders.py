@@ -133,10 +133,6 @@ class FolderDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop)
 
-    @property
-    def labels(self) -> torch.Tensor:
-        return torch.tensor([label for _, label in self.samples], device=self.device)
-
     def to(self, device) -> "FolderDataset":
         return replace(self, device=torch.device(device), _loaders={})
 
