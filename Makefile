@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures golden golden-check
+.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures golden golden-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ golden-check: $(STAMP)
 		> build/golden/log$(table) 2>&1 || (cat build/golden/log$(table); exit 1);)
 	$(foreach table,$(GOLDEN_TABLES),$(PY) -m harness.diff reports/golden/table$(table).parquet \
 		build/golden/table$(table).parquet &&) true
+
+# Speed, as ratios measured side by side in one process (harness/bench.py): harness vs bare
+# PyTorch loops, sparse vs dense steps, peak memory on corrupted sets, sparse inference.
+# Not part of `make test`; about 10 minutes on 2 CPU cores. Writes build/bench/bench.json.
+BENCH_THREADS ?= 1
+bench: $(STAMP)
+	OMP_NUM_THREADS=$(BENCH_THREADS) MKL_NUM_THREADS=$(BENCH_THREADS) $(PY) -m harness.bench \
+		--out build/bench/bench.json
 
 # The shared JPEG copy of CIFAR-10 decoded to the arrays the `npz` dataset reads (cpu scale).
 data/cifar10.npz: | $(STAMP)

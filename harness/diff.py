@@ -18,7 +18,8 @@ stay far below what one test example moves (0.01 % of 10,000 examples, 0.28 % of
                 train_flops_ratio, test_flops_ratio, and the paper's numbers (paper_*)
     1e-4        acc, cacc, aacc (percentage points) and their _std
     1e-5        nll, cnll, anll, ece, cece, aece and their _std
-    ignored     git_commit, config_hash: provenance, printed when they differ
+    ignored     git_commit, config_hash: provenance; infer_ms, sparse_infer_ms: wall-clock,
+                which follows the machine and its load; printed when they differ
 """
 import argparse
 import sys
@@ -28,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.report import COLUMNS, METRICS, PERCENT, PROVENANCE
+from harness.report import COLUMNS, METRICS, PERCENT, PROVENANCE, TIMING
 
 KEY = ("table", "method", "M", "sparsity", "row")
 TOLERANCES = {**{name: 1e-4 if name in PERCENT else 1e-5 for name in METRICS},
               **{f"{name}_std": 1e-4 if name in PERCENT else 1e-5 for name in METRICS}}
+INFORMATIONAL = (*PROVENANCE, *TIMING)  # printed when they differ, never compared
 EXACT = tuple(column for column in COLUMNS
-              if column not in TOLERANCES and column not in PROVENANCE and column not in KEY)
+              if column not in TOLERANCES and column not in INFORMATIONAL and column not in KEY)
 
 
 def read_report(path: Path) -> pd.DataFrame:
@@ -92,7 +94,7 @@ def drifted_cells(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
 def provenance_notes(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     keys = old.index.intersection(new.index)
     return [f"{key}: {column} {old.at[key, column]} -> {new.at[key, column]}"
-            for key in keys for column in PROVENANCE
+            for key in keys for column in INFORMATIONAL
             if old.at[key, column] != new.at[key, column]
             and not (pd.isna(old.at[key, column]) and pd.isna(new.at[key, column]))]
 
@@ -103,7 +105,7 @@ def tolerance_summary() -> str:
         groups.setdefault(tolerance, []).append(column)
     lines = [f"  exact: {', '.join(EXACT)}"]
     lines += [f"  {tolerance:g}: {', '.join(columns)}" for tolerance, columns in groups.items()]
-    lines.append(f"  not compared: {', '.join(PROVENANCE)}")
+    lines.append(f"  not compared: {', '.join(INFORMATIONAL)}")
     return "\n".join(["tolerances (absolute, table units):", *lines])
 
 

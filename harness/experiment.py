@@ -34,6 +34,7 @@ from harness.record import (make_run_dir, plan_run_dir, staging_dir, swap_in, wr
                             write_metrics, write_text)
 from harness.robustness import ScoredSet  # also registers the robustness suites
 from harness.structure import structure_rows
+from harness.timing import SUITE as TIMING_SUITE, inference_timing
 from harness.train import Trainer, set_deterministic
 from methods import METHODS, FitContext, Method
 
@@ -242,6 +243,10 @@ class Prepared:
                                  "corruption": eval_set.corruption,
                                  "severity": eval_set.severity, **row})
             eval_seconds = time.perf_counter() - start
+            timing_rows, timing = inference_timing(predictor, self.data.splits.test.image_shape,
+                                                   self.data.device, self.method.sparsity > 0)
+        rows += [{"method": self.method.name, "suite": TIMING_SUITE, "corruption": "clean",
+                  "severity": 0, **row} for row in timing_rows]
         if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
             test_predictions.write(run_dir / TEST_PREDICTIONS)
 
@@ -257,7 +262,8 @@ class Prepared:
         write_text(run_dir / "operative_config.gin", operative)
         write_json(run_dir / "flops.json", flops)
         write_metrics(run_dir / "metrics.parquet", rows)
-        summary = self.summary(rows, context, eval_seconds, operative)
+        summary = {**self.summary(rows, context, eval_seconds, operative),
+                   "inference_timing": timing}
         write_json(run_dir / "summary.json", summary)
         return summary
 

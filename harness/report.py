@@ -41,17 +41,21 @@ CORRUPTED = ("cacc", "cnll", "cece", "aacc", "anll", "aece")
 METRICS = (*CLEAN, *CORRUPTED)
 PERCENT = ("acc", "cacc", "aacc")  # fractions in run records, % in the paper's tables
 FLOPS = ("train_flops", "train_flops_ratio", "test_flops_ratio", "training_runs")
+# Wall-clock ms per image of the whole ensemble, dense form and (sparse runs) sparse inference
+# form, from the run's timing rows (harness/timing.py): machine-dependent, never diffed.
+TIMING = {"infer_ms": "timing/inference_seconds_per_image",
+          "sparse_infer_ms": "timing/sparse_inference_seconds_per_image"}
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "row", "status")
 PROVENANCE = ("git_commit", "config_hash")
 # reference column -> our column it sits beside
 PAPER = {**{name: name for name in METRICS}, "train_flops_abs": "train_flops",
          "train_flops_ratio": "train_flops_ratio", "test_flops_ratio": "test_flops_ratio",
          "training_runs": "training_runs"}
-COLUMNS = (*IDENTITY, *METRICS, *(f"{name}_std" for name in METRICS), *FLOPS, "seeds",
-           "scale", *PROVENANCE, *(f"paper_{ours}" for ours in PAPER.values()))
+COLUMNS = (*IDENTITY, *METRICS, *(f"{name}_std" for name in METRICS), *FLOPS, *TIMING,
+           "seeds", "scale", *PROVENANCE, *(f"paper_{ours}" for ours in PAPER.values()))
 DEMO_COLUMNS = ("method", "dataset", "model", "M", "sparsity", "acc", "nll", "ece", "cacc",
                 "cnll", "cece", "train_flops", "train_flops_ratio", "test_flops_ratio",
-                "training_runs", "seed", "epoch_factor")
+                *TIMING, "training_runs", "seed", "epoch_factor")
 
 
 def incompatible(path: Path, what) -> UserError:
@@ -75,6 +79,7 @@ def run_row(run_dir: Path) -> dict:
     except KeyError as key:
         raise incompatible(run_dir / SUMMARY, key) from None
     row.update({name: headline.get(key, np.nan) for name, key in CLEAN.items()})
+    row.update({name: 1000 * headline.get(key, np.nan) for name, key in TIMING.items()})
     row.update(corrupted_numbers(run_dir))
     for name in PERCENT:
         row[name] = 100 * row[name]
@@ -120,6 +125,8 @@ def aggregate(records: list[dict]) -> dict:
     for name in METRICS:
         row[name] = frame[name].mean()
         row[f"{name}_std"] = frame[name].std(ddof=1) if len(frame) > 1 else np.nan
+    for name in TIMING:
+        row[name] = frame[name].mean()
     row["seeds"] = len(frame)
     for key in PROVENANCE:
         row[key] = ",".join(sorted(set(frame[key].astype(str))))
@@ -258,6 +265,8 @@ GROUPS = (("Acc %", "acc", 2, True, True), ("NLL", "nll", 3, True, True),
           ("aECE", "aece", 2, True, True), ("train FLOPs", "train_flops", -1, True, False),
           ("train FLOPs x", "train_flops_ratio", 2, True, True),
           ("test FLOPs x", "test_flops_ratio", 2, True, True),
+          ("ms/img", "infer_ms", 3, False, False),
+          ("sparse ms/img", "sparse_infer_ms", 3, False, False),
           ("runs", "training_runs", 1, True, False))
 
 
@@ -309,6 +318,11 @@ def to_markdown(frame: pd.DataFrame, table: int, scale: str, layered: list[str])
              "std over seeds; Δ = ours − paper; FLOPs x = relative to the dense single model "
              "at the reference schedule. 'missing': no finished run of that row (its method "
              "or suite is not built, or it has not run)."]
+    if frame["infer_ms"].notna().any():
+        intro.append("ms/img: measured wall-clock per test image of the whole ensemble (batch "
+                     "size, device and threads in each run's summary.json); sparse ms/img: "
+                     "the same members in sparse inference form (harness/sparse_inference.py). "
+                     "They depend on the machine and its load.")
     if scale != "paper":
         intro.append(f"At scale `{scale}` the data, model and lengths are reduced: Δ measures "
                      f"the scale as much as the method.")

@@ -36,7 +36,7 @@ def test_reflection_padding_is_a_setting_and_zero_padding_the_default():
         windows = [padded[index, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[index].float(), window) for window in windows)
     assert out.dtype == torch.uint8
-    with pytest.raises(ValueError, match="padding_mode must be one of zeros, reflect"):
+    with pytest.raises(UserError, match="padding_mode must be one of zeros, reflect"):
         Augment(padding_mode="circular")
 
 

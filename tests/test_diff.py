@@ -91,3 +91,11 @@ def test_another_schema_or_not_a_report_is_one_line_and_exit_2(table, tmp_path):
     text.write_text("# not parquet\n")
     result = run_diff(table, text)
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_wall_clock_columns_are_shown_but_never_compared(table):
+    def edit(frame):
+        frame.loc[frame.row == "dense", "infer_ms"] = 123.0
+    result = run_diff(table, changed(table, edit))
+    assert result.returncode == 0, result.stdout
+    assert "infer_ms" in result.stdout and "no drift" in result.stdout

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fake_run(run_dir: Path, *, method="dense_ensemble", members=2, sparsity=0.0, seed=0,
              acc=0.9, nll=0.3, ece=0.05, train_flops=4e9, ratio=4.0, classes=3,
-             examples=40) -> Path:
+             examples=40, seconds_per_image=None) -> Path:
     """A finished run directory as Prepared.run leaves it, without training anything."""
     run_dir.mkdir(parents=True)
     rows = [{"member": "ensemble", "metric": metric, "value": value}
@@ -48,7 +48,10 @@ def fake_run(run_dir: Path, *, method="dense_ensemble", members=2, sparsity=0.0,
         "method": method, "dataset": "digits", "model": "wrn10_2", "num_members": members,
         "sparsity": sparsity, "training_runs": float(members), "seed": seed,
         "epoch_factor": 0.06, "git_commit": "abc1234", "config_hash": f"hash{seed}",
-        "metrics": {"test/accuracy": acc, "test/nll": nll, "test/ece": ece}})
+        "metrics": {"test/accuracy": acc, "test/nll": nll, "test/ece": ece,
+                    **({} if seconds_per_image is None else
+                       {f"timing/{metric}": value
+                        for metric, value in seconds_per_image.items()})}})
     return run_dir
 
 
@@ -159,7 +162,7 @@ def test_demo_table_of_single_runs(tmp_path):
     assert list(frame.columns) == list(report.DEMO_COLUMNS)
     assert frame.acc.item() == pytest.approx(90.0) and frame.M.item() == 1
     assert (tmp_path / "demo" / "table1.md").read_text().startswith("# Demo")
-    assert pd.read_parquet(tmp_path / "demo" / "table1.parquet").shape == (1, 17)
+    assert pd.read_parquet(tmp_path / "demo" / "table1.parquet").shape == (1, 19)
 
 
 def test_rows_quoted_from_havasi_carry_their_flops_convention(tmp_path):
@@ -169,3 +172,23 @@ def test_rows_quoted_from_havasi_carry_their_flops_convention(tmp_path):
     assert "Havasi et al. 2021" in markdown and "- BatchEnsemble: the batch is tiled" in markdown
     plain = frame[frame.method == "Single Dense Model"]
     assert "Havasi" not in report.to_markdown(plain, 1, "smoke", [])
+
+
+
+def test_wall_clock_sits_beside_flops_in_milliseconds(tmp_path):
+    timing = {"inference_seconds_per_image": 0.002,
+              "sparse_inference_seconds_per_image": 0.001}
+    fake_row(tmp_path, "edst", "EDST Ensemble", members=3, sparsity=0.8,
+             seconds_per_image=timing)
+    fake_row(tmp_path, "dense", "Single Dense Model", members=1,
+             seconds_per_image={"inference_seconds_per_image": 0.0005})
+    frame, _ = report.build_table(1, "smoke", tmp_path)
+    rows = frame.set_index("row")
+    assert rows.at["edst", "infer_ms"] == pytest.approx(2.0)
+    assert rows.at["edst", "sparse_infer_ms"] == pytest.approx(1.0)
+    assert rows.at["dense", "infer_ms"] == pytest.approx(0.5)
+    assert np.isnan(rows.at["dense", "sparse_infer_ms"])
+    markdown = report.to_markdown(frame, 1, "smoke", [])
+    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
+    assert "| test FLOPs x | ms/img | sparse ms/img |" in header
+    assert "summary.json" in markdown  # says where batch size and device are recorded

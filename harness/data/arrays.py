@@ -15,7 +15,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
-from harness.errors import check_integer
+from harness.errors import UserError, check_integer
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,10 @@ class Augment:
     padding_mode: str = "zeros"
 
     def __post_init__(self):
-        if self.padding_mode not in PADDING_MODES:
-            raise ValueError(f"Augment.padding_mode must be one of {', '.join(PADDING_MODES)}, "
-                             f"got {self.padding_mode!r}")
-
-    def __post_init__(self):
         check_integer("Augment.padding", self.padding, 0)
+        if self.padding_mode not in PADDING_MODES:
+            raise UserError(f"Augment.padding_mode must be one of {', '.join(PADDING_MODES)}, "
+                            f"got {self.padding_mode!r}")
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = images.shape
