@@ -194,9 +194,8 @@ class FolderDataset:
 def scan_folders(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """The sorted class folders of `root` and every file in them, labelled by folder index
     (torchvision's ImageFolder order)."""
-    if not root.is_dir():
-        raise UserError(f"{root} not found (expected class folders <class>/ inside)")
-    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+    from harness.data.imagenet import class_folders
+    classes = class_folders(root)
     samples = [(str(path), label) for label, name in enumerate(classes)
                for path in sorted((root / name).iterdir()) if path.is_file()]
     return classes, samples
