@@ -29,6 +29,11 @@ SCALE ?= paper
 SEEDS ?= 1
 
 table1 table6: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
+table3: $(if $(filter tiny,$(SCALE)),data/tiny-imagenet)
+
+# The tiny scale's stand-in for ImageNet: real JPEGs in ImageNet's folder layout.
+data/tiny-imagenet: | $(STAMP)
+	$(PY) -m harness.data.tiny_imagenet $@
 table1 table2 table3 table6: $(STAMP)
 	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
 

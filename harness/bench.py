@@ -123,7 +123,7 @@ def bench_train_step(rounds: int, steps: int, batch_size: int) -> Result:
 
 
 def bench_sparse_step(rounds: int, steps: int, batch_size: int) -> Result:
-    from methods.sparse.masking import Masking
+    from methods.sparse.masking import Masking, SparsitySpec
 
     dataset = synthetic(steps * batch_size)
     trainer = Trainer(batch_size=batch_size, lr=0.01, progress=False)
@@ -131,8 +131,8 @@ def bench_sparse_step(rounds: int, steps: int, batch_size: int) -> Result:
     quiet = small_model()
     exploring = small_model()
     # No update within a round, and one update (prune and regrow by dense gradient) mid-round.
-    quiet_hooks = [Masking(quiet, 0.8, update_interval=10 * steps)]
-    update_hooks = [Masking(exploring, 0.8, update_interval=steps // 2)]
+    quiet_hooks = [Masking(quiet, SparsitySpec(0.8, update_interval=10 * steps))]
+    update_hooks = [Masking(exploring, SparsitySpec(0.8, update_interval=steps // 2))]
     dense_s, quiet_s, update_s = median_seconds(
         [harness_epoch(dense, dataset, trainer, []),
          harness_epoch(quiet, dataset, trainer, quiet_hooks),
@@ -303,11 +303,11 @@ def _scratch() -> str:
 def masked_wrn(depth: int, width: int, sparsity: float, seed: int = 0) -> torch.nn.Module:
     """A WRN member at `sparsity` (ERK, as the sparse methods train), with non-trivial
     batch-norm statistics, in eval mode."""
-    from methods.sparse.masking import Masking
+    from methods.sparse.masking import Masking, SparsitySpec
 
     torch.manual_seed(seed)
     model = wide_resnet(depth, width)
-    Masking(model, sparsity, seed=seed)
+    Masking(model, SparsitySpec(sparsity), seed=seed)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_var.uniform_(0.5, 2.0)

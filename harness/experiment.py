@@ -18,7 +18,7 @@ import gin
 import torch
 from torch import nn
 
-from harness import scale
+from harness import distributed, scale
 from harness.config import first_line, parse
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
@@ -41,11 +41,12 @@ from methods import METHODS, FitContext, Method
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(
+            torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"Experiment.device = {name!r} but no CUDA device is available; use "
                         f"'auto' or 'cpu'")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))
 
 
 def git_commit() -> str:
@@ -217,13 +218,18 @@ class Prepared:
     planned_flops: dict
     progress: bool
 
-    def run(self, run_dir: Path) -> dict:
-        write_text(run_dir / "config.gin", gin.config_str())
+    def run(self, run_dir: Path) -> dict | None:
+        """Under torchrun every process trains; rank 0 alone evaluates and writes, and the
+        others return None."""
+        if distributed.is_main():
+            write_text(run_dir / "config.gin", gin.config_str())
         context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
                              model_factory=self.model_factory, seed=self.experiment.seed,
                              checkpoint_dir=run_dir / "checkpoints")
         with default_dtype(PRECISIONS[self.experiment.precision]):
             predictor = self.method.fit(context)
+            if not distributed.is_main():
+                return None
             start = time.perf_counter()
             rows = []
             test_predictions = PredictionCollector()
@@ -329,15 +335,16 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
         experiment = Experiment()
         run_dir = Path(output_dir or f"runs/{experiment.method_name}-"
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
-        mode = plan_run_dir(run_dir, overwrite=overwrite, resume=resume,
-                            config=gin.config_str())
-        prepared = experiment.prepare(progress=progress)
+        # Under torchrun rank 0 alone decides and makes the run directory.
+        mode = distributed.from_main(lambda: plan_run_dir(
+            run_dir, overwrite=overwrite, resume=resume, config=gin.config_str()))
+        prepared = experiment.prepare(progress=progress and distributed.is_main())
     except UserError:
         raise
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         raise UserError(first_line(error)) from error
     target = staging_dir(run_dir) if mode == "replace" else run_dir
-    created = make_run_dir(target)
+    created = distributed.from_main(lambda: make_run_dir(target))
     try:
         summary = prepared.run(target)
     except KeyboardInterrupt:
@@ -348,13 +355,13 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
         raise Interrupted(f"interrupted: continue this run with --resume "
                           f"--output_dir={run_dir}") from None
     except (UserError, FloatingPointError) as error:
-        if created:
+        if created and distributed.is_main():
             shutil.rmtree(target, ignore_errors=True)
         if isinstance(error, FloatingPointError):
             kept = {"replace": f"; {run_dir} still holds the previous run",
                     "resume": f"; {run_dir} keeps its checkpoints for inspection"}.get(mode, "")
             raise UserError(f"training diverged: {error}{kept}") from error
         raise
-    if mode == "replace":
+    if mode == "replace" and distributed.is_main():
         swap_in(target, run_dir)
     return run_dir, summary

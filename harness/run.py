@@ -11,6 +11,7 @@ import sys
 
 from absl import app, flags
 
+from harness import distributed
 from harness.config import first_line
 from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
@@ -28,6 +29,7 @@ def main(argv):
     del argv
     if not FLAGS.gin_file:
         fail("give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
+    distributed.init_from_environment()  # under torchrun
     try:
         run_dir, summary = run_experiment(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.output_dir,
                                           overwrite=FLAGS.overwrite, resume=FLAGS.resume,
@@ -38,6 +40,8 @@ def main(argv):
         print(interrupt if isinstance(interrupt, Interrupted) else
               "interrupted before the run started; nothing was written", file=sys.stderr)
         sys.exit(130)
+    if summary is None:  # a torchrun process other than rank 0
+        return
     metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items()
                         if not name.startswith("flops/"))
     print(f"{summary['method']} on {summary['dataset']}: {metrics}")

@@ -16,6 +16,12 @@ Order within one optimizer step:
   zero grads -> objective(model, *batch_format(x, y)).backward() -> hooks.before_optimizer_step
   -> optimizer.step() -> state.step += 1 -> hooks.after_optimizer_step
 Gradients of the step are still in `param.grad` during both step hooks.
+
+Training data comes through one seam, `dataset.epoch_batches` (harness/data/arrays.py): arrays
+held on the device, or image folders streamed by DataLoader workers (harness/data/folders.py).
+Under torchrun (harness/distributed.py) each process draws its rows of every global batch and
+the step runs through DistributedDataParallel; hooks see the plain model and the averaged
+gradient, and only rank 0 writes checkpoints.
 """
 import contextlib
 import math
@@ -32,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness import scale
+from harness import distributed, scale
 from harness.batching import BatchFormat, PlainBatch
-from harness.data.arrays import ArrayDataset, Augment, train_batches
+from harness.data.arrays import ArrayDataset, Augment
 from harness.durable import durable_replace
 from harness.errors import UserError, check_integer, check_number
 from harness.schedules import MultiStep, compose
@@ -130,12 +136,19 @@ class Trainer:
     def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
                  lr_schedule: Schedule | None = None, augment: Augment | None = None,
-                 amp: bool = False, progress: bool = True):
+                 amp: bool = False, progress: bool = True, checkpoint_every: int = 0,
+                 channels_last: bool = False, compile: bool = False):
+        """`checkpoint_every`: also checkpoint every that many steps within an epoch (0: at
+        epoch ends only), for epochs of many thousand steps (ImageNet). The GPU path: `amp`
+        runs the forward in bfloat16 autocast on CUDA; `channels_last` keeps images and
+        convolution weights in NHWC (faster tensor-core convolutions); `compile` runs the
+        step's network through `torch.compile`."""
         check_integer("Trainer.epochs", epochs, 1)
         check_integer("Trainer.batch_size", batch_size, 1)
         check_number("Trainer.lr", lr, positive=True)
         check_number("Trainer.momentum", momentum)
         check_number("Trainer.weight_decay", weight_decay)
+        check_integer("Trainer.checkpoint_every", checkpoint_every, 0, " (0: at epoch ends)")
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -148,6 +161,9 @@ class Trainer:
         self.augment = Augment() if augment is None else augment
         self.amp = amp
         self.progress = progress
+        self.checkpoint_every = checkpoint_every
+        self.channels_last = channels_last
+        self.compile = compile
 
     @property
     def scaled_epochs(self) -> int:
@@ -158,6 +174,9 @@ class Trainer:
         if steps == 0:
             raise ValueError(f"the train set has {dataset_size} examples, fewer than one batch "
                              f"of {self.batch_size}: lower Trainer.batch_size")
+        if self.batch_size % distributed.world():
+            raise ValueError(f"Trainer.batch_size = {self.batch_size} (the global batch) does "
+                             f"not split evenly over {distributed.world()} processes")
         return steps
 
     def make_optimizer(self, model: nn.Module, param_groups: ParamGroups | None = None
@@ -191,14 +210,21 @@ class Trainer:
         schedule = self.lr_schedule if schedule is None else compose(schedule,
                                                                      self.lr_schedule)
         model.to(dataset.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
         optimizer = self.make_optimizer(model, param_groups)
         state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
                            steps_per_epoch=self.steps_per_epoch(len(dataset)),
                            batch_size=self.batch_size)
+        within = {}  # where a checkpoint taken mid-epoch left the epoch
         if checkpoint is not None and (checkpoint.exists() or _previous(checkpoint).exists()):
-            _restore(checkpoint, state, hooks)
+            within = _restore(checkpoint, state, hooks)
         for hook in hooks:
             hook.on_train_begin(state)
+        network = distributed.wrap(model)
+        if self.compile:
+            network = torch.compile(network)
+        shard = (distributed.rank(), distributed.world())
 
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if self.amp and dataset.device.type == "cuda" else contextlib.nullcontext())
@@ -210,16 +236,25 @@ class Trainer:
             generator.manual_seed(_epoch_seed(seed, state.epoch))
             model.train()
             loss_sum = torch.zeros((), device=dataset.device)
-            for images, labels in train_batches(dataset, self.batch_size, self.augment,
-                                                generator):
+            if within:
+                _set_rng_states(within["rng"])
+                loss_sum += within["loss_sum"].to(dataset.device)
+            batches = dataset.epoch_batches(
+                self.batch_size, self.augment, generator, shard=shard,
+                skip=state.step - state.epoch * state.steps_per_epoch,
+                generator_state=within["generator"].cpu() if within else None)
+            within = {}
+            for images, labels in batches:
+                if self.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 state.lr = self.lr * schedule(state.progress)
                 for group in optimizer.param_groups:
                     group["lr"] = state.lr * group["lr_scale"]
                 optimizer.zero_grad(set_to_none=True)
                 inputs, targets = batch_format(images, labels, generator)
-                state.rows = inputs.shape[0]
+                state.rows = inputs.shape[0] * shard[1]  # the global batch's rows
                 with autocast:
-                    loss = objective(model, inputs, targets)
+                    loss = objective(network, inputs, targets)
                 loss.backward()
                 for hook in hooks:
                     hook.before_optimizer_step(state)
@@ -229,8 +264,14 @@ class Trainer:
                     hook.after_optimizer_step(state)
                 loss_sum += loss.detach()
                 bar.update()
+                if (checkpoint is not None and self.checkpoint_every
+                        and state.step % self.checkpoint_every == 0
+                        and state.step % state.steps_per_epoch):
+                    _save(checkpoint, state, hooks, within={
+                        "rng": _rng_states(), "generator": generator.get_state(),
+                        "loss_sum": loss_sum.detach().cpu()})
             state.epoch += 1
-            state.epoch_loss = loss_sum.item() / state.steps_per_epoch
+            state.epoch_loss = distributed.mean(loss_sum).item() / state.steps_per_epoch
             if not math.isfinite(state.epoch_loss):
                 raise FloatingPointError(f"{desc}: training loss became {state.epoch_loss} in "
                                          f"epoch {state.epoch}; lower Trainer.lr")
@@ -242,8 +283,8 @@ class Trainer:
             if checkpoint is not None:
                 _save(checkpoint, state, hooks)
         bar.close()
-        if checkpoint is not None:  # the last checkpoint is complete: no fallback needed
-            _previous(checkpoint).unlink(missing_ok=True)
+        if checkpoint is not None and distributed.is_main():
+            _previous(checkpoint).unlink(missing_ok=True)  # the last one is complete
         for hook in hooks:
             hook.on_train_end(state)
         return state
@@ -253,21 +294,43 @@ def _previous(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
 
-def _save(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
+def _rng_states() -> dict:
+    """The global RNGs a step draws from (dropout, random growth): saved mid-epoch, where a
+    resumed run cannot re-seed them from the epoch's seed."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"].cpu())  # a checkpoint may be loaded onto a GPU
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
+
+
+def _save(path: Path, state: TrainState, hooks: Sequence[Hook], within: dict | None = None
+          ) -> None:
     """Durable (harness/durable.py); the checkpoint it replaces is kept as `<name>.previous`,
-    the fallback should the new one be found damaged."""
+    the fallback should the new one be found damaged. `within`: the RNG and loss state of a
+    checkpoint taken mid-epoch. Every process holds the same state; rank 0 writes it."""
+    if not distributed.is_main():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
                 "epoch": state.epoch, "step": state.step, "history": state.history,
-                "hooks": [hook.state_dict() for hook in hooks]}, partial)
+                "hooks": [hook.state_dict() for hook in hooks], "within": within or {}},
+               partial)
     if path.exists():
         os.replace(path, _previous(path))
     durable_replace(partial, path)
 
 
-def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
-    """From `path`, or from the previous checkpoint where `path` is missing or damaged."""
+def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> dict:
+    """From `path`, or from the previous checkpoint where `path` is missing or damaged;
+    returns the mid-epoch state (`_save`'s `within`), empty after a whole epoch."""
     for candidate in (path, _previous(path)):
         try:
             saved = torch.load(candidate, map_location=next(state.model.parameters()).device,
@@ -286,3 +349,4 @@ def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> None:
     state.epoch, state.step, state.history = saved["epoch"], saved["step"], saved["history"]
     for hook, hook_state in zip(hooks, saved["hooks"]):
         hook.load_state_dict(hook_state)
+    return saved.get("within", {})

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.batching import BatchFormat, PlainBatch
 from harness.config import first_line
 from harness.data.arrays import ArrayDataset
@@ -172,9 +173,12 @@ class FitContext:
         return saved
 
     def _save(self, path: Path, content: dict) -> None:
-        """Durable: a reader finds the previous file or the complete new one."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda partial: torch.save(content, partial))
+        """Durable: a reader finds the previous file or the complete new one. Under torchrun
+        rank 0 writes it, and no process goes on before it is there."""
+        if distributed.is_main():
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda partial: torch.save(content, partial))
+        distributed.barrier()
 
     def _load(self, path: Path) -> dict:
         try:

@@ -10,7 +10,7 @@ import gin
 import torch
 from torch import nn
 
-from harness.data.arrays import ArrayDataset, train_batches
+from harness.data.arrays import ArrayDataset
 from harness.errors import UserError
 from harness.flops import training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
@@ -133,7 +133,7 @@ def recompute_batchnorm(model: nn.Module, train_set: ArrayDataset, trainer: Trai
     model.train()
     generator = torch.Generator(device=train_set.device).manual_seed(seed)
     torch.manual_seed(seed)  # dropout, if the model has any
-    for images, _ in train_batches(train_set, trainer.batch_size, trainer.augment, generator):
+    for images, _ in train_set.epoch_batches(trainer.batch_size, trainer.augment, generator):
         model(images)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum

@@ -15,7 +15,7 @@ from harness.experiment import run_experiment
 from harness.models.resnet import resnet18
 from harness.models.wide_resnet import wide_resnet
 from harness.sparse_inference import KERNELS, conv_names, sparsify
-from methods.sparse.masking import Masking
+from methods.sparse.masking import Masking, SparsitySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")
@@ -55,7 +55,7 @@ def test_every_run_records_its_inference_time(static_run):
 def randomised(model: torch.nn.Module, sparsity: float) -> torch.nn.Module:
     """`model` with ERK-masked weights and non-trivial batch-norm statistics, in eval mode."""
     torch.manual_seed(0)
-    Masking(model, sparsity, seed=0)
+    Masking(model, SparsitySpec(sparsity), seed=0)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)

@@ -1,5 +1,6 @@
-"""Dataset registry. A loader returns the train and test splits as `ArrayDataset`s on the CPU;
-the experiment moves them to the device once."""
+"""Dataset registry. A loader returns the train and test splits on the CPU, as `ArrayDataset`s
+(moved to the device once) or as `FolderDataset`s streamed from disk (harness/data/folders.py:
+ImageNet), which answer the same calls."""
 from dataclasses import dataclass
 from typing import Callable
 

@@ -3,6 +3,10 @@
 Every dataset is held as one uint8 tensor [N, C, H, W] plus int64 labels, moved to the device
 once. Batches are sliced from it and augmented there (pad-and-crop, horizontal flip) in one
 vectorised operation, so no per-sample Python runs in the training loop.
+
+The training loop draws its batches through one seam, `epoch_batches` (below): an
+`ArrayDataset` here, or a set streamed from image folders (harness/data/folders.py), which
+answers the same calls.
 """
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -59,6 +63,14 @@ class ArrayDataset:
         mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
         return (pixels - mean) / std
+
+    def epoch_batches(self, batch_size: int, augment: "Augment", generator: torch.Generator,
+                      *, skip: int = 0, generator_state: torch.Tensor | None = None,
+                      shard: tuple[int, int] = (0, 1)
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training seam: one epoch as `train_batches` draws it (see there)."""
+        return train_batches(self, batch_size, augment, generator, skip=skip,
+                             generator_state=generator_state, shard=shard)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every example once, in order, the last batch possibly smaller."""
@@ -126,14 +138,28 @@ class Augment:
 
 
 def train_batches(dataset: ArrayDataset, batch_size: int, augment: Augment,
-                  generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  generator: torch.Generator, *, skip: int = 0,
+                  generator_state: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1)
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled, augmented, normalised batches; the incomplete last batch is
-    dropped (as in uncertainty-baselines' steps_per_epoch = N // batch_size)."""
+    dropped (as in uncertainty-baselines' steps_per_epoch = N // batch_size).
+
+    The contract every training set keeps (`epoch_batches`): the epoch's order is a function
+    of `generator`'s seed alone; `skip` leaves out the first batches and `generator_state`
+    (the generator's state saved at that point) continues the draws from there, so that a run
+    resumed mid-epoch sees what it would have seen. `shard = (rank, world)`: each of `world`
+    processes gets its own contiguous `batch_size / world` rows of every global batch; the
+    global batch is drawn and augmented whole on every process, so that the processes
+    together train on exactly what one process would."""
+    rank, world = shard
     order = torch.randperm(len(dataset), device=dataset.device, generator=generator)
-    for start in range(0, len(dataset) - batch_size + 1, batch_size):
+    if generator_state is not None:
+        generator.set_state(generator_state)
+    rows = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
+    for start in range(skip * batch_size, len(dataset) - batch_size + 1, batch_size):
         index = order[start:start + batch_size]
         images = augment(dataset.images[index], generator)
-        yield dataset.normalize(images), dataset.labels[index]
+        yield dataset.normalize(images[rows]), dataset.labels[index][rows]
 
 
 def split_holdout(dataset: ArrayDataset, fraction: float, seed: int

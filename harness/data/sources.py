@@ -123,3 +123,39 @@ def cifar100(data_dir: str = DEFAULT_DATA_DIR, download: bool = True) -> Splits:
     import torchvision
     return _torchvision_cifar(torchvision.datasets.CIFAR100, "cifar100", 100, data_dir,
                               download)
+
+
+@DATASETS.register("imagenet")
+@gin.configurable("imagenet")
+def imagenet(data_dir: str = f"{DEFAULT_DATA_DIR}/imagenet", num_classes: int = 1000,
+             train_examples: int | None = 1_281_167, val_examples: int | None = 50_000,
+             crop: int = 224, resize: int = 256, num_workers: int = 8) -> Splits:
+    """ImageNet (ILSVRC-2012) in its standard layout, `<data_dir>/train/<wnid>/*.JPEG` and
+    `<data_dir>/val/<wnid>/*.JPEG`, streamed from disk (harness/data/folders.py): the class
+    count and the number of images of each split are checked when the set is opened (None
+    skips a count). `crop`/`resize`: the crop side and the evaluation's short side (224/256,
+    torchvision's references/classification); the tiny scale lowers them."""
+    from harness.data.folders import FolderDataset, scan_folders
+    from harness.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, check_classes
+
+    root = Path(data_dir)
+    if not (root / "train").is_dir():
+        raise UserError(f"ImageNet not found: {root / 'train'} is not a folder; set "
+                        f"imagenet.data_dir to the folder holding train/ and val/ (for the "
+                        f"tiny scale: python -m harness.data.tiny_imagenet {root})")
+    classes, train = scan_folders(root / "train")
+    if len(classes) != num_classes:
+        raise UserError(f"{root / 'train'} holds {len(classes)} class folders, but "
+                        f"imagenet.num_classes = {num_classes}")
+    check_classes(root / "train", classes)  # none of them empty
+    check_classes(root / "val", classes)
+    _, val = scan_folders(root / "val")
+    for split, samples, expected in (("train", train, train_examples),
+                                     ("val", val, val_examples)):
+        if expected is not None and len(samples) != expected:
+            raise UserError(f"{root / split} holds {len(samples)} files, but "
+                            f"imagenet.{split}_examples = {expected}: the copy is incomplete "
+                            f"or has extra files")
+    make = lambda samples: FolderDataset(tuple(samples), num_classes, crop, resize,
+                                         IMAGENET_MEAN, IMAGENET_STD, num_workers)
+    return Splits("imagenet", make(train), make(val))

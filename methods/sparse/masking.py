@@ -25,6 +25,7 @@ import gin
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.errors import UserError
 from harness.train import Hook, TrainState
 from methods.sparse.distributions import (DISTRIBUTIONS, layer_densities, layer_nonzeros,
@@ -277,8 +278,16 @@ class Masking(Hook):
                 value.masked_fill_(changed, 0)
 
     def on_train_begin(self, state: TrainState) -> None:
+        """Under torchrun every process starts from rank 0's masks; afterwards each makes the
+        same prune-and-grow choices, as their scores agree: the weights are equal and the
+        dense gradients already averaged over processes (harness/distributed.py), and random
+        growth draws from a generator seeded alike."""
         self.optimizer = state.optimizer
         self.total_steps = state.total_steps
+        if distributed.active():
+            for name, mask in self.masks.items():
+                self.masks[name] = distributed.broadcast_(mask.to(torch.uint8)).bool()
+            self._count_nonzeros()
         self.apply_masks()
 
     @torch.no_grad()
