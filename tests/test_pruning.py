@@ -161,11 +161,10 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.parametrize("uninterrupted", ["ltr"], indirect=True)  # one pruning ensemble
 def test_ltr_killed_mid_stage_resumes_to_the_same_metrics(uninterrupted, tmp_path,
                                                           monkeypatch):
     method, run_dir, _ = uninterrupted
-    if method != "ltr":
-        pytest.skip("one pruning ensemble is enough")
     save, calls = harness.train._save, []
 
     def save_then_kill(*args):
