@@ -25,7 +25,6 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
                      plus, per conv, each kernel's speed-up over dense against its density
 """
 import argparse
-import copy
 import json
 import os
 import resource

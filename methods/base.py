@@ -188,6 +188,12 @@ class FitContext:
                             f"that stage again") from error
 
 
+def check_members(owner: str, num_members: int) -> None:
+    """The one check of an ensemble size M (or a number of MC samples K)."""
+    if num_members < 1:
+        raise UserError(f"{owner}.num_members must be >= 1, got {num_members}")
+
+
 class Method:
     """A method trains members and returns a predictor. Subclasses register by name
     (`@METHODS.register('name')`) and are gin-configurable by class name."""
@@ -221,9 +227,7 @@ class IndependentEnsemble(Method):
     (Lakshminarayanan et al. 2017); subclasses add per-member hooks (e.g. sparse masks)."""
 
     def __init__(self, num_members: int):
-        if num_members < 1:
-            raise UserError(f"{type(self).__name__}.num_members must be >= 1, got "
-                            f"{num_members}")
+        check_members(type(self).__name__, num_members)
         self.num_members = num_members
 
     @property

@@ -20,14 +20,9 @@ from harness.models.variants import fast_weights
 from harness.predictors import (MimoPredictor, MultiHeadPredictor, Predictor,
                                 SampledPredictor, TiledPredictor)
 from harness.train import ParamGroups, classification_loss
-from methods.base import METHODS, FitContext, Method
+from methods.base import METHODS, FitContext, Method, check_members
 
 STAGE = "network"
-
-
-def check_members(owner: str, num_members: int) -> None:
-    if num_members < 1:
-        raise UserError(f"{owner}.num_members must be >= 1, got {num_members}")
 
 
 class OneNetworkMethod(Method):

@@ -17,16 +17,14 @@ from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.schedules import CosineRestarts, FastGeometric, collection_steps, compose
 from harness.train import Trainer
-from methods.base import METHODS, FitContext, Method
+from methods.base import METHODS, FitContext, Method, check_members
 
 
 class TrajectoryEnsemble(Method):
     """M dense members saved at the collection points of one run's cyclic schedule."""
 
     def __init__(self, num_members: int):
-        if num_members < 1:
-            raise UserError(f"{type(self).__name__}.num_members must be >= 1, got "
-                            f"{num_members}")
+        check_members(type(self).__name__, num_members)
         self.num_members = num_members
 
     @property

@@ -1,5 +1,4 @@
 """Masks, prune-and-grow and the training hook, on models the sparse core does not know."""
-import copy
 import io
 import math
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import gin
 import pandas as pd
 import pytest
-import torch
 
 import harness.train
 from harness.config import parse

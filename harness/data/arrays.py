@@ -18,8 +18,26 @@ import torch.nn.functional as F
 from harness.errors import UserError, check_integer
 
 
+class Standardized:
+    """The one place of the input convention, for every dataset with per-channel `mean` and
+    `std` on the [0, 1] scale."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> model inputs in the default dtype: (x / 255 - mean) / std."""
+        return self.standardize(images.to(torch.get_default_dtype()) / 255.0)
+
+    def standardize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images on [0, 1] -> model inputs (attacks perturb the pixels, then standardize)."""
+        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
+        return (pixels - mean) / std
+
+
 @dataclass(frozen=True)
-class ArrayDataset:
+class ArrayDataset(Standardized):
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
     num_classes: int
@@ -54,15 +72,6 @@ class ArrayDataset:
         index = index.to(self.images.device)
         return replace(self, images=self.images[index], labels=self.labels[index])
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> model inputs in the default dtype: (x / 255 - mean) / std."""
-        return self.standardize(images.to(torch.get_default_dtype()) / 255.0)
-
-    def standardize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Images on [0, 1] -> model inputs (attacks perturb the pixels, then standardize)."""
-        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
-        return (pixels - mean) / std
 
     def epoch_batches(self, batch_size: int, augment: "Augment", generator: torch.Generator,
                       *, skip: int = 0, generator_state: torch.Tensor | None = None,

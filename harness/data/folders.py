@@ -18,6 +18,7 @@ from typing import Iterator
 
 import torch
 
+from harness.data.arrays import Standardized
 from harness.errors import UserError
 
 UNREADABLE = "unreadable image"
@@ -111,7 +112,7 @@ class _Ordered(torch.utils.data.Sampler):
 
 
 @dataclass(frozen=True)
-class FolderDataset:
+class FolderDataset(Standardized):
     """A class-folder image set, answering the calls of `ArrayDataset` that training and
     evaluation make (harness/data/arrays.py)."""
 
@@ -139,14 +140,6 @@ class FolderDataset:
     def subset(self, index: torch.Tensor) -> "FolderDataset":
         return replace(self, samples=tuple(self.samples[i] for i in index.tolist()),
                        _loaders={})
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return self.standardize(images.to(torch.get_default_dtype()) / 255.0)
-
-    def standardize(self, pixels: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
-        return (pixels - mean) / std
 
     def _loader(self, train: bool, batch_size: int, sampler):
         """One loader per (split, batch, shard), kept with its workers across epochs."""

@@ -20,7 +20,7 @@ from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.schedules import Piecewise, collection_steps, compose
 from harness.train import Hook, Trainer, TrainState
-from methods.base import METHODS, FitContext, Method
+from methods.base import METHODS, FitContext, Method, check_members
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 
 
@@ -59,8 +59,7 @@ class EDSTEnsemble(Method):
                  exploration_epochs: int = 150, refinement_epochs: int = 100,
                  escape_fraction: float = 0.8, refinement_lr_factors: tuple = (0.1, 0.01),
                  refinement_lr_epochs: tuple = (50, 50)):
-        if num_members < 1:
-            raise UserError(f"EDSTEnsemble.num_members must be >= 1, got {num_members}")
+        check_members("EDSTEnsemble", num_members)
         check_sparsity("EDSTEnsemble", sparsity)
         if exploration_epochs < 1 or refinement_epochs < 1:
             raise UserError("EDSTEnsemble.exploration_epochs and refinement_epochs must be >= 1")

@@ -22,16 +22,11 @@ from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
 from harness.schedules import Piecewise, compose
 from harness.train import Trainer
-from methods.base import METHODS, FitContext, Method
+from methods.base import METHODS, FitContext, Method, check_members
 from methods.sparse.distributions import masked_shapes, prunable_layers
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 from methods.sparse.pruning import (GradualPruning, magnitude_masks, planned_pruning_flops,
                                     pruning_steps)
-
-
-def _check_members(owner: str, num_members: int) -> None:
-    if num_members < 1:
-        raise UserError(f"{owner}.num_members must be >= 1, got {num_members}")
 
 
 def _fixed_mask(model, spec: SparsitySpec, masks: dict, seed: int) -> Masking:
@@ -49,7 +44,7 @@ class LTREnsemble(Method):
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  rewind_fraction: float = 0.05, pruning_start: float = 0.1,
                  pruning_end: float = 0.6, prunings: int = 48):
-        _check_members("LTREnsemble", num_members)
+        check_members("LTREnsemble", num_members)
         check_sparsity("LTREnsemble", sparsity)
         if not 0 <= rewind_fraction <= pruning_start:
             raise UserError(f"LTREnsemble.rewind_fraction ({rewind_fraction}) must be in "
@@ -123,7 +118,7 @@ class PFEnsemble(Method):
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  finetune_epochs: int = 250, finetune_lr_factors: tuple = (0.1, 0.01)):
-        _check_members("PFEnsemble", num_members)
+        check_members("PFEnsemble", num_members)
         check_sparsity("PFEnsemble", sparsity)
         if finetune_epochs < 1 or not finetune_lr_factors:
             raise UserError(f"PFEnsemble needs finetune_epochs >= 1 and at least one "
