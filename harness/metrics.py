@@ -1,4 +1,4 @@
-"""Predictive metrics, the one place their conventions live (paper App. D; DESIGN.md).
+"""Predictive metrics, the one place their conventions live (paper App. D).
 
 * Ensemble prediction = mean of the members' softmax probabilities (paper §3.2), computed in
   log space: log p_ens = logsumexp_m(log p_m) - log M.

@@ -1,6 +1,6 @@
 """Sparse masks on any torch model, prune-and-grow (RigL, SET), and the hook that keeps them.
 
-Conventions (paper Sec. 3.2.1, App. A.1 and C; DESIGN.md "Sparse core"):
+Conventions (paper Sec. 3.2.1, App. A.1 and C):
   * every nn.Conv2d / nn.Linear weight gets a boolean mask with an exact number of ones,
     allocated over layers by `distributions.layer_nonzeros` (ERK by default) and placed at
     seeded random positions; biases and normalisation layers stay dense;
