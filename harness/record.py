@@ -10,6 +10,8 @@ half-written file, and so that `summary.json`, written last, marks a finished ru
     checkpoints/          <stage>.pt per finished training stage (weights, extras, its cost),
                           member_<i>.pt for members collected within a run,
                           <stage>.resume.pt (+ .previous) while a stage trains
+    rescored/             <suite>-<key>.parquet: the finished run scored again on a suite it
+                          did not run while training (harness/rescore.py)
 
 A folder holding anything else is not a run: it is never replaced or continued.
 """
@@ -26,9 +28,10 @@ from harness.errors import UserError
 
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 SUMMARY = "summary.json"
-# Everything a run writes at its top level; "predictions" holds harness/predictions.py's file.
+# Everything a run writes at its top level; "predictions" holds harness/predictions.py's file,
+# "rescored" harness/rescore.py's.
 RUN_ENTRIES = {"config.gin", "operative_config.gin", "metrics.parquet", "flops.json", SUMMARY,
-               "checkpoints", "predictions"}
+               "checkpoints", "predictions", "rescored"}
 
 
 def is_finished(run_dir: Path) -> bool:

@@ -261,8 +261,8 @@ def ood(context, sets: Sequence[str] | None = None, data_dir: str = DEFAULT_DATA
     """OoD detection (App. K) against `sets`, by default App. K's for CIFAR-10/100 (SVHN, the
     other CIFAR, Gaussian noise) and Gaussian noise for other datasets."""
     test = context.splits.test
-    names = tuple(sets) if sets is not None else DEFAULT_SETS.get(context.splits.name,
-                                                                  ("gaussian_noise",))
+    dataset = Path(context.splits.name).name.removesuffix(".npz")
+    names = tuple(sets) if sets is not None else DEFAULT_SETS.get(dataset, ("gaussian_noise",))
     loaded = {name: load_ood_set(name, test, data_dir, download) for name in names}
     size = context.eval_batch_size
 

@@ -100,6 +100,9 @@ class FitContext:
     model_factory: Callable[..., nn.Module]  # options: harness.models.build_model
     seed: int
     checkpoint_dir: Path
+    # Only load finished stages (a finished run scored again, harness/rescore.py): a stage
+    # that has no result is an error, never a training.
+    load_only: bool = False
     accounting: Accounting = field(init=False, default_factory=Accounting)
 
     def member_seed(self, index: int) -> int:
@@ -136,6 +139,9 @@ class FitContext:
         if path.is_file():
             saved = self._load(path)
             model.load_state_dict(saved["model"])
+        elif self.load_only:
+            raise UserError(f"{path} is missing: stage {name!r} of this run never finished, "
+                            f"so it has nothing to score")
         else:
             layer_flops = layer_forward_flops(model, batch_format.input_shape(
                 self.train_set.image_shape), rows=batch_format.probe_rows)

@@ -5,6 +5,12 @@ CIFAR-100 models; Gaussian noise images. Any array dataset's test split can join
 
 Each set comes back as an `ArrayDataset` normalised like the model's own test set, so its
 images enter the model exactly as in-distribution ones do.
+
+App. K calls the third set "CIFAR-10 with random Gaussian noise (Hein et al., 2019)" and the
+authors' code has no OoD evaluation, so we take uncertainty-baselines' `random_gaussian` set
+(uncertainty_baselines/datasets/random.py): images shaped like the test set, every pixel drawn
+from N(0, 1), each image rescaled by its own minimum and maximum to the full pixel range, then
+normalised like CIFAR; ours are quantised to uint8 as every array set is.
 """
 from dataclasses import replace
 from pathlib import Path
@@ -14,22 +20,27 @@ import torch
 
 from harness.data.arrays import ArrayDataset
 from harness.data.corrupt import load_test_split
+from harness.config import first_line
 from harness.errors import UserError
 
-# App. K's sets for each training set; other datasets default to the noise images alone.
+# App. K's sets for each training set (an npz copy by its file name, e.g. cifar10.npz); other
+# datasets default to the noise images alone.
 DEFAULT_SETS = {"cifar10": ("svhn", "cifar100", "gaussian_noise"),
                 "cifar100": ("svhn", "cifar10", "gaussian_noise")}
 
 
+# SVHN's and CIFAR's images, [C, H, W].
+PUBLISHED_SHAPE = (3, 32, 32)
+
+
 def gaussian_noise(like: ArrayDataset, seed: int = 0) -> torch.Tensor:
-    """As many images as the test set, each pixel drawn from a Gaussian with the training
-    set's per-channel mean and std, clipped to [0, 1] and quantised to uint8 (Hein et al.
-    2019's noise images, matched to the data's first two moments)."""
+    """As many images as the test set `like`, shaped like it: uncertainty-baselines'
+    `random_gaussian` (module docstring), uint8."""
     generator = torch.Generator().manual_seed(seed)
-    mean = torch.tensor(like.mean).view(1, -1, 1, 1)
-    std = torch.tensor(like.std).view(1, -1, 1, 1)
-    noise = torch.randn((len(like),) + like.image_shape, generator=generator) * std + mean
-    return (noise.clamp(0, 1) * 255).round().to(torch.uint8)
+    noise = torch.randn((len(like),) + like.image_shape, generator=generator)
+    low = noise.amin(dim=(1, 2, 3), keepdim=True)
+    high = noise.amax(dim=(1, 2, 3), keepdim=True)
+    return ((noise - low) / (high - low) * 255).round().to(torch.uint8)
 
 
 def _torchvision_test(name: str, data_dir: str, download: bool) -> np.ndarray:
@@ -42,9 +53,21 @@ def _torchvision_test(name: str, data_dir: str, download: bool) -> np.ndarray:
         cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
         return cls(root=data_dir, train=False, download=download).data.transpose(0, 3, 1, 2)
     except (OSError, RuntimeError) as error:  # absent and offline, or a checksum mismatch
-        raise UserError(f"OoD set {name} not found or corrupt under {Path(data_dir).resolve()}"
-                        f" ({error}); set ood.data_dir to the folder holding it, or choose "
-                        f"other ood.sets") from error
+        raise UserError(f"OoD set {name} not found or corrupt ({first_line(error)}): "
+                        f"{expected_files(name, data_dir)}, or set ood.data_dir to the folder "
+                        f"holding it") from error
+
+
+def expected_files(name: str, data_dir: str) -> str:
+    """What to put where for torchvision's class to find the test split of `name`."""
+    from torchvision import datasets
+    folder = Path(data_dir).resolve()
+    if name == "svhn":
+        _, file, md5 = datasets.SVHN.split_list["test"]
+        return f"put {file} (md5 {md5}) in {folder}/, where torchvision's SVHN reads it"
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    return (f"put {cls.filename} (md5 {cls.tgz_md5}) or its {cls.base_folder}/ in {folder}/, "
+            f"where torchvision's {cls.__name__} reads it")
 
 
 def load_ood_set(name: str, like: ArrayDataset, data_dir: str, download: bool
@@ -57,6 +80,10 @@ def load_ood_set(name: str, like: ArrayDataset, data_dir: str, download: bool
         x_test, _ = load_test_split(Path(name[4:]))
         images = torch.from_numpy(np.ascontiguousarray(x_test)).permute(0, 3, 1, 2)
     elif name in ("svhn", "cifar10", "cifar100"):
+        if like.image_shape != PUBLISHED_SHAPE:  # say so before looking for the files
+            raise UserError(f"OoD set {name} has images {PUBLISHED_SHAPE} but the model takes "
+                            f"{like.image_shape}: it fits CIFAR models only (the smoke scale's "
+                            f"digits stand in for CIFAR, not for its OoD sets)")
         images = torch.from_numpy(np.ascontiguousarray(_torchvision_test(name, data_dir,
                                                                          download)))
     else:
