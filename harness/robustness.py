@@ -38,7 +38,7 @@ from harness.data.imagenet import (ImageNetLoader, check_classes, class_folders,
                                    imagenet_a_classes)
 from harness.data.ood import DEFAULT_SETS, load_ood_set
 from harness.data.sources import DEFAULT_DATA_DIR
-from harness.errors import UserError
+from harness.errors import UserError, check_number
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.metrics import at_least_float32, auroc, ensemble_log_probs, entropy
 from harness.predictors import Predictor
@@ -263,6 +263,9 @@ def ood(context, sets: Sequence[str] | None = None, data_dir: str = DEFAULT_DATA
     test = context.splits.test
     dataset = Path(context.splits.name).name.removesuffix(".npz")
     names = tuple(sets) if sets is not None else DEFAULT_SETS.get(dataset, ("gaussian_noise",))
+    if not names or isinstance(sets, str):
+        raise UserError(f"ood.sets must name one or more OoD sets (e.g. ('svhn',)), got "
+                        f"{sets!r}")
     loaded = {name: load_ood_set(name, test, data_dir, download) for name in names}
     size = context.eval_batch_size
 
@@ -303,6 +306,9 @@ def fgsm(context, epsilon_255: float = 8.0) -> Iterator[ScoredSet]:
     """FGSM at epsilon = epsilon_255 / 255 (App. L: 8/255), crafted on each member in turn;
     the ensemble (and every member) is scored on each member's attack, so the robust accuracy
     of App. L's {min/mean/max} is over the 'from_member_<m>' rows (`fgsm_summary`)."""
+    if check_number("fgsm.epsilon_255", epsilon_255, positive=True) > 255:
+        raise UserError(f"fgsm.epsilon_255 is on the 0-255 pixel scale (App. L: 8) and must "
+                        f"be <= 255, got {epsilon_255}")
     test, size = context.splits.test, context.eval_batch_size
 
     def score(predictor: Predictor, progress: bool) -> list[dict]:
