@@ -36,56 +36,64 @@ VERSION = 1
 
 
 def rescored_path(run_dir: Path, suite: str, settings: dict) -> Path:
+    """Where the rows of `suite` with `settings` are kept inside the run."""
     text = json.dumps({"suite": suite, "settings": settings, "version": VERSION},
                       sort_keys=True)
-    return run_dir / RESCORED / f"{suite}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.parquet"
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return run_dir / RESCORED / f"{suite}-{key}.parquet"
 
 
 def load_finished(run_dir: Path):
-    """(method, predictor, data context, dtype) of a finished run, from its configuration and
-    its stages' results; nothing is trained."""
+    """(experiment, data context) of a finished run, from its recorded configuration."""
     from harness.config import parse
-    from harness.data import DATASETS, Geometry, Splits
-    from harness.experiment import PRECISIONS, DataContext, Experiment, default_dtype, \
-        resolve_device
-    from methods import FitContext
+    from harness.data import DATASETS, Splits
+    from harness.experiment import DataContext, Experiment, resolve_device
 
     if not is_finished(run_dir):
         raise UserError(f"{run_dir} is not a finished run (no summary.json): nothing to score")
     parse([str(run_dir / "config.gin")])
     experiment = Experiment()
-    method, trainer = experiment.build(progress=False)
     device = resolve_device(experiment.device)
     splits = DATASETS.get(experiment.dataset_name)()
     data = DataContext(Splits(splits.name, splits.train.to(device), splits.test.to(device)),
                        None, experiment.eval_batch_size, device)
-    geometry = Geometry(len(splits.train), splits.train.image_shape, splits.train.num_classes)
-    context = FitContext(trainer=trainer, train_set=data.splits.train,
+    return experiment, data
+
+
+def finished_predictor(run_dir: Path, experiment, data):
+    """(method, predictor) of a finished run: the method's own `fit` loads the results of its
+    stages (`FitContext.load_only`); nothing is trained."""
+    from harness.data import Geometry
+    from methods import FitContext
+
+    method, trainer = experiment.build(progress=False)
+    train = data.splits.train
+    geometry = Geometry(len(train), train.image_shape, train.num_classes)
+    context = FitContext(trainer=trainer, train_set=train,
                          model_factory=experiment.model_factory(geometry),
                          seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
                          load_only=True)
-    dtype = PRECISIONS[experiment.precision]
-    with default_dtype(dtype):
-        predictor = method.fit(context)
-    return method, predictor, data, dtype
+    return method, method.fit(context)
 
 
 def rescore(run_dir: Path, suite: str, settings: dict | None = None,
             progress: bool = False) -> pd.DataFrame:
     """The run's rows on `suite` called with `settings` (its keyword arguments), scored now or
     read from the run's `rescored/` folder. A set the suite cannot load is the suite's
-    UserError, and nothing is written."""
+    UserError, raised before the members are loaded, and nothing is written."""
     from harness.evaluate import SUITES
-    from harness.experiment import default_dtype
+    from harness.experiment import PRECISIONS, default_dtype
 
     settings = dict(settings or {})
     path = rescored_path(run_dir, suite, settings)
     if path.is_file():
         return pd.read_parquet(path, engine="pyarrow")
-    method, predictor, data, dtype = load_finished(run_dir)
+    experiment, data = load_finished(run_dir)
+    sets = list(SUITES.get(suite)(data, **settings))
     rows = []
-    with default_dtype(dtype):
-        for scored in SUITES.get(suite)(data, **settings):
+    with default_dtype(PRECISIONS[experiment.precision]):
+        method, predictor = finished_predictor(run_dir, experiment, data)
+        for scored in sets:
             rows += [{"method": method.name, "suite": scored.suite,
                       "corruption": scored.corruption, "severity": scored.severity, **row}
                      for row in scored.score(predictor, progress)]

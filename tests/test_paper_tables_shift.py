@@ -1,0 +1,158 @@
+"""Tables 8, 11-13 (harness/sweep.py, harness/robustness_tables.py): the correlation across
+a hand-made sweep, the "M = 1" cells from exactly one member, FGSM min/mean/max over the
+attacks, a missing OoD set named with its reason; the sweep and robustness rows are the
+configurations of Table 1-2's rows, so their runs are reused."""
+import json
+from pathlib import Path
+
+import gin
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.config import config_differences, parse
+from harness.errors import UserError
+from harness.long_tables import LONG_COLUMNS, Missing
+from harness.record import write_metrics
+from harness.rescore import rescored_path
+from harness.robustness_tables import FGSM_SETTING, fgsm_cells, ood_cells
+from harness.sweep import correlations, sweep_correlation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_correlation_of_a_hand_made_sweep():
+    # by hand: x - 3 = (-2, -1, 0, 1, 2), y - 4 = (-2, 0, 1, 0, 1): Pearson 6 / sqrt(10 * 6);
+    # ranks of y (1, 2.5, 4.5, 2.5, 4.5), minus 3: Spearman 7 / sqrt(10 * 9)
+    values = sweep_correlation([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])
+    assert values["pearson"] == pytest.approx(6 / np.sqrt(60))
+    assert values["spearman"] == pytest.approx(7 / np.sqrt(90))
+    monotone = sweep_correlation([1, 2, 3, 4], [1, 4, 9, 16])
+    assert monotone["spearman"] == pytest.approx(1.0) and monotone["pearson"] < 0.99
+
+
+@pytest.mark.parametrize("individual, ensemble, message", [
+    ([90, 91], [92, 93], "at least 3 sparsity levels, found 2"),
+    ([90, 91, 92], [95, 95, 95], "the ensemble accuracy is the same (95.00) at every"),
+    ([90, 91, 92], [95, 95], "3 member accuracies but 2 ensemble"),
+])
+def test_sweep_correlation_refuses_what_is_undefined(individual, ensemble, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        sweep_correlation(individual, ensemble)
+
+
+def sweep_cells(method, dataset, points, row_suffix=""):
+    return [{"table": 8, "dataset": dataset, "model": "wrn", "method": method, "M": 3,
+             "sparsity": s, "setting": "", "metric": metric, "row": f"{method}_{s}{row_suffix}",
+             "status": "ok", "value": value}
+            for s, individual, acc in points
+            for metric, value in (("individual_acc", individual), ("acc", acc), ("kl", 0.1))]
+
+
+def test_table8_correlates_each_method_across_its_levels_once_per_level():
+    dst = [(0.5, 1, 2), (0.7, 2, 4), (0.8, 3, 5), (0.9, 4, 4), (0.95, 5, 5)]
+    cells = (sweep_cells("DST Ensemble", "cifar10", dst)
+             + sweep_cells("DST Ensemble", "cifar10", dst[:2], "_again")  # a reused run
+             + sweep_cells("EDST Ensemble", "cifar10", [(0.5, 1, 1), (0.8, 2, 3)]))
+    out = {(cell["method"], cell["metric"]): cell
+           for cell in correlations(pd.DataFrame(cells, columns=list(LONG_COLUMNS)))}
+    assert out["DST Ensemble", "pearson"]["value"] == pytest.approx(6 / np.sqrt(60))
+    assert out["DST Ensemble", "spearman"]["value"] == pytest.approx(7 / np.sqrt(90))
+    assert np.isnan(out["DST Ensemble", "pearson"]["sparsity"])
+    assert out["DST Ensemble", "pearson"]["runs"] == "5 levels: 0.5, 0.7, 0.8, 0.9, 0.95"
+    edst = out["EDST Ensemble", "spearman"]
+    assert edst["status"] == "missing" and "found 2" in edst["reason"]
+
+
+def fake_run(tmp_path: Path, members: int) -> Path:
+    run = tmp_path / f"m{members}"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"num_members": members}))
+    return run
+
+
+def metric_rows(suite, corruption, member, metric, value):
+    return {"method": "static", "member": member, "suite": suite, "corruption": corruption,
+            "severity": 0, "metric": metric, "value": value}
+
+
+def test_m1_cells_score_member_0_alone_and_missing_sets_keep_their_reason(tmp_path,
+                                                                         monkeypatch):
+    run = fake_run(tmp_path, 3)
+    auroc = {"ensemble": 0.9, "0": 0.7, "1": 0.8, "2": 0.6}
+    path = rescored_path(run, "ood", {"sets": ["gaussian_noise"]})
+    path.parent.mkdir()
+    write_metrics(path, [metric_rows("ood", "gaussian_noise", member, metric, value)
+                         for member, value in auroc.items()
+                         for metric, value in (("auroc_maxprob", value),
+                                               ("auroc_entropy", value / 2))])
+    import harness.robustness_tables as tables
+    from harness.rescore import rescore
+
+    def rescore_offline(run_dir, suite, settings=None):
+        if settings == {"sets": ["svhn"]}:
+            raise UserError("OoD set svhn not found or corrupt (...): put test_32x32.mat ...")
+        return rescore(run_dir, suite, settings)
+
+    monkeypatch.setattr(tables, "rescore", rescore_offline)
+    cells = ood_cells(run, ("svhn", "gaussian_noise"))
+    assert cells[("gaussian_noise", "auroc", 3)] == 0.9
+    assert cells[("gaussian_noise", "auroc", 1)] == 0.7  # member 0, not the ensemble
+    assert set(cells) == {(name, "auroc", m) for name in ("svhn", "gaussian_noise")
+                          for m in (1, 3)}
+    assert isinstance(cells[("svhn", "auroc", 1)], Missing)
+    assert "test_32x32.mat" in cells[("svhn", "auroc", 3)]
+
+
+def test_fgsm_cells_are_min_mean_max_over_the_attacks_of_each_member(tmp_path):
+    run = fake_run(tmp_path, 3)
+    accuracy = {("ensemble", 0): 0.40, ("ensemble", 1): 0.30, ("ensemble", 2): 0.35,
+                ("0", 0): 0.10, ("0", 1): 0.50, ("0", 2): 0.45,
+                ("1", 0): 0.9, ("1", 1): 0.9, ("1", 2): 0.9}
+    path = rescored_path(run, "fgsm", {"epsilon_255": 8.0})
+    path.parent.mkdir()
+    write_metrics(path, [metric_rows("fgsm", f"from_member_{attack}", member, "accuracy", value)
+                         for (member, attack), value in accuracy.items()]
+                  + [metric_rows("fgsm", "from_member_0", "ensemble", "nll", 3.0)])
+    cells = fgsm_cells(run)
+    assert cells[(FGSM_SETTING, "robust_acc_min", 3)] == pytest.approx(30)
+    assert cells[(FGSM_SETTING, "robust_acc_mean", 3)] == pytest.approx(35)
+    assert cells[(FGSM_SETTING, "robust_acc_max", 3)] == pytest.approx(40)
+    assert cells[(FGSM_SETTING, "robust_acc_min", 1)] == pytest.approx(10)  # member 0 only
+    assert cells[(FGSM_SETTING, "robust_acc_mean", 1)] == pytest.approx(35)
+    assert cells[(FGSM_SETTING, "robust_acc_max", 1)] == pytest.approx(50)
+    assert len(cells) == 6
+
+    single = fake_run(tmp_path, 1)
+    path = rescored_path(single, "fgsm", {"epsilon_255": 8.0})
+    path.parent.mkdir()
+    write_metrics(path, [metric_rows("fgsm", "from_member_0", "ensemble", "accuracy", 0.44)])
+    assert fgsm_cells(single) == {(FGSM_SETTING, "robust_acc", 1): pytest.approx(44)}
+
+
+def configuration(*files: str) -> str:
+    parse([str(ROOT / file) for file in files])
+    return gin.config_str()
+
+
+@pytest.mark.parametrize("row, same_as", [
+    *[(f"gin/table8/{m}_m3_s08_c10.gin", f"gin/table1/{m}_m3_s08.gin") for m in ("dst", "edst")],
+    *[(f"gin/table8/{m}_m3_s08_c100.gin", f"gin/table2/{m}_m3_s08.gin")
+      for m in ("dst", "edst")],
+    *[(f"gin/table11/{r}.gin", f"gin/table1/{r}.gin") for r in ("static_m3_s08", "dense")],
+    *[(f"gin/table12/{r}.gin", f"gin/table2/{r}.gin") for r in ("edst_m7_s09", "dense")],
+    *[(f"gin/table13/{r}_c10.gin", f"gin/table1/{r}.gin") for r in ("dst_m3_s08", "dense")],
+    *[(f"gin/table13/{r}_c100.gin", f"gin/table2/{r}.gin") for r in ("static_m3_s08",)],
+])
+def test_rows_on_table_1_2_runs_have_their_configuration(row, same_as):
+    for scale in ((), ("gin/scale/smoke.gin",)):
+        assert config_differences(configuration(same_as, *scale),
+                                  configuration(row, *scale)) == []
+
+
+def test_sweep_levels_differ_only_in_sparsity():
+    base = configuration("gin/table8/dst_m3_s08_c10.gin")
+    for level in ("05", "07", "09", "095"):
+        differences = config_differences(base, configuration(
+            f"gin/table8/dst_m3_s{level}_c10.gin"))
+        assert [d.split(" ")[0] for d in differences] == ["DSTEnsemble.sparsity"]
