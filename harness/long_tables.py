@@ -20,6 +20,9 @@ The API, for a new table:
     def measure(run_dir: Path) -> dict:  # one finished run -> its numbers, in table units
         return {"acc": 96.1, ...}        # a key `metric`: a number of the row's own setting
         return {("class 2: baby", "disagreement"): 0.2}  # a key (setting, metric): its own
+        return {("svhn", "auroc", 1): 0.9}  # (setting, metric, M): a cell of M members of
+                                            # the run's (member 0 alone: the paper's M = 1)
+        return {("svhn", "auroc"): Missing("SVHN is not on disk")}  # a cell without number
 
     @across_rows(N)                    # optional: numbers that span rows (Table 8)
     def correlations(cells: pd.DataFrame) -> list[dict]: ...  # LONG_COLUMNS identity + value
@@ -28,7 +31,7 @@ Metric names are the reference CSV's: disagreement, kl, acc, individual_acc (acc
 pearson, spearman, auroc, robust_acc_min / _mean / _max. Each metric is the mean over the
 row's finished seeds, with the sample standard deviation (ddof=1) in `value_std`. `measure`
 raising a UserError or ValueError (no cached predictions, one member) makes the row's numbers
-'missing' with that reason. Diversity (disagreement, KL between members, paper §5.1) is
+'missing' with that reason; a value `Missing(reason)` does so for one cell. Diversity (disagreement, KL between members, paper §5.1) is
 computed in one place, harness/predictions.py `member_diversity`.
 """
 import argparse
@@ -53,6 +56,11 @@ PERCENT_METRICS = ("acc", "individual_acc", "robust_acc_min", "robust_acc_mean",
                    "robust_acc_max")
 
 Measure = Callable[[Path], dict]
+
+
+class Missing(str):
+    """A measure's value for a cell it cannot give: the reason (e.g. an OoD set that is not
+    on disk, and the file to put where)."""
 
 
 @dataclass
@@ -136,31 +144,40 @@ def paper_cells(table: LongTable, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_cells(table: LongTable, row: RowRuns, scale: str, runs_dir: Path
-              ) -> tuple[list[dict], dict | None]:
+              ) -> tuple[list[dict], list[dict]]:
     """(our cells of one row, averaged over its finished seeds; the row's identity with the
-    reason when its runs cannot be measured)."""
+    reason when its runs cannot be measured, or each cell's that has a `Missing` value)."""
     summary = read_summary(row.finished[0])
     identity = {"dataset": dataset_family(summary["dataset"]), "model": summary["model"],
                 "method": row.method, "M": int(summary["num_members"]),
                 "sparsity": float(summary["sparsity"]), "row": row.name}
-    values: dict[tuple[str, str], list[float]] = {}
+    values: dict[tuple[str, str, int], list[float]] = {}
+    missing: dict[tuple[str, str, int], str] = {}
     try:
         for run_dir in row.finished:
             for key, value in table.measure(run_dir).items():
-                setting, metric = key if isinstance(key, tuple) else (row.setting or "", key)
-                values.setdefault((setting, metric), []).append(float(value))
+                if not isinstance(key, tuple):
+                    key = (row.setting or "", key)
+                cell = key if len(key) == 3 else (*key, identity["M"])
+                if isinstance(value, Missing):
+                    missing.setdefault(cell, f"{row.name}: {value}")
+                else:
+                    values.setdefault(cell, []).append(float(value))
     except (UserError, ValueError) as error:
-        return [], {**identity, "setting": row.setting or "",
-                    "reason": f"{row.name}: {error}"}
+        return [], [{**identity, "setting": row.setting or "",
+                     "reason": f"{row.name}: {error}"}]
     summaries = [read_summary(path) for path in row.finished]
     provenance = {"runs": ",".join(relative(path, runs_dir) for path in row.finished),
                   "git_commit": ",".join(sorted({s["git_commit"] for s in summaries})),
                   "config_hash": ",".join(sorted({s["config_hash"] for s in summaries}))}
-    return [{"table": table.number, **identity, "setting": setting, "metric": metric,
-             "status": "ok", "value": float(np.mean(seeds)),
+    return [{"table": table.number, **identity, "M": members, "setting": setting,
+             "metric": metric, "status": "ok", "value": float(np.mean(seeds)),
              "value_std": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else np.nan,
              "seeds": len(seeds), "scale": scale, **provenance}
-            for (setting, metric), seeds in values.items()], None
+            for (setting, metric, members), seeds in values.items()], \
+        [{**identity, "M": members, "setting": setting, "metric": metric, "reason": reason}
+         for (setting, metric, members), reason in missing.items() if (setting, metric, members)
+         not in values]
 
 
 def relative(path: Path, root: Path) -> str:
@@ -185,7 +202,7 @@ def missing_reason(theirs: pd.Series, ours: list[dict], failed: list[dict],
     for cell in failed:
         if same_row(cell) and cell["dataset"] == theirs.dataset:
             return cell["reason"]
-    elsewhere = sorted({cell["dataset"] for cell in ours if same_row(cell)})
+    elsewhere = sorted({cell["dataset"] for cell in [*ours, *failed] if same_row(cell)})
     if elsewhere:
         return (f"our runs of this row are on {', '.join(elsewhere)}, not {theirs.dataset} "
                 f"(at scale {scale!r})")
@@ -210,9 +227,9 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
     ours, failed = [], []
     for row in rows:
         if row.finished:
-            cells, failure = run_cells(table, row, scale, runs_dir)
+            cells, failures = run_cells(table, row, scale, runs_dir)
             ours += cells
-            failed += [failure] if failure else []
+            failed += failures
     if table.across is not None:
         ours += [{"table": number, "status": "ok", "seeds": 1, "scale": scale,
                   "value_std": np.nan, **cell}
@@ -232,7 +249,7 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
                           "reason": missing_reason(theirs, ours, failed, rows, scale)})
     cells += [{**cell, "_order": len(cells) + index} for index, cell in enumerate(ours)
               if index not in matched]
-    cells += [{"table": number, **failure, "metric": "", "status": "missing", "seeds": 0,
+    cells += [{"table": number, "metric": "", **failure, "status": "missing", "seeds": 0,
                "scale": scale, "_order": len(cells) + 1} for failure in failed
               if not any(cell.get("reason") == failure["reason"] for cell in cells)]
     frame = pd.DataFrame(cells).reindex(columns=[*LONG_COLUMNS, "_order"])
@@ -311,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-from harness import diversity_tables  # noqa: E402,F401  registers Tables 4, 5, 7, 9, 10
+# Register Tables 4, 5, 7, 9, 10 (diversity), 8 (the sparsity sweep), 11-13 (OoD, FGSM).
+from harness import diversity_tables, robustness_tables, sweep  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())
