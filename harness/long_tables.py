@@ -264,7 +264,7 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
 
 
 def digits_for(metric: str) -> int:
-    return 2 if metric in PERCENT_METRICS else 3
+    return 2 if metric in PERCENT_METRICS else 4 if metric == "auroc" else 3
 
 
 def to_markdown(frame: pd.DataFrame, table: LongTable, scale: str, layered: list[str]) -> str:
@@ -279,7 +279,7 @@ def to_markdown(frame: pd.DataFrame, table: LongTable, scale: str, layered: list
                   else f"{row['seeds']} seed(s), {row['row']}")
         lines.append("| " + " | ".join([
             row["method"], row["setting"] or "-", row["dataset"], str(row["M"]),
-            fmt(row["sparsity"], 1), row["metric"] or "-", ours, fmt(row["paper"], digits),
+            fmt(row["sparsity"], 2), row["metric"] or "-", ours, fmt(row["paper"], digits),
             fmt(row["difference"], digits), status]) + " |")
     present = frame[frame.status == "ok"]
     commits = ", ".join(sorted({c for value in present.git_commit for c in value.split(",")

@@ -156,3 +156,42 @@ def test_sweep_levels_differ_only_in_sparsity():
         differences = config_differences(base, configuration(
             f"gin/table8/dst_m3_s{level}_c10.gin"))
         assert [d.split(" ")[0] for d in differences] == ["DSTEnsemble.sparsity"]
+
+
+def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tmp_path,
+                                                                             monkeypatch):
+    from harness.long_tables import build_long_table
+    import harness.robustness_tables as tables
+
+    row_dir = tmp_path / "table11" / "smoke" / "static_m3_s08"
+    run = row_dir / "seed0"
+    run.mkdir(parents=True)
+    (row_dir / "row.json").write_text(json.dumps({"row": "static_m3_s08",
+                                                  "method": "Static Sparse Ensemble"}))
+    (run / "summary.json").write_text(json.dumps({
+        "dataset": "cifar10", "model": "wrn28_10", "num_members": 3, "sparsity": 0.8,
+        "git_commit": "abc", "config_hash": "def"}))
+    for name, value in (("cifar100", 0.91), ("gaussian_noise", 0.99)):
+        path = rescored_path(run, "ood", {"sets": [name]})
+        path.parent.mkdir(exist_ok=True)
+        write_metrics(path, [metric_rows("ood", name, member, "auroc_maxprob", value - k / 10)
+                             for k, member in enumerate(("ensemble", "0", "1", "2"))])
+    reason = "OoD set svhn not found or corrupt: put test_32x32.mat (md5 eb5a98...) in data/"
+
+    def rescore_offline(run_dir, suite, settings=None):
+        from harness.rescore import rescore
+        if settings == {"sets": ["svhn"]}:
+            raise UserError(reason)
+        return rescore(run_dir, suite, settings)
+
+    monkeypatch.setattr(tables, "rescore", rescore_offline)
+    frame, _ = build_long_table(11, "smoke", tmp_path)
+    static = frame[frame.method == "Static Sparse Ensemble"].set_index(["M", "setting"])
+    assert static.loc[(3, "gaussian_noise"), "value"] == pytest.approx(0.99)
+    assert static.loc[(1, "gaussian_noise"), "value"] == pytest.approx(0.89)  # member 0
+    assert static.loc[(1, "gaussian_noise"), "paper"] == pytest.approx(0.9559)
+    for m in (1, 3):
+        svhn = static.loc[(m, "svhn")]
+        assert svhn.status == "missing" and svhn.reason == f"static_m3_s08: {reason}"
+    dst = frame[(frame.method == "DST Ensemble") & (frame.setting == "svhn")]
+    assert set(dst.status) == {"missing"} and all("no run of ours" in r for r in dst.reason)
