@@ -25,7 +25,7 @@ stay far below what one test example moves (0.01 % of 10,000 examples, 0.28 % of
 
 A long-format table compares status, seeds, scale, reason and the paper's number exactly, and
 `value`, `value_std` and `difference` within the tolerance of the row's metric: 1e-4 for
-accuracies in % (acc, individual_acc, robust_acc_*), 1e-5 for the others (disagreement, kl,
+accuracies in % (acc, individual_acc, robust_acc[_*]), 1e-5 for the others (disagreement, kl,
 pearson, spearman, auroc); runs, note and provenance are printed when they differ.
 """
 import argparse

@@ -28,11 +28,12 @@ The API, for a new table:
     def correlations(cells: pd.DataFrame) -> list[dict]: ...  # LONG_COLUMNS identity + value
 
 Metric names are the reference CSV's: disagreement, kl, acc, individual_acc (accuracies in %),
-pearson, spearman, auroc, robust_acc_min / _mean / _max. Each metric is the mean over the
+pearson, spearman, auroc, robust_acc (_min / _mean / _max). Each metric is the mean over the
 row's finished seeds, with the sample standard deviation (ddof=1) in `value_std`. `measure`
 raising a UserError or ValueError (no cached predictions, one member) makes the row's numbers
-'missing' with that reason; a value `Missing(reason)` does so for one cell. Diversity (disagreement, KL between members, paper §5.1) is
-computed in one place, harness/predictions.py `member_diversity`.
+'missing' with that reason; a value `Missing(reason)` does so for one cell. Diversity
+(disagreement, KL between members, paper §5.1) is computed in one place,
+harness/predictions.py `member_diversity`.
 """
 import argparse
 import sys
@@ -52,7 +53,7 @@ REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
 LONG_COLUMNS = (*IDENTITY, "status", "value", "value_std", "seeds", "paper", "difference",
                 "reason", "note", "scale", "runs", "git_commit", "config_hash")
-PERCENT_METRICS = ("acc", "individual_acc", "robust_acc_min", "robust_acc_mean",
+PERCENT_METRICS = ("acc", "individual_acc", "robust_acc", "robust_acc_min", "robust_acc_mean",
                    "robust_acc_max")
 
 Measure = Callable[[Path], dict]

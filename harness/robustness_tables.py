@@ -22,6 +22,7 @@ run of their own (the paper does not say which member; we take the first).
 A set that is not there (SVHN offline, or a 32x32 colour set beside the smoke scale's 8x8 grey
 digits) leaves its cells missing with the reason, naming the file to put where.
 """
+from functools import partial
 from pathlib import Path
 
 from harness.errors import UserError
@@ -86,9 +87,9 @@ OOD_NOTES = ["M = 1 rows: member 0 of the row's M = 3 (or 7) run, not a run of t
              "cells stay missing."]
 
 long_table(11, "OoD detection AUROC of models trained on CIFAR-10 (paper App. K, Table 11)",
-           notes=OOD_NOTES)(lambda run_dir: ood_cells(run_dir, OOD_SETS[11]))
+           notes=OOD_NOTES)(partial(ood_cells, sets=OOD_SETS[11]))
 long_table(12, "OoD detection AUROC of models trained on CIFAR-100 (paper App. K, Table 12)",
-           notes=OOD_NOTES)(lambda run_dir: ood_cells(run_dir, OOD_SETS[12]))
+           notes=OOD_NOTES)(partial(ood_cells, sets=OOD_SETS[12]))
 long_table(13, "Robust accuracy under FGSM at 8/255 (paper App. L, Table 13)",
            notes=["min / mean / max over the attacks crafted on each single member of the run "
                   "(App. L); the ensemble is scored on each. M = 1 rows: member 0 of the M = 3 "
