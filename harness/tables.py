@@ -98,16 +98,17 @@ def reusable_run(runs_dir: Path, scale: str, seed: int, config: str) -> Path | N
     return None
 
 
-def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None
-               ) -> None:
-    """The row's `row.json`: its identity and layering, and the seeds it reuses from other
-    rows' runs ({seed: path relative to the runs folder})."""
+def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None,
+               error: str = "") -> None:
+    """The row's `row.json`: its identity and layering, the seeds it reuses from other rows'
+    runs ({seed: path relative to the runs folder}) and, for a row that could not run, why."""
     path = row_dir / ROW_FILE
     before = json.loads(path.read_text()).get("reused", {}) if path.is_file() else {}
     row_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, {"row": row.name, "method": row.method, "setting": row.setting,
                       "gin_files": list(row.gin_files), "bindings": bindings,
-                      "reused": {**before, **(reused or {})}})
+                      "reused": {**before, **(reused or {})},
+                      **({"error": error} if error else {})})
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
@@ -164,18 +165,34 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
               extra_files=(), bindings=(), progress: bool = True,
               rows: list[str] | None = None) -> Path:
     """Runs every row (or the `rows` named) and seed of the table, then writes it; returns the
-    markdown path."""
+    markdown path. A long-format table (4 and up) runs on past a row that cannot run (e.g.
+    CIFAR-100 absent at cpu scale): the table is written with that row's numbers missing and
+    its reason, then one UserError names every such row."""
+    from harness.long_tables import TABLES as LONG_TABLES
+
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
+    failed = []
     for row in chosen_rows(table_rows(table, scale, gin_dir, extra_files), rows):
+        row_dir = runs_dir / f"table{table}" / scale / row.name
         for seed in range(seeds):
             print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
-            outcome = run_seed(row, seed, list(bindings), runs_dir / f"table{table}" / scale
-                               / row.name, progress)
+            try:
+                outcome = run_seed(row, seed, list(bindings), row_dir, progress)
+            except UserError as error:
+                if table not in LONG_TABLES:
+                    raise
+                record_row(row, row_dir, list(bindings), error=first_line(error))
+                failed.append(f"{row.name} ({first_line(error)})")
+                outcome = f"skipped: error: {first_line(error)}"
             print(f"  {outcome}", flush=True)
             if outcome.startswith("skipped"):
                 break
-    return report(table, scale, runs_dir, output_dir, seeds)
+    written = report(table, scale, runs_dir, output_dir, seeds)
+    if failed:
+        raise UserError(f"{len(failed)} row(s) could not run; {written} shows them missing: "
+                        f"{'; '.join(failed)}")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
