@@ -300,3 +300,10 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
         "could not run: edst_m3_s08_q01_c10: EDSTEnsemble.escape_fraction").all()
     q08 = frame[(frame.setting == "q=0.8") & (frame.dataset == "cifar10")]
     assert (q08.status == "ok").all() and len(q08) == 3
+
+
+def test_diff_refuses_a_long_table_against_a_wide_one(long_table_file, tmp_path):
+    wide = ROOT / "reports" / "golden" / "table1.parquet"
+    result = run_diff(wide, long_table_file)
+    assert result.returncode == 2 and "different schemas" in result.stderr
+    assert result.stderr.count("\n") == 1
