@@ -307,3 +307,20 @@ def test_diff_refuses_a_long_table_against_a_wide_one(long_table_file, tmp_path)
     result = run_diff(wide, long_table_file)
     assert result.returncode == 2 and "different schemas" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_row_waits_for_an_unfinished_run_of_its_configuration_instead_of_training(tmp_path):
+    runs = tmp_path / "runs"
+    training = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
+                             method="dst", members=3, sparsity=0.8)
+    (training / "summary.json").unlink()  # Table 1 is still training it
+    row = rows_of(4)["dst_m3_s08_c10"]
+    row_dir = runs / "table4" / "smoke" / row.name
+    outcome = run_seed(row, 0, [], row_dir, progress=False)
+    assert outcome.startswith(f"skipped: {training} is an unfinished run of the same "
+                              f"configuration")
+    assert not (row_dir / "seed0").exists()
+    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
+    assert (dst.status == "missing").all()
+    assert dst.reason.str.startswith("could not run: dst_m3_s08_c10: ").all()
