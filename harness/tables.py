@@ -8,9 +8,10 @@ The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper r
 reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
 the run itself), and, for an ablation row, a line `# setting: <setting as in the setting
 column of reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`,
-`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
-paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
-keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
+`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A
+row is layered with `gin/scale/<scale>.gin` (none at paper scale), then
+`gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2 keeps CIFAR-100 at cpu
+scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
 (Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
@@ -23,8 +24,9 @@ that differs from the row's configuration is that row's run (the log names it, t
 `row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
 exists is trained again; while such a run is unfinished (another table is training it), the
 row waits for it: skipped, and named as missing in the table. A row whose method is not
-registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables
-4 and up) writes `<output_dir>/table<N>.parquet` and `.md`.
+registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables
+1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
+`.md`.
 """
 import argparse
 import json
@@ -94,12 +96,6 @@ def same_configuration(runs_dir: Path, scale: str, seed: int, config: str) -> li
     return [run_dir for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}"))
             if (run_dir / "config.gin").is_file()
             and not config_differences((run_dir / "config.gin").read_text(), config)]
-
-
-def reusable_run(runs_dir: Path, scale: str, seed: int, config: str) -> Path | None:
-    """The first finished run of `same_configuration`."""
-    return next((run_dir for run_dir in same_configuration(runs_dir, scale, seed, config)
-                 if is_finished(run_dir)), None)
 
 
 def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None,

@@ -20,7 +20,7 @@ from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
 from harness.tables import main as tables_main
-from harness.tables import reusable_run, run_seed, table_rows
+from harness.tables import run_seed, same_configuration, table_rows
 from test_report import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,8 +102,8 @@ def test_a_run_with_one_differing_binding_or_unfinished_is_not_reused(tmp_path):
     unfinished = finished_like(row, runs / "table1/smoke/other/seed0", method="dst")
     (unfinished / "summary.json").unlink()
     parse(row.gin_files, ["Experiment.seed = 0"])
-    assert reusable_run(runs, "smoke", 0, gin.config_str()) is None
-    assert reusable_run(runs, "smoke", 1, gin.config_str()) is None  # another seed
+    assert same_configuration(runs, "smoke", 0, gin.config_str()) == [unfinished]
+    assert same_configuration(runs, "smoke", 1, gin.config_str()) == []  # another seed
 
 
 def test_every_row_names_a_method_and_setting_of_the_reference():
