@@ -8,9 +8,10 @@ The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper r
 reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
 the run itself), and, for an ablation row, a line `# setting: <setting as in the setting
 column of reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`,
-`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
-paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
-keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
+`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A
+row is layered with `gin/scale/<scale>.gin` (none at paper scale), then
+`gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2 keeps CIFAR-100 at cpu
+scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
 (Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
@@ -21,9 +22,11 @@ by configuration too: before a seed is trained, a finished run of any table at t
 and seed (`<runs_dir>/table*/<scale>/*/seed<k>`) whose recorded `config.gin` has no binding
 that differs from the row's configuration is that row's run (the log names it, the row's
 `row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
-exists is trained again. A row whose method is not registered yet is skipped and shows as
-missing in the table. Then harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables
-4 and up) writes `<output_dir>/table<N>.parquet` and `.md`.
+exists is trained again; while such a run is unfinished (another table is training it), the
+row waits for it: skipped, and named as missing in the table. A row whose method is not
+registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables
+1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
+`.md`.
 """
 import argparse
 import json
@@ -87,15 +90,12 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
             for config, name in named.items() if name]
 
 
-def reusable_run(runs_dir: Path, scale: str, seed: int, config: str) -> Path | None:
-    """The first finished run (in path order) of any table at `scale` and `seed` under
+def same_configuration(runs_dir: Path, scale: str, seed: int, config: str) -> list[Path]:
+    """The runs (finished or not; in path order) of any table at `scale` and `seed` under
     `runs_dir` whose recorded configuration has no binding that differs from `config`."""
-    for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}")):
-        recorded = run_dir / "config.gin"
-        if (is_finished(run_dir) and recorded.is_file()
-                and not config_differences(recorded.read_text(), config)):
-            return run_dir
-    return None
+    return [run_dir for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}"))
+            if (run_dir / "config.gin").is_file()
+            and not config_differences((run_dir / "config.gin").read_text(), config)]
 
 
 def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None,
@@ -135,11 +135,17 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
                             f"; remove it to run again")
         return "reused"
     runs_dir = row_dir.parents[2]
-    same = reusable_run(runs_dir, row_dir.parent.name, seed, config)
+    twins = same_configuration(runs_dir, row_dir.parent.name, seed, config)
+    same = next((twin for twin in twins if is_finished(twin)), None)
     if same is not None:
         record_row(row, row_dir, bindings[:-1],
                    {str(seed): same.relative_to(runs_dir).as_posix()})
         return f"reused {same} (the same configuration)"
+    if twins and not run_dir.is_dir():  # training elsewhere now, or interrupted there
+        waiting = (f"{twins[0]} is an unfinished run of the same configuration: finish it "
+                   f"(run its own table again), then this table reuses it")
+        record_row(row, row_dir, bindings[:-1], error=waiting)
+        return f"skipped: {waiting}"
     try:
         run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
                        progress=progress)

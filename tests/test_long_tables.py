@@ -20,7 +20,7 @@ from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
 from harness.tables import main as tables_main
-from harness.tables import reusable_run, run_seed, table_rows
+from harness.tables import run_seed, same_configuration, table_rows
 from test_report import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,8 +102,8 @@ def test_a_run_with_one_differing_binding_or_unfinished_is_not_reused(tmp_path):
     unfinished = finished_like(row, runs / "table1/smoke/other/seed0", method="dst")
     (unfinished / "summary.json").unlink()
     parse(row.gin_files, ["Experiment.seed = 0"])
-    assert reusable_run(runs, "smoke", 0, gin.config_str()) is None
-    assert reusable_run(runs, "smoke", 1, gin.config_str()) is None  # another seed
+    assert same_configuration(runs, "smoke", 0, gin.config_str()) == [unfinished]
+    assert same_configuration(runs, "smoke", 1, gin.config_str()) == []  # another seed
 
 
 def test_every_row_names_a_method_and_setting_of_the_reference():
@@ -300,3 +300,27 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
         "could not run: edst_m3_s08_q01_c10: EDSTEnsemble.escape_fraction").all()
     q08 = frame[(frame.setting == "q=0.8") & (frame.dataset == "cifar10")]
     assert (q08.status == "ok").all() and len(q08) == 3
+
+
+def test_diff_refuses_a_long_table_against_a_wide_one(long_table_file, tmp_path):
+    wide = ROOT / "reports" / "golden" / "table1.parquet"
+    result = run_diff(wide, long_table_file)
+    assert result.returncode == 2 and "different schemas" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_row_waits_for_an_unfinished_run_of_its_configuration_instead_of_training(tmp_path):
+    runs = tmp_path / "runs"
+    training = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
+                             method="dst", members=3, sparsity=0.8)
+    (training / "summary.json").unlink()  # Table 1 is still training it
+    row = rows_of(4)["dst_m3_s08_c10"]
+    row_dir = runs / "table4" / "smoke" / row.name
+    outcome = run_seed(row, 0, [], row_dir, progress=False)
+    assert outcome.startswith(f"skipped: {training} is an unfinished run of the same "
+                              f"configuration")
+    assert not (row_dir / "seed0").exists()
+    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
+    assert (dst.status == "missing").all()
+    assert dst.reason.str.startswith("could not run: dst_m3_s08_c10: ").all()
