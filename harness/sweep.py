@@ -56,10 +56,7 @@ def sweep_correlation(individual, ensemble) -> dict[str, float]:
                    "DST and EDST runs, reused by configuration.",
                    "Per point: individual_acc, acc, kl (what Figure 4 draws); pearson and "
                    "spearman (scipy.stats) across the levels of one dataset and method, one "
-                   "point per level.",
-                   "At cpu scale the CIFAR-100 rows run on the cpu scale's CIFAR-10 arrays "
-                   "(gin/table8/): their points are the CIFAR-10 sweep's, and the paper's "
-                   "CIFAR-100 correlations stay missing."])
+                   "point per level."])
 def sweep_point(run_dir: Path) -> dict[str, float]:
     """individual_acc, acc and kl of one sweep point."""
     measured = diversity_and_accuracy(run_dir)
