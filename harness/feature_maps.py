@@ -15,8 +15,8 @@ The paper does not say how a feature map becomes a distribution; we follow the a
   lists both directions of each pair);
 * the layers are every convolution and linear layer (those the FLOPs count), in the order the
   network defines them; the last is the classifier, whose KL is the predictions' (§5.1);
-* the examples are the first `examples` of the test set (their code uses its first test batch
-  of 128), the members in evaluation mode.
+* the examples are the first test batch of 128 images, as in their code
+  (`replay.FIRST_TEST_BATCH`), the members in evaluation mode.
 """
 import itertools
 from typing import Sequence
@@ -25,8 +25,6 @@ import torch
 from torch import nn
 
 from harness.flops import COUNTED_LAYERS
-
-EXAMPLES = 128
 
 
 def layer_outputs(member: nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,6 +25,12 @@ from harness.train import Trainer
 from methods.base import FitContext, Method
 
 
+# The examples the network-level figures (Figs. 2 left, 3) are computed on: the first test
+# batch, 128 images, as in the authors' code (FreeTickets `ensemble_freetickets.py`); the
+# paper does not say.
+FIRST_TEST_BATCH = 128
+
+
 class StagesOnly:
     """The run's trainer, which refuses to train: replaying may only load stage results."""
 
@@ -48,7 +54,7 @@ class Replayed:
     test: ArrayDataset
     precision: str  # the run's Experiment.precision
 
-    def test_inputs(self, count: int) -> torch.Tensor:
+    def test_inputs(self, count: int = FIRST_TEST_BATCH) -> torch.Tensor:
         """The first `count` test images as the run's members take them."""
         with default_dtype(PRECISIONS[self.precision]):
             return self.test.normalize(self.test.images[:count])
