@@ -10,6 +10,7 @@ float32 keeps a re-scored full ensemble within ~1e-6 of the run's own numbers (f
 halve the file but move NLL in the 4th digit). Re-scoring goes through harness/metrics.py, the
 one place the metric conventions live.
 """
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +19,7 @@ import torch
 
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.metrics import MetricSums, ensemble_log_probs
+from harness.metrics import MetricSums, PairSums, ensemble_log_probs
 
 TEST_PREDICTIONS = Path("predictions") / "test.npz"
 
@@ -71,3 +72,15 @@ def ensemble_size_curve(log_probs: torch.Tensor, labels: torch.Tensor) -> list[d
     return [{"size": size, **subensemble_metrics(log_probs, labels, range(size)),
              "individual_accuracy": float(np.mean(individual[:size]))}
             for size in range(1, log_probs.shape[0] + 1)]
+
+
+def pair_matrices(log_probs: torch.Tensor) -> dict[str, np.ndarray]:
+    """{metric: [M, M]} of the pairwise diversity metrics of harness/metrics.py's `PairSums`
+    (disagreement; KL(p_row || p_column)) between every two members, zero on the diagonal:
+    the heatmaps of paper Figs. 6-7, for any ensemble whose predictions were cached."""
+    members = log_probs.shape[0]
+    matrices: dict[str, np.ndarray] = {}
+    for i, j in itertools.permutations(range(members), 2):
+        for metric, value in PairSums().update(log_probs[i], log_probs[j]).result().items():
+            matrices.setdefault(metric, np.zeros((members, members)))[i, j] = value
+    return matrices
