@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures golden golden-check bench
+.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures paper golden golden-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ table1 table2 table3 table6: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m harness.figures --scale=$(SCALE)
+
+# The whole paper on one static page, reports/paper/$(SCALE)/index.html: every table through
+# `python -m harness.tables --table=N` (finished runs reused), every figure, what is missing
+# and why (harness/paper.py). At smoke scale Table 3 stands in at its tiny scale.
+paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
+		$(if $(filter smoke,$(SCALE)),data/tiny-imagenet)
+	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS)
 
 # The golden smoke tables (Table 1, and Table 6's Snapshot and FGE rows; its other rows are
 # Table 1's methods again): `make golden` rewrites
