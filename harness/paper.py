@@ -445,7 +445,7 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
               f"red where worse. Accuracies in %, NLL in nats, ECE as a fraction. At a scale "
               f"other than <code>paper</code> the data, models and lengths are reduced, so Δ "
               f"measures the scale as much as the method.</p><p>{contents}</p>"
-              f"<h2>Missing ({len(missing)})</h2>{missing_html}")
+              f"<h2 id=\"missing\">Missing ({len(missing)})</h2>{missing_html}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>FreeTickets at scale "
             f"{scale}</title><style>{STYLE}</style></head><body>{header}"
             + "\n".join(parts) + "</body></html>\n")
