@@ -6,7 +6,8 @@ The run's recorded `config.gin` rebuilds its method, and the method's own `fit` 
 run's `checkpoints/`: every stage it declares is finished there, so each is loaded instead of
 trained (`FitContext.stage`) and the method assembles its predictor as it did at the end of the
 run (EDST's tickets, LTR's retrained members, FGE's recomputed batch norm, ...). A stage result
-that is missing is an error naming it; nothing is ever trained into a finished run.
+that is missing is an error naming it (`FitContext.load_only`); nothing is ever trained into a
+finished run.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ from harness.errors import UserError
 from harness.experiment import PRECISIONS, Experiment, default_dtype
 from harness.predictors import Predictor
 from harness.record import is_finished
-from harness.train import Trainer
 from methods.base import FitContext, Method
 
 
@@ -29,21 +29,6 @@ from methods.base import FitContext, Method
 # batch, 128 images, as in the authors' code (FreeTickets `ensemble_freetickets.py`); the
 # paper does not say.
 FIRST_TEST_BATCH = 128
-
-
-class StagesOnly:
-    """The run's trainer, which refuses to train: replaying may only load stage results."""
-
-    def __init__(self, trainer: Trainer, run_dir: Path):
-        self._trainer = trainer
-        self._run_dir = run_dir
-
-    def __getattr__(self, name):
-        return getattr(self._trainer, name)
-
-    def fit(self, model, dataset, *, desc: str = "train", **settings):
-        raise UserError(f"{self._run_dir} lacks the result of its training stage {desc!r} "
-                        f"(checkpoints/{desc}.pt); run it again to draw this figure")
 
 
 @dataclass
@@ -76,9 +61,10 @@ def replay(run_dir: Path) -> Replayed:
     train, _ = split_holdout(take(splits.train, experiment.train_subset, experiment.seed),
                              experiment.validation_fraction, experiment.seed)
     geometry = Geometry(len(splits.train), splits.train.image_shape, splits.train.num_classes)
-    context = FitContext(trainer=StagesOnly(trainer, run_dir), train_set=train,
+    context = FitContext(trainer=trainer, train_set=train,
                          model_factory=experiment.model_factory(geometry),
-                         seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints")
+                         seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
+                         load_only=True)
     with default_dtype(PRECISIONS[experiment.precision]):
         predictor = method.fit(context)
     return Replayed(method, predictor.eval(), context, splits.test, experiment.precision)

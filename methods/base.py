@@ -114,6 +114,9 @@ class FitContext:
     model_factory: Callable[..., nn.Module]  # options: harness.models.build_model
     seed: int
     checkpoint_dir: Path
+    # Only load finished stages (a finished run scored again, harness/rescore.py): a stage
+    # that has no result is an error, never a training.
+    load_only: bool = False
     accounting: Accounting = field(init=False, default_factory=Accounting)
 
     def member_seed(self, index: int) -> int:
@@ -150,15 +153,18 @@ class FitContext:
         if path.is_file():
             saved = self._load(path)
             model.load_state_dict(saved["model"])
+        elif self.load_only:
+            raise UserError(f"{path} is missing: stage {name!r} of this run never finished, "
+                            f"so it has nothing to score")
         else:
-            # The trajectory's collector first, so it saves the model as each step left it.
-            hooks = [*self.trajectory_collector(name, epochs), *hooks]
             layer_flops = layer_forward_flops(model, batch_format.input_shape(
                 self.train_set.image_shape), rows=batch_format.probe_rows)
             ledger = ledger_for(layer_flops, hooks)
             stopwatch = Stopwatch()
+            # The trajectory's collector first, so it saves the model as each step left it.
             state = self.trainer.fit(model, self.train_set, seed=seed,
-                                     hooks=[*hooks, ledger, stopwatch], epochs=epochs,
+                                     hooks=[*self.trajectory_collector(name, epochs), *hooks,
+                                            ledger, stopwatch], epochs=epochs,
                                      schedule=schedule, objective=objective,
                                      batch_format=batch_format, param_groups=param_groups,
                                      checkpoint=resume, desc=name)
