@@ -115,3 +115,19 @@ def test_unknown_scale_is_refused(tmp_path, capsys):
     assert paper.main(["--scale=huge", f"--output_dir={tmp_path}", "--page_only"]) == 2
     assert "--scale must be one of smoke, cpu, paper" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_figure3_rows_are_dst_and_edst_saving_trajectories():
+    import gin
+
+    from harness.config import parse
+
+    rows = paper.figure_rows(3, "smoke", ROOT / "gin")
+    assert [(row.name, row.method) for row in rows] == [("dst", "DST Ensemble"),
+                                                          ("edst", "EDST Ensemble")]
+    for row, method in zip(rows, ("dst", "edst")):
+        assert row.gin_files[1].endswith("gin/scale/smoke.gin")
+        parse(row.gin_files)
+        assert gin.query_parameter("Experiment.method") == method
+        assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
+    assert all(len(row.gin_files) == 1 for row in paper.figure_rows(3, "paper", ROOT / "gin"))
