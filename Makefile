@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: test demo venv cifar10-npz clean table1 table2 table3 table6 figures paper golden golden-check bench
+# Every paper table goes through one rule: `make tableN` runs python -m harness.tables --table=N.
+TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
+
+.PHONY: test demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +27,19 @@ demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo
 
 # The paper's tables: every row of gin/tableN/ (one run per seed; finished runs are reused, so
-# an interrupted table resumes), then reports/tableN.{parquet,md} beside the paper's numbers.
+# an interrupted table resumes, and a row whose configuration another table's run already has
+# is that run), then reports/tableN.{parquet,md} beside the paper's numbers (long format for
+# Tables 4 and up, harness/long_tables.py).
 SCALE ?= paper
 SEEDS ?= 1
 
-table1 table6: $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
+$(filter-out table2 table3,$(TABLES)): $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
 table3: $(if $(filter tiny,$(SCALE)),data/tiny-imagenet)
 
 # The tiny scale's stand-in for ImageNet: real JPEGs in ImageNet's folder layout.
 data/tiny-imagenet: | $(STAMP)
 	$(PY) -m harness.data.tiny_imagenet $@
-table1 table2 table3 table6: $(STAMP)
+$(TABLES): $(STAMP)
 	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
 
 figures: $(STAMP)

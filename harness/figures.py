@@ -37,7 +37,7 @@ from matplotlib.figure import Figure  # no pyplot: no display backend, no global
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
-                                 pair_matrices)
+                                 pair_diversity)
 from harness.record import read_metrics, read_summary
 from harness.report import table_runs, tables_with_runs
 
@@ -49,12 +49,19 @@ def first_seeds(runs_dir: Path, table: int, scale: str) -> list[tuple[str, Path]
 
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
-    """[M, M] matrix of a pairwise metric ('disagreement', 'kl': KL(p_row || p_column)) on the
-    clean test set, from the run's cached predictions (harness/predictions.py)."""
+    """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
+    clean test set, from the run's cached predictions (harness/predictions.py
+    `pair_diversity`, i < j; the lower triangle is the same pairs with the members in reverse
+    order, so KL's other direction)."""
     log_probs, _ = load_predictions(run_dir)
-    if log_probs.shape[0] == 1:
-        return np.zeros((1, 1))
-    return pair_matrices(log_probs)[metric]
+    members = log_probs.shape[0]
+    matrix = np.zeros((members, members))
+    last = members - 1
+    for (i, j), values in pair_diversity(log_probs).items():
+        matrix[i, j] = values[metric]
+    for (i, j), values in pair_diversity(log_probs.flip(0)).items():
+        matrix[last - i, last - j] = values[metric]
+    return matrix
 
 
 def with_predictions(runs: list[tuple[str, Path]], figure: str) -> list[tuple[str, Path]]:

@@ -37,6 +37,7 @@ import pandas as pd
 from harness import figures
 from harness.durable import atomic_write
 from harness.errors import UserError
+from harness.predictions import load_predictions, member_diversity
 from harness.record import is_finished, read_summary
 from harness.report import GROUPS, fmt, markdown_cell
 
@@ -134,7 +135,8 @@ FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
 
 def diversity_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
-    predictions), ours beside the printed values."""
+    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
+    printed values."""
     from matplotlib.figure import Figure
 
     rows = []
@@ -144,9 +146,7 @@ def diversity_figure(runs: list[tuple[str, Path]]):
         if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
                                           or summary["sparsity"] not in (0.0, 0.8)):
             continue
-        mean = {metric: float(figures.pair_matrix(run_dir, metric)[
-            ~np.eye(summary["num_members"], dtype=bool)].mean())
-            for metric in ("disagreement", "kl")}
+        mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
         rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
     if not rows:
         return None

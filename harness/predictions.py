@@ -8,7 +8,8 @@ A run keeps its members' clean-test predictions in `predictions/test.npz`:
 
 float32 keeps a re-scored full ensemble within ~1e-6 of the run's own numbers (float16 would
 halve the file but move NLL in the 4th digit). Re-scoring goes through harness/metrics.py, the
-one place the metric conventions live.
+one place the metric conventions live; so does the members' diversity (`member_diversity`,
+pairwise disagreement and KL, paper §5.1), for the tables and figures that read it.
 """
 import itertools
 from pathlib import Path
@@ -74,13 +75,28 @@ def ensemble_size_curve(log_probs: torch.Tensor, labels: torch.Tensor) -> list[d
             for size in range(1, log_probs.shape[0] + 1)]
 
 
-def pair_matrices(log_probs: torch.Tensor) -> dict[str, np.ndarray]:
-    """{metric: [M, M]} of the pairwise diversity metrics of harness/metrics.py's `PairSums`
-    (disagreement; KL(p_row || p_column)) between every two members, zero on the diagonal:
-    the heatmaps of paper Figs. 6-7, for any ensemble whose predictions were cached."""
-    members = log_probs.shape[0]
-    matrices: dict[str, np.ndarray] = {}
-    for i, j in itertools.permutations(range(members), 2):
-        for metric, value in PairSums().update(log_probs[i], log_probs[j]).result().items():
-            matrices.setdefault(metric, np.zeros((members, members)))[i, j] = value
-    return matrices
+def pair_diversity(log_probs: torch.Tensor, examples: torch.Tensor | None = None
+                   ) -> dict[tuple[int, int], dict[str, float]]:
+    """{(i, j): {'disagreement', 'kl'}} for every pair i < j of members, on the test examples
+    selected by the boolean mask `examples` (all by default), with harness/metrics.py's
+    `PairSums` (paper §5.1: disagreement = fraction of examples whose top-1 predictions differ;
+    KL = mean over examples of KL(p_i || p_j), the direction the run's own pairwise rows take)."""
+    if examples is not None:
+        log_probs = log_probs[:, examples]
+    if log_probs.shape[1] == 0:
+        raise ValueError("no test examples selected")
+    return {(i, j): PairSums().update(log_probs[i], log_probs[j]).result()
+            for i, j in itertools.combinations(range(log_probs.shape[0]), 2)}
+
+
+def member_diversity(log_probs: torch.Tensor, examples: torch.Tensor | None = None
+                     ) -> dict[str, float]:
+    """Disagreement and KL averaged over the M(M-1)/2 member pairs i < j (paper §5.1, Table 4:
+    'pairwise diversity ... on the test data'; the paper does not say which direction of the
+    asymmetric KL it averages, we take KL(p_i || p_j), i < j): the number Tables 4, 5, 7, 9
+    and 10 print. Needs M >= 2."""
+    pairs = pair_diversity(log_probs, examples)
+    if not pairs:
+        raise ValueError("diversity needs at least two members")
+    return {metric: float(np.mean([values[metric] for values in pairs.values()]))
+            for metric in ("disagreement", "kl")}

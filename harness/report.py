@@ -108,12 +108,20 @@ def flops_numbers(run_dir: Path) -> dict:
     return {name: flops[name] for name in FLOPS}
 
 
-def seed_dirs(row_dir: Path, seeds: int | None) -> list[Path]:
-    """seed0..seed<seeds-1>, or every seed folder present when `seeds` is None."""
-    if seeds is not None:
-        return [row_dir / f"seed{k}" for k in range(seeds)]
-    found = [path for path in row_dir.glob("seed*") if path.name[4:].isdigit()]
-    return sorted(found, key=lambda path: int(path.name[4:]))
+def seed_dirs(row_dir: Path, seeds: int | None, reused: dict[str, str] | None = None
+              ) -> list[Path]:
+    """seed0..seed<seeds-1>, or every seed present when `seeds` is None; a seed the row reuses
+    from another row's run (`reused` in its row.json: {seed: path under the runs folder},
+    harness/tables.py) is that run's folder."""
+    reused = reused or {}
+    runs_dir = row_dir.parents[2]
+    if seeds is None:
+        found = {int(path.name[4:]) for path in row_dir.glob("seed*") if path.name[4:].isdigit()}
+        numbers = sorted(found | {int(seed) for seed in reused})
+    else:
+        numbers = list(range(seeds))
+    return [runs_dir / reused[str(k)] if str(k) in reused else row_dir / f"seed{k}"
+            for k in numbers]
 
 
 def aggregate(records: list[dict]) -> dict:
@@ -155,8 +163,9 @@ def paper_numbers(their: pd.Series) -> dict:
 class RowRuns:
     name: str  # the row's config (gin file stem)
     method: str  # the paper's name for it
-    finished: list[Path]  # its finished seed folders
+    finished: list[Path]  # its finished seed folders (its own, or the runs it reuses)
     unfinished: list[Path]  # seed folders without summary.json (half-written or running)
+    setting: str | None = None  # its `# setting:` (ablation rows of Tables 4 and up)
 
 
 def table_runs(runs_dir: Path, table: int, scale: str, seeds: int | None = None
@@ -166,10 +175,11 @@ def table_runs(runs_dir: Path, table: int, scale: str, seeds: int | None = None
     rows = []
     for row_file in sorted(root.glob(f"*/{ROW_FILE}")):
         identity = json.loads(row_file.read_text())
-        paths = seed_dirs(row_file.parent, seeds)
+        paths = seed_dirs(row_file.parent, seeds, identity.get("reused"))
         rows.append(RowRuns(identity["row"], identity["method"],
                             [path for path in paths if is_finished(path)],
-                            [path for path in paths if path.is_dir() and not is_finished(path)]))
+                            [path for path in paths if path.is_dir() and not is_finished(path)],
+                            identity.get("setting")))
     if not any(row.finished for row in rows):
         raise UserError(f"no finished runs for table {table} at scale {scale!r} under {root}: "
                         f"run `make table{table} SCALE={scale}` first")
@@ -365,7 +375,12 @@ def write_report(frame: pd.DataFrame, stem: Path, markdown: str) -> None:
 
 def report(table: int, scale: str, runs_dir: Path, output_dir: Path,
            seeds: int | None = None) -> Path:
-    """Builds and writes table<N>; names the unfinished runs it skipped on stderr."""
+    """Builds and writes table<N>; names the unfinished runs it skipped on stderr. Tables 4
+    and up are long-format reports (harness/long_tables.py)."""
+    from harness import long_tables  # it builds on this module
+
+    if table in long_tables.TABLES:
+        return long_tables.report(table, scale, runs_dir, output_dir, seeds)
     frame, skipped = build_table(table, scale, runs_dir, seeds)
     for path in skipped:
         print(f"skipped unfinished run {path} (no {SUMMARY})", file=sys.stderr)

@@ -1,13 +1,14 @@
-"""`make table1|table2|table3|table6`: one run per row of a paper table, then the table.
+"""`make table1 ... table13`: one run per row of a paper table, then the table.
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
         [--output_dir=reports] [--noprogress]
 
 The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
-reproduce on a line `# row: <method as in reports/reference/freetickets_tables.csv>` (M and
-sparsity come from the run itself); a file there without that line is an include shared by
-rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
+reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
+the run itself), and, for an ablation row, a line `# setting: <setting as in the setting
+column of reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`,
+`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
 paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
 keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
 (Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
@@ -15,11 +16,17 @@ keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where o
 
 Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
 it stopped; a run (finished or not) made from another configuration than the row gives now is
-an error naming the differing bindings, rather than a stale or mixed number. A row whose
-method is not registered yet is skipped and shows as missing in the table. Then
-harness/report.py writes `<output_dir>/table<N>.parquet` and `.md`.
+an error naming the differing bindings, rather than a stale or mixed number. A run is reused
+by configuration too: before a seed is trained, a finished run of any table at the same scale
+and seed (`<runs_dir>/table*/<scale>/*/seed<k>`) whose recorded `config.gin` has no binding
+that differs from the row's configuration is that row's run (the log names it, the row's
+`row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
+exists is trained again. A row whose method is not registered yet is skipped and shows as
+missing in the table. Then harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables
+4 and up) writes `<output_dir>/table<N>.parquet` and `.md`.
 """
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ from harness.record import is_finished, write_json
 from harness.report import ROW_FILE, report
 
 ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
+SETTING_LINE = re.compile(r"^#\s*setting:\s*(\S.*?)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -40,11 +48,18 @@ class TableRow:
     name: str  # the row's gin file stem; its folder under the runs
     method: str  # the paper's name for it
     gin_files: tuple[str, ...]  # its own file first, then scale and extras
+    setting: str | None = None  # its `# setting:` (ablation rows), as in the reference
 
 
 def paper_name(config: Path) -> str | None:
     """The `# row:` name of a row file; None for a file without one (an include of rows)."""
     match = ROW_LINE.search(config.read_text())
+    return None if match is None else match.group(1)
+
+
+def row_setting(config: Path) -> str | None:
+    """The `# setting:` of a row file; None for a row of the main setting."""
+    match = SETTING_LINE.search(config.read_text())
     return None if match is None else match.group(1)
 
 
@@ -68,13 +83,37 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
     return [TableRow(config.stem, name,
                      (str(config), *layers,
                       *[str(path) for path in [own / config.name] if path.is_file()],
-                      *extra_files))
+                      *extra_files), row_setting(config))
             for config, name in named.items() if name]
+
+
+def reusable_run(runs_dir: Path, scale: str, seed: int, config: str) -> Path | None:
+    """The first finished run (in path order) of any table at `scale` and `seed` under
+    `runs_dir` whose recorded configuration has no binding that differs from `config`."""
+    for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}")):
+        recorded = run_dir / "config.gin"
+        if (is_finished(run_dir) and recorded.is_file()
+                and not config_differences(recorded.read_text(), config)):
+            return run_dir
+    return None
+
+
+def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None
+               ) -> None:
+    """The row's `row.json`: its identity and layering, and the seeds it reuses from other
+    rows' runs ({seed: path relative to the runs folder})."""
+    path = row_dir / ROW_FILE
+    before = json.loads(path.read_text()).get("reused", {}) if path.is_file() else {}
+    row_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"row": row.name, "method": row.method, "setting": row.setting,
+                      "gin_files": list(row.gin_files), "bindings": bindings,
+                      "reused": {**before, **(reused or {})}})
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
              progress: bool) -> str:
-    """Runs (or reuses) one seed of a row; returns what happened, for the log."""
+    """Runs (or reuses) one seed of a row; returns what happened, for the log. `row_dir` is
+    `<runs_dir>/table<N>/<scale>/<row>`."""
     from harness.experiment import run_experiment  # torch and the methods load only here
     from methods import METHODS
 
@@ -84,23 +123,28 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
     if method not in METHODS.names():
         return f"skipped: method {method!r} is not built yet"
     run_dir = row_dir / f"seed{seed}"
+    config = gin.config_str()
     if is_finished(run_dir):
         recorded = run_dir / "config.gin"
-        differences = (config_differences(recorded.read_text(), gin.config_str())
+        differences = (config_differences(recorded.read_text(), config)
                        if recorded.is_file() else ["no config.gin recorded"])
         if differences:
             raise UserError(f"{run_dir} is a finished run of another configuration than "
                             f"{' + '.join(row.gin_files)} gives now ({'; '.join(differences)})"
                             f"; remove it to run again")
         return "reused"
+    runs_dir = row_dir.parents[2]
+    same = reusable_run(runs_dir, row_dir.parent.name, seed, config)
+    if same is not None:
+        record_row(row, row_dir, bindings[:-1],
+                   {str(seed): same.relative_to(runs_dir).as_posix()})
+        return f"reused {same} (the same configuration)"
     try:
         run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
                        progress=progress)
     finally:
         if run_dir.is_dir():  # finished, or interrupted: the report shows or names it
-            write_json(row_dir / ROW_FILE, {"row": row.name, "method": row.method,
-                                            "gin_files": list(row.gin_files),
-                                            "bindings": bindings[:-1]})
+            record_row(row, row_dir, bindings[:-1])
     return "ran"
 
 
@@ -137,7 +181,8 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True, help="1, 2, 3 or 6")
+    parser.add_argument("--table", type=int, required=True,
+                        help="1, 2, 3, 6 (harness/report.py), 4 and up (harness/long_tables.py)")
     parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
     parser.add_argument("--rows", type=lambda text: text.split(","),

@@ -296,6 +296,22 @@ def test_training_keeps_masked_weights_zero_and_updates_on_schedule(device, grow
     assert trained  # active weights do learn
 
 
+@pytest.mark.parametrize("growth", ["gradient", "random"])
+def test_without_exploration_the_masks_never_change(growth):
+    """SparsitySpec.exploration = False (Table 5's ablation): no prune-and-grow, no dense
+    gradient, the initial masks to the end, masked weights still zero."""
+    model = small_net()
+    masking = masking_of(model, 0.8, update_interval=3, growth=growth, exploration=False)
+    initial = {name: mask.clone() for name, mask in masking.masks.items()}
+    spy = Spy(masking)
+    trainer = Trainer(batch_size=8, momentum=0.9, weight_decay=5e-4,
+                      augment=Augment(padding=0, hflip=False), progress=False)
+    trainer.fit(model, tiny_dataset("cpu"), seed=0, hooks=[masking, spy], epochs=2)
+    assert spy.changed_steps == [] and spy.dense_grad_steps == []
+    assert all(torch.equal(masking.masks[name], mask) for name, mask in initial.items())
+    assert masking.spec.dense_gradient_interval is None
+
+
 def test_grads_are_masked_before_the_update_and_the_dense_gradient_kept_only_when_needed():
     masking = masking_of(small_net(), 0.8, update_interval=2)
     state = train_state(masking, total_steps=10)

@@ -1,15 +1,18 @@
 """Static, DST and EDST ensembles end to end at smoke scale, and their bad input."""
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from harness.config import parse
 from harness.errors import UserError
 from harness.experiment import run_experiment
-from methods.sparse.edst import EDSTEnsemble
+from methods.sparse.edst import EDSTEnsemble, Escape
+from methods.sparse.masking import Masking, SparsitySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")
@@ -87,6 +90,9 @@ def test_independent_sparse_members(method, tmp_path):
     (["Trainer.epochs = 400"], "t_ex + M * t_re = epochs"),
     (["SparsitySpec.distribution = 'erdos'"], "unknown distribution 'erdos'"),
     (["SparsitySpec.growth = 'momentum'"], "unknown growth 'momentum'"),
+    (["EDSTEnsemble.escape_fraction = 0.0"], "escape_fraction (q) must be in (0, 1], got 0.0"),
+    (["EDSTEnsemble.escape_fraction = 1.5"], "escape_fraction (q) must be in (0, 1], got 1.5"),
+    (["SparsitySpec.exploration = 'no'"], "SparsitySpec.exploration must be True or False"),
 ])
 def test_bad_sparse_settings_fail_before_training(bindings, message, tmp_path):
     with pytest.raises(UserError) as error:
@@ -94,6 +100,47 @@ def test_bad_sparse_settings_fail_before_training(bindings, message, tmp_path):
                        str(tmp_path / "run"), progress=False)
     assert message in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_edst_without_exploration_keeps_one_mask_for_every_ticket(tmp_path):
+    """Table 5's EDST without parameter exploration: no prune-and-grow and no escapes, so the
+    tickets share the initial mask (and differ by their place on the trajectory); no dense
+    gradient is counted, planned = measured."""
+    run_dir, summary = smoke_run("edst", tmp_path, "SparsitySpec.exploration = False")
+    masks = [torch.load(run_dir / "checkpoints" / f"member_{index}.pt",
+                        weights_only=False)["masks"] for index in range(3)]
+    assert all(torch.equal(masks[0][name], other[name]) for other in masks[1:]
+               for name in masks[0])
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    disagreement = metrics[(metrics.suite == "test") & (metrics.metric == "disagreement")]
+    assert (disagreement.value > 0).all()  # the tickets still differ in their weights
+    flops = json.loads((run_dir / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=0.01)
+
+
+def test_dst_without_exploration_is_static_sparse_training(tmp_path):
+    """The paper prints the same numbers for both (Table 5); here they are the same run."""
+    _, dst = smoke_run("dst", tmp_path, "DSTEnsemble.num_members = 2",
+                       "SparsitySpec.exploration = False")
+    _, static = smoke_run("static", tmp_path, "StaticSparseEnsemble.num_members = 2")
+    assert dst["metrics"]["test/accuracy"] == static["metrics"]["test/accuracy"]
+    assert dst["metrics"]["test/nll"] == static["metrics"]["test/nll"]
+
+
+@pytest.mark.parametrize("growth,dense_gradient_steps", [("gradient", [5]), ("random", [])])
+def test_edst_escapes_take_a_dense_gradient_only_to_regrow_by_it(growth, dense_gradient_steps):
+    """Table 10's random regrowth: the escapes regrow at random too, with no dense gradient."""
+    masking = Masking(nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 4)),
+                      SparsitySpec(0.8, growth=growth))
+    Escape(masking, [0.5], [0.0, 0.5], 0.8).on_train_begin(SimpleNamespace(total_steps=10))
+    assert [step for step in range(1, 11)
+            if masking.computed_dense_gradient(step, 10)] == dense_gradient_steps
+
+
+def test_edst_with_random_regrowth_measures_what_it_plans(tmp_path):
+    run_dir, _ = smoke_run("edst", tmp_path, "SparsitySpec.growth = 'random'")
+    flops = json.loads((run_dir / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=1e-4)
 
 
 @pytest.mark.parametrize("method", ["static", "dst"])

@@ -10,6 +10,11 @@ weights and regrow as many (by dense gradient, as in ordinary RigL steps), and t
 refines from there. Ordinary DST (p, dT) continues in every phase; a cosine-annealed p restarts
 in each phase (the official ImageNet code), so the last tickets still explore. Tickets are
 saved when their phase ends; nothing is selected on held-out or test data.
+
+The escape regrows as the spec's `growth` says (random regrowth, App. J / Table 10, needs no
+dense gradient). `SparsitySpec.exploration = False` (the ablation of §5.3, Table 5: "without
+any parameter exploration") turns off both the regular prune-and-grow and the escapes: the
+tickets share the initial mask and differ only by their place on the one trajectory.
 """
 import gin
 
@@ -39,8 +44,9 @@ class Escape(Hook):
 
     def on_train_begin(self, state: TrainState) -> None:
         self.steps = collection_steps(self.points, state.total_steps)
-        for step in self.steps:
-            self.masking.request_dense_grads(step)  # the escape grows by dense gradient
+        if self.masking.growth == "gradient":  # the escape grows by dense gradient
+            for step in self.steps:
+                self.masking.request_dense_grads(step)
         self.masking.restart_prune_rate_at(collection_steps(self.phase_starts,
                                                             state.total_steps))
 
@@ -132,8 +138,9 @@ class EDSTEnsemble(Method):
 
         # The collector first: a ticket is saved as its phase left it, before the escape or a
         # regular prune-and-grow on the same step.
-        hooks = [context.collector(ends, ticket),
-                 Escape(masking, ends[:-1], starts, self.escape_fraction), masking]
+        escape = ([Escape(masking, ends[:-1], starts, self.escape_fraction)]
+                  if self.spec.exploration else [])
+        hooks = [context.collector(ends, ticket), *escape, masking]
         context.stage("edst", model, seed=seed, hooks=hooks, epochs=total,
                       schedule=self.schedule())
         tickets = []
@@ -149,7 +156,9 @@ class EDSTEnsemble(Method):
         steps = context.steps(self.phase_end_epochs()[-1])
         train = training_flops(sparse, context.dense_forward, steps, context.batch_size,
                                configuration.dense_gradient_interval)
-        # Each escape computes one dense weight gradient to grow by (cost f_D - f_S on top).
-        escapes = self.num_members - 1
-        train += escapes * context.batch_size * (context.dense_forward - sparse)
+        # Each escape by gradient computes one dense weight gradient to grow by (cost f_D - f_S
+        # on top); random regrowth needs none, and without exploration there is no escape.
+        if self.spec.exploration and self.spec.growth == "gradient":
+            escapes = self.num_members - 1
+            train += escapes * context.batch_size * (context.dense_forward - sparse)
         return FlopsPlan(train, (sparse,) * self.num_members)

@@ -12,7 +12,9 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C):
     |dense gradient| (RigL, Eq. 2) or uniformly at random (SET); regrown weights start at
     exactly zero with their optimizer state (momentum) reset, and so do the pruned positions;
   * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C), or over
-    each phase of a method that restarts it (EDST, `restart_prune_rate_at`).
+    each phase of a method that restarts it (EDST, `restart_prune_rate_at`);
+  * `exploration = False` turns parameter exploration off (the ablation of §5.3, Table 5):
+    the initial masks are kept for the whole run, with no dense gradient computed.
 
 Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
 regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
@@ -75,8 +77,12 @@ class SparsitySpec:
     prune_rate: float = 0.5  # p
     prune_rate_schedule: str = "constant"
     growth: str = "gradient"
+    exploration: bool = True  # prune-and-grow at all (False: Table 5's ablation)
 
     def __post_init__(self):
+        if not isinstance(self.exploration, bool):
+            raise UserError(f"SparsitySpec.exploration must be True or False, got "
+                            f"{self.exploration!r}")
         try:
             _check_settings(self.sparsity, self.distribution, self.update_interval,
                             self.prune_rate, self.prune_rate_schedule, self.growth)
@@ -85,8 +91,9 @@ class SparsitySpec:
 
     @property
     def dense_gradient_interval(self) -> int | None:
-        """RigL's dT when growth needs the dense gradient (SET's random growth needs none)."""
-        return self.update_interval if self.growth == "gradient" else None
+        """RigL's dT when growth needs the dense gradient (SET's random growth, and no
+        exploration, need none)."""
+        return self.update_interval if self.growth == "gradient" and self.exploration else None
 
     def configuration(self, layer_shapes: dict[str, tuple[int, ...]]) -> "MaskConfiguration":
         """What a `Masking` with this spec does to a model whose conv/linear weight shapes are
@@ -114,7 +121,7 @@ class Masking(Hook):
         self.prune_rate = spec.prune_rate
         self.prune_rate_schedule = spec.prune_rate_schedule
         self.growth = spec.growth
-        self.explores = True
+        self.explores = spec.exploration
         self.layers = prunable_layers(model, spec.dense_first_layer)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear to mask")

@@ -1,0 +1,234 @@
+"""Long-format tables (harness/long_tables.py, Tables 4 and up): diversity from cached
+predictions, rows reused across tables by configuration, the reference matched on its
+setting, missing numbers named with their reason, and harness.diff on long tables."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gin
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness import experiment, long_tables  # noqa: F401  experiment: its configurables
+from harness.config import parse
+from harness.diversity_tables import class_disagreement
+from harness.errors import UserError
+from harness.predictions import member_diversity, pair_diversity
+from harness.record import write_json
+from harness.report import ROW_FILE, table_runs
+from harness.tables import reusable_run, run_seed, table_rows
+from test_report import fake_run
+
+ROOT = Path(__file__).resolve().parents[1]
+GIN = ROOT / "gin"
+
+
+def log_probs_of(probs) -> torch.Tensor:
+    return torch.tensor(probs, dtype=torch.float64).log()
+
+
+A = [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]]
+B = [[0.6, 0.4], [0.7, 0.3], [0.7, 0.3], [0.1, 0.9]]
+
+
+def kl(p, q) -> float:
+    p, q = np.array(p), np.array(q)
+    return float(np.mean((p * np.log(p / q)).sum(1)))
+
+
+def test_identical_members_have_zero_diversity():
+    members = log_probs_of([A, A, A])
+    assert member_diversity(members) == {"disagreement": 0.0, "kl": 0.0}
+
+
+def test_diversity_by_hand_is_the_mean_over_pairs_i_before_j():
+    pairs = pair_diversity(log_probs_of([A, B]))
+    # Top-1: A = 0, 1, 0, 1 and B = 0, 0, 0, 1: they differ on one image of four.
+    assert pairs[(0, 1)]["disagreement"] == pytest.approx(0.25)
+    assert pairs[(0, 1)]["kl"] == pytest.approx(kl(A, B))
+    three = member_diversity(log_probs_of([A, B, A]))  # pairs (A, B), (A, A), (B, A)
+    assert three["disagreement"] == pytest.approx((0.25 + 0 + 0.25) / 3)
+    assert three["kl"] == pytest.approx((kl(A, B) + 0 + kl(B, A)) / 3)
+    with pytest.raises(ValueError, match="two members"):
+        member_diversity(log_probs_of([A]))
+
+
+def test_per_class_disagreement_on_a_hand_made_run(tmp_path):
+    run_dir = fake_run(tmp_path / "run", members=2, classes=2, examples=4)
+    labels = np.array([0, 1, 0, 1])  # class 0: images 1 and 3 (agree); class 1: 2 and 4
+    np.savez(run_dir / "predictions" / "test.npz",
+             log_probs=log_probs_of([A, B]).numpy().astype(np.float32), labels=labels)
+    assert class_disagreement(run_dir) == {("class 0: 0", "disagreement"): 0.0,
+                                           ("class 1: 1", "disagreement"): 0.5}
+
+
+def finished_like(row, run_dir: Path, config_edit=lambda text: text, **run) -> Path:
+    """A finished run whose config.gin is what `row` (seed 0) records, edited."""
+    parse(row.gin_files, ["Experiment.seed = 0"])
+    fake_run(run_dir, **run)
+    (run_dir / "config.gin").write_text(config_edit(gin.config_str()))
+    return run_dir
+
+
+def rows_of(table: int, scale: str = "smoke") -> dict:
+    return {row.name: row for row in table_rows(table, scale, GIN)}
+
+
+def test_a_table4_row_reuses_the_table1_run_of_its_configuration(tmp_path):
+    runs = tmp_path / "runs"
+    table1 = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
+                           method="dst", members=3, sparsity=0.8)
+    row = rows_of(4)["dst_m3_s08_c10"]
+    row_dir = runs / "table4" / "smoke" / row.name
+    outcome = run_seed(row, 0, [], row_dir, progress=False)
+    assert outcome.startswith(f"reused {table1}")
+    assert not (row_dir / "seed0").exists()  # nothing trained, nothing copied
+    recorded = json.loads((row_dir / ROW_FILE).read_text())
+    assert recorded["reused"] == {"0": "table1/smoke/dst_m3_s08/seed0"}
+    [found] = table_runs(runs, 4, "smoke")
+    assert found.finished == [table1] and found.method == "DST Ensemble"
+
+
+def test_a_run_with_one_differing_binding_or_unfinished_is_not_reused(tmp_path):
+    runs = tmp_path / "runs"
+    row = rows_of(4)["dst_m3_s08_c10"]
+    finished_like(row, runs / "table1/smoke/dst_m3_s08/seed0", method="dst", members=3,
+                  sparsity=0.8, config_edit=lambda text: text.replace(
+                      "DSTEnsemble.sparsity = 0.8", "DSTEnsemble.sparsity = 0.9"))
+    unfinished = finished_like(row, runs / "table1/smoke/other/seed0", method="dst")
+    (unfinished / "summary.json").unlink()
+    parse(row.gin_files, ["Experiment.seed = 0"])
+    assert reusable_run(runs, "smoke", 0, gin.config_str()) is None
+    assert reusable_run(runs, "smoke", 1, gin.config_str()) is None  # another seed
+
+
+def test_every_row_names_a_method_and_setting_of_the_reference():
+    reference = long_tables.load_reference_extra()
+    for table in (4, 5, 7, 9, 10):
+        printed = reference[reference.table == table]
+        rows = table_rows(table, "paper", GIN)
+        assert rows, table
+        for row in rows:
+            matches = printed[printed.method == row.method]
+            if table != 7:  # Table 7's settings are its class columns
+                matches = matches[matches.setting == (row.setting or "")]
+            assert len(matches), (table, row.name, row.setting)
+    assert {row.setting for row in table_rows(9, "paper", GIN)} == {"q=0.1", "q=0.5", "q=0.8"}
+
+
+def long_row(runs: Path, table: int, name: str, paper_name: str, setting: str | None,
+             dataset: str, seeds=(0,), **run) -> Path:
+    row_dir = runs / f"table{table}" / "smoke" / name
+    for seed in seeds:
+        run_dir = fake_run(row_dir / f"seed{seed}", seed=seed, **run)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        write_json(run_dir / "summary.json", {**summary, "dataset": dataset})
+    write_json(row_dir / ROW_FILE, {"row": name, "method": paper_name, "setting": setting,
+                                    "gin_files": [f"gin/table{table}/{name}.gin"],
+                                    "bindings": [], "reused": {}})
+    return row_dir
+
+
+def test_reference_matched_on_setting_and_missing_numbers_named(tmp_path):
+    runs = tmp_path / "runs"
+    row = long_row(runs, 5, "edst_m3_s08_noexplore_c10", "EDST Ensemble",
+                   "without exploration", "cifar10.npz", seeds=(0, 1), method="edst",
+                   members=3, sparsity=0.8, acc=0.9)
+    long_row(runs, 5, "dst_m3_s08_c10", "DST Ensemble", "with exploration", "digits",
+             method="dst", members=3, sparsity=0.8)
+    frame, skipped = long_tables.build_long_table(5, "smoke", runs)
+    assert list(frame.columns) == list(long_tables.LONG_COLUMNS) and not skipped
+    key = ["dataset", "method", "setting", "metric"]
+    cells = frame.set_index(key)
+    ours = cells.loc[("cifar10", "EDST Ensemble", "without exploration", "disagreement")]
+    expected = [member_diversity(torch.from_numpy(np.load(
+        row / f"seed{k}" / "predictions" / "test.npz")["log_probs"]))["disagreement"]
+        for k in (0, 1)]
+    assert ours.status == "ok" and ours.seeds == 2 and ours.paper == 0.017
+    assert ours.value == pytest.approx(np.mean(expected))
+    assert ours.value_std == pytest.approx(np.std(expected, ddof=1))
+    assert ours.difference == pytest.approx(ours.value - 0.017)
+    assert cells.loc[("cifar10", "EDST Ensemble", "without exploration", "acc")].value == \
+        pytest.approx(90.0)
+    # The same method with exploration has no run: missing, not matched to the other setting.
+    other = cells.loc[("cifar10", "EDST Ensemble", "with exploration", "kl")]
+    assert other.status == "missing" and "no run of ours" in other.reason
+    assert np.isnan(other.value) and other.paper == 0.073
+    # A row that ran on digits (smoke) stands in for no paper dataset: named, listed apart.
+    dst = cells.loc[("cifar10", "DST Ensemble", "with exploration", "acc")]
+    assert dst.status == "missing" and "on digits, not cifar10" in dst.reason
+    assert ("digits", "DST Ensemble", "with exploration", "acc") in cells.index
+    assert len(frame[frame.status == "missing"]) == 24 - 3  # every printed number kept
+
+
+def test_a_run_without_cached_predictions_is_missing_with_its_reason(tmp_path):
+    runs = tmp_path / "runs"
+    row = long_row(runs, 4, "dst_m3_s08_c10", "DST Ensemble", None, "cifar10.npz",
+                   method="dst", members=3, sparsity=0.8)
+    (row / "seed0" / "predictions" / "test.npz").unlink()
+    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
+    assert len(dst) == 3 and (dst.status == "missing").all()
+    assert dst.reason.str.contains("dst_m3_s08_c10: .* has no cached predictions").all()
+
+
+def test_per_class_table_matches_the_paper_columns_by_class_index(tmp_path):
+    runs = tmp_path / "runs"
+    long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "cifar100", method="dst",
+             members=3, sparsity=0.8, classes=12, examples=240)
+    frame, _ = long_tables.build_long_table(7, "smoke", runs)
+    dst = frame[(frame.method == "DST Ensemble") & (frame.status == "ok")]
+    assert list(dst.setting) == [f"class {k}: {name}" for k, name
+                                 in enumerate(long_tables.CLASS_NAMES["cifar100"])]
+    fish = dst[dst.setting == "class 2: baby"].iloc[0]
+    assert fish.paper == 0.227 and fish.note.startswith("printed as 'Fish'")
+
+
+def test_unknown_table_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not a long-format table"):
+        long_tables.build_long_table(1, "smoke", tmp_path)
+
+
+def run_diff(old: Path, new: Path):
+    return subprocess.run([sys.executable, "-m", "harness.diff", str(old), str(new)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def long_table_file(tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    long_row(runs, 4, "dst_m3_s08_c10", "DST Ensemble", None, "cifar10.npz", method="dst",
+             members=3, sparsity=0.8)
+    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    path = tmp_path / "old.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def edited(path: Path, metric: str, shift: float) -> Path:
+    frame = pd.read_parquet(path)
+    cell = (frame.metric == metric) & (frame.status == "ok")
+    frame.loc[cell, "value"] += shift
+    frame.loc[cell, "difference"] += shift
+    frame["git_commit"] = "fffffff"
+    new = path.with_name("new.parquet")
+    frame.to_parquet(new, index=False)
+    return new
+
+
+def test_diff_names_a_drifted_long_table_cell(long_table_file):
+    result = run_diff(long_table_file, edited(long_table_file, "disagreement", 2e-5))
+    assert result.returncode == 1, result.stdout
+    drifted = [line for line in result.stdout.splitlines() if line.startswith("DRIFT")]
+    assert len(drifted) == 2 and all("DST Ensemble" in line and "(cifar10) disagreement"
+                                     in line for line in drifted)  # value and difference
+
+
+def test_diff_passes_within_the_metric_tolerance(long_table_file):
+    assert run_diff(long_table_file, edited(long_table_file, "kl", 5e-6)).returncode == 0
+    result = run_diff(long_table_file, edited(long_table_file, "acc", 5e-5))  # % units
+    assert result.returncode == 0, result.stdout
+    assert "no drift" in result.stdout
