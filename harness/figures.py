@@ -211,12 +211,11 @@ SWEEP_METRICS = ("individual_acc", "acc", "kl")
 
 def sweep_points(frame: pd.DataFrame) -> pd.DataFrame:
     """Table 8's sweep as one row per (dataset, method, sparsity) with our individual_acc,
-    acc and kl: from the long format (a `metric` column, our number in `ours` or `value`) or
-    a frame already wide; rows of the table-level correlations are not sweep points."""
+    acc and kl: from the long format (harness/long_tables.py: a `metric` column, our number
+    in `value`) or a frame already wide; the table-level correlations are not sweep points."""
     if "metric" in frame.columns:
-        value = "ours" if "ours" in frame.columns else "value"
         frame = frame[frame.metric.isin(SWEEP_METRICS)].pivot_table(
-            index=["dataset", "method", "sparsity"], columns="metric", values=value,
+            index=["dataset", "method", "sparsity"], columns="metric", values="value",
             aggfunc="first").reset_index()
     missing = [name for name in ("dataset", "method", "sparsity", *SWEEP_METRICS)
                if name not in frame.columns]

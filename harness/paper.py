@@ -356,26 +356,34 @@ LONG_KEY = ("dataset", "method", "M", "sparsity", "setting", "metric")
 
 
 def long_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
-    """A table of the long format (Tables 4-13: one row per printed number, matched on
-    dataset, method, M, sparsity, setting and metric): ours, the paper's, Δ and status."""
-    ours_column = "ours" if "ours" in frame.columns else "value"
-    key = [name for name in LONG_KEY if name in frame.columns]
-    head = [*key, "ours", "paper", "Δ", "status"]
+    """A table of harness/long_tables.py's format (Tables 4-13: one row per printed number,
+    matched on dataset, method, M, sparsity, setting and metric): ours (± std over seeds),
+    the paper's, Δ and the status, with the reason of a missing number."""
+    from harness.long_tables import PERCENT_METRICS
+
+    head = ["dataset", "method (row)", "M", "S", "setting", "metric", "ours", "paper", "Δ",
+            "status"]
     lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     missing = []
     for row in frame.to_dict("records"):
-        status = str(row.get("status", "ok"))
-        reason = row.get("reason", "")
-        named = ", ".join(f"{name} {row[name]}" for name in key if not pd.isna(row[name]))
-        if status != "ok":
-            missing.append(f"{named}: {reason or status}")
-        metric = str(row.get("metric", ""))
-        cells = [f'<td class="name">{html.escape(str(row[name]))}</td>' for name in key]
-        cells += [f"<td>{cell(row.get(ours_column), 3)}</td>",
-                  f"<td>{cell(row.get('paper'), 3)}</td>",
-                  delta_cell(row.get(ours_column), row.get("paper"), 3, metric),
-                  f'<td class="{"" if status == "ok" else "missing"}">'
-                  f'{html.escape(status if not reason else f"{status}: {reason}")}</td>']
+        digits = 2 if row["metric"] in PERCENT_METRICS else 3
+        name = row["method"] + (f" ({row['row']})" if isinstance(row.get("row"), str) else "")
+        setting = row["setting"] if isinstance(row["setting"], str) else ""
+        ok = row["status"] == "ok"
+        if not ok:
+            missing.append(f"{row['dataset']}, {name}, M = {row['M']}, S = {row['sparsity']}"
+                           f"{f', {setting}' if setting else ''}, {row['metric']}: "
+                           f"{row.get('reason') or row['status']}")
+        ours = cell(row["value"], digits)
+        if not pd.isna(row.get("value_std", np.nan)):
+            ours += f" ± {cell(row['value_std'], digits)}"
+        status = row["status"] if ok else f"{row['status']}: {row.get('reason') or ''}"
+        cells = [f'<td class="name">{html.escape(str(text))}</td>' for text in
+                 (row["dataset"], name, row["M"], cell(row["sparsity"], 2), setting,
+                  row["metric"])]
+        cells += [f"<td>{html.escape(ours)}</td>", f"<td>{cell(row['paper'], digits)}</td>",
+                  delta_cell(row["value"], row["paper"], digits, row["metric"]),
+                  f'<td class="{"" if ok else "missing"}">{html.escape(status)}</td>']
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines.append("</table>")
     return "\n".join(lines), missing

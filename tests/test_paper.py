@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from harness import paper, report
+from harness.long_tables import LONG_COLUMNS
 from harness.paper import FIGURES, TABLES, make_paper
 from test_report import fake_row
 
@@ -16,11 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def long_table(number, rows):
-    """A table in the seam's long format: one row per printed number."""
-    return pd.DataFrame([{"table": number, "dataset": "cifar10", "method": method, "M": 3,
-                          "sparsity": 0.8, "setting": "", "metric": metric, "ours": ours,
-                          "paper": theirs, "status": status, "reason": reason}
-                         for method, metric, ours, theirs, status, reason in rows])
+    """A table in harness/long_tables.py's format: one row per printed number."""
+    frame = pd.DataFrame([{"table": number, "dataset": "cifar10", "method": method, "M": 3,
+                           "sparsity": 0.8, "setting": None, "metric": metric, "value": ours,
+                           "paper": theirs, "difference": ours - theirs, "status": status,
+                           "reason": reason or None}
+                          for method, metric, ours, theirs, status, reason in rows])
+    return frame.reindex(columns=list(LONG_COLUMNS))
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys
 
 
 def sweep_frame(long: bool):
-    """Table 8's sweep as engineer PT's rows describe it: S, individual_acc, acc, kl."""
+    """Table 8's sweep points (S; individual_acc, acc, kl), long (harness/long_tables.py) or wide."""
     points = [("cifar10", method, sparsity, 90 + sparsity, 92 + sparsity, 0.1 * sparsity)
               for method in ("DST Ensemble", "EDST Ensemble") for sparsity in (0.8, 0.9, 0.95)]
     wide = pd.DataFrame(points, columns=["dataset", "method", "sparsity", "individual_acc",
@@ -70,9 +70,9 @@ def sweep_frame(long: bool):
     if not long:
         return wide
     frame = wide.melt(id_vars=["dataset", "method", "sparsity"], var_name="metric",
-                      value_name="ours")
+                      value_name="value")
     correlation = pd.DataFrame([{"dataset": "cifar10", "method": "DST Ensemble",
-                                 "sparsity": np.nan, "metric": "pearson", "ours": 0.9}])
+                                 "sparsity": np.nan, "metric": "pearson", "value": 0.9}])
     return pd.concat([frame, correlation]).assign(table=8, paper=np.nan)
 
 
