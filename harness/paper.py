@@ -39,7 +39,7 @@ from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import load_predictions, member_diversity
 from harness.record import is_finished, read_summary
-from harness.report import GROUPS, fmt, markdown_cell
+from harness.report import GROUPS, ROW_FILE, fmt, markdown_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("smoke", "cpu", "paper")
@@ -111,8 +111,9 @@ class Sources:
 
     def figure_runs(self, figure: int) -> list[tuple[str, Path]]:
         root = self.runs_dir / f"figure{figure}" / self.scale
-        runs = [(run.parent.name, run) for run in sorted(root.glob("*/seed0"))
-                if is_finished(run)]
+        runs = [(f"{json.loads((run.parent / ROW_FILE).read_text())['method']} "
+                 f"({run.parent.name})", run)
+                for run in sorted(root.glob("*/seed0")) if is_finished(run)]
         if not runs:
             raise Missing(f"no finished run under {root}: run `make paper "
                           f"SCALE={self.scale}` (not --page_only)")
@@ -247,40 +248,46 @@ def figure_rows(figure: int, scale: str, gin_dir: Path):
             if paper_name(config)]
 
 
-def run_figure_rows(scale: str, runs_dir: Path, gin_dir: Path) -> dict[str, str]:
-    """Runs (or reuses) every figure's own rows, seed 0; returns {figure: why it failed}."""
+def run_figure_rows(scale: str, runs_dir: Path, gin_dir: Path) -> dict[str, Outcome]:
+    """Runs (or reuses) every figure's own rows, seed 0; per figure the seconds it took and,
+    where a run failed, why."""
     from harness.tables import run_seed
 
-    failures = {}
+    outcomes = {}
     for folder in sorted(gin_dir.glob("figure*")):
-        figure = int(folder.name.removeprefix("figure"))
-        for row in figure_rows(figure, scale, gin_dir):
+        figure = folder.name.removeprefix("figure")
+        start, failure = time.perf_counter(), None
+        for row in figure_rows(int(figure), scale, gin_dir):
             print(f"figure {figure} [{scale}] {row.name}", flush=True)
             try:
                 outcome = run_seed(row, 0, [], runs_dir / f"figure{figure}" / scale / row.name,
                                    progress=False)
             except UserError as error:
-                failures[str(figure)] = f"its run {row.name} failed: {error}"
+                failure = f"its run {row.name} failed: {error}"
                 break
             print(f"  {outcome}", flush=True)
-    return failures
+        outcomes[figure] = Outcome(time.perf_counter() - start, missing=failure)
+    return outcomes
 
 
-def draw_figure(item: PaperFigure, sources: Sources, out: Path, failures: dict) -> Outcome:
-    start = time.perf_counter()
+def draw_figure(item: PaperFigure, sources: Sources, out: Path, runs: Outcome | None
+                ) -> Outcome:
+    """Draws one figure; `runs` is how its own rows went, if it has any."""
+    before = runs.seconds if runs else 0.0
+    if runs and runs.missing:
+        return Outcome(before, missing=runs.missing)
     if item.draw is None:
         return Outcome(0.0)
-    if item.key.split("-")[0] in failures:
-        return Outcome(0.0, missing=failures[item.key.split("-")[0]])
+    start = time.perf_counter()
     try:
         fig = item.draw(sources)
     except (Missing, UserError) as error:
-        return Outcome(time.perf_counter() - start, missing=str(error))
+        return Outcome(before + time.perf_counter() - start, missing=str(error))
     if fig is None:
-        return Outcome(time.perf_counter() - start,
+        return Outcome(before + time.perf_counter() - start,
                        missing="nothing to draw: no run of the kind it shows")
     path = figures.save_png(fig, out / "figures" / f"figure{item.key}.png")
-    return Outcome(time.perf_counter() - start, path=path)
+    return Outcome(before + time.perf_counter() - start, path=path)
 
 
 # -- the page ---------------------------------------------------------------------------------
@@ -367,7 +374,8 @@ def long_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
     missing = []
     for row in frame.to_dict("records"):
         digits = 2 if row["metric"] in PERCENT_METRICS else 3
-        name = row["method"] + (f" ({row['row']})" if isinstance(row.get("row"), str) else "")
+        name = row["method"] + (f" ({row['row']})" if isinstance(row.get("row"), str)
+                                and row["row"] else "")
         setting = row["setting"] if isinstance(row["setting"], str) else ""
         ok = row["status"] == "ok"
         if not ok:
@@ -406,6 +414,14 @@ def embedded(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
 
 
+def grouped(missing: list[str]) -> dict[str, list[str]]:
+    """Missing items by the table or figure they belong to ('Table 4: ...'), in page order."""
+    groups: dict[str, list[str]] = {}
+    for text in missing:
+        groups.setdefault(text.split(":")[0], []).append(text)
+    return groups
+
+
 def page(scale: str, commit: str, tables: dict[int, Outcome],
          figure_outcomes: dict[str, Outcome]) -> str:
     """The whole page as HTML text."""
@@ -440,9 +456,11 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
     contents = " · ".join([*(f'<a href="#table{t.number}">Table {t.number}</a>'
                              for t in TABLES),
                            *(f'<a href="#figure{f.key}">Figure {f.key}</a>' for f in FIGURES)])
-    missing_html = ("<ul>" + "".join(f'<li class="missing">{html.escape(text)}</li>'
-                                     for text in missing) + "</ul>") if missing else \
-        "<p>Nothing is missing.</p>"
+    missing_html = "".join(
+        f"<details><summary>{html.escape(section)}: {len(texts)} missing</summary><ul>"
+        + "".join(f'<li class="missing">{html.escape(text)}</li>' for text in texts)
+        + "</ul></details>"
+        for section, texts in grouped(missing).items()) or "<p>Nothing is missing.</p>"
     total = sum(o.seconds for o in [*tables.values(), *figure_outcomes.values()])
     header = (f"<h1>FreeTickets (ICLR 2022), regenerated at scale <code>{scale}</code></h1>"
               f'<p class="note">Harness commit <code>{html.escape(commit)}</code>; runs from '
@@ -469,20 +487,24 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     out = output_dir / scale
+    recorded = (json.loads((out / "timings.json").read_text())
+                if page_only and (out / "timings.json").is_file() else {})
     tables = {}
     for table in TABLES:
-        if page_only:
+        if page_only:  # the seconds the table took when it was made
             path = out / "tables" / f"table{table.number}.parquet"
-            tables[table.number] = (Outcome(0.0, path=path) if path.is_file() else Outcome(
-                0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
+            tables[table.number] = (
+                Outcome(recorded.get(f"table{table.number}", 0.0), path=path) if path.is_file()
+                else Outcome(0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
         else:
             tables[table.number] = make_table(table, scale, seeds, runs_dir, out, gin_dir)
-    failures = {} if page_only else run_figure_rows(scale, runs_dir, gin_dir)
+    figure_runs = {} if page_only else run_figure_rows(scale, runs_dir, gin_dir)
     sources = Sources(scale, runs_dir, out / "tables")
     figure_outcomes = {}
     for item in FIGURES:
         print(f"figure {item.key}", flush=True)
-        figure_outcomes[item.key] = draw_figure(item, sources, out, failures)
+        figure_outcomes[item.key] = draw_figure(item, sources, out,
+                                                figure_runs.get(item.key.split("-")[0]))
     timings = {**{f"table{number}": round(o.seconds, 1) for number, o in tables.items()},
                **{f"figure{key}": round(o.seconds, 1) for key, o in figure_outcomes.items()}}
     out.mkdir(parents=True, exist_ok=True)
