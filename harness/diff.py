@@ -122,8 +122,6 @@ def drifted_cells(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     """One line per drifted cell or unmatched row."""
     lines = [f"{key}: only in OLD" for key in old.index.difference(new.index)]
     lines += [f"{key}: only in NEW" for key in new.index.difference(old.index)]
-    if is_long(old) != is_long(new):
-        return ["OLD and NEW are tables of different schemas (long-format and wide)"]
     for key in old.index.intersection(new.index):
         for column, tolerance in compared(old, key):
             before, after = old.at[key, column], new.at[key, column]
@@ -166,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         old, new = read_report(args.old), read_report(args.new)
+        if is_long(old) != is_long(new):
+            raise UserError(f"{args.old} and {args.new} are tables of different schemas (one "
+                            f"long-format, Tables 4 and up; one wide, Tables 1-3 and 6)")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,13 +1,15 @@
 """The diversity tables (paper Tables 4, 5, 7, 9 and 10), measured on each run's cached test
 predictions (harness/predictions.py), registered with harness/long_tables.py.
 
-Diversity is the paper's §5.1 (after Fort et al. 2019): over the test set, prediction
-disagreement d_dis = fraction of test images on which two members' top-1 predictions differ,
-and d_KL = E_{P1}[log P1 - log P2] between two members' softmax outputs; each table prints
-their mean over the member pairs (i < j, KL(p_i || p_j)), computed once in
-`harness.predictions.member_diversity`. "Acc" is the ensemble's test accuracy (the mean of
-member probabilities, harness/metrics.py) as the run scored it; Table 10's "Individual Acc" is
-the members' mean test accuracy (App. J).
+Diversity is the paper's §5.1 (after Fort et al. 2019), "the pairwise diversity of the
+subnetworks ... on the test data", D_d = E[d(P1, P2)] with two metrics d: "Prediction
+Disagreement is defined as the fraction of test data the prediction of models disagree on",
+d_dis(P1, P2) = 1/N sum_i [argmax P1(y_i) != argmax P2(y_i)], and the KL divergence
+d_KL(P1, P2) = E_{P1}[log P1(y) - log P2(y)] between the members' softmax outputs. Each table
+prints their mean over the member pairs (i < j, KL(p_i || p_j): the paper does not say which
+direction), computed once in `harness.predictions.member_diversity`. "Acc" is the ensemble's
+test accuracy (the mean of member probabilities, harness/metrics.py) as the run scored it;
+Table 10's "Individual Acc" is the members' mean test accuracy (App. J).
 """
 from pathlib import Path
 

@@ -185,12 +185,19 @@ def missing_reason(theirs: pd.Series, ours: list[dict], failed: list[dict],
     for cell in failed:
         if same_row(cell) and cell["dataset"] == theirs.dataset:
             return cell["reason"]
-    elsewhere = sorted({cell["dataset"] for cell in ours if same_row(cell)})
+    # A row of the main setting (no `# setting:`) covers every sub-column (class, OoD set).
+    covers = lambda row: (row.method == theirs.method
+                          and (row.setting or "") in ("", theirs.setting))
+    errors = [f"{row.name}: {row.error}" for row in rows if row.error and covers(row)]
+    if errors:
+        return f"could not run: {'; '.join(errors)}"
+    elsewhere = [cell for cell in ours if same_row(cell)]
     if elsewhere:
-        return (f"our runs of this row are on {', '.join(elsewhere)}, not {theirs.dataset} "
-                f"(at scale {scale!r})")
-    unfinished = [row.name for row in rows if row.method == theirs.method
-                  and (row.setting or "") == theirs.setting and not row.finished]
+        names = ", ".join(sorted({cell["row"] for cell in elsewhere}))
+        datasets = ", ".join(sorted({cell["dataset"] for cell in elsewhere}))
+        return (f"no run of ours on {theirs.dataset}: {names} ran on {datasets} (scale "
+                f"{scale!r})")
+    unfinished = [row.name for row in rows if covers(row) and not row.finished]
     if unfinished:
         return f"no finished run yet: {', '.join(unfinished)}"
     return (f"no run of ours: no row of gin/table{theirs.table} for it has run at scale "
@@ -206,7 +213,7 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
                         f"{', '.join(map(str, sorted(TABLES)))}")
     table = TABLES[number]
     reference = load_reference_extra() if reference is None else reference
-    rows = table_runs(runs_dir, number, scale, seeds)
+    rows = table_runs(runs_dir, number, scale, seeds, require_finished=False)
     ours, failed = [], []
     for row in rows:
         if row.finished:

@@ -199,7 +199,8 @@ FIGURES = (
 
 @dataclass
 class Outcome:
-    """What making one table or figure gave: a file, or why not, and the seconds it took."""
+    """What making one table or figure gave: a file, or why not (a long table can have both:
+    written with the rows that could not run missing), and the seconds it took."""
 
     seconds: float
     path: Path | None = None
@@ -214,8 +215,10 @@ def last_error(text: str) -> str:
 
 def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: Path,
                gin_dir: Path) -> Outcome:
-    """Runs (or reuses) the table's rows and writes it, in its own process."""
-    start = time.perf_counter()
+    """Runs (or reuses) the table's rows and writes it, in its own process. A long table
+    written although some rows could not run (harness/tables.py) is kept, with the error
+    beside it."""
+    start, started = time.perf_counter(), time.time()
     if not (gin_dir / f"table{table.number}").is_dir():
         return Outcome(0.0, missing=f"no rows: {gin_dir}/table{table.number}/ does not exist "
                                     f"(the table is not built yet)")
@@ -230,11 +233,14 @@ def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: P
     seconds = time.perf_counter() - start
     if done.returncode == 130:
         raise KeyboardInterrupt
-    if done.returncode != 0:
-        return Outcome(seconds, missing=f"`python -m harness.tables --table={table.number} "
-                                        f"--scale={table.scale(scale)}` failed: "
-                                        f"{last_error(done.stderr or done.stdout)}")
-    return Outcome(seconds, path=out / "tables" / f"table{table.number}.parquet")
+    path = out / "tables" / f"table{table.number}.parquet"
+    if done.returncode == 0:
+        return Outcome(seconds, path=path)
+    written = path.is_file() and path.stat().st_mtime >= started
+    return Outcome(seconds, path=path if written else None,
+                   missing=f"`python -m harness.tables --table={table.number} "
+                           f"--scale={table.scale(scale)}` failed: "
+                           f"{last_error(done.stderr or done.stdout)}")
 
 
 def figure_rows(figure: int, scale: str, gin_dir: Path):
@@ -433,6 +439,7 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
         if outcome.missing:
             parts.append(f'<p class="missing">Missing: {html.escape(outcome.missing)}</p>')
             missing.append(f"Table {table.number}: {outcome.missing}")
+        if outcome.path is None:
             continue
         frame = pd.read_parquet(outcome.path)
         body, cells = table_html(frame)

@@ -166,11 +166,13 @@ class RowRuns:
     finished: list[Path]  # its finished seed folders (its own, or the runs it reuses)
     unfinished: list[Path]  # seed folders without summary.json (half-written or running)
     setting: str | None = None  # its `# setting:` (ablation rows of Tables 4 and up)
+    error: str = ""  # why it could not run (Tables 4 and up run on past a failing row)
 
 
-def table_runs(runs_dir: Path, table: int, scale: str, seeds: int | None = None
-               ) -> list[RowRuns]:
-    """The rows of a table with at least one finished seed; a UserError when there is none."""
+def table_runs(runs_dir: Path, table: int, scale: str, seeds: int | None = None,
+               require_finished: bool = True) -> list[RowRuns]:
+    """The rows of a table that have run (or failed: `error`); a UserError when none has a
+    finished seed (unless not `require_finished`) or none has run."""
     root = runs_dir / f"table{table}" / scale
     rows = []
     for row_file in sorted(root.glob(f"*/{ROW_FILE}")):
@@ -179,8 +181,8 @@ def table_runs(runs_dir: Path, table: int, scale: str, seeds: int | None = None
         rows.append(RowRuns(identity["row"], identity["method"],
                             [path for path in paths if is_finished(path)],
                             [path for path in paths if path.is_dir() and not is_finished(path)],
-                            identity.get("setting")))
-    if not any(row.finished for row in rows):
+                            identity.get("setting"), identity.get("error", "")))
+    if not rows or (require_finished and not any(row.finished for row in rows)):
         raise UserError(f"no finished runs for table {table} at scale {scale!r} under {root}: "
                         f"run `make table{table} SCALE={scale}` first")
     return rows

@@ -8,9 +8,10 @@ The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper r
 reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
 the run itself), and, for an ablation row, a line `# setting: <setting as in the setting
 column of reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`,
-`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A row is layered with `gin/scale/<scale>.gin` (none at
-paper scale), then `gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2
-keeps CIFAR-100 at cpu scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
+`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A
+row is layered with `gin/scale/<scale>.gin` (none at paper scale), then
+`gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2 keeps CIFAR-100 at cpu
+scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
 (Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
 (`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
 
@@ -21,9 +22,11 @@ by configuration too: before a seed is trained, a finished run of any table at t
 and seed (`<runs_dir>/table*/<scale>/*/seed<k>`) whose recorded `config.gin` has no binding
 that differs from the row's configuration is that row's run (the log names it, the row's
 `row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
-exists is trained again. A row whose method is not registered yet is skipped and shows as
-missing in the table. Then harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables
-4 and up) writes `<output_dir>/table<N>.parquet` and `.md`.
+exists is trained again; while such a run is unfinished (another table is training it), the
+row waits for it: skipped, and named as missing in the table. A row whose method is not
+registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables
+1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
+`.md`.
 """
 import argparse
 import json
@@ -87,27 +90,25 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
             for config, name in named.items() if name]
 
 
-def reusable_run(runs_dir: Path, scale: str, seed: int, config: str) -> Path | None:
-    """The first finished run (in path order) of any table at `scale` and `seed` under
+def same_configuration(runs_dir: Path, scale: str, seed: int, config: str) -> list[Path]:
+    """The runs (finished or not; in path order) of any table at `scale` and `seed` under
     `runs_dir` whose recorded configuration has no binding that differs from `config`."""
-    for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}")):
-        recorded = run_dir / "config.gin"
-        if (is_finished(run_dir) and recorded.is_file()
-                and not config_differences(recorded.read_text(), config)):
-            return run_dir
-    return None
+    return [run_dir for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}"))
+            if (run_dir / "config.gin").is_file()
+            and not config_differences((run_dir / "config.gin").read_text(), config)]
 
 
-def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None
-               ) -> None:
-    """The row's `row.json`: its identity and layering, and the seeds it reuses from other
-    rows' runs ({seed: path relative to the runs folder})."""
+def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict | None = None,
+               error: str = "") -> None:
+    """The row's `row.json`: its identity and layering, the seeds it reuses from other rows'
+    runs ({seed: path relative to the runs folder}) and, for a row that could not run, why."""
     path = row_dir / ROW_FILE
     before = json.loads(path.read_text()).get("reused", {}) if path.is_file() else {}
     row_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, {"row": row.name, "method": row.method, "setting": row.setting,
                       "gin_files": list(row.gin_files), "bindings": bindings,
-                      "reused": {**before, **(reused or {})}})
+                      "reused": {**before, **(reused or {})},
+                      **({"error": error} if error else {})})
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
@@ -134,11 +135,17 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
                             f"; remove it to run again")
         return "reused"
     runs_dir = row_dir.parents[2]
-    same = reusable_run(runs_dir, row_dir.parent.name, seed, config)
+    twins = same_configuration(runs_dir, row_dir.parent.name, seed, config)
+    same = next((twin for twin in twins if is_finished(twin)), None)
     if same is not None:
         record_row(row, row_dir, bindings[:-1],
                    {str(seed): same.relative_to(runs_dir).as_posix()})
         return f"reused {same} (the same configuration)"
+    if twins and not run_dir.is_dir():  # training elsewhere now, or interrupted there
+        waiting = (f"{twins[0]} is an unfinished run of the same configuration: finish it "
+                   f"(run its own table again), then this table reuses it")
+        record_row(row, row_dir, bindings[:-1], error=waiting)
+        return f"skipped: {waiting}"
     try:
         run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
                        progress=progress)
@@ -164,18 +171,34 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
               extra_files=(), bindings=(), progress: bool = True,
               rows: list[str] | None = None) -> Path:
     """Runs every row (or the `rows` named) and seed of the table, then writes it; returns the
-    markdown path."""
+    markdown path. A long-format table (4 and up) runs on past a row that cannot run (e.g.
+    CIFAR-100 absent at cpu scale): the table is written with that row's numbers missing and
+    its reason, then one UserError names every such row."""
+    from harness.long_tables import TABLES as LONG_TABLES
+
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
+    failed = []
     for row in chosen_rows(table_rows(table, scale, gin_dir, extra_files), rows):
+        row_dir = runs_dir / f"table{table}" / scale / row.name
         for seed in range(seeds):
             print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
-            outcome = run_seed(row, seed, list(bindings), runs_dir / f"table{table}" / scale
-                               / row.name, progress)
+            try:
+                outcome = run_seed(row, seed, list(bindings), row_dir, progress)
+            except UserError as error:
+                if table not in LONG_TABLES:
+                    raise
+                record_row(row, row_dir, list(bindings), error=first_line(error))
+                failed.append(f"{row.name} ({first_line(error)})")
+                outcome = f"skipped: error: {first_line(error)}"
             print(f"  {outcome}", flush=True)
             if outcome.startswith("skipped"):
                 break
-    return report(table, scale, runs_dir, output_dir, seeds)
+    written = report(table, scale, runs_dir, output_dir, seeds)
+    if failed:
+        raise UserError(f"{len(failed)} row(s) could not run; {written} shows them missing: "
+                        f"{'; '.join(failed)}")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

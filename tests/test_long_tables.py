@@ -19,7 +19,8 @@ from harness.errors import UserError
 from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
-from harness.tables import reusable_run, run_seed, table_rows
+from harness.tables import main as tables_main
+from harness.tables import run_seed, same_configuration, table_rows
 from test_report import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +102,8 @@ def test_a_run_with_one_differing_binding_or_unfinished_is_not_reused(tmp_path):
     unfinished = finished_like(row, runs / "table1/smoke/other/seed0", method="dst")
     (unfinished / "summary.json").unlink()
     parse(row.gin_files, ["Experiment.seed = 0"])
-    assert reusable_run(runs, "smoke", 0, gin.config_str()) is None
-    assert reusable_run(runs, "smoke", 1, gin.config_str()) is None  # another seed
+    assert same_configuration(runs, "smoke", 0, gin.config_str()) == [unfinished]
+    assert same_configuration(runs, "smoke", 1, gin.config_str()) == []  # another seed
 
 
 def test_every_row_names_a_method_and_setting_of_the_reference():
@@ -159,7 +160,8 @@ def test_reference_matched_on_setting_and_missing_numbers_named(tmp_path):
     assert np.isnan(other.value) and other.paper == 0.073
     # A row that ran on digits (smoke) stands in for no paper dataset: named, listed apart.
     dst = cells.loc[("cifar10", "DST Ensemble", "with exploration", "acc")]
-    assert dst.status == "missing" and "on digits, not cifar10" in dst.reason
+    assert dst.status == "missing"
+    assert dst.reason == "no run of ours on cifar10: dst_m3_s08_c10 ran on digits (scale 'smoke')"
     assert ("digits", "DST Ensemble", "with exploration", "acc") in cells.index
     assert len(frame[frame.status == "missing"]) == 24 - 3  # every printed number kept
 
@@ -232,3 +234,93 @@ def test_diff_passes_within_the_metric_tolerance(long_table_file):
     result = run_diff(long_table_file, edited(long_table_file, "acc", 5e-5))  # % units
     assert result.returncode == 0, result.stdout
     assert "no drift" in result.stdout
+
+
+TABLE4_C10 = ("ltr_m3_s08", "static_m3_s08", "edst_m3_s08", "pf_m3_s08", "dst_m3_s08",
+              "dense_ensemble")
+
+
+def test_table4_at_cpu_scale_with_an_extra_gin_file_is_table1s_runs(tmp_path, capsys):
+    """`--table=4 --scale=cpu --gin_file=X --runs_dir=R --rows=<CIFAR-10 rows>` after
+    `--table=1 --scale=cpu --gin_file=X --runs_dir=R`: every row reused, nothing trained."""
+    note = tmp_path / "note.gin"
+    note.write_text("wide_resnet.width = 1\nepoch_factor.factor = 0.04\n")
+    runs = tmp_path / "runs"
+    table1 = {row.name: row for row in table_rows(1, "cpu", GIN, (str(note),))}
+    for name in TABLE4_C10:
+        members = 4 if name == "dense_ensemble" else 3
+        run_dir = finished_like(table1[name], runs / "table1" / "cpu" / name / "seed0",
+                                members=members, sparsity=0.0 if members == 4 else 0.8)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
+    code = tables_main(["--table=4", "--scale=cpu", f"--gin_file={note}", f"--runs_dir={runs}",
+                        f"--output_dir={tmp_path / 'reports'}", "--noprogress",
+                        "--rows=" + ",".join(f"{name}_c10" for name in TABLE4_C10)])
+    log = capsys.readouterr().out.split("# Table")[0]
+    assert code == 0
+    assert log.count("  reused ") == len(TABLE4_C10) and "  ran" not in log
+    frame = pd.read_parquet(tmp_path / "reports" / "table4.parquet")
+    assert set(frame[frame.dataset == "cifar10"].status) == {"ok"}
+    assert len(frame[frame.dataset == "cifar10"]) == 18
+    assert (frame[frame.dataset == "cifar100"].reason.str.match(
+        "no run of ours on cifar100: .*_c10 ran on cifar10")).all()
+
+
+def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_reported(
+        tmp_path):
+    """A bad setting (q outside (0, 1]) is one clear error before training; in a long table
+    the other rows still report, and the table names the row and the error."""
+    gin_dir = tmp_path / "gin"
+    (gin_dir / "table9").mkdir(parents=True)
+    (gin_dir / "scale").mkdir()
+    (gin_dir / "scale" / "smoke.gin").write_text((GIN / "scale" / "smoke.gin").read_text())
+    for name in ("edst_m3_s08_q08_c10", "edst_m3_s08_q01_c10"):
+        (gin_dir / "table9" / f"{name}.gin").write_text((GIN / "table9" / f"{name}.gin")
+                                                        .read_text())
+    (gin_dir / "table9" / "edst_m3_s08_q01_c10.gin").write_text(
+        (GIN / "table9" / "edst_m3_s08_q01_c10.gin").read_text().replace(
+            "escape_fraction = 0.1", "escape_fraction = 1.5"))
+    runs = tmp_path / "runs"
+    table1 = rows_of(1)["edst_m3_s08"]
+    run_dir = finished_like(table1, runs / "table1/smoke/edst_m3_s08/seed0", method="edst",
+                            members=3, sparsity=0.8)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
+    with pytest.raises(UserError) as error:
+        from harness.tables import run_table
+        run_table(9, "smoke", 1, gin_dir=gin_dir, runs_dir=runs, output_dir=tmp_path,
+                  progress=False)
+    message = str(error.value)
+    assert "1 row(s) could not run" in message and "edst_m3_s08_q01_c10 (EDSTEnsemble." \
+        "escape_fraction (q) must be in (0, 1], got 1.5)" in message
+    assert not (runs / "table9" / "smoke" / "edst_m3_s08_q01_c10" / "seed0").exists()
+    frame = pd.read_parquet(tmp_path / "table9.parquet")
+    q01 = frame[(frame.setting == "q=0.1") & (frame.dataset == "cifar10")]
+    assert (q01.status == "missing").all() and q01.reason.str.contains(
+        "could not run: edst_m3_s08_q01_c10: EDSTEnsemble.escape_fraction").all()
+    q08 = frame[(frame.setting == "q=0.8") & (frame.dataset == "cifar10")]
+    assert (q08.status == "ok").all() and len(q08) == 3
+
+
+def test_diff_refuses_a_long_table_against_a_wide_one(long_table_file, tmp_path):
+    wide = ROOT / "reports" / "golden" / "table1.parquet"
+    result = run_diff(wide, long_table_file)
+    assert result.returncode == 2 and "different schemas" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_row_waits_for_an_unfinished_run_of_its_configuration_instead_of_training(tmp_path):
+    runs = tmp_path / "runs"
+    training = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
+                             method="dst", members=3, sparsity=0.8)
+    (training / "summary.json").unlink()  # Table 1 is still training it
+    row = rows_of(4)["dst_m3_s08_c10"]
+    row_dir = runs / "table4" / "smoke" / row.name
+    outcome = run_seed(row, 0, [], row_dir, progress=False)
+    assert outcome.startswith(f"skipped: {training} is an unfinished run of the same "
+                              f"configuration")
+    assert not (row_dir / "seed0").exists()
+    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
+    assert (dst.status == "missing").all()
+    assert dst.reason.str.startswith("could not run: dst_m3_s08_c10: ").all()

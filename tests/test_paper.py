@@ -134,3 +134,20 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
         assert gin.query_parameter("Experiment.method") == method
         assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
     assert all(len(row.gin_files) == 1 for row in paper.figure_rows(3, "paper", ROOT / "gin"))
+
+
+def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_path):
+    tables = tmp_path / "paper" / "smoke" / "tables"
+    tables.mkdir(parents=True)
+    long_table(4, [("DST Ensemble", "kl", 0.1, 0.095, "ok", "")]).to_parquet(
+        tables / "table4.parquet")
+    outcome = paper.Outcome(3.0, path=tables / "table4.parquet",
+                            missing="`python -m harness.tables --table=4` failed: 1 row(s) "
+                                    "could not run")
+    outcomes = {table.number: paper.Outcome(0.0, missing="not made") for table in TABLES}
+    text = paper.page("smoke", "abc", {**outcomes, 4: outcome},
+                      {figure.key: paper.Outcome(0.0) for figure in FIGURES})
+    table4 = section(text, "table4")
+    assert "Missing: `python -m harness.tables --table=4` failed: 1 row(s)" in table4
+    assert "<td>0.100</td><td>0.095</td>" in table4
+    assert "<li class=\"missing\">Table 4: `python -m harness.tables --table=4` failed" in text
