@@ -22,7 +22,8 @@ predictions.
 The paper's other figures, drawn for the report page (harness/paper.py) from the runs they
 need: `feature_kl_figure` (Fig. 2 left: per-layer KL between the members' feature maps,
 harness/feature_maps.py, from the members replayed out of their saved stages),
-`trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
+`diversity_figure` (Fig. 2 right: mean pairwise disagreement and KL beside the printed
+values), `trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
 harness/trajectories.py) and `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
 KL against sparsity, from Table 8's sweep).
 """
@@ -37,7 +38,7 @@ from matplotlib.figure import Figure  # no pyplot: no display backend, no global
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
-                                 pair_diversity)
+                                 member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
 from harness.report import table_runs, tables_with_runs
 
@@ -202,6 +203,44 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
         ax.set(xlabel="dimension 1", ylabel="dimension 2", title=label)
         ax.legend(fontsize=7)
     fig.suptitle("t-SNE of the members' training trajectories (paper Fig. 3)")
+    fig.tight_layout()
+    return fig
+
+
+# Paper Fig. 2 right, a small printed table (CIFAR-10, M = 3, S = 0.8): (d_dis, d_KL). The
+# non-sparse rows appear to be quoted from Havasi et al. 2021.
+FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
+                  "LTR Ensemble": (0.026, 0.057), "EDST Ensemble": (0.031, 0.073),
+                  "MIMO": (0.032, 0.086), "DST Ensemble": (0.035, 0.095),
+                  "Dense Ensemble": (0.032, 0.086)}
+
+
+def diversity_figure(runs: list[tuple[str, Path]]):
+    """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
+    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
+    printed values."""
+    rows = []
+    for label, run_dir in with_predictions(runs, "diversity"):
+        summary = read_summary(run_dir)
+        method = label.split(" (")[0]
+        if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
+                                          or summary["sparsity"] not in (0.0, 0.8)):
+            continue
+        mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
+        rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
+    if not rows:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    axes = fig.subplots(1, 2)
+    positions = np.arange(len(rows))
+    for ax, (title, ours, paper) in zip(axes, (("disagreement", 1, 3), ("KL", 2, 4))):
+        ax.bar(positions - 0.2, [row[ours] for row in rows], 0.4, label="ours")
+        ax.bar(positions + 0.2, [row[paper] for row in rows], 0.4, label="paper")
+        ax.set_xticks(positions, [row[0] for row in rows], rotation=30, ha="right",
+                      fontsize=7)
+        ax.set_title(f"mean pairwise {title}")
+        ax.legend(fontsize=7)
+    fig.suptitle("Diversity of sparse and non-sparse ensembles (paper Fig. 2 right)")
     fig.tight_layout()
     return fig
 

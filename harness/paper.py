@@ -37,7 +37,6 @@ import pandas as pd
 from harness import figures
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.predictions import load_predictions, member_diversity
 from harness.record import is_finished, read_summary
 from harness.report import GROUPS, ROW_FILE, fmt, markdown_cell
 
@@ -126,46 +125,6 @@ class Sources:
         return pd.read_parquet(path)
 
 
-# Paper Fig. 2 right, a small printed table (CIFAR-10, M = 3, S = 0.8): (d_dis, d_KL). The
-# non-sparse rows appear to be quoted from Havasi et al. 2021.
-FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
-                  "LTR Ensemble": (0.026, 0.057), "EDST Ensemble": (0.031, 0.073),
-                  "MIMO": (0.032, 0.086), "DST Ensemble": (0.035, 0.095),
-                  "Dense Ensemble": (0.032, 0.086)}
-
-
-def diversity_figure(runs: list[tuple[str, Path]]):
-    """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
-    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
-    printed values."""
-    from matplotlib.figure import Figure
-
-    rows = []
-    for label, run_dir in figures.with_predictions(runs, "diversity"):
-        summary = read_summary(run_dir)
-        method = label.split(" (")[0]
-        if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
-                                          or summary["sparsity"] not in (0.0, 0.8)):
-            continue
-        mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
-        rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
-    if not rows:
-        return None
-    fig = Figure(figsize=(9, 3.6))
-    axes = fig.subplots(1, 2)
-    positions = np.arange(len(rows))
-    for ax, (title, ours, paper) in zip(axes, (("disagreement", 1, 3), ("KL", 2, 4))):
-        ax.bar(positions - 0.2, [row[ours] for row in rows], 0.4, label="ours")
-        ax.bar(positions + 0.2, [row[paper] for row in rows], 0.4, label="paper")
-        ax.set_xticks(positions, [row[0] for row in rows], rotation=30, ha="right",
-                      fontsize=7)
-        ax.set_title(f"mean pairwise {title}")
-        ax.legend(fontsize=7)
-    fig.suptitle("Diversity of sparse and non-sparse ensembles (paper Fig. 2 right)")
-    fig.tight_layout()
-    return fig
-
-
 @dataclass(frozen=True)
 class PaperFigure:
     key: str
@@ -180,7 +139,7 @@ FIGURES = (
                 "layer (Table 1's DST, EDST, Static and LTR runs, M = 3, S = 0.8)",
                 lambda src: figures.feature_kl_figure(src.sparse_members(1))),
     PaperFigure("2-right", "Mean pairwise disagreement and KL against the printed values "
-                "(Table 1's runs)", lambda src: diversity_figure(src.table_runs(1))),
+                "(Table 1's runs)", lambda src: figures.diversity_figure(src.table_runs(1))),
     PaperFigure("3", "t-SNE of checkpoints along each member's training, DST and EDST "
                 "(M = 3, S = 0.8; runs of gin/figure3/)",
                 lambda src: figures.trajectory_figure(src.figure_runs(3))),

@@ -62,7 +62,8 @@ def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys
 
 
 def sweep_frame(long: bool):
-    """Table 8's sweep points (S; individual_acc, acc, kl), long (harness/long_tables.py) or wide."""
+    """Table 8's sweep points (S; individual_acc, acc, kl), long (harness/long_tables.py)
+    or wide."""
     points = [("cifar10", method, sparsity, 90 + sparsity, 92 + sparsity, 0.1 * sparsity)
               for method in ("DST Ensemble", "EDST Ensemble") for sparsity in (0.8, 0.9, 0.95)]
     wide = pd.DataFrame(points, columns=["dataset", "method", "sparsity", "individual_acc",
@@ -103,3 +104,19 @@ def test_a_single_dense_model_alone_has_nothing_to_draw(tmp_path, capsys):
 def test_no_runs_is_one_line_and_exit_2(tmp_path, capsys):
     assert figures.main(["--scale=smoke", f"--runs_dir={tmp_path}"]) == 2
     assert "no table runs at scale 'smoke'" in capsys.readouterr().err
+
+
+def test_diversity_beside_the_printed_values_of_figure_2_right(tmp_path):
+    dst = fake_row(tmp_path, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8)
+    other = fake_row(tmp_path, "snapshot", "Snapshot", members=3)
+    assert figures.diversity_figure([("Snapshot (snapshot)", other / "seed0")]) is None
+    fig = figures.diversity_figure([("DST Ensemble (dst_m3_s08)", dst / "seed0"),
+                                    ("Snapshot (snapshot)", other / "seed0")])
+    ours, paper = fig.axes[1].containers  # KL: ours beside the printed 0.095
+    assert [bar.get_height() for bar in paper] == [0.095]
+    with np.load(dst / "seed0" / "predictions" / "test.npz") as arrays:
+        log_probs = arrays["log_probs"].astype(np.float64)
+    p = np.exp(log_probs)
+    kl = np.mean([np.mean((p[i] * (log_probs[i] - log_probs[j])).sum(-1))
+                  for i, j in ((0, 1), (0, 2), (1, 2))])
+    assert ours[0].get_height() == pytest.approx(kl, abs=1e-6)
