@@ -9,7 +9,7 @@ SHARED ?= ../shared
 # Every paper table goes through one rule: `make tableN` runs python -m harness.tables --table=N.
 TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
 
-.PHONY: test demo venv cifar10-npz clean $(TABLES) figures golden golden-check bench
+.PHONY: test demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ $(TABLES): $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m harness.figures --scale=$(SCALE)
+
+# The whole paper on one static page, reports/paper/$(SCALE)/index.html: every table through
+# `python -m harness.tables --table=N` (finished runs reused), every figure, what is missing
+# and why (harness/paper.py). At smoke scale Table 3 stands in at its tiny scale.
+paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
+		$(if $(filter smoke,$(SCALE)),data/tiny-imagenet)
+	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS)
 
 # The golden smoke tables (Table 1, Table 6's Snapshot and FGE rows, since its other rows are
 # Table 1's methods again, and Table 4, whose rows reuse Table 1's runs: seconds on top):

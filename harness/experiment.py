@@ -37,6 +37,7 @@ from harness.structure import structure_rows
 from harness.timing import SUITE as TIMING_SUITE, inference_timing
 from harness.train import Trainer, set_deterministic
 from methods import METHODS, FitContext, Method
+from methods.base import trajectory_checkpoints
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,6 +119,7 @@ class Experiment:
                             f"got {self.precision!r}")
         for suite in self.suites:
             SUITES.get(suite)
+        trajectory_checkpoints()  # its check, before training
         if "validation" in self.suites and self.validation_fraction <= 0:
             raise UserError("the 'validation' suite needs Experiment.validation_fraction > 0")
         return METHODS.get(self.method_name)(), Trainer(progress=progress)

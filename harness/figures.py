@@ -16,18 +16,29 @@ with runs at that scale):
                     rows, harness/structure.py), for the rows with sparsity > 0
 
 Each figure draws the first finished seed of every row; a figure with nothing to draw (no
-ensemble, no sparse row) is skipped with a message.
+ensemble, no sparse row) is skipped with a message, and so is a run without cached
+predictions.
+
+The paper's other figures, drawn for the report page (harness/paper.py) from the runs they
+need: `feature_kl_figure` (Fig. 2 left: per-layer KL between the members' feature maps,
+harness/feature_maps.py, from the members replayed out of their saved stages),
+`diversity_figure` (Fig. 2 right: mean pairwise disagreement and KL beside the printed
+values), `trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
+harness/trajectories.py) and `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
+KL against sparsity, from Table 8's sweep).
 """
 import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no display backend, no global figures
 
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.predictions import ensemble_size_curve, load_predictions
+from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
+                                 member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
 from harness.report import table_runs, tables_with_runs
 
@@ -39,19 +50,31 @@ def first_seeds(runs_dir: Path, table: int, scale: str) -> list[tuple[str, Path]
 
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
-    """[M, M] matrix of a pairwise metric on the clean test set (NaN where not measured)."""
-    frame = read_metrics(run_dir)
-    pairs = frame[(frame.suite == "test") & (frame.corruption == "clean")
-                  & (frame.metric == metric) & frame.member.str.contains("-")]
-    members = read_summary(run_dir)["num_members"]
-    matrix = np.full((members, members), np.nan)
-    np.fill_diagonal(matrix, 0.0)
-    for member, value in zip(pairs.member, pairs.value):
-        i, j = map(int, member.split("-"))
-        matrix[i, j] = value
-        if metric == "disagreement":  # symmetric; KL is not, and only i < j is measured
-            matrix[j, i] = value
+    """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
+    clean test set, from the run's cached predictions (harness/predictions.py
+    `pair_diversity`, i < j; the lower triangle is the same pairs with the members in reverse
+    order, so KL's other direction)."""
+    log_probs, _ = load_predictions(run_dir)
+    members = log_probs.shape[0]
+    matrix = np.zeros((members, members))
+    last = members - 1
+    for (i, j), values in pair_diversity(log_probs).items():
+        matrix[i, j] = values[metric]
+    for (i, j), values in pair_diversity(log_probs.flip(0)).items():
+        matrix[last - i, last - j] = values[metric]
     return matrix
+
+
+def with_predictions(runs: list[tuple[str, Path]], figure: str) -> list[tuple[str, Path]]:
+    """The runs whose predictions were cached; the others are named and left out."""
+    kept = []
+    for label, run_dir in runs:
+        if (run_dir / TEST_PREDICTIONS).is_file():
+            kept.append((label, run_dir))
+        else:
+            print(f"{figure}: {label} left out, {run_dir} has no cached predictions "
+                  f"({TEST_PREDICTIONS})")
+    return kept
 
 
 def layer_densities(run_dir: Path) -> list[dict[str, float]]:
@@ -68,7 +91,7 @@ def ensemble_size_figure(runs: list[tuple[str, Path]]):
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
     drawn = False
-    for label, run_dir in runs:
+    for label, run_dir in with_predictions(runs, "ensemble_size"):
         log_probs, labels = load_predictions(run_dir)
         curve = ensemble_size_curve(log_probs, labels)
         sizes = [point["size"] for point in curve]
@@ -92,11 +115,12 @@ def ensemble_size_figure(runs: list[tuple[str, Path]]):
 
 def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):
     """One heatmap per ensemble, on one colour scale so that methods compare at a glance."""
-    matrices = [(label, pair_matrix(run_dir, metric)) for label, run_dir in runs
+    matrices = [(label, pair_matrix(run_dir, metric))
+                for label, run_dir in with_predictions(runs, metric)
                 if read_summary(run_dir)["num_members"] > 1]
     if not matrices:
         return None
-    top = max(np.nanmax(matrix) for _, matrix in matrices) or 1.0
+    top = max(matrix.max() for _, matrix in matrices) or 1.0
     columns = min(4, len(matrices))
     rows = -(-len(matrices) // columns)
     fig = Figure(figsize=(3.4 * columns + 1, 3.2 * rows), layout="constrained")
@@ -105,8 +129,8 @@ def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):
         ax.axis("off")
     for ax, (label, matrix) in zip(axes.flat, matrices):
         image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=top)
-        for (i, j), value in np.ndenumerate(matrix):
-            if not np.isnan(value):  # dark text on the bright upper half of the colormap
+        if len(matrix) <= 8:  # numbers stay readable up to M = 8 (Snapshot's 12 are not)
+            for (i, j), value in np.ndenumerate(matrix):  # dark text on the bright half
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6,
                         color="black" if value > top / 2 else "white")
         ticks = range(len(matrix))
@@ -138,6 +162,139 @@ def density_figure(runs: list[tuple[str, Path]]):
     return fig
 
 
+def feature_kl_figure(runs: list[tuple[str, Path]]):
+    """Paper Fig. 2 left: one line per run, its members' feature-map KL per layer (mean over
+    ordered member pairs; conventions in harness/feature_maps.py)."""
+    from harness.feature_maps import feature_map_kl
+    from harness.replay import replay
+
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    layers: list[str] = []
+    for label, run_dir in runs:
+        replayed = replay(run_dir)
+        kl = feature_map_kl(replayed.predictor.members(), replayed.test_inputs())
+        layers = list(kl)
+        ax.plot(range(len(kl)), list(kl.values()), marker="o", label=label)
+    if not layers:
+        return None
+    ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=6)
+    ax.set(xlabel="layer", ylabel="KL divergence of feature maps",
+           title="Feature-map KL between members (paper Fig. 2 left)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_figure(runs: list[tuple[str, Path]]):
+    """Paper Fig. 3: one panel per run, each member's trajectory in one t-SNE of the run's
+    checkpoints (a star at its first checkpoint; harness/trajectories.py)."""
+    from harness.replay import replay
+    from harness.trajectories import trajectory_embedding
+
+    if not runs:
+        return None
+    fig = Figure(figsize=(4.5 * len(runs), 4.5))
+    for ax, (label, run_dir) in zip(fig.subplots(1, len(runs), squeeze=False)[0], runs):
+        for index, points in enumerate(trajectory_embedding(replay(run_dir), run_dir)):
+            line, = ax.plot(points[:, 0], points[:, 1], marker="o", markersize=3, alpha=0.7,
+                            label=f"member {index + 1}")
+            ax.plot(*points[0], marker="*", markersize=12, color=line.get_color())
+        ax.set(xlabel="dimension 1", ylabel="dimension 2", title=label)
+        ax.legend(fontsize=7)
+    fig.suptitle("t-SNE of the members' training trajectories (paper Fig. 3)")
+    fig.tight_layout()
+    return fig
+
+
+# Paper Fig. 2 right, a small printed table (CIFAR-10, M = 3, S = 0.8): (d_dis, d_KL). The
+# non-sparse rows appear to be quoted from Havasi et al. 2021.
+FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
+                  "LTR Ensemble": (0.026, 0.057), "EDST Ensemble": (0.031, 0.073),
+                  "MIMO": (0.032, 0.086), "DST Ensemble": (0.035, 0.095),
+                  "Dense Ensemble": (0.032, 0.086)}
+
+
+def diversity_figure(runs: list[tuple[str, Path]]):
+    """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
+    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
+    printed values."""
+    rows = []
+    for label, run_dir in with_predictions(runs, "diversity"):
+        summary = read_summary(run_dir)
+        method = label.split(" (")[0]
+        if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
+                                          or summary["sparsity"] not in (0.0, 0.8)):
+            continue
+        mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
+        rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
+    if not rows:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    axes = fig.subplots(1, 2)
+    positions = np.arange(len(rows))
+    for ax, (title, ours, paper) in zip(axes, (("disagreement", 1, 3), ("KL", 2, 4))):
+        ax.bar(positions - 0.2, [row[ours] for row in rows], 0.4, label="ours")
+        ax.bar(positions + 0.2, [row[paper] for row in rows], 0.4, label="paper")
+        ax.set_xticks(positions, [row[0] for row in rows], rotation=30, ha="right",
+                      fontsize=7)
+        ax.set_title(f"mean pairwise {title}")
+        ax.legend(fontsize=7)
+    fig.suptitle("Diversity of sparse and non-sparse ensembles (paper Fig. 2 right)")
+    fig.tight_layout()
+    return fig
+
+
+SWEEP_METRICS = ("individual_acc", "acc", "kl")
+
+
+def sweep_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 8's sweep as one row per (dataset, method, sparsity) with our individual_acc,
+    acc and kl: from the long format (harness/long_tables.py: a `metric` column, our number
+    in `value`) or a frame already wide; the table-level correlations are not sweep points."""
+    if "metric" in frame.columns:
+        frame = frame[frame.metric.isin(SWEEP_METRICS)].pivot_table(
+            index=["dataset", "method", "sparsity"], columns="metric", values="value",
+            aggfunc="first").reset_index()
+    missing = [name for name in ("dataset", "method", "sparsity", *SWEEP_METRICS)
+               if name not in frame.columns]
+    if missing:
+        raise UserError(f"Table 8's sweep lacks the column(s) {', '.join(missing)}")
+    return frame.dropna(subset=list(SWEEP_METRICS), how="all").sort_values("sparsity")
+
+
+def sparsity_figure(frame: pd.DataFrame):
+    """Paper Fig. 4: per dataset and method, individual and ensemble accuracy (%) against
+    sparsity, and the members' KL on a second axis (the paper scales it to share one)."""
+    points = sweep_points(frame)
+    panels = list(points.groupby(["dataset", "method"], sort=True))
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.5 * len(panels), 3.8))
+    for ax, ((dataset, method), rows) in zip(fig.subplots(1, len(panels), squeeze=False)[0],
+                                             panels):
+        ax.plot(rows.sparsity, rows.acc, marker="o", label="ensemble acc")
+        ax.plot(rows.sparsity, rows.individual_acc, marker="x", linestyle="--",
+                label="individual acc")
+        ax.set(xlabel="sparsity S", ylabel="test accuracy (%)", title=f"{method}, {dataset}")
+        kl_axis = ax.twinx()
+        kl_axis.plot(rows.sparsity, rows.kl, marker="s", color="tab:red", alpha=0.7,
+                     label="KL")
+        kl_axis.set_ylabel("KL between members", color="tab:red")
+        handles = ax.get_legend_handles_labels()
+        extra = kl_axis.get_legend_handles_labels()
+        ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7)
+    fig.suptitle("Accuracy and diversity against sparsity (paper Fig. 4)")
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    return path
+
+
 def figures(table: int, scale: str, runs_dir: Path, output_dir: Path) -> list[Path]:
     """Writes the table's figures; returns their paths."""
     runs = first_seeds(runs_dir, table, scale)
@@ -153,9 +310,7 @@ def figures(table: int, scale: str, runs_dir: Path, output_dir: Path) -> list[Pa
         if fig is None:
             print(f"table {table} [{scale}]: no run to draw {name} from; skipped")
             continue
-        path = output_dir / f"table{table}-{scale}-{name}.png"
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-        written.append(path)
+        written.append(save_png(fig, output_dir / f"table{table}-{scale}-{name}.png"))
     return written
 
 

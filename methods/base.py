@@ -5,15 +5,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import gin
 import torch
 from torch import nn
 
-from harness import distributed
+from harness import distributed, scale
 from harness.batching import BatchFormat, PlainBatch
 from harness.config import first_line
 from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
-from harness.errors import UserError
+from harness.errors import UserError, check_integer
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
@@ -86,6 +87,19 @@ class MemberCollector(Hook):
             self.save(self.steps.index(state.step), state.model)
 
 
+TRAJECTORY = "trajectory"  # checkpoints/<TRAJECTORY>/<stage>/epoch_<e>.pt
+
+
+@gin.configurable
+def trajectory_checkpoints(every_epochs: int = 0) -> int:
+    """Every how many epochs (paper epochs, scaled like every length) each training stage
+    saves its model to `checkpoints/trajectory/<stage>/epoch_<e>.pt`, for the training
+    trajectories of paper §5.2 (Fig. 3: t-SNE of the test-set softmax outputs of checkpoints
+    along each member's training); 0 saves none. Returns the interval in epochs as trained."""
+    every = check_integer("trajectory_checkpoints.every_epochs", every_epochs, 0)
+    return scale.epochs(every) if every else 0
+
+
 @dataclass
 class FitContext:
     """Everything a method needs to train: the configured trainer, the train set on its
@@ -147,8 +161,10 @@ class FitContext:
                 self.train_set.image_shape), rows=batch_format.probe_rows)
             ledger = ledger_for(layer_flops, hooks)
             stopwatch = Stopwatch()
+            # The trajectory's collector first, so it saves the model as each step left it.
             state = self.trainer.fit(model, self.train_set, seed=seed,
-                                     hooks=[*hooks, ledger, stopwatch], epochs=epochs,
+                                     hooks=[*self.trajectory_collector(name, epochs), *hooks,
+                                            ledger, stopwatch], epochs=epochs,
                                      schedule=schedule, objective=objective,
                                      batch_format=batch_format, param_groups=param_groups,
                                      checkpoint=resume, desc=name)
@@ -169,6 +185,22 @@ class FitContext:
         return MemberCollector(points, lambda index, model: self._save(
             self.member_path(index), {"model": model.state_dict(), **(extra() if extra else {})}))
 
+    def trajectory_collector(self, name: str, epochs: int | None) -> list[MemberCollector]:
+        """A collector of stage `name`'s model every `trajectory_checkpoints()` epochs (none
+        when that is 0), on the collection seam of `MemberCollector`: epoch e of E ends at
+        the fraction e / E of the run."""
+        every = trajectory_checkpoints()
+        if not every:
+            return []
+        epochs = self.trainer.scaled_epochs if epochs is None else epochs
+        ends = list(range(every, epochs + 1, every))
+        return [MemberCollector([end / epochs for end in ends], lambda index, model: self._save(
+            self.trajectory_path(name, ends[index]), {"model": model.state_dict(),
+                                                      "epoch": ends[index]}))]
+
+    def trajectory_path(self, name: str, epoch: int) -> Path:
+        return self.checkpoint_dir / TRAJECTORY / name / f"epoch_{epoch}.pt"
+
     def member_path(self, index: int) -> Path:
         return self.checkpoint_dir / f"member_{index}.pt"
 
@@ -182,7 +214,7 @@ class FitContext:
         """Durable: a reader finds the previous file or the complete new one. Under torchrun
         rank 0 writes it, and no process goes on before it is there."""
         if distributed.is_main():
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda partial: torch.save(content, partial))
         distributed.barrier()
 

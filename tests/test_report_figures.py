@@ -1,8 +1,10 @@
 """`python -m harness.figures`: PNGs from run records; figures with nothing to draw are skipped."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness import figures
+from harness.errors import UserError
 from test_report import fake_row
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,14 +24,72 @@ def test_figures_from_run_records(tmp_path):
     assert all(path.read_bytes().startswith(PNG) for path in out.iterdir())
 
 
-def test_pair_matrix_and_layer_densities_read_the_rows(tmp_path):
+def test_pair_matrix_from_the_cached_predictions_and_layer_densities(tmp_path):
     row = fake_row(tmp_path, "dst", "DST Ensemble", members=3, sparsity=0.8)
+    with np.load(row / "seed0" / "predictions" / "test.npz") as arrays:
+        log_probs = arrays["log_probs"].astype(np.float64)
+    top1 = log_probs.argmax(-1)
     disagreement = figures.pair_matrix(row / "seed0", "disagreement")
-    assert np.allclose(disagreement, [[0, 0.1, 0.2], [0.1, 0, 0.3], [0.2, 0.3, 0]])
+    expected = [[np.mean(top1[i] != top1[j]) for j in range(3)] for i in range(3)]
+    assert np.allclose(disagreement, expected) and disagreement[0, 1] > 0
     kl = figures.pair_matrix(row / "seed0", "kl")
-    assert kl[0, 1] == 0.1 and np.isnan(kl[1, 0])  # KL is asymmetric: only i < j is measured
+    p = np.exp(log_probs)
+    expected = [[np.mean((p[i] * (log_probs[i] - log_probs[j])).sum(-1)) for j in range(3)]
+                for i in range(3)]
+    assert np.allclose(kl, expected, atol=1e-6) and not np.isclose(kl[0, 1], kl[1, 0])
     densities = figures.layer_densities(row / "seed0")
     assert len(densities) == 3 and densities[2] == pytest.approx({"conv1": 0.5, "fc": 0.2})
+
+
+@pytest.mark.parametrize("method, members", [("batch_ensemble", 4), ("mimo", 3),
+                                             ("snapshot", 12), ("ltr", 3)])
+def test_every_ensemble_method_gets_its_heatmaps_and_size_curve(tmp_path, method, members):
+    row = fake_row(tmp_path, method, method, members=members)
+    runs = [(method, row / "seed0")]
+    assert figures.heatmap_figure(runs, "disagreement", "t") is not None
+    assert figures.heatmap_figure(runs, "kl", "t") is not None
+    assert figures.ensemble_size_figure(runs) is not None
+
+
+def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys):
+    kept = fake_row(tmp_path, "dst", "DST Ensemble", members=3)
+    bare = fake_row(tmp_path, "edst", "EDST Ensemble", members=3)
+    (bare / "seed0" / "predictions" / "test.npz").unlink()
+    runs = [("dst", kept / "seed0"), ("edst", bare / "seed0")]
+    assert figures.heatmap_figure(runs, "disagreement", "t") is not None
+    assert "edst left out" in capsys.readouterr().out
+    assert figures.heatmap_figure(runs[1:], "disagreement", "t") is None
+
+
+def sweep_frame(long: bool):
+    """Table 8's sweep points (S; individual_acc, acc, kl), long (harness/long_tables.py)
+    or wide."""
+    points = [("cifar10", method, sparsity, 90 + sparsity, 92 + sparsity, 0.1 * sparsity)
+              for method in ("DST Ensemble", "EDST Ensemble") for sparsity in (0.8, 0.9, 0.95)]
+    wide = pd.DataFrame(points, columns=["dataset", "method", "sparsity", "individual_acc",
+                                         "acc", "kl"])
+    if not long:
+        return wide
+    frame = wide.melt(id_vars=["dataset", "method", "sparsity"], var_name="metric",
+                      value_name="value")
+    correlation = pd.DataFrame([{"dataset": "cifar10", "method": "DST Ensemble",
+                                 "sparsity": np.nan, "metric": "pearson", "value": 0.9}])
+    return pd.concat([frame, correlation]).assign(table=8, paper=np.nan)
+
+
+@pytest.mark.parametrize("long", [True, False])
+def test_sparsity_figure_from_table8_rows(long):
+    points = figures.sweep_points(sweep_frame(long))
+    assert len(points) == 6 and list(points.sparsity[:2]) == [0.8, 0.8]
+    assert points[points.method == "EDST Ensemble"].kl.tolist() == pytest.approx(
+        [0.08, 0.09, 0.095])
+    fig = figures.sparsity_figure(sweep_frame(long))
+    assert len(fig.axes) == 4  # two panels, each with its KL axis
+
+
+def test_a_sweep_without_kl_is_named():
+    with pytest.raises(UserError, match="lacks the column.s. kl"):
+        figures.sweep_points(sweep_frame(False).drop(columns="kl"))
 
 
 def test_a_single_dense_model_alone_has_nothing_to_draw(tmp_path, capsys):
@@ -44,3 +104,19 @@ def test_a_single_dense_model_alone_has_nothing_to_draw(tmp_path, capsys):
 def test_no_runs_is_one_line_and_exit_2(tmp_path, capsys):
     assert figures.main(["--scale=smoke", f"--runs_dir={tmp_path}"]) == 2
     assert "no table runs at scale 'smoke'" in capsys.readouterr().err
+
+
+def test_diversity_beside_the_printed_values_of_figure_2_right(tmp_path):
+    dst = fake_row(tmp_path, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8)
+    other = fake_row(tmp_path, "snapshot", "Snapshot", members=3)
+    assert figures.diversity_figure([("Snapshot (snapshot)", other / "seed0")]) is None
+    fig = figures.diversity_figure([("DST Ensemble (dst_m3_s08)", dst / "seed0"),
+                                    ("Snapshot (snapshot)", other / "seed0")])
+    ours, paper = fig.axes[1].containers  # KL: ours beside the printed 0.095
+    assert [bar.get_height() for bar in paper] == [0.095]
+    with np.load(dst / "seed0" / "predictions" / "test.npz") as arrays:
+        log_probs = arrays["log_probs"].astype(np.float64)
+    p = np.exp(log_probs)
+    kl = np.mean([np.mean((p[i] * (log_probs[i] - log_probs[j])).sum(-1))
+                  for i, j in ((0, 1), (0, 2), (1, 2))])
+    assert ours[0].get_height() == pytest.approx(kl, abs=1e-6)

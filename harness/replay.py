@@ -1,0 +1,70 @@
+"""A finished run's members again, from the stage results it saved, without training: for the
+figures that need the networks themselves rather than their cached predictions (feature maps,
+paper Fig. 2 left; checkpoints along the trajectories, Fig. 3).
+
+The run's recorded `config.gin` rebuilds its method, and the method's own `fit` runs over the
+run's `checkpoints/`: every stage it declares is finished there, so each is loaded instead of
+trained (`FitContext.stage`) and the method assembles its predictor as it did at the end of the
+run (EDST's tickets, LTR's retrained members, FGE's recomputed batch norm, ...). A stage result
+that is missing is an error naming it (`FitContext.load_only`); nothing is ever trained into a
+finished run.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.config import parse
+from harness.data import DATASETS, Geometry
+from harness.data.arrays import ArrayDataset, split_holdout, take
+from harness.errors import UserError
+from harness.experiment import PRECISIONS, Experiment, default_dtype
+from harness.predictors import Predictor
+from harness.record import is_finished
+from methods.base import FitContext, Method
+
+
+# The examples the network-level figures (Figs. 2 left, 3) are computed on: the first test
+# batch, 128 images, as in the authors' code (FreeTickets `ensemble_freetickets.py`); the
+# paper does not say.
+FIRST_TEST_BATCH = 128
+
+
+@dataclass
+class Replayed:
+    method: Method
+    predictor: Predictor
+    context: FitContext
+    test: ArrayDataset
+    precision: str  # the run's Experiment.precision
+
+    def test_inputs(self, count: int = FIRST_TEST_BATCH) -> torch.Tensor:
+        """The first `count` test images as the run's members take them."""
+        with default_dtype(PRECISIONS[self.precision]):
+            return self.test.normalize(self.test.images[:count])
+
+    def build_model(self) -> nn.Module:
+        """A fresh network of the run's architecture and precision, to load checkpoints into."""
+        with default_dtype(PRECISIONS[self.precision]):
+            return self.context.build_model(0).eval()
+
+
+def replay(run_dir: Path) -> Replayed:
+    """The finished run's method, predictor and test set, on the CPU."""
+    if not is_finished(run_dir):
+        raise UserError(f"{run_dir} is not a finished run (no summary.json)")
+    parse([str(run_dir / "config.gin")])
+    experiment = Experiment()
+    method, trainer = experiment.build(progress=False)
+    splits = DATASETS.get(experiment.dataset_name)()
+    train, _ = split_holdout(take(splits.train, experiment.train_subset, experiment.seed),
+                             experiment.validation_fraction, experiment.seed)
+    geometry = Geometry(len(splits.train), splits.train.image_shape, splits.train.num_classes)
+    context = FitContext(trainer=trainer, train_set=train,
+                         model_factory=experiment.model_factory(geometry),
+                         seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
+                         load_only=True)
+    with default_dtype(PRECISIONS[experiment.precision]):
+        predictor = method.fit(context)
+    return Replayed(method, predictor.eval(), context, splits.test, experiment.precision)

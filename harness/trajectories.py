@@ -1,0 +1,85 @@
+"""Training trajectories in function space (paper §5.2, Fig. 3): the checkpoints saved along
+each member's training (`trajectory_checkpoints.every_epochs`, methods/base.py) represented by
+their softmax outputs on test images, mapped to 2-D by t-SNE (van der Maaten & Hinton 2008,
+scikit-learn's `TSNE`).
+
+* A member's trajectory: for an ensemble of independent runs (DST, Static, ...) every
+  checkpoint of its own run (stage `member_<k>`); for EDST, whose tickets come from one run,
+  the checkpoints of ticket k's refinement phase (after the exploration and the earlier
+  phases, up to the ticket; the authors' plotting code likewise skips the first ~145 epochs).
+* A checkpoint's point: its softmax probabilities on the first test batch
+  (`replay.FIRST_TEST_BATCH`), flattened, one vector [examples x classes] per checkpoint, as in
+  the authors' code. All members' checkpoints of one run are embedded together, so distances
+  between trajectories mean something; different runs are embedded separately.
+* t-SNE: 2 components, PCA initialisation, `random_state` 0, perplexity 30 or less where
+  there are few checkpoints (it must stay below their number).
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.manifold import TSNE
+
+from harness import scale
+from harness.errors import UserError
+from harness.replay import Replayed
+from methods.base import TRAJECTORY
+from methods.sparse.edst import EDSTEnsemble
+
+
+def checkpoint_epoch(path: Path) -> int:
+    return int(path.stem.removeprefix("epoch_"))
+
+
+def member_trajectories(replayed: Replayed, run_dir: Path) -> list[list[Path]]:
+    """Per member, its trajectory checkpoints in epoch order (the conventions above)."""
+    root = run_dir / "checkpoints" / TRAJECTORY
+    if not root.is_dir():
+        raise UserError(f"{run_dir} saved no trajectory checkpoints: run it with "
+                        f"trajectory_checkpoints.every_epochs > 0")
+    stages = {stage.name: sorted(stage.glob("epoch_*.pt"), key=checkpoint_epoch)
+              for stage in root.iterdir() if stage.is_dir()}
+    method = replayed.method
+    if isinstance(method, EDSTEnsemble):
+        files = stages.get(method.name, [])
+        refine = scale.epochs(method.refinement_epochs)
+        trajectories = [[path for path in files if end - refine < checkpoint_epoch(path) <= end]
+                        for end in method.phase_end_epochs()]
+    else:
+        trajectories = [stages.get(f"member_{index}", [])
+                        for index in range(method.num_members)]
+    empty = [index for index, files in enumerate(trajectories) if not files]
+    if empty:
+        raise UserError(f"{run_dir}: no trajectory checkpoints of member(s) "
+                        f"{', '.join(map(str, empty))} under {root}")
+    return trajectories
+
+
+def softmax_outputs(replayed: Replayed, files: list[Path]) -> np.ndarray:
+    """[checkpoints, examples x classes] softmax outputs of the checkpoints on the first test
+    batch."""
+    inputs = replayed.test_inputs()
+    model = replayed.build_model()
+    rows = []
+    for path in files:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        with torch.no_grad():
+            rows.append(model(inputs).double().softmax(-1).flatten().numpy())
+    return np.stack(rows)
+
+
+def embed(outputs: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """One t-SNE of all trajectories together; per trajectory its [checkpoints, 2] points."""
+    points = np.concatenate(outputs)
+    if len(points) < 2:
+        raise UserError("t-SNE needs at least two checkpoints")
+    perplexity = min(30.0, (len(points) - 1) / 3)
+    embedded = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                    random_state=seed).fit_transform(points)
+    return np.split(embedded, np.cumsum([len(part) for part in outputs])[:-1])
+
+
+def trajectory_embedding(replayed: Replayed, run_dir: Path) -> list[np.ndarray]:
+    """Per member, the 2-D t-SNE points of its checkpoints in epoch order."""
+    return embed([softmax_outputs(replayed, files)
+                  for files in member_trajectories(replayed, run_dir)])

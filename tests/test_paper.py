@@ -1,0 +1,153 @@
+"""The report page (`make paper`, harness/paper.py): every table and figure of the paper is on
+it, with ours, the paper's number and the difference, and whatever is missing is named with
+why."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import paper, report
+from harness.long_tables import LONG_COLUMNS
+from harness.paper import FIGURES, TABLES, make_paper
+from test_report import fake_row
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def long_table(number, rows):
+    """A table in harness/long_tables.py's format: one row per printed number."""
+    frame = pd.DataFrame([{"table": number, "dataset": "cifar10", "method": method, "M": 3,
+                           "sparsity": 0.8, "setting": None, "metric": metric, "value": ours,
+                           "paper": theirs, "difference": ours - theirs, "status": status,
+                           "reason": reason or None}
+                          for method, metric, ours, theirs, status, reason in rows])
+    return frame.reindex(columns=list(LONG_COLUMNS))
+
+
+@pytest.fixture
+def made(tmp_path):
+    """Table 1 from finished runs, Tables 4 and 8 in the long format, the rest not made."""
+    runs = tmp_path / "runs"
+    fake_row(runs, "dense", "Single Dense Model", members=1)
+    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, acc=0.97, nll=0.2)
+    tables = tmp_path / "paper" / "smoke" / "tables"
+    report.report(1, "smoke", runs, tables)
+    long_table(4, [("DST Ensemble", "disagreement", 0.04, 0.035, "ok", ""),
+                   ("LTR Ensemble", "kl", np.nan, 0.056, "missing",
+                    "no finished run of this row")]).to_parquet(tables / "table4.parquet")
+    sweep = [("DST Ensemble", metric, value, np.nan, "ok", "")
+             for metric, value in (("individual_acc", 90.0), ("acc", 92.0), ("kl", 0.1))]
+    frame = long_table(8, sweep)
+    pd.concat([frame, frame.assign(sparsity=0.9)]).to_parquet(tables / "table8.parquet")
+    path = make_paper("smoke", runs_dir=runs, output_dir=tmp_path / "paper",
+                      gin_dir=ROOT / "gin", page_only=True)
+    return path, path.read_text()
+
+
+def section(text, anchor):
+    """The HTML of one table's or figure's section."""
+    start = text.index(f'id="{anchor}"')
+    following = text.find("<h2", start)
+    return text[start:following if following > 0 else len(text)]
+
+
+def test_every_table_and_figure_is_on_the_page(made):
+    path, text = made
+    assert path.name == "index.html"
+    for table in TABLES:
+        assert f'<h2 id="table{table.number}">Table {table.number}: ' in text
+    for figure in FIGURES:
+        assert f'<h2 id="figure{figure.key}">Figure {figure.key}: ' in text
+    assert len(TABLES) == 13 and [f.key for f in FIGURES] == [
+        "1", "2-left", "2-right", "3", "4", "5", "6", "7"]
+    assert "regenerated at scale <code>smoke</code>" in text
+    assert re.search(r"Harness commit <code>\w+</code>; runs from commit\(s\) "
+                     r"<code>abc1234</code>", text)
+    # drawn figures are embedded, so the page is readable offline on its own
+    for key in ("4", "5", "6"):
+        assert '<img src="data:image/png;base64,' in section(text, f"figure{key}")
+    assert (path.parent / "figures" / "figure4.png").is_file()
+
+
+def test_ours_the_paper_and_the_difference_coloured(made):
+    _, text = made
+    table1 = section(text, "table1")
+    # DST: ours 97.00 beside the paper's 96.30, better (green); NLL 0.200 beside 0.122, worse
+    assert re.search(r"<td>97.00</td><td>96.30</td><td class=\"better\">\+0.70</td>", table1)
+    assert re.search(r"<td>0.200</td><td>0.122</td><td class=\"worse\">\+0.078</td>", table1)
+    table4 = section(text, "table4")
+    assert re.search(r"<td>0.040</td><td>0.035</td><td class=\"better\">\+0.005</td>", table4)
+
+
+def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
+    _, text = made
+    listed = section(text, "missing") if 'id="missing"' in text else text.split(
+        "<h2 id=\"table1\"")[0]
+    reasons = re.findall(r'<li class="missing">(.*?)</li>', listed)
+    assert "Table 2: not made yet: run `make paper SCALE=smoke`" in reasons
+    assert any(r.startswith("Table 1: MIMO, M = 3, S = 0.0: no finished run") for r in reasons)
+    assert any(r.startswith("Table 1: DST Ensemble (dst_m3_s08): cAcc % not measured")
+               for r in reasons)
+    assert any(r.startswith("Table 4: ") and "LTR Ensemble" in r
+               and "no finished run of this row" in r for r in reasons)
+    assert any(r.startswith("Figure 3: no finished run under") for r in reasons)
+    assert any(r.startswith("Figure 7: no finished runs for table 2") for r in reasons)
+    assert any(r.startswith("Figure 2-left: ") for r in reasons)  # fake runs cannot replay
+    assert not any(r.startswith(("Figure 4", "Figure 5", "Figure 6", "Table 8"))
+                   for r in reasons)
+    assert '<h2 id="figure1">' in text and "Nothing to regenerate" in section(text, "figure1")
+
+
+def test_a_table_without_rows_and_a_failing_table_are_named(tmp_path):
+    gin = tmp_path / "gin"
+    (gin / "table5").mkdir(parents=True)  # a folder with no row file in it
+    (gin / "scale").mkdir()
+    (gin / "scale" / "smoke.gin").write_text("")
+    out = tmp_path / "out"
+    none = paper.make_table(TABLES[3], "smoke", 1, tmp_path / "runs", out, gin)
+    assert none.path is None and "no rows: " in none.missing and "table4/ does not exist" \
+        in none.missing
+    failed = paper.make_table(TABLES[4], "smoke", 1, tmp_path / "runs", out, gin)
+    assert failed.path is None and "table 5 has no rows" in failed.missing
+    assert "harness.tables" in (out / "logs" / "table5.log").read_text()
+
+
+def test_unknown_scale_is_refused(tmp_path, capsys):
+    assert paper.main(["--scale=huge", f"--output_dir={tmp_path}", "--page_only"]) == 2
+    assert "--scale must be one of smoke, cpu, paper" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_figure3_rows_are_dst_and_edst_saving_trajectories():
+    import gin
+
+    from harness.config import parse
+
+    rows = paper.figure_rows(3, "smoke", ROOT / "gin")
+    assert [(row.name, row.method) for row in rows] == [("dst", "DST Ensemble"),
+                                                          ("edst", "EDST Ensemble")]
+    for row, method in zip(rows, ("dst", "edst")):
+        assert row.gin_files[1].endswith("gin/scale/smoke.gin")
+        parse(row.gin_files)
+        assert gin.query_parameter("Experiment.method") == method
+        assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
+    assert all(len(row.gin_files) == 1 for row in paper.figure_rows(3, "paper", ROOT / "gin"))
+
+
+def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_path):
+    tables = tmp_path / "paper" / "smoke" / "tables"
+    tables.mkdir(parents=True)
+    long_table(4, [("DST Ensemble", "kl", 0.1, 0.095, "ok", "")]).to_parquet(
+        tables / "table4.parquet")
+    outcome = paper.Outcome(3.0, path=tables / "table4.parquet",
+                            missing="`python -m harness.tables --table=4` failed: 1 row(s) "
+                                    "could not run")
+    outcomes = {table.number: paper.Outcome(0.0, missing="not made") for table in TABLES}
+    text = paper.page("smoke", "abc", {**outcomes, 4: outcome},
+                      {figure.key: paper.Outcome(0.0) for figure in FIGURES})
+    table4 = section(text, "table4")
+    assert "Missing: `python -m harness.tables --table=4` failed: 1 row(s)" in table4
+    assert "<td>0.100</td><td>0.095</td>" in table4
+    assert "<li class=\"missing\">Table 4: `python -m harness.tables --table=4` failed" in text
