@@ -2,7 +2,8 @@
 
     python -m harness.export RUN_DIR --out DIR [--batch_sizes 1 64] [--kernels auto]
 
-RUN_DIR is a finished run of a sparse method (static, dst, edst: members saved with masks).
+RUN_DIR is a finished run of a sparse method (static, dst, edst, ltr, pf: members saved with
+masks).
 DIR (new; an existing non-empty folder is never replaced) receives
 
     export.json       format, version, source run, architecture, image shape, and per member:
@@ -36,7 +37,6 @@ from harness.sparse_inference import (KERNELS, choose_kernels, conv_names, densi
 FORMAT = "freetickets-sparse-inference"
 VERSION = 1
 MANIFEST = "export.json"
-CHECKPOINTS = "checkpoints"
 
 
 def _sha256(path: Path) -> str:
@@ -78,14 +78,6 @@ def build_architecture(architecture: dict) -> nn.Module:
         in_channels=architecture["image_shape"][0], **architecture["model_kwargs"])
 
 
-def member_files(run_dir: Path) -> list[Path]:
-    files = sorted((run_dir / CHECKPOINTS).glob("member_*.pt"),
-                   key=lambda path: int(path.stem.split("_")[1]))
-    if not files:
-        raise UserError(f"{run_dir} has no member checkpoints ({CHECKPOINTS}/member_<i>.pt)")
-    return files
-
-
 def sparse_state(model: nn.Module) -> dict:
     """State dict with every conv weight replaced by its CSR parts."""
     state = model.state_dict()
@@ -110,23 +102,18 @@ def dense_state(saved: dict) -> dict:
     return state
 
 
-def load_run_members(run_dir: Path, architecture: dict) -> list[nn.Module]:
-    """The run's members as masked dense networks on the CPU; a run whose members carry no
-    masks (a dense run) is refused."""
-    members = []
-    for path in member_files(run_dir):
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # torch raises many types for a damaged file
-            raise UserError(f"cannot read {path}: {error}") from error
-        if "masks" not in saved:
-            raise UserError(f"{run_dir} is a dense run (method {read_summary(run_dir)['method']!r}"
-                            f"): its members have no masks, so there are no zeros to skip; "
-                            f"export a sparse run (static, dst, edst)")
-        model = build_architecture(architecture)
-        model.load_state_dict(saved["model"])
-        members.append(model.eval())
-    return members
+def load_run_members(run_dir: Path) -> list[nn.Module]:
+    """The run's members as masked dense networks on the CPU, as its method assembles them
+    from its saved stages (harness/replay.py: LTR's retrained members, PF's fine-tuned ones,
+    EDST's tickets); a run whose members carry no masks (a dense run) is refused."""
+    from harness.replay import replay
+
+    members = list(getattr(replay(run_dir).predictor, "networks", []))
+    if not members or any(getattr(member, "masks", None) is None for member in members):
+        raise UserError(f"{run_dir} is a dense run (method {read_summary(run_dir)['method']!r}"
+                        f"): its members have no masks, so there are no zeros to skip; "
+                        f"export a sparse run (static, dst, edst, ltr, pf)")
+    return [member.eval() for member in members]
 
 
 def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
@@ -146,7 +133,7 @@ def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
         raise UserError(f"{partial} exists (left by an interrupted export?); remove it or "
                         f"choose another --out")
     architecture = run_architecture(run_dir)
-    members = load_run_members(run_dir, architecture)
+    members = load_run_members(run_dir)
     image_shape = architecture["image_shape"]
     partial.mkdir(parents=True)
     try:
@@ -266,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.rounds)
         architecture = manifest["architecture"]
         exported = load_export(args.out)
-        dense = load_run_members(args.run_dir, architecture)
+        dense = load_run_members(args.run_dir)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """A finished run's members again, from the stage results it saved, without training: for the
 figures that need the networks themselves rather than their cached predictions (feature maps,
-paper Fig. 2 left; checkpoints along the trajectories, Fig. 3).
+paper Fig. 2 left; checkpoints along the trajectories, Fig. 3) and for scoring a run on suites
+it did not run (harness/rescore.py).
 
 The run's recorded `config.gin` rebuilds its method, and the method's own `fit` runs over the
 run's `checkpoints/`: every stage it declares is finished there, so each is loaded instead of
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.config import parse
-from harness.data import DATASETS, Geometry
+from harness.data import DATASETS, Geometry, Splits
 from harness.data.arrays import ArrayDataset, split_holdout, take
 from harness.errors import UserError
 from harness.experiment import PRECISIONS, Experiment, default_dtype
@@ -50,14 +51,21 @@ class Replayed:
             return self.context.build_model(0).eval()
 
 
-def replay(run_dir: Path) -> Replayed:
-    """The finished run's method, predictor and test set, on the CPU."""
+def finished_run(run_dir: Path) -> tuple[Experiment, Splits]:
+    """The experiment of a finished run, from its recorded configuration, and its data."""
     if not is_finished(run_dir):
         raise UserError(f"{run_dir} is not a finished run (no summary.json)")
     parse([str(run_dir / "config.gin")])
     experiment = Experiment()
+    return experiment, DATASETS.get(experiment.dataset_name)()
+
+
+def refit(run_dir: Path, experiment: Experiment, splits: Splits
+          ) -> tuple[Method, Predictor, FitContext]:
+    """The run's method, predictor and fit context: the method's own `fit` over the run's
+    training split (its subset and holdout, which FGE's batch-norm pass needs), loading every
+    stage result (`FitContext.load_only`)."""
     method, trainer = experiment.build(progress=False)
-    splits = DATASETS.get(experiment.dataset_name)()
     train, _ = split_holdout(take(splits.train, experiment.train_subset, experiment.seed),
                              experiment.validation_fraction, experiment.seed)
     geometry = Geometry(len(splits.train), splits.train.image_shape, splits.train.num_classes)
@@ -66,5 +74,11 @@ def replay(run_dir: Path) -> Replayed:
                          seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
                          load_only=True)
     with default_dtype(PRECISIONS[experiment.precision]):
-        predictor = method.fit(context)
+        return method, method.fit(context), context
+
+
+def replay(run_dir: Path) -> Replayed:
+    """The finished run's method, predictor and test set, on the CPU."""
+    experiment, splits = finished_run(run_dir)
+    method, predictor, context = refit(run_dir, experiment, splits)
     return Replayed(method, predictor.eval(), context, splits.test, experiment.precision)

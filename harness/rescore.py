@@ -5,8 +5,8 @@ Tables 1-2 already trained.
     rescore(run_dir, suite, settings) -> the rows, as in metrics.parquet
 
 rebuilds the run's predictor from its recorded configuration (`config.gin`) and the results
-of its training stages (`checkpoints/`), which the method's own `fit` loads with
-`FitContext.load_only` (a stage without a result is an error, never a training); scores the
+of its training stages (`checkpoints/`) through harness/replay.py (a stage without a result is
+an error, never a training); scores the
 suite (harness/robustness.py) with the given settings on the run's test split; and keeps the
 rows inside the run as `rescored/<suite>-<key>.parquet`, key = a hash of the suite and its
 settings, so that a table built again reads them instead of scoring again. The run's
@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UserError
-from harness.record import is_finished, metrics_frame, write_metrics
+from harness.record import metrics_frame, write_metrics
 
 RESCORED = "rescored"  # the run directory's entry (harness/record.py RUN_ENTRIES)
 # Bump when the same suite and settings would score differently (a set's definition moved).
@@ -43,56 +42,28 @@ def rescored_path(run_dir: Path, suite: str, settings: dict) -> Path:
     return run_dir / RESCORED / f"{suite}-{key}.parquet"
 
 
-def load_finished(run_dir: Path):
-    """(experiment, data context) of a finished run, from its recorded configuration."""
-    from harness.config import parse
-    from harness.data import DATASETS, Splits
-    from harness.experiment import DataContext, Experiment, resolve_device
-
-    if not is_finished(run_dir):
-        raise UserError(f"{run_dir} is not a finished run (no summary.json): nothing to score")
-    parse([str(run_dir / "config.gin")])
-    experiment = Experiment()
-    device = resolve_device(experiment.device)
-    splits = DATASETS.get(experiment.dataset_name)()
-    data = DataContext(Splits(splits.name, splits.train.to(device), splits.test.to(device)),
-                       None, experiment.eval_batch_size, device)
-    return experiment, data
-
-
-def finished_predictor(run_dir: Path, experiment, data):
-    """(method, predictor) of a finished run: the method's own `fit` loads the results of its
-    stages (`FitContext.load_only`); nothing is trained."""
-    from harness.data import Geometry
-    from methods import FitContext
-
-    method, trainer = experiment.build(progress=False)
-    train = data.splits.train
-    geometry = Geometry(len(train), train.image_shape, train.num_classes)
-    context = FitContext(trainer=trainer, train_set=train,
-                         model_factory=experiment.model_factory(geometry),
-                         seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
-                         load_only=True)
-    return method, method.fit(context)
-
-
 def rescore(run_dir: Path, suite: str, settings: dict | None = None,
             progress: bool = False) -> pd.DataFrame:
     """The run's rows on `suite` called with `settings` (its keyword arguments), scored now or
     read from the run's `rescored/` folder. A set the suite cannot load is the suite's
     UserError, raised before the members are loaded, and nothing is written."""
+    from harness.data import Splits
     from harness.evaluate import SUITES
-    from harness.experiment import PRECISIONS, default_dtype
+    from harness.experiment import PRECISIONS, DataContext, default_dtype, resolve_device
+    from harness.replay import finished_run, refit
 
     settings = dict(settings or {})
     path = rescored_path(run_dir, suite, settings)
     if path.is_file():
         return pd.read_parquet(path, engine="pyarrow")
-    experiment, data = load_finished(run_dir)
+    experiment, splits = finished_run(run_dir)
+    device = resolve_device(experiment.device)
+    data = DataContext(Splits(splits.name, splits.train.to(device), splits.test.to(device)),
+                       None, experiment.eval_batch_size, device)
     sets = list(SUITES.get(suite)(data, **settings))
     rows = []
+    method, predictor, _ = refit(run_dir, experiment, data.splits)
     with default_dtype(PRECISIONS[experiment.precision]):
-        method, predictor = finished_predictor(run_dir, experiment, data)
         for scored in sets:
             rows += [{"method": method.name, "suite": scored.suite,
                       "corruption": scored.corruption, "severity": scored.severity, **row}

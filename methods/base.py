@@ -140,7 +140,7 @@ class FitContext:
         """Trains `model` in the stage `name` through the shared loop, or loads the stage's
         result if it finished before; returns the stage's extras (`extra()` at its end, e.g.
         masks that a later stage starts from). Either way `model` ends with the stage's final
-        weights.
+        weights, and with its `masks` when the extras hold them.
 
         The result file `<name>.pt` holds the weights, the extras and the stage's own
         accounting (seconds, examples, FLOPs from a ledger that follows the run's densities
@@ -176,7 +176,10 @@ class FitContext:
             self._save(path, saved)
         resume.unlink(missing_ok=True)  # also one a stop right after the result left behind
         self.accounting.add(name, saved["accounting"])
-        return {key: value for key, value in saved.items() if key not in ("model", "accounting")}
+        extras = {key: value for key, value in saved.items() if key not in ("model", "accounting")}
+        if "masks" in extras:  # a sparse model carries its mask, for export and FLOPs
+            model.masks = extras["masks"]
+        return extras
 
     def collector(self, points: Sequence[float],
                   extra: Callable[[], dict] | None = None) -> MemberCollector:

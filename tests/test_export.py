@@ -37,8 +37,7 @@ def static_run(tmp_path_factory):
 
 
 def masked_members(run_dir: Path) -> list[torch.nn.Module]:
-    architecture = export.run_architecture(run_dir)
-    return export.load_run_members(run_dir, architecture)
+    return export.load_run_members(run_dir)
 
 
 def test_every_run_records_its_inference_time(static_run):

@@ -136,6 +136,20 @@ def test_members_carry_their_masks_shared_by_ltr_and_own_in_pf(uninterrupted):
     assert (disagreement.value > 0).all()
 
 
+def test_export_takes_the_retrained_or_fine_tuned_members_with_their_masks(uninterrupted):
+    """Not LTR's rewind point (checkpoints/member_0.pt) nor PF's dense stages: the members
+    the method assembles, each with its mask."""
+    from harness.export import load_run_members
+
+    method, run_dir, _ = uninterrupted
+    exported = load_run_members(run_dir)
+    assert len(exported) == 3
+    for network, saved in zip(exported, member_files(method, run_dir)):
+        for key, value in saved["model"].items():
+            assert torch.equal(network.state_dict()[key], value)
+        assert all(torch.equal(network.masks[name], mask) for name, mask in saved["masks"].items())
+
+
 def test_training_flops_are_as_planned(uninterrupted):
     method, run_dir, _ = uninterrupted
     flops = json.loads((run_dir / "flops.json").read_text())

@@ -94,7 +94,6 @@ class LTREnsemble(Method):
             context.stage(f"retrain_{index}", member, seed=retrain_seed,
                           hooks=[_fixed_mask(member, self.spec, masks, retrain_seed)],
                           extra=lambda: {"masks": masks})
-            member.masks = masks
             members.append(member)
         return MemberEnsemble(members)
 
@@ -158,7 +157,6 @@ class PFEnsemble(Method):
                           hooks=[_fixed_mask(model, self.spec, masks, finetune_seed)],
                           epochs=scale.epochs(self.finetune_epochs),
                           schedule=self.finetune_schedule(), extra=lambda: {"masks": masks})
-            model.masks = masks
             members.append(model)
         return MemberEnsemble(members)
 
