@@ -149,6 +149,15 @@ def test_generator_keeps_grey_images_grey(tmp_path):
     assert np.load(tmp_path / "c" / "saturate.npy").shape == (5, 8, 8, 1)
 
 
+def test_limit_draws_from_every_class_of_a_class_sorted_test_split(tmp_path):
+    labels = np.repeat(np.arange(4), 25)  # stored class by class
+    np.savez(tmp_path / "sorted.npz", x_test=images(count=100, size=8), y_test=labels)
+    corrupt.main(["--npz", str(tmp_path / "sorted.npz"), "--out", str(tmp_path / "c"),
+                  "--corruptions", "saturate", "--limit", "20"])
+    drawn = np.load(tmp_path / "c" / "labels.npy")[:20]
+    assert set(drawn.tolist()) == {0, 1, 2, 3} and drawn.tolist() == sorted(drawn.tolist())
+
+
 def test_generator_rejects_unknown_corruptions(tmp_path):
     np.savez(tmp_path / "set.npz", x_test=images(count=1), y_test=np.array([0]))
     with pytest.raises(SystemExit) as exit_info:

@@ -139,6 +139,17 @@ def load_test_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def random_subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`limit` test images drawn at random (seeded), kept in test-set order: a test split
+    stored class by class (as a CIFAR-10 decoded folder by folder is) still gives every class,
+    where its first `limit` images would be one class."""
+    if limit is None or limit >= len(labels):
+        return images, labels
+    chosen = np.sort(np.random.default_rng(seed).choice(len(labels), limit, replace=False))
+    return images[chosen], labels[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.data.corrupt",
                                      description=__doc__.split("\n\n")[0])
@@ -149,15 +160,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corruptions", default=",".join(CORRUPTIONS),
                         help="comma-separated names (default: all 19)")
     parser.add_argument("--limit", type=int, default=None,
-                        help="corrupt only the first LIMIT test images")
+                        help="corrupt LIMIT test images drawn at random (seeded by --seed)")
     args = parser.parse_args(argv)
     try:
         if args.limit is not None and args.limit < 1:
             raise UserError(f"--limit must be >= 1, got {args.limit}")
         check_replaceable(args.out)
         images, labels = load_test_split(args.npz)
-        if args.limit is not None:
-            images, labels = images[:args.limit], labels[:args.limit]
+        images, labels = random_subset(images, labels, args.limit, args.seed)
         names = [name for name in args.corruptions.split(",") if name]
         out = generate(images, labels, args.out, source=str(args.npz), seed=args.seed,
                        corruptions=names)
