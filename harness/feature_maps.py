@@ -15,8 +15,8 @@ The paper does not say how a feature map becomes a distribution; we follow the a
   lists both directions of each pair);
 * the layers are every convolution and linear layer (those the FLOPs count), in the order the
   network defines them; the last is the classifier, whose KL is the predictions' (§5.1);
-* the examples are the first test batch of 128 images, as in their code
-  (`replay.FIRST_TEST_BATCH`), the members in evaluation mode.
+* the examples are one test batch of 128 images, as in their code (`replay.TEST_BATCH`,
+  drawn at random), the members in evaluation mode.
 """
 import itertools
 from typing import Sequence

@@ -26,10 +26,12 @@ from harness.record import is_finished
 from methods.base import FitContext, Method
 
 
-# The examples the network-level figures (Figs. 2 left, 3) are computed on: the first test
-# batch, 128 images, as in the authors' code (FreeTickets `ensemble_freetickets.py`); the
-# paper does not say.
-FIRST_TEST_BATCH = 128
+# The examples the network-level figures (Figs. 2 left, 3) are computed on: one test batch of
+# 128 images, as in the authors' code (FreeTickets `ensemble_freetickets.py`, the first batch of
+# torchvision's CIFAR test set, whose classes are mixed); the paper does not say. Ours are drawn
+# at random (seed 0) and kept in test-set order, since a test split stored class by class (a
+# CIFAR-10 decoded folder by folder) would give one class as its first batch.
+TEST_BATCH = 128
 
 
 @dataclass
@@ -40,10 +42,12 @@ class Replayed:
     test: ArrayDataset
     precision: str  # the run's Experiment.precision
 
-    def test_inputs(self, count: int = FIRST_TEST_BATCH) -> torch.Tensor:
-        """The first `count` test images as the run's members take them."""
+    def test_inputs(self, count: int = TEST_BATCH) -> torch.Tensor:
+        """`count` test images drawn at random (seed 0, in test-set order), as the run's
+        members take them."""
+        chosen = torch.randperm(len(self.test), generator=torch.Generator().manual_seed(0))
         with default_dtype(PRECISIONS[self.precision]):
-            return self.test.normalize(self.test.images[:count])
+            return self.test.normalize(self.test.images[chosen[:count].sort().values])
 
     def build_model(self) -> nn.Module:
         """A fresh network of the run's architecture and precision, to load checkpoints into."""
