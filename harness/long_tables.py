@@ -1,11 +1,10 @@
 """Long-format tables (paper Tables 4, 5 and 7 and up): one row per printed number, ours beside
 the paper's.
 
-    python -m harness.long_tables --table=4 [--scale=paper] [--seeds=N] [--runs_dir=runs]
+    python -m harness.report --table=4 [--scale=paper] [--seeds=N] [--runs_dir=runs]
         [--output_dir=reports]
 
-(`python -m harness.tables --table=N` and `python -m harness.report --table=N` come here for
-these tables.) Writes `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and
+(`python -m harness.tables --table=N` trains or reuses the runs, then comes here too.) Writes `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and
 `table<N>.md` from the runs under `<runs_dir>/table<N>/<scale>/` (a row's own runs or those
 it reuses from other tables, harness/tables.py). The paper's numbers come from
 `reports/reference/freetickets_tables_extra.csv` (long format, described in
@@ -35,7 +34,6 @@ raising a UserError or ValueError (no cached predictions, one member) makes the 
 (disagreement, KL between members, paper §5.1) is computed in one place,
 harness/predictions.py `member_diversity`.
 """
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,26 +316,5 @@ def report(number: int, scale: str, runs_dir: Path, output_dir: Path,
     return stem.with_suffix(".md")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.long_tables", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True)
-    parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
-    parser.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: all finished)")
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
-    parser.add_argument("--output_dir", type=Path, default=Path("reports"))
-    args = parser.parse_args(argv)
-    try:
-        print(report(args.table, args.scale, args.runs_dir, args.output_dir, args.seeds)
-              .read_text())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
 # Register Tables 4, 5, 7, 9, 10 (diversity), 8 (the sparsity sweep), 11-13 (OoD, FGSM).
 from harness import diversity_tables, robustness_tables, sweep  # noqa: E402,F401
-
-if __name__ == "__main__":
-    sys.exit(main())
