@@ -72,12 +72,14 @@ def correlations(cells: pd.DataFrame) -> list[dict]:
     row's run) count once per level."""
     keys = ["dataset", "model", "method", "M"]
     points = cells[(cells.status == "ok") & cells.metric.isin(["individual_acc", "acc"])]
+    row_names = points.groupby(keys).row.agg(lambda names: ",".join(sorted(set(names))))
     points = (points.drop_duplicates([*keys, "sparsity", "metric"])
               .pivot(index=[*keys, "sparsity"], columns="metric", values="value")
               .dropna().reset_index().sort_values([*keys, "sparsity"]))
     out = []
     for identity, group in points.groupby(keys, sort=False):
-        base = {**dict(zip(keys, identity)), "sparsity": np.nan, "setting": "", "row": "",
+        base = {**dict(zip(keys, identity)), "sparsity": np.nan, "setting": "",
+                "row": row_names[identity],
                 "runs": f"{len(group)} levels: "
                         + ", ".join(f"{s:g}" for s in group.sparsity)}
         try:

@@ -60,6 +60,10 @@ def test_table8_correlates_each_method_across_its_levels_once_per_level():
     assert out["DST Ensemble", "spearman"]["value"] == pytest.approx(7 / np.sqrt(90))
     assert np.isnan(out["DST Ensemble", "pearson"]["sparsity"])
     assert out["DST Ensemble", "pearson"]["runs"] == "5 levels: 0.5, 0.7, 0.8, 0.9, 0.95"
+    # named by the rows it spans, so a status or a missing reason can say which runs
+    assert out["DST Ensemble", "pearson"]["row"] == (
+        "DST Ensemble_0.5,DST Ensemble_0.5_again,DST Ensemble_0.7,DST Ensemble_0.7_again,"
+        "DST Ensemble_0.8,DST Ensemble_0.9,DST Ensemble_0.95")
     edst = out["EDST Ensemble", "spearman"]
     assert edst["status"] == "missing" and "found 2" in edst["reason"]
 
