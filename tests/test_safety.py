@@ -362,8 +362,11 @@ def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path):
     args = [f"--gin_file={file}" for file in SMOKE] + [
         f"--gin_bindings={binding}" for binding in FAST[1:]] + [
         "--gin_bindings=epoch_factor.factor = 0.04", "--noprogress", f"--output_dir={out}"]
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN; a user's Ctrl-C reaches a run with the default disposition.
     process = subprocess.Popen([sys.executable, "-m", "harness.run", *args], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(out.glob("checkpoints/*.resume.pt")) and time.monotonic() < deadline:
         time.sleep(0.1)
