@@ -38,7 +38,7 @@ from harness import figures
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import is_finished, read_summary
-from harness.report import GROUPS, ROW_FILE, fmt, markdown_cell
+from harness.report import GROUPS, ROW_FILE, dataset_family, fmt, markdown_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("smoke", "cpu", "paper")
@@ -289,6 +289,19 @@ def delta_cell(ours, paper, digits: int, metric: str) -> str:
     return f'<td class="{kind}">{delta:+.{max(digits, 0)}f}</td>'
 
 
+def wide_missing_reason(row: dict, frame: pd.DataFrame) -> str:
+    """Why a printed row of a wide table has no number of ours: the runs of its method, M and
+    S that ran on another data set (Table 6's CIFAR-100 rows at smoke scale ran on digits), or
+    none at all."""
+    elsewhere = frame[(frame.status == "ok") & (frame.method == row["method"])
+                      & (frame.M == row["M"]) & np.isclose(frame.sparsity, row["sparsity"])]
+    if len(elsewhere):
+        datasets = ", ".join(sorted({dataset_family(name) for name in elsewhere.dataset}))
+        return (f"no run of ours on {row['dataset']}: {', '.join(elsewhere.row)} ran on "
+                f"{datasets}")
+    return "no finished run of this row (its method or suite is not built, or it has not run)"
+
+
 def wide_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
     """A table of harness/report.py's wide format (Tables 1-3, 6): per metric ours, the
     paper's and Δ; returns the HTML and its missing rows and cells."""
@@ -307,8 +320,8 @@ def wide_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
                  f"<td>{cell(row['sparsity'], 1)}</td>",
                  f"<td>{row['seeds']}</td>" if ok else '<td class="missing">missing</td>']
         if not ok:
-            missing.append(f"{name}, M = {row['M']}, S = {row['sparsity']}: no finished run "
-                           f"of this row (its method or suite is not built, or it has not run)")
+            missing.append(f"{name}, M = {row['M']}, S = {row['sparsity']}: "
+                           f"{wide_missing_reason(row, frame)}")
         for title, metric, digits, delta in columns:
             ours, paper = row[metric], row.get(f"paper_{metric}", np.nan)
             if ok and pd.isna(ours) and not pd.isna(paper):

@@ -189,6 +189,16 @@ def test_per_class_table_matches_the_paper_columns_by_class_index(tmp_path):
     assert fish.paper == 0.227 and fish.note.startswith("printed as 'Fish'")
 
 
+def test_per_class_cells_of_a_run_on_another_data_set_name_that_run(tmp_path):
+    runs = tmp_path / "runs"
+    long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "digits", method="dst",
+             members=3, sparsity=0.8, classes=10, examples=200)
+    frame, _ = long_tables.build_long_table(7, "smoke", runs)
+    apple = frame[(frame.method == "DST Ensemble") & (frame.setting == "class 0: apple")]
+    assert list(apple.reason) == [
+        "no run of ours on cifar100: dst_m3_s08_c100 ran on digits (scale 'smoke')"]
+
+
 def test_unknown_table_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="not a long-format table"):
         long_tables.build_long_table(1, "smoke", tmp_path)

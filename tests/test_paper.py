@@ -100,6 +100,23 @@ def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
     assert '<h2 id="figure1">' in text and "Nothing to regenerate" in section(text, "figure1")
 
 
+def test_a_printed_row_whose_runs_ran_on_another_data_set_names_them():
+    # Table 6 at smoke scale: the CIFAR-10 row's run is on digits, listed after the paper's
+    frame = pd.DataFrame([
+        {"table": 6, "dataset": "cifar10", "method": "FGE", "M": 5, "sparsity": 0.0,
+         "status": "missing", "seeds": 0, "paper_acc": 96.35},
+        {"table": 6, "dataset": "digits", "method": "FGE", "M": 5, "sparsity": 0.0,
+         "row": "fge_m5_c10", "status": "ok", "seeds": 1, "acc": 99.4},
+        {"table": 6, "dataset": "cifar10", "method": "Snapshot", "M": 12, "sparsity": 0.0,
+         "status": "missing", "seeds": 0, "paper_acc": 96.27},
+    ]).reindex(columns=list(report.COLUMNS))
+    _, missing = paper.wide_table_html(frame)
+    assert missing == ["FGE, M = 5, S = 0.0: no run of ours on cifar10: fge_m5_c10 ran on "
+                       "digits",
+                       "Snapshot, M = 12, S = 0.0: no finished run of this row (its method or "
+                       "suite is not built, or it has not run)"]
+
+
 def test_a_table_without_rows_and_a_failing_table_are_named(tmp_path):
     gin = tmp_path / "gin"
     (gin / "table5").mkdir(parents=True)  # a folder with no row file in it
