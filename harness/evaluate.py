@@ -61,8 +61,9 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
              ) -> list[dict]:
     """Rows {member, metric, value} for one set: member = 'ensemble', each member's index,
     and 'i-j' for each pair (disagreement, kl). Non-finite logits are an error naming the
-    member and the set, never a prediction (argmax of NaN is class 0). `collect`, if given, receives each batch's
-    member log-probabilities [M, B, C] and labels (harness/predictions.py caches them)."""
+    member and the set, never a prediction (argmax of NaN is class 0). `collect`, if given,
+    receives each batch's member log-probabilities [M, B, C] and labels
+    (harness/predictions.py caches them)."""
     predictor.eval()
     members = predictor.num_members
     totals: dict[str, MetricSums] = {}

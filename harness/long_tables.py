@@ -4,8 +4,9 @@ the paper's.
     python -m harness.report --table=4 [--scale=paper] [--seeds=N] [--runs_dir=runs]
         [--output_dir=reports]
 
-(`python -m harness.tables --table=N` trains or reuses the runs, then comes here too.) Writes `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and
-`table<N>.md` from the runs under `<runs_dir>/table<N>/<scale>/` (a row's own runs or those
+(`python -m harness.tables --table=N` trains or reuses the runs, then comes here too.)
+Writes `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and `table<N>.md` from
+the runs under `<runs_dir>/table<N>/<scale>/` (a row's own runs or those
 it reuses from other tables, harness/tables.py). The paper's numbers come from
 `reports/reference/freetickets_tables_extra.csv` (long format, described in
 `reports/reference/README.md`), matched on (table, dataset, method, M, sparsity, setting,

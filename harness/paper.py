@@ -357,7 +357,8 @@ def long_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
         setting = row["setting"] if isinstance(row["setting"], str) else ""
         ok = row["status"] == "ok"
         if not ok:
-            missing.append(f"{row['dataset']}, {name}, M = {row['M']}, S = {row['sparsity']}"
+            sparsity = cell(row["sparsity"], 2)  # none for a cell across levels (Table 8)
+            missing.append(f"{row['dataset']}, {name}, M = {row['M']}, S = {sparsity}"
                            f"{f', {setting}' if setting else ''}, {row['metric']}: "
                            f"{row.get('reason') or row['status']}")
         ours = cell(row["value"], digits)

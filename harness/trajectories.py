@@ -8,9 +8,10 @@ scikit-learn's `TSNE`).
   the checkpoints of ticket k's refinement phase (after the exploration and the earlier
   phases, up to the ticket; the authors' plotting code likewise skips the first ~145 epochs).
 * A checkpoint's point: its softmax probabilities on one test batch
-  (`replay.TEST_BATCH`, drawn at random), flattened, one vector [examples x classes] per checkpoint, as in
-  the authors' code. All members' checkpoints of one run are embedded together, so distances
-  between trajectories mean something; different runs are embedded separately.
+  (`replay.TEST_BATCH`, drawn at random), flattened, one vector [examples x classes] per
+  checkpoint, as in the authors' code. All members' checkpoints of one run are embedded
+  together, so distances between trajectories mean something; different runs are embedded
+  separately.
 * t-SNE: 2 components, PCA initialisation, `random_state` 0, perplexity 30 or less where
   there are few checkpoints (it must stay below their number).
 """
