@@ -401,17 +401,25 @@ def grouped(missing: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+def heading(anchor: str, label: str, title: str, outcome: Outcome,
+            missing: list[str]) -> list[str]:
+    """A table's or figure's heading and, if it is missing, why (also added to `missing`, the
+    list at the top of the page)."""
+    parts = [f'<h2 id="{anchor}">{label}: {html.escape(title)}</h2>']
+    if outcome.missing:
+        parts.append(f'<p class="missing">Missing: {html.escape(outcome.missing)}</p>')
+        missing.append(f"{label}: {outcome.missing}")
+    return parts
+
+
 def page(scale: str, commit: str, tables: dict[int, Outcome],
          figure_outcomes: dict[str, Outcome]) -> str:
     """The whole page as HTML text."""
     parts, missing, run_commits = [], [], set()
     for table in TABLES:
         outcome = tables[table.number]
-        parts.append(f'<h2 id="table{table.number}">Table {table.number}: '
-                     f"{html.escape(table.title)}</h2>")
-        if outcome.missing:
-            parts.append(f'<p class="missing">Missing: {html.escape(outcome.missing)}</p>')
-            missing.append(f"Table {table.number}: {outcome.missing}")
+        parts += heading(f"table{table.number}", f"Table {table.number}", table.title, outcome,
+                         missing)
         if outcome.path is None:
             continue
         frame = pd.read_parquet(outcome.path)
@@ -424,12 +432,10 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
         missing += [f"Table {table.number}: {text}" for text in cells]
     for item in FIGURES:
         outcome = figure_outcomes[item.key]
-        parts.append(f'<h2 id="figure{item.key}">Figure {item.key}: '
-                     f"{html.escape(item.title)}</h2>")
+        parts += heading(f"figure{item.key}", f"Figure {item.key}", item.title, outcome, missing)
         if outcome.missing:
-            parts.append(f'<p class="missing">Missing: {html.escape(outcome.missing)}</p>')
-            missing.append(f"Figure {item.key}: {outcome.missing}")
-        elif outcome.path is not None:
+            continue
+        if outcome.path is not None:
             parts.append(embedded(outcome.path))
         else:
             parts.append('<p class="note">Nothing to regenerate.</p>')
