@@ -5,14 +5,14 @@ A suite is a named group of evaluation sets (clean test, validation, corrupted s
 Suites register here by name; an experiment chooses its suites in gin
 (`Experiment.suites = ('test', ...)`).
 """
-import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from harness.metrics import MetricSums, PairSums, at_least_float32, ensemble_log_probs
+from harness.metrics import (MetricSums, PairSums, at_least_float32, ensemble_log_probs,
+                             member_pairs)
 from harness.predictors import Predictor
 from harness.registry import Registry
 
@@ -60,10 +60,10 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
              collect: Callable[[torch.Tensor, torch.Tensor], None] | None = None
              ) -> list[dict]:
     """Rows {member, metric, value} for one set: member = 'ensemble', each member's index,
-    and 'i-j' for each pair (disagreement, kl). Non-finite logits are an error naming the
-    member and the set, never a prediction (argmax of NaN is class 0). `collect`, if given,
-    receives each batch's member log-probabilities [M, B, C] and labels
-    (harness/predictions.py caches them)."""
+    and 'i-j' for each ordered pair i != j (disagreement, kl = KL(p_i || p_j)). Non-finite
+    logits are an error naming the member and the set, never a prediction (argmax of NaN is
+    class 0). `collect`, if given, receives each batch's member log-probabilities [M, B, C]
+    and labels (harness/predictions.py caches them)."""
     predictor.eval()
     members = predictor.num_members
     totals: dict[str, MetricSums] = {}
@@ -92,7 +92,7 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
             named.update({str(m): member_log_probs[m] for m in range(members)})
         for name, log_probs in named.items():
             totals.setdefault(name, MetricSums(device=labels.device)).update(log_probs, labels)
-        for i, j in itertools.combinations(range(members), 2):
+        for i, j in member_pairs(members):
             pairs.setdefault((i, j), PairSums(device=labels.device)).update(
                 member_log_probs[i], member_log_probs[j])
     rows = [{"member": name, "metric": metric, "value": value}

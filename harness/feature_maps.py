@@ -12,19 +12,20 @@ The paper does not say how a feature map becomes a distribution; we follow the a
 * KL(p_i || p_j) is summed over channels and spatial positions and averaged over the examples
   (`F.kl_div(..., reduction="batchmean")`), so a layer with larger maps can give larger values;
 * a layer's figure is the mean over all ordered pairs (i, j), i != j, of members (their code
-  lists both directions of each pair);
+  lists both directions of each pair; harness/metrics.py `member_pairs`, the convention of
+  every diversity number we print);
 * the layers are every convolution and linear layer (those the FLOPs count), in the order the
   network defines them; the last is the classifier, whose KL is the predictions' (§5.1);
 * the examples are one test batch of 128 images, as in their code (`replay.TEST_BATCH`,
   drawn at random), the members in evaluation mode.
 """
-import itertools
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from harness.flops import COUNTED_LAYERS
+from harness.metrics import kl_divergence, member_pairs
 
 
 def layer_outputs(member: nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -51,8 +52,7 @@ def feature_map_kl(members: Sequence[nn.Module], inputs: torch.Tensor) -> dict[s
     result = {}
     for name in maps[0]:
         log_probs = [member_maps[name].double().log_softmax(dim=1) for member_maps in maps]
-        pairs = [float((log_probs[i].exp() * (log_probs[i] - log_probs[j])).sum())
-                 / inputs.shape[0]
-                 for i, j in itertools.permutations(range(len(members)), 2)]
+        pairs = [float(kl_divergence(log_probs[i], log_probs[j])) / inputs.shape[0]
+                 for i, j in member_pairs(len(members))]
         result[name] = sum(pairs) / len(pairs)
     return result

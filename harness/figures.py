@@ -52,16 +52,11 @@ def first_seeds(runs_dir: Path, table: int, scale: str) -> list[tuple[str, Path]
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
     """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
     clean test set, from the run's cached predictions (harness/predictions.py
-    `pair_diversity`, i < j; the lower triangle is the same pairs with the members in reverse
-    order, so KL's other direction)."""
+    `pair_diversity`, every ordered pair); the diagonal is 0."""
     log_probs, _ = load_predictions(run_dir)
-    members = log_probs.shape[0]
-    matrix = np.zeros((members, members))
-    last = members - 1
+    matrix = np.zeros((log_probs.shape[0],) * 2)
     for (i, j), values in pair_diversity(log_probs).items():
         matrix[i, j] = values[metric]
-    for (i, j), values in pair_diversity(log_probs.flip(0)).items():
-        matrix[last - i, last - j] = values[metric]
     return matrix
 
 

@@ -11,11 +11,15 @@
 * Brier score = sum over classes of (p_c - onehot_c)^2, averaged over examples
   (uncertainty-baselines' convention, range [0, 2]).
 * Diversity (paper §5.1): prediction disagreement = fraction of examples on which two members'
-  top-1 predictions differ; KL = mean over examples of KL(p_i || p_j).
+  top-1 predictions differ; KL = mean over examples of KL(p_i || p_j). A run's diversity is the
+  mean over every ordered pair of members (`member_pairs`): KL is asymmetric and the authors'
+  `ensemble_freetickets.py` ('KD' mode) averages both directions of each pair, six values for
+  M = 3. Every diversity number we print (Tables 4, 5, 7-10, Figures 2 and 4) takes this mean.
 
 Metrics stream: `MetricSums` accumulates additive sums batch by batch, so a 50k-image set
 never needs its probabilities in memory; the whole-set functions below use the same sums.
 """
+import itertools
 import math
 
 import torch
@@ -73,6 +77,19 @@ class MetricSums:
                 "brier": float(self.brier / self.count)}
 
 
+def member_pairs(members: int) -> list[tuple[int, int]]:
+    """The ordered pairs (i, j), i != j, that a mean pairwise diversity averages over (the
+    convention above): both directions of the asymmetric KL."""
+    return list(itertools.permutations(range(members), 2))
+
+
+def kl_divergence(log_probs_i: torch.Tensor, log_probs_j: torch.Tensor) -> torch.Tensor:
+    """KL(p_i || p_j) summed over every axis but the first (classes; for feature maps also the
+    spatial positions) and over the rows of the first: the caller divides by the rows."""
+    log_probs_i, log_probs_j = log_probs_i.double(), log_probs_j.double()
+    return (log_probs_i.exp() * (log_probs_i - log_probs_j)).sum()
+
+
 class PairSums:
     """Disagreement and KL divergence between two members, streamed (paper §5.1)."""
 
@@ -85,7 +102,7 @@ class PairSums:
         log_probs_i, log_probs_j = log_probs_i.double(), log_probs_j.double()
         self.count += log_probs_i.shape[0]
         self.disagree += (log_probs_i.argmax(1) != log_probs_j.argmax(1)).sum()
-        self.kl += (log_probs_i.exp() * (log_probs_i - log_probs_j)).sum()
+        self.kl += kl_divergence(log_probs_i, log_probs_j)
         return self
 
     def result(self) -> dict[str, float]:

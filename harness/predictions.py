@@ -11,7 +11,6 @@ halve the file but move NLL in the 4th digit). Re-scoring goes through harness/m
 one place the metric conventions live; so does the members' diversity (`member_diversity`,
 pairwise disagreement and KL, paper §5.1), for the tables and figures that read it.
 """
-import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,7 @@ import torch
 
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.metrics import MetricSums, PairSums, ensemble_log_probs
+from harness.metrics import MetricSums, PairSums, ensemble_log_probs, member_pairs
 
 TEST_PREDICTIONS = Path("predictions") / "test.npz"
 
@@ -77,24 +76,23 @@ def ensemble_size_curve(log_probs: torch.Tensor, labels: torch.Tensor) -> list[d
 
 def pair_diversity(log_probs: torch.Tensor, examples: torch.Tensor | None = None
                    ) -> dict[tuple[int, int], dict[str, float]]:
-    """{(i, j): {'disagreement', 'kl'}} for every pair i < j of members, on the test examples
-    selected by the boolean mask `examples` (all by default), with harness/metrics.py's
-    `PairSums` (paper §5.1: disagreement = fraction of examples whose top-1 predictions differ;
-    KL = mean over examples of KL(p_i || p_j), the direction the run's own pairwise rows take)."""
+    """{(i, j): {'disagreement', 'kl'}} for every ordered pair i != j of members
+    (harness/metrics.py `member_pairs`; 'kl' is KL(p_i || p_j)), on the test examples selected
+    by the boolean mask `examples` (all by default), with harness/metrics.py's `PairSums`."""
     if examples is not None:
         log_probs = log_probs[:, examples]
     if log_probs.shape[1] == 0:
         raise ValueError("no test examples selected")
     return {(i, j): PairSums().update(log_probs[i], log_probs[j]).result()
-            for i, j in itertools.combinations(range(log_probs.shape[0]), 2)}
+            for i, j in member_pairs(log_probs.shape[0])}
 
 
 def member_diversity(log_probs: torch.Tensor, examples: torch.Tensor | None = None
                      ) -> dict[str, float]:
-    """Disagreement and KL averaged over the M(M-1)/2 member pairs i < j (paper §5.1, Table 4:
-    'pairwise diversity ... on the test data'; the paper does not say which direction of the
-    asymmetric KL it averages, we take KL(p_i || p_j), i < j): the number Tables 4, 5, 7, 9
-    and 10 print. Needs M >= 2."""
+    """Disagreement and KL averaged over the M(M-1) ordered member pairs (paper §5.1, Table 4:
+    'pairwise diversity ... on the test data'; both directions of the asymmetric KL, as the
+    authors' `ensemble_freetickets.py` averages them): the number Tables 4, 5, 7-10 and
+    Figures 2 and 4 print. Needs M >= 2."""
     pairs = pair_diversity(log_probs, examples)
     if not pairs:
         raise ValueError("diversity needs at least two members")

@@ -16,7 +16,7 @@ from harness.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
 from harness.errors import UserError
 from harness.flops import dense_forward_flops, layer_forward_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.models.variants import fast_weights
+from harness.models.variants import member_biases, rank_one_factors
 from harness.predictors import (MimoPredictor, MultiHeadPredictor, Predictor,
                                 SampledPredictor, TiledPredictor)
 from harness.train import ParamGroups, classification_loss
@@ -105,8 +105,10 @@ class MCDropout(OneNetworkMethod):
 class BatchEnsemble(OneNetworkMethod):
     """BatchEnsemble (Wen et al. 2020): M members sharing every slow weight, each with rank-1
     fast weights; the batch tiled M times member-major at training and test; loss = mean
-    cross-entropy over all M x B rows (uncertainty-baselines). Fast weights (r, s and the
-    per-member bias) get their own weight decay and a learning-rate (= gradient) multiplier."""
+    cross-entropy over all M x B rows (uncertainty-baselines). Every fast weight (r, s and the
+    per-member bias) gets the learning-rate (= gradient) multiplier; r and s get their own
+    weight decay (`fast_weight_decay`, none in UB), while the per-member bias is decayed like
+    the slow weights (UB's `bias_regularizer` is the same l2 as its kernels')."""
 
     name = "batch_ensemble"
 
@@ -129,12 +131,13 @@ class BatchEnsemble(OneNetworkMethod):
 
     def param_groups(self) -> ParamGroups:
         def groups(model: nn.Module) -> list[dict]:
-            fast = fast_weights(model)
-            fast_ids = {id(param) for param in fast}
+            rank_one, biases = rank_one_factors(model), member_biases(model)
+            fast_ids = {id(param) for param in (*rank_one, *biases)}
             slow = [param for param in model.parameters() if id(param) not in fast_ids]
             return [{"params": slow},
-                    {"params": fast, "weight_decay": self.fast_weight_decay,
-                     "lr_scale": self.fast_weight_lr_multiplier}]
+                    {"params": rank_one, "weight_decay": self.fast_weight_decay,
+                     "lr_scale": self.fast_weight_lr_multiplier},
+                    {"params": biases, "lr_scale": self.fast_weight_lr_multiplier}]
         return groups
 
     def predictor(self, network):

@@ -88,13 +88,17 @@ class SnapshotEnsemble(TrajectoryEnsemble):
 class FastGeometricEnsemble(TrajectoryEnsemble):
     """Fast Geometric Ensembling (Garipov et al. 2018): pre-training, then M short cycles of a
     linear lr1 -> lr2 -> lr1 schedule (`FastGeometric`); a model is collected at each cycle's
-    lowest learning rate and its BatchNorm statistics recomputed on the train set before it
-    predicts (dnn-mode-connectivity `fge.py` and `utils.bn_update`)."""
+    lowest learning rate and predicts with the BatchNorm running statistics its training left,
+    as dnn-mode-connectivity's `fge.py` collects its predictions. `recompute_bn_statistics`
+    recomputes them on the train set first (`recompute_batchnorm`, as that repository's
+    `utils.bn_update` does for points on its curves and SWA does for averaged weights; not
+    what `fge.py` does)."""
 
     name = "fge"
 
     def __init__(self, num_members: int = 5, pretrain_fraction: float = 0.8,
-                 high_factor: float = 0.5, low_factor: float = 0.1):
+                 high_factor: float = 0.5, low_factor: float = 0.1,
+                 recompute_bn_statistics: bool = False):
         super().__init__(num_members)
         if not 0 < pretrain_fraction < 1 or not 0 < low_factor <= high_factor:
             raise UserError(f"FastGeometricEnsemble needs 0 < pretrain_fraction < 1 and "
@@ -103,14 +107,16 @@ class FastGeometricEnsemble(TrajectoryEnsemble):
         self.pretrain_fraction = pretrain_fraction
         self.high_factor = high_factor
         self.low_factor = low_factor
+        self.recompute_bn_statistics = recompute_bn_statistics
 
     def schedule(self) -> FastGeometric:
         return FastGeometric(self.pretrain_fraction, self.num_members, self.high_factor,
                              self.low_factor)
 
     def prepare_member(self, context: FitContext, member: nn.Module, index: int) -> None:
-        recompute_batchnorm(member, context.train_set, context.trainer,
-                            seed=context.member_seed(index))
+        if self.recompute_bn_statistics:
+            recompute_batchnorm(member, context.train_set, context.trainer,
+                                seed=context.member_seed(index))
 
 
 @torch.no_grad()

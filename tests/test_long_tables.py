@@ -45,14 +45,19 @@ def test_identical_members_have_zero_diversity():
     assert member_diversity(members) == {"disagreement": 0.0, "kl": 0.0}
 
 
-def test_diversity_by_hand_is_the_mean_over_pairs_i_before_j():
+def test_diversity_by_hand_is_the_mean_over_ordered_pairs():
     pairs = pair_diversity(log_probs_of([A, B]))
     # Top-1: A = 0, 1, 0, 1 and B = 0, 0, 0, 1: they differ on one image of four.
-    assert pairs[(0, 1)]["disagreement"] == pytest.approx(0.25)
+    assert pairs[(0, 1)]["disagreement"] == pairs[(1, 0)]["disagreement"] == pytest.approx(0.25)
     assert pairs[(0, 1)]["kl"] == pytest.approx(kl(A, B))
-    three = member_diversity(log_probs_of([A, B, A]))  # pairs (A, B), (A, A), (B, A)
-    assert three["disagreement"] == pytest.approx((0.25 + 0 + 0.25) / 3)
-    assert three["kl"] == pytest.approx((kl(A, B) + 0 + kl(B, A)) / 3)
+    assert pairs[(1, 0)]["kl"] == pytest.approx(kl(B, A))
+    # The authors' 'KD' mode: both directions of the asymmetric KL, not KL(A || B) alone.
+    assert kl(A, B) != pytest.approx(kl(B, A))
+    two = member_diversity(log_probs_of([A, B]))
+    assert two["kl"] == pytest.approx((kl(A, B) + kl(B, A)) / 2)
+    three = member_diversity(log_probs_of([A, B, A]))  # six ordered pairs, two of them (A, A)
+    assert three["disagreement"] == pytest.approx(4 * 0.25 / 6)
+    assert three["kl"] == pytest.approx(2 * (kl(A, B) + kl(B, A)) / 6)
     with pytest.raises(ValueError, match="two members"):
         member_diversity(log_probs_of([A]))
 

@@ -15,7 +15,8 @@ from harness.experiment import run_experiment
 from harness.models import STAGES, build_model
 from harness.predictions import load_predictions
 from harness.robustness import fgsm_batches
-from harness.models.variants import AlwaysOnDropout, BatchEnsembleLayer, fast_weights
+from harness.models.variants import (AlwaysOnDropout, BatchEnsembleLayer, fast_weights,
+                                     member_biases, rank_one_factors)
 from harness.predictors import MimoPredictor, SampledPredictor, TiledPredictor
 from harness.train import Hook, Trainer
 from methods.one_network import BatchEnsemble
@@ -80,7 +81,7 @@ class StepRecorder(Hook):
         self.lr = state.lr
 
 
-def test_fast_weights_have_no_weight_decay_and_a_gradient_multiplier():
+def test_fast_weights_have_a_gradient_multiplier_and_only_the_member_bias_is_decayed():
     model = small(batch_ensemble=2)
     dataset = ArrayDataset(torch.randint(0, 255, (8, 3, 8, 8), dtype=torch.uint8),
                            torch.randint(0, 5, (8,)), 5, (0.5,) * 3, (0.25,) * 3)
@@ -90,18 +91,21 @@ def test_fast_weights_have_no_weight_decay_and_a_gradient_multiplier():
     method = BatchEnsemble(num_members=2, fast_weight_lr_multiplier=0.5)
     trainer.fit(model, dataset, seed=0, hooks=[recorder], epochs=1,
                 batch_format=method.batch_format(), param_groups=method.param_groups())
-    fast = {id(p) for p in fast_weights(model)}
-    checked = {"fast": 0, "slow": 0}
+    rank_one = {id(p) for p in rank_one_factors(model)}
+    biases = {id(p) for p in member_biases(model)}
+    checked = {"rank_one": 0, "bias": 0, "slow": 0}
     for name, param in model.named_parameters():
         weight, grad = recorder.before[name]
         step = recorder.after[name] - weight  # first SGD step: momentum buffer = gradient
-        if id(param) in fast:
-            expected, kind = -recorder.lr * 0.5 * grad, "fast"
+        if id(param) in rank_one:
+            expected, kind = -recorder.lr * 0.5 * grad, "rank_one"
+        elif id(param) in biases:  # uncertainty-baselines' bias_regularizer: the same l2
+            expected, kind = -recorder.lr * 0.5 * (grad + 0.1 * weight), "bias"
         else:
             expected, kind = -recorder.lr * (grad + 0.1 * weight), "slow"
         assert torch.allclose(step, expected, atol=1e-6), name
         checked[kind] += 1
-    assert checked["fast"] > 0 and checked["slow"] > 0
+    assert all(checked.values()), checked
 
 
 def test_mimo_members_see_independent_images_in_training_and_the_same_at_test():

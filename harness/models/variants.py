@@ -87,8 +87,19 @@ class BatchEnsembleLayer(nn.Module):
 
 def fast_weights(model: nn.Module) -> list[nn.Parameter]:
     """BatchEnsemble's per-member parameters (r, s and the per-member bias)."""
+    return [*rank_one_factors(model), *member_biases(model)]
+
+
+def rank_one_factors(model: nn.Module) -> list[nn.Parameter]:
+    """BatchEnsemble's rank-1 fast weights r and s."""
     return [param for module in model.modules() if isinstance(module, BatchEnsembleLayer)
-            for param in (module.r, module.s, module.bias) if param is not None]
+            for param in (module.r, module.s)]
+
+
+def member_biases(model: nn.Module) -> list[nn.Parameter]:
+    """BatchEnsemble's per-member biases (the final linear layer's)."""
+    return [module.bias for module in model.modules()
+            if isinstance(module, BatchEnsembleLayer) and module.bias is not None]
 
 
 def batch_ensemble(model: nn.Module, num_members: int) -> nn.Module:

@@ -5,7 +5,8 @@
     from the weights at `rewind_fraction` of that run, each retraining with its own seed (data
     order). Members share one mask and differ in weights. 1 + M training runs.
   * PF Ensemble (Han et al. 2015, prune and fine-tune): M dense runs, each pruned by global
-    magnitude to S and fine-tuned with its own seed. Masks differ per member. 2 M training runs.
+    magnitude to S and fine-tuned with its own seed, by default at the constant lr of the
+    authors' PF command (`finetune_lr_factors`). Masks differ per member. 2 M training runs.
 
 Every member carries its mask (`member.masks`, and in its stage's result) for export and FLOPs.
 Stages: LTR `dense` (the pruned run; the rewind weights are its collector's member 0) then
@@ -116,7 +117,7 @@ class PFEnsemble(Method):
     name = "pf"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
-                 finetune_epochs: int = 250, finetune_lr_factors: tuple = (0.1, 0.01)):
+                 finetune_epochs: int = 250, finetune_lr_factors: tuple = (0.01,)):
         check_members("PFEnsemble", num_members)
         check_sparsity("PFEnsemble", sparsity)
         if finetune_epochs < 1 or not finetune_lr_factors:
