@@ -7,9 +7,10 @@ writes `<output_dir>/table<N>-<scale>-<figure>.png` for each table (default: eve
 with runs at that scale):
 
     ensemble_size   accuracy of the ensemble of the first m members, m = 1..M, beside the
-                    mean accuracy of those members alone (paper Fig. 5), re-scored from the
-                    cached predictions (harness/predictions.py) without retraining; single
-                    models as horizontal lines
+                    mean accuracy of those members alone, re-scored from the cached
+                    predictions (harness/predictions.py) without retraining; single models as
+                    horizontal lines (the paper's Fig. 5 is `fixed_budget_figure`: for EDST
+                    it varies M at a fixed training budget, which first members cannot show)
     disagreement    pairwise prediction disagreement between members (paper Figs. 6-7)
     kl              pairwise KL(p_i || p_j) between members (paper §5.1; row i, column j)
     layer_density   each member's density per conv/linear layer (the run's 'structure'
@@ -24,8 +25,9 @@ need: `feature_kl_figure` (Fig. 2 left: per-layer KL between the members' featur
 harness/feature_maps.py, from the members replayed out of their saved stages),
 `diversity_figure` (Fig. 2 right: mean pairwise disagreement and KL beside the printed
 values), `trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
-harness/trajectories.py) and `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
-KL against sparsity, from Table 8's sweep).
+harness/trajectories.py), `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
+KL against sparsity, from Table 8's sweep) and `fixed_budget_figure` (Fig. 5: accuracy against
+the ensemble size, EDST from its own runs at a fixed training budget).
 """
 import argparse
 import sys
@@ -102,6 +104,46 @@ def ensemble_size_figure(runs: list[tuple[str, Path]]):
         return None
     ax.set(xlabel="ensemble size (first m members)", ylabel="test accuracy (%)",
            title="Ensemble size (paper Fig. 5)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def fixed_budget_figure(first_members: list[tuple[str, Path]],
+                        fixed_budget: list[tuple[str, Path]]):
+    """Paper Fig. 5 (§5.5): ensemble and mean individual accuracy against the ensemble size.
+    `first_members`: runs of independent members (DST), the ensemble of their first m members
+    for m = 1..M, as the paper trains m models from scratch. `fixed_budget`: one run per M at
+    the same total training budget (EDST, gin/figure5/), each point the whole run's M tickets,
+    so each ticket trains for less as M grows."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    drawn = False
+    for label, run_dir in with_predictions(first_members, "ensemble_size"):
+        curve = ensemble_size_curve(*load_predictions(run_dir))
+        sizes = [point["size"] for point in curve]
+        line, = ax.plot(sizes, [100 * point["accuracy"] for point in curve], marker="o",
+                        label=f"{label}: ensemble of the first m")
+        ax.plot(sizes, [100 * point["individual_accuracy"] for point in curve], marker="x",
+                linestyle="--", color=line.get_color(), label=f"{label}: individual")
+        drawn = True
+    points = sorted((len(curve), curve[-1], label) for label, run_dir in
+                    with_predictions(fixed_budget, "ensemble_size")
+                    for curve in [ensemble_size_curve(*load_predictions(run_dir))])
+    if points:
+        method = points[0][2].split(" (")[0]
+        sizes = [size for size, _, _ in points]
+        line, = ax.plot(sizes, [100 * point["accuracy"] for _, point, _ in points], marker="s",
+                        label=f"{method} at a fixed budget: ensemble")
+        ax.plot(sizes, [100 * point["individual_accuracy"] for _, point, _ in points],
+                marker="x", linestyle="--", color=line.get_color(),
+                label=f"{method} at a fixed budget: individual")
+        drawn = True
+    if not drawn:
+        return None
+    ax.set(xlabel="ensemble size M", ylabel="test accuracy (%)",
+           title="Effect of the ensemble size (paper Fig. 5)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
@@ -185,19 +227,21 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 3: one panel per run, each member's trajectory in one t-SNE of the run's
     checkpoints (a star at its first checkpoint; harness/trajectories.py)."""
     from harness.replay import replay
-    from harness.trajectories import trajectory_embedding
+    from harness.trajectories import WINDOW_START, trajectory_embedding
 
     if not runs:
         return None
-    fig = Figure(figsize=(4.5 * len(runs), 4.5))
+    fig = Figure(figsize=(4.5 * len(runs), 4.8))
     for ax, (label, run_dir) in zip(fig.subplots(1, len(runs), squeeze=False)[0], runs):
-        for index, points in enumerate(trajectory_embedding(replay(run_dir), run_dir)):
+        for index, (epochs, points) in enumerate(trajectory_embedding(replay(run_dir),
+                                                                      run_dir)):
             line, = ax.plot(points[:, 0], points[:, 1], marker="o", markersize=3, alpha=0.7,
-                            label=f"member {index + 1}")
+                            label=f"member {index + 1}: epochs {epochs[0]}-{epochs[-1]}")
             ax.plot(*points[0], marker="*", markersize=12, color=line.get_color())
         ax.set(xlabel="dimension 1", ylabel="dimension 2", title=label)
-        ax.legend(fontsize=7)
-    fig.suptitle("t-SNE of the members' training trajectories (paper Fig. 3)")
+        ax.legend(fontsize=7, title="epochs as trained", title_fontsize=7)
+    fig.suptitle("t-SNE of the members' training trajectories (paper Fig. 3): checkpoints "
+                 f"after the first {WINDOW_START} paper epochs")
     fig.tight_layout()
     return fig
 

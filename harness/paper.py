@@ -38,7 +38,7 @@ from harness import figures
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import is_finished, read_summary
-from harness.report import GROUPS, ROW_FILE, dataset_family, fmt, markdown_cell
+from harness.report import GROUPS, ROW_FILE, dataset_family, fmt, markdown_cell, seed_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("smoke", "cpu", "paper")
@@ -109,14 +109,24 @@ class Sources:
         return runs
 
     def figure_runs(self, figure: int) -> list[tuple[str, Path]]:
+        """(label, seed 0) of every finished row of `gin/figure<N>/`, its own run or the run
+        of the same configuration it reuses (harness/tables.py `run_seed`)."""
         root = self.runs_dir / f"figure{figure}" / self.scale
-        runs = [(f"{json.loads((run.parent / ROW_FILE).read_text())['method']} "
-                 f"({run.parent.name})", run)
-                for run in sorted(root.glob("*/seed0")) if is_finished(run)]
+        runs = []
+        for row_file in sorted(root.glob(f"*/{ROW_FILE}")):
+            identity = json.loads(row_file.read_text())
+            run = seed_dirs(row_file.parent, 1, identity.get("reused"))[0]
+            if is_finished(run):
+                runs.append((f"{identity['method']} ({row_file.parent.name})", run))
         if not runs:
             raise Missing(f"no finished run under {root}: run `make paper "
                           f"SCALE={self.scale}` (not --page_only)")
         return runs
+
+    @staticmethod
+    def rows_of(runs: list[tuple[str, Path]], method: str) -> list[tuple[str, Path]]:
+        """The runs of one method (its registered name)."""
+        return [(label, run) for label, run in runs if read_summary(run)["method"] == method]
 
     def table_frame(self, table: int) -> pd.DataFrame:
         path = self.tables_dir / f"table{table}.parquet"
@@ -136,17 +146,20 @@ FIGURES = (
     PaperFigure("1", "EDST: one exploration phase, then M refinement phases (a diagram; "
                 "nothing to regenerate)", None),
     PaperFigure("2-left", "KL divergence between members' intermediate feature maps, per "
-                "layer (Table 1's DST, EDST, Static and LTR runs, M = 3, S = 0.8)",
-                lambda src: figures.feature_kl_figure(src.sparse_members(1))),
+                "layer (CIFAR-100 as in the paper: Table 2's DST, EDST, Static and LTR runs, "
+                "M = 3, S = 0.8)",
+                lambda src: figures.feature_kl_figure(src.sparse_members(2))),
     PaperFigure("2-right", "Mean pairwise disagreement and KL against the printed values "
                 "(Table 1's runs)", lambda src: figures.diversity_figure(src.table_runs(1))),
     PaperFigure("3", "t-SNE of checkpoints along each member's training, DST and EDST "
-                "(M = 3, S = 0.8; runs of gin/figure3/)",
+                "(M = 3, S = 0.8) on CIFAR-10 and CIFAR-100 (runs of gin/figure3/)",
                 lambda src: figures.trajectory_figure(src.figure_runs(3))),
     PaperFigure("4", "Individual and ensemble accuracy and KL against sparsity (Table 8's "
                 "sweep)", lambda src: figures.sparsity_figure(src.table_frame(8))),
-    PaperFigure("5", "Ensemble size: accuracy of the first m members (Table 1's ensembles)",
-                lambda src: figures.ensemble_size_figure(src.table_runs(1))),
+    PaperFigure("5", "Ensemble size M: DST as the first m members of Table 1's run, EDST "
+                "at a fixed total training budget (runs of gin/figure5/)",
+                lambda src: figures.fixed_budget_figure(src.rows_of(src.table_runs(1), "dst"),
+                                                        src.figure_runs(5))),
     PaperFigure("6", "Prediction disagreement between members (Table 1's ensembles)",
                 lambda src: figures.heatmap_figure(src.table_runs(1), "disagreement",
                                                    "Prediction disagreement (paper Fig. 6)")),
@@ -205,12 +218,9 @@ def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: P
 def figure_rows(figure: int, scale: str, gin_dir: Path):
     """The runs a figure needs of its own: `gin/figure<N>/<row>.gin` (with a `# row:` line)
     layered with the scale, like a table's rows."""
-    from harness.tables import TableRow, paper_name
+    from harness.tables import folder_rows
 
-    layers = [] if scale == "paper" else [str(gin_dir / "scale" / f"{scale}.gin")]
-    return [TableRow(config.stem, paper_name(config), (str(config), *layers))
-            for config in sorted((gin_dir / f"figure{figure}").glob("*.gin"))
-            if paper_name(config)]
+    return folder_rows(f"figure{figure}", scale, gin_dir)
 
 
 def run_figure_rows(scale: str, runs_dir: Path, gin_dir: Path) -> dict[str, Outcome]:

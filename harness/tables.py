@@ -66,23 +66,25 @@ def row_setting(config: Path) -> str | None:
     return None if match is None else match.group(1)
 
 
-def scale_files(table: int, scale: str, gin_dir: Path) -> list[str]:
+def scale_files(folder: str, scale: str, gin_dir: Path) -> list[str]:
+    """The scale's layers over a row of `gin_dir/<folder>/` (a table's or a figure's): the
+    general scale file, then the folder's own `scale/<scale>.gin` if it has one."""
     general = gin_dir / "scale" / f"{scale}.gin"
     if scale != "paper" and not general.is_file():
         known = ["paper", *sorted(path.stem for path in (gin_dir / "scale").glob("*.gin"))]
         raise UserError(f"unknown scale {scale!r}; known: {', '.join(known)}")
-    own = gin_dir / f"table{table}" / "scale" / f"{scale}.gin"
+    own = gin_dir / folder / "scale" / f"{scale}.gin"
     return [str(path) for path in (general, own) if path.is_file()]
 
 
-def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+def folder_rows(folder: str, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+    """The rows of `gin_dir/<folder>/` (files with a `# row:` line), each layered with the
+    scale (`scale_files`), then its own `<folder>/scale/<scale>/<row>.gin` if there is one
+    (e.g. a CIFAR-100 row that must stay on CIFAR-100 where the scale picks CIFAR-10)."""
     named = {config: paper_name(config)
-             for config in sorted((gin_dir / f"table{table}").glob("*.gin"))}
-    if not any(named.values()):
-        raise UserError(f"table {table} has no rows: no gin file in {gin_dir}/table{table}/ "
-                        f"has a '# row: <method as in the reference table>' line")
-    layers = scale_files(table, scale, gin_dir)
-    own = gin_dir / f"table{table}" / "scale" / scale
+             for config in sorted((gin_dir / folder).glob("*.gin"))}
+    layers = scale_files(folder, scale, gin_dir)
+    own = gin_dir / folder / "scale" / scale
     return [TableRow(config.stem, name,
                      (str(config), *layers,
                       *[str(path) for path in [own / config.name] if path.is_file()],
@@ -90,11 +92,21 @@ def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[Ta
             for config, name in named.items() if name]
 
 
+def table_rows(table: int, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+    rows = folder_rows(f"table{table}", scale, gin_dir, extra_files)
+    if not rows:
+        raise UserError(f"table {table} has no rows: no gin file in {gin_dir}/table{table}/ "
+                        f"has a '# row: <method as in the reference table>' line")
+    return rows
+
+
 def same_configuration(runs_dir: Path, scale: str, seed: int, config: str) -> list[Path]:
-    """The runs (finished or not; in path order) of any table at `scale` and `seed` under
-    `runs_dir` whose recorded configuration has no binding that differs from `config`."""
-    return [run_dir for run_dir in sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}"))
-            if (run_dir / "config.gin").is_file()
+    """The runs (finished or not; tables' first, each in path order) of any table or figure at
+    `scale` and `seed` under `runs_dir` whose recorded configuration has no binding that
+    differs from `config`."""
+    candidates = [*sorted(runs_dir.glob(f"table*/{scale}/*/seed{seed}")),
+                  *sorted(runs_dir.glob(f"figure*/{scale}/*/seed{seed}"))]
+    return [run_dir for run_dir in candidates if (run_dir / "config.gin").is_file()
             and not config_differences((run_dir / "config.gin").read_text(), config)]
 
 

@@ -3,10 +3,14 @@ each member's training (`trajectory_checkpoints.every_epochs`, methods/base.py) 
 their softmax outputs on test images, mapped to 2-D by t-SNE (van der Maaten & Hinton 2008,
 scikit-learn's `TSNE`).
 
-* A member's trajectory: for an ensemble of independent runs (DST, Static, ...) every
-  checkpoint of its own run (stage `member_<k>`); for EDST, whose tickets come from one run,
+* A member's trajectory: for an ensemble of independent runs (DST, Static, ...) the
+  checkpoints of its own run (stage `member_<k>`); for EDST, whose tickets come from one run,
   the checkpoints of ticket k's refinement phase (after the exploration and the earlier
-  phases, up to the ticket; the authors' plotting code likewise skips the first ~145 epochs).
+  phases, up to the ticket).
+* The window: every trajectory, DST's included, starts after the first `WINDOW_START` = 145
+  paper epochs (scaled like every length), as the authors' plotting code skips them for every
+  run it embeds; EDST's refinement phases begin at t_ex = 150, inside it. The figure prints the
+  epochs it shows (`trajectory_figure`).
 * A checkpoint's point: its softmax probabilities on one test batch
   (`replay.TEST_BATCH`, drawn at random), flattened, one vector [examples x classes] per
   checkpoint, as in the authors' code. All members' checkpoints of one run are embedded
@@ -26,6 +30,9 @@ from harness.errors import UserError
 from harness.replay import Replayed
 from methods.base import TRAJECTORY
 from methods.sparse.edst import EDSTEnsemble
+
+
+WINDOW_START = 145  # paper epochs, the authors' t-SNE window
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -49,10 +56,14 @@ def member_trajectories(replayed: Replayed, run_dir: Path) -> list[list[Path]]:
     else:
         trajectories = [stages.get(f"member_{index}", [])
                         for index in range(method.num_members)]
+    start = scale.epochs(WINDOW_START)
+    trajectories = [[path for path in files if checkpoint_epoch(path) > start]
+                    for files in trajectories]
     empty = [index for index, files in enumerate(trajectories) if not files]
     if empty:
         raise UserError(f"{run_dir}: no trajectory checkpoints of member(s) "
-                        f"{', '.join(map(str, empty))} under {root}")
+                        f"{', '.join(map(str, empty))} after epoch {start} (the t-SNE window "
+                        f"starts after {WINDOW_START} paper epochs) under {root}")
     return trajectories
 
 
@@ -80,7 +91,11 @@ def embed(outputs: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
     return np.split(embedded, np.cumsum([len(part) for part in outputs])[:-1])
 
 
-def trajectory_embedding(replayed: Replayed, run_dir: Path) -> list[np.ndarray]:
-    """Per member, the 2-D t-SNE points of its checkpoints in epoch order."""
-    return embed([softmax_outputs(replayed, files)
-                  for files in member_trajectories(replayed, run_dir)])
+def trajectory_embedding(replayed: Replayed, run_dir: Path
+                         ) -> list[tuple[list[int], np.ndarray]]:
+    """Per member, its checkpoints' epochs (as trained) and their 2-D t-SNE points, in epoch
+    order."""
+    trajectories = member_trajectories(replayed, run_dir)
+    points = embed([softmax_outputs(replayed, files) for files in trajectories])
+    return [([checkpoint_epoch(path) for path in files], member_points)
+            for files, member_points in zip(trajectories, points)]

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import paper, report
+from harness import figures, paper, report
 from harness.long_tables import LONG_COLUMNS
 from harness.paper import FIGURES, TABLES, make_paper
-from test_report import fake_row
+from harness.record import write_json
+from test_report import fake_row, fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,12 +27,27 @@ def long_table(number, rows):
     return frame.reindex(columns=list(LONG_COLUMNS))
 
 
+def figure5_rows(runs):
+    """Figure 5's EDST rows: M = 2 ran on its own, M = 3 reuses Table 1's run."""
+    root = runs / "figure5" / "smoke"
+    fake_run(root / "edst_m2_s08" / "seed0", method="edst", members=2, sparsity=0.8)
+    write_json(root / "edst_m2_s08" / report.ROW_FILE, {"row": "edst_m2_s08",
+                                                        "method": "EDST Ensemble"})
+    (root / "edst_m3_s08").mkdir()
+    write_json(root / "edst_m3_s08" / report.ROW_FILE, {
+        "row": "edst_m3_s08", "method": "EDST Ensemble",
+        "reused": {"0": "table1/smoke/edst_m3_s08/seed0"}})
+
+
 @pytest.fixture
 def made(tmp_path):
     """Table 1 from finished runs, Tables 4 and 8 in the long format, the rest not made."""
     runs = tmp_path / "runs"
     fake_row(runs, "dense", "Single Dense Model", members=1)
-    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, acc=0.97, nll=0.2)
+    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, acc=0.97, nll=0.2,
+             method="dst")
+    fake_row(runs, "edst_m3_s08", "EDST Ensemble", members=3, sparsity=0.8, method="edst")
+    figure5_rows(runs)
     tables = tmp_path / "paper" / "smoke" / "tables"
     report.report(1, "smoke", runs, tables)
     long_table(4, [("DST Ensemble", "disagreement", 0.04, 0.035, "ok", ""),
@@ -100,6 +116,27 @@ def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
     assert '<h2 id="figure1">' in text and "Nothing to regenerate" in section(text, "figure1")
 
 
+def test_figure5_draws_edst_at_a_fixed_budget_from_its_rows_and_the_runs_they_reuse(tmp_path):
+    runs = tmp_path / "runs"
+    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, method="dst")
+    fake_row(runs, "edst_m3_s08", "EDST Ensemble", members=3, sparsity=0.8, method="edst")
+    sources = paper.Sources("smoke", runs, tmp_path / "tables")
+    with pytest.raises(paper.Missing, match="no finished run under"):
+        sources.figure_runs(5)
+    figure5_rows(runs)
+    assert sources.figure_runs(5) == [
+        ("EDST Ensemble (edst_m2_s08)", runs / "figure5/smoke/edst_m2_s08/seed0"),
+        ("EDST Ensemble (edst_m3_s08)", runs / "table1/smoke/edst_m3_s08/seed0")]
+    dst = sources.rows_of(sources.table_runs(1), "dst")
+    assert [run for _, run in dst] == [runs / "table1/smoke/dst_m3_s08/seed0"]
+    fig = figures.fixed_budget_figure(dst, sources.figure_runs(5))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    fixed = lines["EDST Ensemble at a fixed budget: ensemble"]
+    assert list(fixed.get_xdata()) == [2, 3]  # one point per run: its M
+    assert list(lines["DST Ensemble (dst_m3_s08): ensemble of the first m"].get_xdata()) == [
+        1, 2, 3]
+
+
 def test_a_printed_row_whose_runs_ran_on_another_data_set_names_them():
     # Table 6 at smoke scale: the CIFAR-10 row's run is on digits, listed after the paper's
     frame = pd.DataFrame([
@@ -143,14 +180,20 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
     from harness.config import parse
 
     rows = paper.figure_rows(3, "smoke", ROOT / "gin")
-    assert [(row.name, row.method) for row in rows] == [("dst", "DST Ensemble"),
-                                                          ("edst", "EDST Ensemble")]
-    for row, method in zip(rows, ("dst", "edst")):
+    assert [(row.name, row.method) for row in rows] == [
+        ("dst", "DST Ensemble"), ("dst_c100", "DST Ensemble"), ("edst", "EDST Ensemble"),
+        ("edst_c100", "EDST Ensemble")]
+    for row, method in zip(rows, ("dst", "dst", "edst", "edst")):
         assert row.gin_files[1].endswith("gin/scale/smoke.gin")
         parse(row.gin_files)
         assert gin.query_parameter("Experiment.method") == method
         assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
     assert all(len(row.gin_files) == 1 for row in paper.figure_rows(3, "paper", ROOT / "gin"))
+    # the paper's CIFAR-100 panels stay on CIFAR-100 where the scale picks CIFAR-10 arrays
+    for row in paper.figure_rows(3, "cpu", ROOT / "gin"):
+        parse(row.gin_files)
+        expected = "cifar100" if row.name.endswith("_c100") else "npz"
+        assert gin.query_parameter("Experiment.dataset") == expected, row.name
 
 
 def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_path):

@@ -33,14 +33,18 @@ def same_weights(path, member):
     return all(torch.equal(saved[name], value) for name, value in member.state_dict().items())
 
 
-def test_dst_members_each_have_their_own_trajectory(tmp_path):
-    run_dir = smoke_run("dst", tmp_path, every=100)  # 100 x 0.02 = every 2 of 5 epochs
+def test_dst_members_each_have_their_own_trajectory_after_the_authors_window(tmp_path):
+    run_dir = smoke_run("dst", tmp_path, every=50)  # 50 x 0.02 = every epoch of 5
+    assert len(list((run_dir / "checkpoints" / "trajectory" / "member_0").iterdir())) == 5
     replayed = replay(run_dir)
     trajectories = member_trajectories(replayed, run_dir)
-    assert [[checkpoint_epoch(path) for path in files] for files in trajectories] == [[2, 4]] * 3
+    # the window starts after 145 x 0.02 = 3 epochs, for DST as for EDST
+    assert [[checkpoint_epoch(path) for path in files] for files in trajectories] == [[4, 5]] * 3
     assert [path.parent.name for files in trajectories for path in files] == [
         "member_0", "member_0", "member_1", "member_1", "member_2", "member_2"]
-    points = trajectory_embedding(replayed, run_dir)
+    embedded = trajectory_embedding(replayed, run_dir)
+    assert [epochs for epochs, _ in embedded] == [[4, 5]] * 3
+    points = [part for _, part in embedded]
     assert [part.shape for part in points] == [(2, 2)] * 3 and np.isfinite(
         np.concatenate(points)).all()
     # the replayed members are the run's: their feature maps differ, a member's own do not
