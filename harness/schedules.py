@@ -92,10 +92,30 @@ class Warmup:
         return self.schedule.collection_points
 
 
+class Continued:
+    """The rest of `schedule` from `start` (a fraction of its run) on, over a run of the
+    remaining length: a run rewound to a point of another continues that run's schedule, warm-up
+    included (open_lth's lottery-ticket rewinding), instead of starting it again."""
+
+    includes_trainer_warmup = True
+
+    def __init__(self, schedule, start: float):
+        if not 0 <= start < 1:
+            raise ValueError(f"a schedule continues from a fraction in [0, 1), got {start}")
+        self.schedule = schedule
+        self.start = start
+
+    def __call__(self, progress: float) -> float:
+        return self.schedule(self.start + progress * (1 - self.start))
+
+
 def compose(method_schedule, trainer_schedule):
     """The schedule of a run whose method brings its own: the method's shape with the trainer's
-    warm-up. A trainer schedule whose warm-up is unknown (no `warmup`), or a warm-up on both,
-    cannot be combined and is refused rather than silently dropped."""
+    warm-up (unless the method's already includes it, `Continued`). A trainer schedule whose
+    warm-up is unknown (no `warmup`), or a warm-up on both, cannot be combined and is refused
+    rather than silently dropped."""
+    if getattr(method_schedule, "includes_trainer_warmup", False):
+        return method_schedule
     if not hasattr(trainer_schedule, "warmup"):
         raise ValueError(f"the method brings its own learning-rate schedule and only the "
                          f"warm-up of Trainer.lr_schedule carries over, but "

@@ -15,8 +15,10 @@ from harness.data import DATASETS, Geometry
 from harness.errors import UserError
 from harness.experiment import Experiment, run_experiment
 from harness.flops import FlopsLedger, layer_forward_flops, sparse_forward_flops
+from harness.schedules import Continued, MultiStep, compose
 from harness.train import Hook
 from methods.sparse.distributions import prunable_layers
+from methods.sparse.pruned_ensembles import LTREnsemble
 from methods.sparse.pruning import (GradualPruning, cubic_sparsity, magnitude_masks,
                                     planned_pruning_flops, pruning_steps)
 from tests.test_train import blobs, tiny_model, trainer
@@ -223,3 +225,24 @@ def test_paper_scale_planned_ratios(method):
     assert report["train_flops_ratio"] == pytest.approx({"ltr": 0.98, "pf": 3.6}[method],
                                                         abs=0.03)
     assert report["test_flops_ratio"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_open_lth_rewinding_continues_the_schedule_from_the_rewind_point(tmp_path):
+    """`LTREnsemble.rewind_schedule = 'continue'`: a retraining is the rest of the run from
+    the rewind point, its schedule continued from there (warm-up not repeated)."""
+    dense = MultiStep((0.5, 0.75), 0.1, warmup=0.02)
+    continued = Continued(dense, 0.1)
+    assert compose(continued, dense) is continued
+    assert continued(0.0) == dense(0.1) == 1.0
+    assert continued(0.4) == 1.0 and continued(0.45) == pytest.approx(0.1)  # 0.1 + 0.9 p = 0.5
+    assert LTREnsemble(rewind_fraction=0.1, rewind_schedule="continue").retrain_epochs(10) == 9
+    assert LTREnsemble(rewind_fraction=0.1).retrain_epochs(10) == 10
+    run_dir, _ = smoke_run("ltr", tmp_path / "run", "epoch_factor.factor = 0.04",  # 10 epochs
+                           "LTREnsemble.rewind_fraction = 0.1", "LTREnsemble.prunings = 4",
+                           "LTREnsemble.rewind_schedule = 'continue'")
+    retrained = torch.load(run_dir / "checkpoints" / "retrain_0.pt", weights_only=False)
+    assert len(retrained["accounting"]["history"]) == 9
+    flops = json.loads((run_dir / "flops.json").read_text())
+    assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=1e-12)
+    with pytest.raises(UserError, match="rewind_schedule must be one of 'restart', 'continue'"):
+        LTREnsemble(rewind_schedule="open_lth")

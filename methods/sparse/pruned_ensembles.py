@@ -3,7 +3,10 @@
   * LTR Ensemble (Frankle et al. 2020, lottery tickets with rewinding): one dense run pruned
     gradually (`GradualPruning`, Zhu & Gupta 2017) to S; its final mask is retrained M times
     from the weights at `rewind_fraction` of that run, each retraining with its own seed (data
-    order). Members share one mask and differ in weights. 1 + M training runs.
+    order). Members share one mask and differ in weights. 1 + M training runs. A retraining
+    is a whole run with the schedule from its start (`rewind_schedule = 'restart'`, the
+    default), or, as open_lth rewinds, the rest of the run from the rewind point on with the
+    schedule continued from there ('continue': the remaining epochs, rounded to whole ones).
   * PF Ensemble (Han et al. 2015, prune and fine-tune): M dense runs, each pruned by global
     magnitude to S and fine-tuned with its own seed, by default at the constant lr of the
     authors' PF command (`finetune_lr_factors`). Masks differ per member. 2 M training runs.
@@ -21,13 +24,16 @@ from harness.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor
-from harness.schedules import Piecewise, compose
+from harness.schedules import Continued, Piecewise, compose
 from harness.train import Trainer
 from methods.base import METHODS, FitContext, Method, check_members
 from methods.sparse.distributions import masked_shapes, prunable_layers
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 from methods.sparse.pruning import (GradualPruning, magnitude_masks, planned_pruning_flops,
                                     pruning_steps)
+
+
+REWIND_SCHEDULES = ("restart", "continue")
 
 
 def _fixed_mask(model, spec: SparsitySpec, masks: dict, seed: int) -> Masking:
@@ -44,7 +50,7 @@ class LTREnsemble(Method):
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  rewind_fraction: float = 0.05, pruning_start: float = 0.1,
-                 pruning_end: float = 0.6, prunings: int = 48):
+                 pruning_end: float = 0.6, prunings: int = 48, rewind_schedule: str = "restart"):
         check_members("LTREnsemble", num_members)
         check_sparsity("LTREnsemble", sparsity)
         if not 0 <= rewind_fraction <= pruning_start:
@@ -57,6 +63,10 @@ class LTREnsemble(Method):
                             f"{pruning_start} and {pruning_end}")
         if prunings < 1:
             raise UserError(f"LTREnsemble.prunings must be >= 1, got {prunings}")
+        if rewind_schedule not in REWIND_SCHEDULES:
+            raise UserError(f"LTREnsemble.rewind_schedule must be one of "
+                            f"{', '.join(map(repr, REWIND_SCHEDULES))}, got {rewind_schedule!r}")
+        self.rewind_schedule = rewind_schedule
         self.num_members = num_members
         self.sparsity = sparsity
         self.spec = SparsitySpec(sparsity)  # which layers are masked (dense_first_layer)
@@ -74,6 +84,18 @@ class LTREnsemble(Method):
                             f"{self.pruning_start} and {self.pruning_end} of the run do not fit "
                             f"in its {context.steps()} optimizer steps; lower "
                             f"LTREnsemble.prunings or train longer")
+
+    def retrain_epochs(self, epochs: int) -> int:
+        """Epochs of a retraining, for a run of `epochs` (both at the configured scale)."""
+        if self.rewind_schedule == "restart":
+            return epochs
+        return max(1, epochs - round(self.rewind_fraction * epochs))
+
+    def retrain_schedule(self, trainer: Trainer):
+        """A retraining's own schedule; None (the trainer's, from its start) to restart."""
+        if self.rewind_schedule == "restart":
+            return None
+        return Continued(trainer.lr_schedule, self.rewind_fraction)
 
     def _pruning(self, layers) -> GradualPruning:
         return GradualPruning(layers, self.sparsity, self.pruning_start, self.pruning_end,
@@ -94,6 +116,8 @@ class LTREnsemble(Method):
             retrain_seed = context.member_seed(1 + index)
             context.stage(f"retrain_{index}", member, seed=retrain_seed,
                           hooks=[_fixed_mask(member, self.spec, masks, retrain_seed)],
+                          epochs=self.retrain_epochs(context.trainer.scaled_epochs),
+                          schedule=self.retrain_schedule(context.trainer),
                           extra=lambda: {"masks": masks})
             members.append(member)
         return MemberEnsemble(members)
@@ -107,7 +131,9 @@ class LTREnsemble(Method):
         sizes = {name: math.prod(shape) for name, shape in shapes.items()}
         sparse = sparse_forward_flops(context.layer_flops, {  # layer-wise GMP's final counts
             name: round((1 - self.sparsity) * size) / size for name, size in sizes.items()})
-        retrain = training_flops(sparse, context.dense_forward, steps, context.batch_size)
+        retrain = training_flops(sparse, context.dense_forward,
+                                 context.steps(self.retrain_epochs(context.epochs)),
+                                 context.batch_size)
         return FlopsPlan(dense + self.num_members * retrain, (sparse,) * self.num_members)
 
 
