@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gin
+import pandas as pd
 import torch
 from torch import nn
 
@@ -32,7 +33,7 @@ from harness.predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.predictors import Predictor
 from harness.record import (make_run_dir, plan_run_dir, staging_dir, swap_in, write_json,
                             write_metrics, write_text)
-from harness.robustness import ScoredSet  # also registers the robustness suites
+from harness.robustness import ScoredSet, corrupted_summary  # also registers the suites
 from harness.structure import structure_rows
 from harness.timing import SUITE as TIMING_SUITE, inference_timing
 from harness.train import Trainer, set_deterministic
@@ -297,6 +298,7 @@ class Prepared:
         accounting = context.accounting
         return {
             "method": self.method.name,
+            "display_name": self.method.display_name or self.method.name,
             "dataset": self.data.splits.name,
             "model": self.planned_flops["model"],
             "num_members": self.method.num_members,
@@ -307,6 +309,9 @@ class Prepared:
             "device": str(self.data.device),
             "train_examples": len(self.data.splits.train),
             "metrics": headline,
+            # cacc/cnll/cece (+ the extra corruptions), aacc/anll/aece where the run scored
+            # those sets: what the tables and `python -m harness.compare` print
+            "corrupted": corrupted_summary(pd.DataFrame(rows)),
             "train_seconds": round(accounting.train_seconds, 3),
             "eval_seconds": round(eval_seconds, 3),
             "train_images_per_second": (

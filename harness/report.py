@@ -80,20 +80,23 @@ def run_row(run_dir: Path) -> dict:
         raise incompatible(run_dir / SUMMARY, key) from None
     row.update({name: headline.get(key, np.nan) for name, key in CLEAN.items()})
     row.update({name: 1000 * headline.get(key, np.nan) for name, key in TIMING.items()})
-    row.update(corrupted_numbers(run_dir))
+    row.update(corrupted_numbers(run_dir, summary))
     for name in PERCENT:
         row[name] = 100 * row[name]
     row.update(flops_numbers(run_dir))
     return row
 
 
-def corrupted_numbers(run_dir: Path) -> dict:
-    """cacc..aece from the run's corrupted and ImageNet-A rows (harness/robustness.py), empty
-    where the run did not score those sets."""
-    from harness.robustness import corrupted_summary  # torch: only when runs are read
-
-    summary = corrupted_summary(read_metrics(run_dir))
-    return {name: summary.get(name, np.nan) for name in CORRUPTED}
+def corrupted_numbers(run_dir: Path, summary: dict) -> dict:
+    """cacc..aece as the run's summary.json records them (harness/robustness.py
+    `corrupted_summary`; from its metrics for a run that predates that record), empty where
+    the run did not score those sets."""
+    if "corrupted" in summary:
+        corrupted = summary["corrupted"]
+    else:
+        from harness.robustness import corrupted_summary  # torch: only when runs are read
+        corrupted = corrupted_summary(read_metrics(run_dir))
+    return {name: corrupted.get(name, np.nan) for name in CORRUPTED}
 
 
 def flops_numbers(run_dir: Path) -> dict:

@@ -240,6 +240,9 @@ class Method:
     (`@METHODS.register('name')`) and are gin-configurable by class name."""
 
     name: str = ""
+    # The method as the paper's tables name it ('EDST Ensemble'), the key of every table and
+    # of `python -m harness.compare`; a method the paper lacks is named by `name`.
+    display_name: str = ""
     num_members: int = 1
     sparsity: float = 0.0
 

@@ -9,6 +9,7 @@ from methods.base import METHODS, IndependentEnsemble
 @gin.configurable
 class Dense(IndependentEnsemble):
     name = "dense"
+    display_name = "Single Dense Model"
 
     def __init__(self, num_members: int = 1):
         super().__init__(num_members)
@@ -18,6 +19,7 @@ class Dense(IndependentEnsemble):
 @gin.configurable
 class DenseEnsemble(IndependentEnsemble):
     name = "dense_ensemble"
+    display_name = "Dense Ensemble"
 
     def __init__(self, num_members: int = 4):
         super().__init__(num_members)

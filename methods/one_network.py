@@ -84,6 +84,7 @@ class MCDropout(OneNetworkMethod):
     averages `num_samples` stochastic passes (K), each counted as a member."""
 
     name = "mc_dropout"
+    display_name = "Monte Carlo Dropout"
 
     def __init__(self, dropout_rate: float = 0.1, num_samples: int = 1):
         if not 0 <= dropout_rate < 1:
@@ -111,6 +112,7 @@ class BatchEnsemble(OneNetworkMethod):
     the slow weights (UB's `bias_regularizer` is the same l2 as its kernels')."""
 
     name = "batch_ensemble"
+    display_name = "BatchEnsemble"
 
     def __init__(self, num_members: int = 4, fast_weight_lr_multiplier: float = 0.5,
                  fast_weight_decay: float = 0.0):
@@ -160,6 +162,7 @@ class MIMO(OneNetworkMethod):
     test rows the same image M times."""
 
     name = "mimo"
+    display_name = "MIMO"
 
     def __init__(self, num_members: int = 3, batch_repetitions: int = 4,
                  input_repetition_probability: float = 0.0):
@@ -195,6 +198,7 @@ class TreeNet(OneNetworkMethod):
     residual blocks, harness/models `stages`) shared as one trunk, the rest as M branches."""
 
     name = "treenet"
+    display_name = "TreeNet"
 
     def __init__(self, num_members: int = 3, split: int = 10):
         check_members("TreeNet", num_members)

@@ -75,6 +75,7 @@ class SnapshotEnsemble(TrajectoryEnsemble):
     run (`CosineRestarts`), one snapshot at the end of each cycle."""
 
     name = "snapshot"
+    display_name = "Snapshot"
 
     def __init__(self, num_members: int = 12):
         super().__init__(num_members)
@@ -95,6 +96,7 @@ class FastGeometricEnsemble(TrajectoryEnsemble):
     what `fge.py` does)."""
 
     name = "fge"
+    display_name = "FGE"
 
     def __init__(self, num_members: int = 5, pretrain_fraction: float = 0.8,
                  high_factor: float = 0.5, low_factor: float = 0.1,

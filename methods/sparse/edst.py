@@ -60,6 +60,7 @@ class Escape(Hook):
 @gin.configurable
 class EDSTEnsemble(Method):
     name = "edst"
+    display_name = "EDST Ensemble"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  exploration_epochs: int = 150, refinement_epochs: int = 100,

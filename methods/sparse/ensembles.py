@@ -54,6 +54,7 @@ class StaticSparseEnsemble(SparseMembers):
     """M sparse networks trained from scratch on fixed random ERK masks (App. C)."""
 
     name = "static"
+    display_name = "Static Sparse Ensemble"
     explores = False
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8):
@@ -68,6 +69,7 @@ class DSTEnsemble(SparseMembers):
     converges to (§3.2.1)."""
 
     name = "dst"
+    display_name = "DST Ensemble"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8):
         super().__init__(num_members, sparsity)

@@ -47,6 +47,7 @@ def _fixed_mask(model, spec: SparsitySpec, masks: dict, seed: int) -> Masking:
 @gin.configurable
 class LTREnsemble(Method):
     name = "ltr"
+    display_name = "LTR Ensemble"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  rewind_fraction: float = 0.05, pruning_start: float = 0.1,
@@ -141,6 +142,7 @@ class LTREnsemble(Method):
 @gin.configurable
 class PFEnsemble(Method):
     name = "pf"
+    display_name = "PF Ensemble"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  finetune_epochs: int = 250, finetune_lr_factors: tuple = (0.01,)):
