@@ -36,12 +36,17 @@ def test_dense_ensemble_run_directory(tmp_path):
     assert list(metrics.columns) == ["method", "member", "suite", "corruption", "severity",
                                      "metric", "value"]
     test = metrics[metrics.suite == "test"]
-    assert set(test.member) == {"ensemble", "0", "1", "0-1"}
+    assert set(test.member) == {"ensemble", "0", "1", "0-1", "1-0"}  # both KL directions
     assert set(test[test.member == "0-1"].metric) == {"disagreement", "kl"}
+    pairs = test[test.metric.isin(["disagreement", "kl"])].set_index(["member", "metric"]).value
+    assert pairs["0-1", "disagreement"] == pairs["1-0", "disagreement"]
+    assert pairs["0-1", "kl"] != pairs["1-0", "kl"]
     structure = metrics[metrics.suite == "structure"]
     assert structure[structure.metric == "density"].value.tolist() == [1.0, 1.0]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_members"] == 2 and summary["training_runs"] == 2
+    assert summary["display_name"] == "Dense Ensemble"
+    assert {"cacc", "cnll", "cece"} <= set(summary["corrupted"])  # smoke scores digits-C
     assert 0 <= summary["metrics"]["test/accuracy"] <= 1
     assert "DenseEnsemble.num_members = 2" in (out / "operative_config.gin").read_text()
 
