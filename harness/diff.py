@@ -21,12 +21,12 @@ stay far below what one test example moves (0.01 % of 10,000 examples, 0.28 % of
     1e-4        acc, cacc, aacc (percentage points) and their _std
     1e-5        nll, cnll, anll, ece, cece, aece and their _std
     ignored     git_commit, config_hash: provenance; infer_ms, sparse_infer_ms: wall-clock,
-                which follows the machine and its load; printed when they differ
+                which follows the machine and its load; counted when they differ
 
 A long-format table compares status, seeds, scale, reason and the paper's number exactly, and
 `value`, `value_std` and `difference` within the tolerance of the row's metric: 1e-4 for
 accuracies in % (acc, individual_acc, robust_acc[_*]), 1e-5 for the others (disagreement, kl,
-pearson, spearman, auroc); runs, note and provenance are printed when they differ.
+pearson, spearman, auroc); runs, note and provenance are counted when they differ.
 """
 import argparse
 import sys
@@ -131,13 +131,16 @@ def drifted_cells(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     return lines
 
 
-def provenance_notes(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+def provenance_changes(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, int]:
+    """{column: how many matched rows differ in it} over the columns never compared
+    (provenance, wall-clock, notes), for the columns where any does."""
     keys = old.index.intersection(new.index)
     informational = LONG_INFORMATIONAL if is_long(old) and is_long(new) else INFORMATIONAL
-    return [f"{key}: {column} {old.at[key, column]} -> {new.at[key, column]}"
-            for key in keys for column in informational
-            if old.at[key, column] != new.at[key, column]
-            and not (pd.isna(old.at[key, column]) and pd.isna(new.at[key, column]))]
+    counts = {column: sum(1 for key in keys if old.at[key, column] != new.at[key, column]
+                          and not (pd.isna(old.at[key, column])
+                                   and pd.isna(new.at[key, column])))
+              for column in informational}
+    return {column: count for column, count in counts.items() if count}
 
 
 def tolerance_summary(long: bool = False) -> str:
@@ -171,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(tolerance_summary(is_long(old)))
-    for note in provenance_notes(old, new):
-        print(f"note (not compared): {note}")
+    changes = provenance_changes(old, new)
+    if changes:
+        print(f"not compared, {sum(changes.values())} value(s) differ: " + ", ".join(
+            f"{column} in {count} row(s)" for column, count in changes.items()))
     drifted = drifted_cells(old, new)
     for line in drifted:
         print(f"DRIFT {line}")

@@ -47,6 +47,11 @@ def test_an_unchanged_report_passes_and_prints_tolerances(table):
     assert result.returncode == 0, result.stdout
     assert "tolerances" in result.stdout and "acc" in result.stdout
     assert "not compared" in result.stdout and "no drift" in result.stdout
+    rows = len(pd.read_parquet(table))
+    # provenance changes are one count, not a line per cell
+    assert f"not compared, {rows} value(s) differ: git_commit in {rows} row(s)" \
+        in result.stdout
+    assert "fffffff" not in result.stdout
 
 
 def test_a_moved_metric_and_a_moved_flops_cell_are_named(table):
