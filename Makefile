@@ -9,7 +9,7 @@ SHARED ?= ../shared
 # Every paper table goes through one rule: `make tableN` runs python -m harness.tables --table=N.
 TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
 
-.PHONY: test demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
+.PHONY: test test-fast demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 	$(MAKE) golden-check
+
+# The suite to run every minute: no training, no process started (tests/conftest.py --fast).
+test-fast: $(STAMP)
+	$(PY) -m pytest --fast
 
 demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo

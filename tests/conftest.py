@@ -1,5 +1,49 @@
+import multiprocessing.process
+import subprocess
+
 import gin
 import pytest
+
+from harness.train import Trainer
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the suite a maintainer runs every minute (make test-fast): every "
+                          "test that trains a network or starts a process is skipped at that "
+                          "point, and so is every test marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: left out of make test-fast (it takes seconds "
+                                       "without training: a whole corrupted suite, a t-SNE)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--fast"):
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="slow: not in make test-fast"))
+
+
+def _skip(what: str):
+    def skip(*args, **kwargs):
+        pytest.skip(f"{what}: not in make test-fast")
+    return skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_suite(request):
+    """Under --fast, training and starting a process skip the test that does it. Session
+    scope, so that the module-scoped fixtures that train a run are skipped too."""
+    if not request.config.getoption("--fast"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "fit", _skip("trains a network"))
+        patch.setattr(subprocess, "Popen", _skip("starts a process"))
+        patch.setattr(multiprocessing.process.BaseProcess, "start", _skip("starts a process"))
+        yield
 
 
 @pytest.fixture(autouse=True)
