@@ -3,10 +3,10 @@ each member's training (`trajectory_checkpoints.every_epochs`, methods/base.py) 
 their softmax outputs on test images, mapped to 2-D by t-SNE (van der Maaten & Hinton 2008,
 scikit-learn's `TSNE`).
 
-* A member's trajectory: for an ensemble of independent runs (DST, Static, ...) the
-  checkpoints of its own run (stage `member_<k>`); for EDST, whose tickets come from one run,
-  the checkpoints of ticket k's refinement phase (after the exploration and the earlier
-  phases, up to the ticket).
+* A member's trajectory: the checkpoints within its span of training, as its method says
+  (`Method.trajectory_spans`): for an ensemble of independent runs (DST, Static, ...) its own
+  run (stage `member_<k>`); for EDST, whose tickets come from one run, ticket k's refinement
+  phase (after the exploration and the earlier phases, up to the ticket).
 * The window: every trajectory, DST's included, starts after the first `WINDOW_START` = 145
   paper epochs (scaled like every length), as the authors' plotting code skips them for every
   run it embeds; EDST's refinement phases begin at t_ex = 150, inside it. The figure prints the
@@ -29,7 +29,6 @@ from harness import scale
 from harness.errors import UserError
 from harness.replay import Replayed
 from methods.base import TRAJECTORY
-from methods.sparse.edst import EDSTEnsemble
 
 
 WINDOW_START = 145  # paper epochs, the authors' t-SNE window
@@ -47,15 +46,10 @@ def member_trajectories(replayed: Replayed, run_dir: Path) -> list[list[Path]]:
                         f"trajectory_checkpoints.every_epochs > 0")
     stages = {stage.name: sorted(stage.glob("epoch_*.pt"), key=checkpoint_epoch)
               for stage in root.iterdir() if stage.is_dir()}
-    method = replayed.method
-    if isinstance(method, EDSTEnsemble):
-        files = stages.get(method.name, [])
-        refine = scale.epochs(method.refinement_epochs)
-        trajectories = [[path for path in files if end - refine < checkpoint_epoch(path) <= end]
-                        for end in method.phase_end_epochs()]
-    else:
-        trajectories = [stages.get(f"member_{index}", [])
-                        for index in range(method.num_members)]
+    trajectories = [[path for path in stages.get(stage, [])
+                     if first < checkpoint_epoch(path) and (last is None
+                                                            or checkpoint_epoch(path) <= last)]
+                    for stage, first, last in replayed.method.trajectory_spans()]
     start = scale.epochs(WINDOW_START)
     trajectories = [[path for path in files if checkpoint_epoch(path) > start]
                     for files in trajectories]

@@ -262,6 +262,12 @@ class Method:
         the configuration alone (harness/flops: conventions)."""
         raise NotImplementedError
 
+    def trajectory_spans(self) -> list[tuple[str, int, int | None]]:
+        """Per member, where its training trajectory lies (paper §5.2, Fig. 3): (stage,
+        first epoch, last epoch or None for the stage's end), epochs as trained, the first
+        excluded. By default member k's own training stage `member_<k>`, whole."""
+        return [(f"member_{index}", 0, None) for index in range(self.num_members)]
+
 
 METHODS: Registry[type[Method]] = Registry("method")
 

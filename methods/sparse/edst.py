@@ -111,6 +111,12 @@ class EDSTEnsemble(Method):
         explore, refine = scale.epochs(self.exploration_epochs), scale.epochs(self.refinement_epochs)
         return [explore + (ticket + 1) * refine for ticket in range(self.num_members)]
 
+    def trajectory_spans(self) -> list[tuple[str, int, int | None]]:
+        """Ticket k's trajectory: its refinement phase of the one run (after the exploration
+        and the earlier phases, up to the ticket)."""
+        refine = scale.epochs(self.refinement_epochs)
+        return [(self.name, end - refine, end) for end in self.phase_end_epochs()]
+
     def schedule(self) -> Piecewise:
         """lr multipliers: 1 while exploring, then in each refinement phase the refinement
         factors for their share of the phase."""
