@@ -6,7 +6,7 @@ from typing import Sequence
 
 import gin
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 
 def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
@@ -27,13 +27,6 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
                                             finalize_config=False)
     except Exception as error:  # gin raises many types (SyntaxError, ValueError, ...)
         raise UserError(f"invalid gin configuration: {first_line(error)}") from error
-
-
-def first_line(error: BaseException) -> str:
-    """gin appends 'In call to configurable ...' and file context to messages; keep the first
-    line, which says what is wrong."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 BINDING = re.compile(r"^(\S+)\s*=\s*(.*)$")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from harness.config import first_line
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 from harness.experiment import run_experiment
 from harness.record import is_finished
 from harness.report import run_row, write_table

@@ -12,6 +12,13 @@ class UserError(Exception):
     """Something in the user's configuration or environment that they must change."""
 
 
+def first_line(error: BaseException) -> str:
+    """The line of an error message that says what is wrong: gin appends 'In call to
+    configurable ...' and file context to its messages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what became of the run and how to continue."""
 

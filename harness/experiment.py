@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from harness import distributed, scale
-from harness.config import first_line, parse
+from harness.config import parse
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
-from harness.errors import Interrupted, UserError, check_integer, check_number
+from harness.errors import Interrupted, UserError, check_integer, check_number, first_line
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
                            sparse_forward_flops, weight_densities)

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import gin
 
-from harness.config import config_differences, first_line, parse
-from harness.errors import UserError
+from harness.config import config_differences, parse
+from harness.errors import UserError, first_line
 from harness.record import is_finished, write_json
 from harness.report import ROW_FILE, report
 

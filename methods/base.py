@@ -11,10 +11,9 @@ from torch import nn
 
 from harness import distributed, scale
 from harness.batching import BatchFormat, PlainBatch
-from harness.config import first_line
 from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
-from harness.errors import UserError, check_integer
+from harness.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.predictors import MemberEnsemble, Predictor

@@ -1,36 +1,7 @@
 """Dataset registry. A loader returns the train and test splits on the CPU, as `ArrayDataset`s
 (moved to the device once) or as `FolderDataset`s streamed from disk (harness/data/folders.py:
 ImageNet), which answer the same calls."""
-from dataclasses import dataclass
-from typing import Callable
+from harness.data import sources  # noqa: F401  the loaders, registered by name
+from harness.data.registry import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 
-from harness.data.arrays import ArrayDataset
-from harness.registry import Registry
-
-
-@dataclass(frozen=True)
-class Splits:
-    name: str
-    train: ArrayDataset
-    test: ArrayDataset
-
-
-DATASETS: Registry[Callable[[], Splits]] = Registry("dataset")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    train_examples: int
-    image_shape: tuple[int, int, int]
-    num_classes: int
-
-
-# Published sizes, so FLOPs can be planned without the data on disk.
-PUBLISHED_GEOMETRY = {
-    "cifar10": Geometry(50_000, (3, 32, 32), 10),
-    "cifar100": Geometry(50_000, (3, 32, 32), 100),
-    "imagenet": Geometry(1_281_167, (3, 224, 224), 1000),
-}
-
-# Registers the loaders.
-from harness.data import sources  # noqa: E402,F401
+__all__ = ["DATASETS", "PUBLISHED_GEOMETRY", "Geometry", "Splits"]

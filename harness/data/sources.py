@@ -8,7 +8,7 @@ import gin
 import numpy as np
 import torch
 
-from harness.data import DATASETS, Splits
+from harness.data.registry import DATASETS, Splits
 from harness.data.arrays import ArrayDataset, channel_stats
 from harness.errors import UserError
 
