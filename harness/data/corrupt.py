@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from harness.data.corruptions import CORRUPTIONS
 from harness.durable import sync_path
 from harness.errors import UserError
+from harness.progress import draws_bars
 
 MARKER = "GENERATED.json"
 VERSION = 1  # of the corruption code: a cached suite of another version is made again
@@ -62,7 +63,7 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: s
     try:
         count = len(images)
         steps = tqdm(total=len(corruptions) * len(SEVERITIES), desc=f"corrupting {source}",
-                     disable=not progress, leave=False)
+                     disable=not draws_bars(progress), leave=False)
         for name in corruptions:
             target = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+",
                                                dtype=np.uint8,
