@@ -39,6 +39,8 @@ def _fixed_mask(model, spec: SparsitySpec, masks: dict, seed: int) -> Masking:
 @METHODS.register("ltr")
 @gin.configurable
 class LTREnsemble(Method):
+    """LTR Ensemble: one dense run pruned gradually, its mask retrained M times from rewinding."""
+
     name = "ltr"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
@@ -113,6 +115,8 @@ class LTREnsemble(Method):
 @METHODS.register("pf")
 @gin.configurable
 class PFEnsemble(Method):
+    """PF Ensemble: M dense networks, each pruned once by magnitude and fine-tuned."""
+
     name = "pf"
 
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
