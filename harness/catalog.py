@@ -36,6 +36,8 @@ def table_numbers(gin_dir: Path) -> list[int]:
 
 def table_lines(gin_dir: Path) -> list[str]:
     """Per table its rows; `row (= tableK/other)` where tableK's row has its configuration."""
+    import harness.experiment  # noqa: F401  registers Experiment before any row is parsed
+
     seen: dict[str, str] = {}  # configuration -> the first table row that has it
     lines = []
     for table in table_numbers(gin_dir):

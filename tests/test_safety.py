@@ -239,15 +239,15 @@ def test_corrupt_refuses_a_folder_it_did_not_write(tmp_path, tiny_npz, capsys):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    assert corrupt_cli(f"--npz={tiny_npz}", f"--out={out}") == 2
+    assert corrupt_cli(f"--npz={tiny_npz}", f"--output_dir={out}") == 2
     assert "was not written by harness.data.corrupt" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "precious"
 
 
 def test_corrupt_replaces_its_own_output_whole(tmp_path, tiny_npz):
     out = tmp_path / "suite"
-    assert corrupt_cli(f"--npz={tiny_npz}", f"--out={out}") == 0
-    assert corrupt_cli(f"--npz={tiny_npz}", f"--out={out}", "--seed=1") == 0
+    assert corrupt_cli(f"--npz={tiny_npz}", f"--output_dir={out}") == 0
+    assert corrupt_cli(f"--npz={tiny_npz}", f"--output_dir={out}", "--seed=1") == 0
     assert json.loads((out / corrupt.MARKER).read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite", "tiny.npz"]
 
@@ -255,7 +255,7 @@ def test_corrupt_replaces_its_own_output_whole(tmp_path, tiny_npz):
 @pytest.mark.parametrize("limit", ["0", "-3"])
 def test_corrupt_refuses_a_limit_below_one(tmp_path, tiny_npz, capsys, limit):
     out = tmp_path / "suite"
-    assert corrupt_cli(f"--npz={tiny_npz}", f"--out={out}", f"--limit={limit}") == 2
+    assert corrupt_cli(f"--npz={tiny_npz}", f"--output_dir={out}", f"--limit={limit}") == 2
     assert f"--limit must be >= 1, got {limit}" in capsys.readouterr().err
     assert not out.exists()
 
@@ -265,7 +265,7 @@ def test_corrupt_refuses_an_output_that_is_a_file_before_working(tmp_path, tiny_
     out = tmp_path / "file"
     out.write_text("precious")
     monkeypatch.setattr(corrupt, "corrupt", lambda *a: pytest.fail("worked before checking"))
-    assert corrupt_cli(f"--npz={tiny_npz}", f"--out={out}") == 2
+    assert corrupt_cli(f"--npz={tiny_npz}", f"--output_dir={out}") == 2
     assert f"{out} is a file" in capsys.readouterr().err
     assert out.read_text() == "precious"
 
