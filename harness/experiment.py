@@ -388,7 +388,7 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
             shutil.rmtree(target, ignore_errors=True)
             raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
                               f"holds the previous one") from None
-        raise Interrupted(f"interrupted: continue this run with: " + command_line(
+        raise Interrupted("interrupted: continue this run with: " + command_line(
             [sys.argv[0], "--resume", f"--output_dir={run_dir}"])) from None
     except (UserError, FloatingPointError) as error:
         if created and distributed.is_main():

@@ -14,7 +14,6 @@ goes on, as timm's `summary.csv`. The file is rewritten whole after every epoch 
 the checkpoints hold (`TrainState.history`), so a resumed run repeats no epoch in it.
 """
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
