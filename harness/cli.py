@@ -69,8 +69,8 @@ class Flags:
         self._define(flags.DEFINE_multi_string, name, [], help, required)
 
     def progress(self) -> None:
-        self.boolean("progress", True, "progress bars on a terminal, elsewhere one log line "
-                                       "per epoch (no: log lines only)")
+        self.boolean("progress", True, "progress bars on a terminal; elsewhere, or with "
+                                       "--noprogress, log lines instead")
 
     def help(self) -> str:
         lines = [f"usage: {self.prog} {' '.join(self.positionals).upper()} [flags]".replace(
@@ -84,7 +84,9 @@ class Flags:
                      str(flag.default).lower() if flag.boolean else flag.default)
             default = "" if flag.default in (None, []) else f" (default: {value})"
             required = " (required)" if name in self.required else ""
-            lines.append(f"  {shown}: {' '.join(flag.help.split())}{required}{default}")
+            text = " ".join(flag.help.split()).replace(
+                "; repeat this option to specify a list of values", " (repeat the flag for each)")
+            lines.append(f"  {shown}: {text}{required}{default}")
         return "\n".join(lines)
 
     def parse(self, argv: Sequence[str] | None) -> SimpleNamespace:

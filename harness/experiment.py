@@ -234,11 +234,10 @@ class Prepared:
         others return None."""
         if distributed.is_main():
             write_text(run_dir / "config.gin", gin.config_str())
-        history = (RunHistory(run_dir, validation=self.data.validation,
-                              eval_batch_size=self.experiment.eval_batch_size,
-                              log=not draws_bars(self.progress),
-                              tensorboard=self.experiment.tensorboard)
-                   if distributed.is_main() else None)
+        history = RunHistory(run_dir, validation=self.data.validation,
+                             eval_batch_size=self.experiment.eval_batch_size,
+                             log=not draws_bars(self.progress),
+                             tensorboard=self.experiment.tensorboard)
         context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
                              model_factory=self.model_factory, seed=self.experiment.seed,
                              checkpoint_dir=run_dir / "checkpoints", history=history)

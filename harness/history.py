@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.batching import BatchFormat, MimoBatch, TiledBatch
 from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
@@ -61,19 +62,24 @@ def validation_metrics(model: nn.Module, batch_format: BatchFormat, validation: 
 
 
 class RunHistory:
-    """The history of one run directory; `hook` gives each training stage its recorder."""
+    """The history of one run directory; `hook` gives each training stage its recorder. Under
+    torchrun every process records (every process has the same hooks, which its checkpoint
+    counts), and rank 0 alone writes and logs."""
 
     def __init__(self, run_dir: Path, *, validation: ArrayDataset | None = None,
                  eval_batch_size: int = 500, log: bool = False, tensorboard: bool = False):
         self.path = run_dir / HISTORY
         self.validation = validation
         self.eval_batch_size = eval_batch_size
-        self.log = log
-        self.tensorboard_dir = run_dir / TENSORBOARD if tensorboard else None
+        self.writes = distributed.is_main()
+        self.log = log and self.writes
+        self.tensorboard_dir = run_dir / TENSORBOARD if tensorboard and self.writes else None
         if tensorboard:
             summary_writer()  # its check, before training
 
     def write(self, histories: dict[str, list[dict]]) -> None:
+        if not self.writes:
+            return
         rows = [{"stage": stage, **row} for stage, rows in histories.items() for row in rows]
         frame = pd.DataFrame(rows, columns=[column for column in COLUMNS
                                             if any(column in row for row in rows)

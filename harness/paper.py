@@ -502,7 +502,7 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.paper", __doc__)
-    parser.string("scale", "paper", "paper, cpu, tiny or smoke")
+    parser.string("scale", "paper", ", ".join(SCALES))
     parser.integer("seeds", 1, "seeds 0..N-1 per table row")
     parser.path("runs_dir", "runs", "the table runs' folder")
     parser.path("output_dir", "reports/paper", "where the page goes")

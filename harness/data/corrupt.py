@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.path("npz", None, "array dataset whose x_test/y_test are corrupted", required=True)
     parser.path("output_dir", None, "folder to write", required=True)
     parser.integer("seed", 0, "seed of the corruptions and of --limit's draw")
-    parser.strings("corruptions", CORRUPTIONS, "comma-separated names (default: all 19)")
+    parser.strings("corruptions", CORRUPTIONS, "comma-separated names")
     parser.integer("limit", None, "corrupt LIMIT test images drawn at random (seeded by --seed)")
     parser.progress()
     args = parser.parse(argv)
