@@ -11,10 +11,12 @@ TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
 
 .PHONY: test test-fast demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (pyproject.toml holds ranges): tests, CI and the golden
+# reports all run on the same torch.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,7 +44,7 @@ table3: $(if $(filter tiny,$(SCALE)),data/tiny-imagenet)
 
 # The tiny scale's stand-in for ImageNet: real JPEGs in ImageNet's folder layout.
 data/tiny-imagenet: | $(STAMP)
-	$(PY) -m harness.data.tiny_imagenet $@
+	$(PY) -m harness.data.tiny_imagenet --output_dir=$@
 $(TABLES): $(STAMP)
 	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
 
@@ -87,7 +89,7 @@ golden-check: $(STAMP)
 BENCH_THREADS ?= 1
 bench: $(STAMP)
 	OMP_NUM_THREADS=$(BENCH_THREADS) MKL_NUM_THREADS=$(BENCH_THREADS) $(PY) -m harness.bench \
-		--out build/bench/bench.json
+		--output_dir=build/bench
 
 # The shared JPEG copy of CIFAR-10 decoded to the arrays the `npz` dataset reads (cpu scale).
 data/cifar10.npz: | $(STAMP)

@@ -1,11 +1,12 @@
 """`make bench`: is the harness ever the bottleneck, and do FLOPs savings become time savings?
 
-    python -m harness.bench [--out build/bench/bench.json] [--only NAME ...]
+    python -m harness.bench [--output_dir=build/bench] [--only=NAME,NAME]
 
 Every figure is a ratio of two things measured side by side in this one process, on the same
 model, data and machine, in alternating rounds (round-robin, one warm-up each), as the ratio of
 their medians; the machine's load then hits both alike. It prints one line per ratio with its
-target and writes them all, with the raw seconds, to the JSON file. Figures live here, not in
+target and the min and max of the same ratio taken round by round (`spread`), and writes them
+all, with the raw seconds, to the JSON file. Figures live here, not in
 timed tests. The benchmarks run on the CPU at the thread count torch was given
 (OMP_NUM_THREADS), on a CIFAR-shaped synthetic set (3x32x32 uint8, 10 classes: time does not
 depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said otherwise:
@@ -24,10 +25,10 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
                      one WRN member at S = 0.8 and 0.9, batch 1 and 64            >= 2 (S = 0.9)
                      plus, per conv, each kernel's speed-up over dense against its density
 """
-import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import cli
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.flops import layer_forward_flops, ledger_for
 from harness.models.wide_resnet import wide_resnet
 from harness.predictors import MemberEnsemble
-from harness.sparse_inference import layer_timings, median_seconds, sparsify
+from harness.sparse_inference import layer_timings, round_seconds, sparsify, spread
 from harness.train import Trainer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -61,6 +63,18 @@ class Result:
     met: bool | None  # None: no target, or skipped
     note: str = ""
     detail: dict = field(default_factory=dict)
+    spread: dict | None = None  # min, median, max of the ratio round by round
+
+
+def side_by_side(functions, rounds: int) -> tuple[list[float], list[list[float]]]:
+    """Medians of each function's seconds, and the seconds of every round
+    (`sparse_inference.round_seconds`)."""
+    times = round_seconds(functions, rounds)
+    return [statistics.median(series) for series in times], times
+
+
+def ratio_spread(numerators: list[float], denominators: list[float]) -> dict:
+    return spread([top / bottom for top, bottom in zip(numerators, denominators)])
 
 
 def synthetic(count: int, seed: int = 0) -> ArrayDataset:
@@ -112,13 +126,14 @@ def harness_epoch(model: torch.nn.Module, dataset: ArrayDataset, trainer: Traine
 def bench_train_step(rounds: int, steps: int, batch_size: int) -> Result:
     dataset = synthetic(steps * batch_size)
     trainer = Trainer(batch_size=batch_size, lr=0.01, progress=False)
-    harness_s, bare_s = median_seconds(
+    (harness_s, bare_s), (harness_r, bare_r) = side_by_side(
         [harness_epoch(small_model(), dataset, trainer, []),
          bare_loop(small_model(), dataset, batch_size, seed=0)], rounds)
     ratio = harness_s / bare_s
     return Result("train_step", ratio, "<= 1.03", check(ratio, "<= 1.03"),
                   f"WRN-10-2, batch {batch_size}, {steps} steps a round",
-                  {"harness_step_seconds": harness_s / steps, "bare_step_seconds": bare_s / steps})
+                  {"harness_step_seconds": harness_s / steps, "bare_step_seconds": bare_s / steps},
+                  ratio_spread(harness_r, bare_r))
 
 
 def bench_sparse_step(rounds: int, steps: int, batch_size: int) -> Result:
@@ -132,15 +147,20 @@ def bench_sparse_step(rounds: int, steps: int, batch_size: int) -> Result:
     # No update within a round, and one update (prune and regrow by dense gradient) mid-round.
     quiet_hooks = [Masking(quiet, SparsitySpec(0.8, update_interval=10 * steps))]
     update_hooks = [Masking(exploring, SparsitySpec(0.8, update_interval=steps // 2))]
-    dense_s, quiet_s, update_s = median_seconds(
+    (dense_s, quiet_s, update_s), rounds_s = side_by_side(
         [harness_epoch(dense, dataset, trainer, []),
          harness_epoch(quiet, dataset, trainer, quiet_hooks),
          harness_epoch(exploring, dataset, trainer, update_hooks)], rounds)
+    interval = 1000
+
+    def amortised_ratio(dense_s: float, quiet_s: float, update_s: float) -> float:
+        update_cost = max(update_s - quiet_s, 0.0)  # one prune-and-grow on top of the steps
+        return (interval * quiet_s / steps + update_cost) / (interval * dense_s / steps)
+
     dense_step = dense_s / steps
     quiet_step = quiet_s / steps
-    update_cost = max(update_s - quiet_s, 0.0)  # one prune-and-grow on top of ordinary steps
-    interval = 1000
-    amortised = (interval * quiet_step + update_cost) / (interval * dense_step)
+    update_cost = max(update_s - quiet_s, 0.0)
+    amortised = amortised_ratio(dense_s, quiet_s, update_s)
     return Result("sparse_step", amortised, "<= 1.05", check(amortised, "<= 1.05"),
                   f"S = 0.8 ERK, RigL; amortised at dT = {interval}; no update in window "
                   f"{quiet_step / dense_step:.3f}, one update in {steps} steps "
@@ -149,7 +169,8 @@ def bench_sparse_step(rounds: int, steps: int, batch_size: int) -> Result:
                    "update_seconds": update_cost,
                    "ratio_without_update": quiet_step / dense_step,
                    "ratio_with_one_update_per_window": update_s / dense_s,
-                   "window_steps": steps, "amortised_interval": interval})
+                   "window_steps": steps, "amortised_interval": interval},
+                  spread([amortised_ratio(*figures) for figures in zip(*rounds_s)]))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -168,12 +189,12 @@ def bench_evaluate(rounds: int, images: int, batch_size: int) -> Result:
             for inputs, _ in dataset.eval_batches(batch_size):
                 model(inputs)
 
-    harness_s, bare_s = median_seconds([harness, bare], rounds)
+    (harness_s, bare_s), (harness_r, bare_r) = side_by_side([harness, bare], rounds)
     ratio = bare_s / harness_s  # throughput ratio
     return Result("evaluate", ratio, ">= 0.95", check(ratio, ">= 0.95"),
                   f"WRN-10-2, {images} images, batch {batch_size}, every metric streamed",
                   {"harness_images_per_second": images / harness_s,
-                   "bare_images_per_second": images / bare_s})
+                   "bare_images_per_second": images / bare_s}, ratio_spread(bare_r, harness_r))
 
 
 def bench_augmentation(rounds: int, images: int, batch_size: int) -> Result:
@@ -206,13 +227,15 @@ def bench_augmentation(rounds: int, images: int, batch_size: int) -> Result:
         for _ in train_batches(dataset, batch_size, Augment(), torch.Generator().manual_seed(0)):
             pass
 
-    torchvision_s, batched_s = median_seconds([torchvision_epoch, batched_epoch], rounds)
+    (torchvision_s, batched_s), (torchvision_r, batched_r) = side_by_side(
+        [torchvision_epoch, batched_epoch], rounds)
     ratio = torchvision_s / batched_s
     return Result("augmentation", ratio, "informational", None,
                   f"speed-up over torchvision per-sample transforms (DataLoader, 0 workers), "
                   f"{images} images, batch {batch_size}",
                   {"torchvision_images_per_second": images / torchvision_s,
-                   "batched_images_per_second": images / batched_s})
+                   "batched_images_per_second": images / batched_s},
+                  ratio_spread(torchvision_r, batched_r))
 
 
 # ------------------------------------------------------------------------- memory (C sets)
@@ -277,8 +300,8 @@ def bench_corrupted_memory(counts: tuple[int, ...] = (1, 2, 4)) -> Result:
         peaks = {}
         for count in counts:
             output = subprocess.run(
-                [sys.executable, "-m", "harness.bench", "--stream_peak", str(folder),
-                 str(count)], capture_output=True, text=True, check=True).stdout
+                [sys.executable, "-m", "harness.bench", f"--stream_peak={folder},{count}"],
+                capture_output=True, text=True, check=True).stdout
             peaks[count] = json.loads(output.splitlines()[-1])["peak_bytes"]
     growth = (peaks[max(counts)] - peaks[min(counts)]) / (max(counts) - min(counts))
     highest = max(peaks.values())
@@ -335,7 +358,8 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
         sparse = sparsify(model, plans)
         for batch in batch_sizes:
             x = torch.randn(batch, *IMAGE_SHAPE)
-            dense_s, sparse_s = median_seconds([lambda: model(x), lambda: sparse(x)], rounds)
+            (dense_s, sparse_s), (dense_r, sparse_r) = side_by_side(
+                [lambda: model(x), lambda: sparse(x)], rounds)
             profile = where_time_goes(sparse, x)
             ratio = dense_s / sparse_s
             chosen = [plan[batch] for plan in plans.values()]
@@ -358,7 +382,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
                 + "; sparse form's time: " + ", ".join(f"{share:.0%} {op}"
                                                        for op, share in profile[:4]),
                 {"dense_seconds": dense_s, "sparse_seconds": sparse_s, "layers": curve,
-                 "sparse_form_profile": dict(profile)}))
+                 "sparse_form_profile": dict(profile)}, ratio_spread(dense_r, sparse_r)))
     return results
 
 
@@ -416,22 +440,24 @@ def run_all(only: list[str] | None, sparse_model: tuple[int, int],
 def line(result: Result) -> str:
     value = "-" if result.value is None else f"{result.value:.3f}"
     verdict = {True: "met", False: "MISSED", None: ""}[result.met]
-    return f"{result.name:<34} {value:>8}  target {result.target:<15} {verdict:<7} {result.note}"
+    rounds = ("" if result.spread is None else
+              f" (rounds {result.spread['min']:.3f} to {result.spread['max']:.3f})")
+    return (f"{result.name:<34} {value:>8}  target {result.target:<15} {verdict:<7} "
+            f"{result.note}{rounds}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("build/bench/bench.json"))
-    parser.add_argument("--only", nargs="+", help="run only these benchmarks")
-    parser.add_argument("--sparse_model", type=int, nargs=2, default=(16, 4),
-                        metavar=("DEPTH", "WIDTH"),
-                        help="the WRN of sparse_inference (WRN-16-4: WRN-28-10 at batch 64 "
-                             "alone takes 10 minutes on one core)")
-    parser.add_argument("--sparse_batches", type=int, nargs="+", default=(1, 64))
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    parser.add_argument("--stream_peak", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.bench", __doc__)
+    parser.path("output_dir", "build/bench", "where bench.json goes")
+    parser.strings("only", None, "run only these benchmarks (comma-separated)")
+    parser.integers("sparse_model", (16, 4), "DEPTH,WIDTH of the WRN of sparse_inference "
+                                             "(WRN-16-4: WRN-28-10 at batch 64 alone takes 10 "
+                                             "minutes on one core)")
+    parser.integers("sparse_batches", (1, 64), "batch sizes of sparse_inference")
+    parser.boolean("quick", False, "fewer rounds and steps")
+    parser.strings("stream_peak", None, "FOLDER,COUNT: internal, one corrupted_memory probe")
+    args = parser.parse(argv)
+    args.out = args.output_dir / "bench.json"
     if args.stream_peak:
         stream_and_report_peak(args.stream_peak[0], int(args.stream_peak[1]))
         return 0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from absl import app, flags
 
+from harness import cli
 from harness.config import bindings
 from harness.durable import atomic_write
 from harness.errors import UserError
@@ -129,17 +129,16 @@ def write(table: pd.DataFrame, text: str, output_dir: Path) -> list[Path]:
     return [parquet, md]
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "also write compare.parquet and compare.md here")
-
-
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.compare", __doc__, variadic="runs")
+    parser.path("output_dir", None, "also write compare.parquet and compare.md here")
+    args = parser.parse(argv)
     try:
-        table = compare(load_runs(argv[1:]))
+        table = compare(load_runs(args.runs))
         text = markdown(table)
         print(text)
-        if FLAGS.output_dir:
-            for path in write(table, text, Path(FLAGS.output_dir)):
+        if args.output_dir:
+            for path in write(table, text, args.output_dir):
                 print(path, file=sys.stderr)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -148,4 +147,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -7,6 +7,7 @@ from typing import Sequence
 import gin
 
 from harness.errors import UserError, first_line
+from harness.typecheck import check_bindings
 
 
 def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
@@ -27,6 +28,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
                                             finalize_config=False)
     except Exception as error:  # gin raises many types (SyntaxError, ValueError, ...)
         raise UserError(f"invalid gin configuration: {first_line(error)}") from error
+    check_bindings()
 
 
 BINDING = re.compile(r"^(\S+)\s*=\s*(.*)$")

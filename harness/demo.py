@@ -4,18 +4,12 @@ digits set, then a small Table 1 in `<output_dir>/table1.{parquet,md}`. Finished
 import sys
 from pathlib import Path
 
-from absl import app, flags
-
+from harness import cli
 from harness.errors import UserError, first_line
 from harness.experiment import run_experiment
 from harness.record import is_finished
 from harness.report import run_row, write_table
 from methods import METHODS
-
-flags.DEFINE_string("output_dir", "reports/demo", "where runs and the table go")
-flags.DEFINE_string("gin_dir", "gin", "folder of the method gin files")
-flags.DEFINE_bool("progress", True, "show progress bars")
-FLAGS = flags.FLAGS
 
 
 def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
@@ -35,19 +29,24 @@ def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
     return output_dir / "table1.md"
 
 
-def main(argv):
-    del argv
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.demo", __doc__)
+    parser.path("output_dir", "reports/demo", "where runs and the table go")
+    parser.path("gin_dir", "gin", "folder of the method gin files")
+    parser.progress()
+    args = parser.parse(argv)
     try:
-        table = demo(Path(FLAGS.output_dir), Path(FLAGS.gin_dir), FLAGS.progress)
+        table = demo(args.output_dir, args.gin_dir, args.progress)
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the demo where it stopped",
               file=sys.stderr)
-        sys.exit(130)
+        return 130
     print(table.read_text())
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

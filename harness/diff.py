@@ -28,13 +28,13 @@ A long-format table compares status, seeds, scale, reason and the paper's number
 accuracies in % (acc, individual_acc, robust_acc[_*]), 1e-5 for the others (disagreement, kl,
 pearson, spearman, auroc); runs, note and provenance are counted when they differ.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness import cli
 from harness.errors import UserError
 from harness.long_tables import IDENTITY as LONG_KEY
 from harness.long_tables import LONG_COLUMNS, PERCENT_METRICS
@@ -160,11 +160,7 @@ def tolerance_summary(long: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.diff", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
-    args = parser.parse_args(argv)
+    args = cli.Flags("python -m harness.diff", __doc__, positionals=("old", "new")).parse(argv)
     try:
         old, new = read_report(args.old), read_report(args.new)
         if is_long(old) != is_long(new):

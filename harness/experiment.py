@@ -8,8 +8,10 @@ directory exists. `Prepared.run(run_dir)` trains, evaluates and writes the run r
 import contextlib
 import functools
 import hashlib
+import itertools
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import gin
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from harness import distributed, scale
 from harness.config import parse
@@ -28,11 +31,13 @@ from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
                            sparse_forward_flops, weight_densities)
 from harness.flops.plan import PlanContext, reference_epochs, reference_train_flops
+from harness.history import RunHistory
 from harness.models import build_model
 from harness.predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.predictors import Predictor
-from harness.record import (make_run_dir, plan_run_dir, staging_dir, swap_in, write_json,
-                            write_metrics, write_text)
+from harness.progress import draws_bars
+from harness.record import (command_line, make_run_dir, plan_run_dir, record_command,
+                            staging_dir, swap_in, write_json, write_metrics, write_text)
 from harness.robustness import ScoredSet, corrupted_summary  # also registers the suites
 from harness.structure import structure_rows
 from harness.timing import SUITE as TIMING_SUITE, inference_timing
@@ -93,7 +98,10 @@ class Experiment:
                  model: str = "wide_resnet", seed: int = 0, suites: tuple = ("test",),
                  validation_fraction: float = 0.0, train_subset: int | None = None,
                  eval_batch_size: int = 500, device: str = "auto",
-                 deterministic: bool = False, precision: str = "float32"):
+                 deterministic: bool = False, precision: str = "float32",
+                 tensorboard: bool = False):
+        """`tensorboard`: also write the training curve (harness/history.py) as TensorBoard
+        scalars under <run>/tensorboard/<stage>."""
         self.method_name = method
         self.dataset_name = dataset
         self.model_name = model
@@ -105,6 +113,7 @@ class Experiment:
         self.device = device
         self.deterministic = deterministic
         self.precision = precision
+        self.tensorboard = tensorboard
 
     def build(self, progress: bool = True) -> tuple[Method, Trainer]:
         check_integer("Experiment.seed", self.seed)
@@ -226,9 +235,13 @@ class Prepared:
         others return None."""
         if distributed.is_main():
             write_text(run_dir / "config.gin", gin.config_str())
+        history = RunHistory(run_dir, validation=self.data.validation,
+                             eval_batch_size=self.experiment.eval_batch_size,
+                             log=not draws_bars(self.progress),
+                             tensorboard=self.experiment.tensorboard)
         context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
                              model_factory=self.model_factory, seed=self.experiment.seed,
-                             checkpoint_dir=run_dir / "checkpoints")
+                             checkpoint_dir=run_dir / "checkpoints", history=history)
         with default_dtype(PRECISIONS[self.experiment.precision]):
             predictor = self.method.fit(context)
             if not distributed.is_main():
@@ -236,15 +249,21 @@ class Prepared:
             start = time.perf_counter()
             rows = []
             test_predictions = PredictionCollector()
-            for eval_set in self.eval_sets:
-                clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
-                scored = (evaluate(predictor, eval_set, progress=self.progress,
-                                   collect=test_predictions) if clean_test else
-                          eval_set.score(predictor, self.progress))
-                for row in scored:  # a scored set's rows may name their own corruption
-                    rows.append({"method": self.method.name, "suite": eval_set.suite,
-                                 "corruption": eval_set.corruption,
-                                 "severity": eval_set.severity, **row})
+            for suite, eval_sets in itertools.groupby(self.eval_sets, lambda s: s.suite):
+                eval_sets = list(eval_sets)  # one bar per suite, not per corrupted set
+                for eval_set in tqdm(eval_sets, desc=f"eval {suite}", unit="set", leave=False,
+                                     disable=not draws_bars(self.progress)):
+                    clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
+                    scored = (evaluate(predictor, eval_set, progress=False,
+                                       collect=test_predictions) if clean_test else
+                              eval_set.score(predictor, False))
+                    for row in scored:  # a scored set's rows may name their own corruption
+                        rows.append({"method": self.method.name, "suite": eval_set.suite,
+                                     "corruption": eval_set.corruption,
+                                     "severity": eval_set.severity, **row})
+                if not draws_bars(self.progress):
+                    print(f"eval {suite}: {len(eval_sets)} set(s) scored", file=sys.stderr,
+                          flush=True)
             eval_seconds = time.perf_counter() - start
             timing_rows, timing = inference_timing(predictor, self.data.splits.test.image_shape,
                                                    self.data.device, self.method.sparsity > 0)
@@ -322,17 +341,12 @@ class Prepared:
         }
 
 
-def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
-                   overwrite: bool = False, resume: bool = False,
-                   progress: bool = True) -> tuple[Path, dict]:
-    """Parses the configuration, checks it, then trains and evaluates into the run directory.
-
-    A mistake found before training leaves no directory behind; one found during training
-    (a diverging loss) removes the directory it created. `resume` continues an unfinished run
-    only if its recorded configuration equals this one (a missing or empty directory starts a
-    fresh run); `overwrite` replaces only a run directory (harness/record.py), and only once
-    the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
-    `Interrupted`, whose message says what became of the run."""
+def plan_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
+                    overwrite: bool = False, resume: bool = False, progress: bool = True
+                    ) -> tuple[Path, str, Prepared]:
+    """Everything `run_experiment` does before it writes: the configuration parsed and
+    checked, the run directory and what will become of it ("create", "resume", "replace",
+    harness/record.py), the experiment prepared. Raises UserError, having written nothing."""
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     if resume and not output_dir:
@@ -350,8 +364,27 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
         raise
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         raise UserError(first_line(error)) from error
+    return run_dir, mode, prepared
+
+
+def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
+                   overwrite: bool = False, resume: bool = False,
+                   progress: bool = True) -> tuple[Path, dict]:
+    """Parses the configuration, checks it, then trains and evaluates into the run directory.
+
+    A mistake found before training leaves no directory behind; one found during training
+    (a diverging loss) removes the directory it created. `resume` continues an unfinished run
+    only if its recorded configuration equals this one (a missing or empty directory starts a
+    fresh run); `overwrite` replaces only a run directory (harness/record.py), and only once
+    the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
+    `Interrupted`, whose message says what became of the run."""
+    run_dir, mode, prepared = plan_experiment(gin_files, bindings, output_dir,
+                                              overwrite=overwrite, resume=resume,
+                                              progress=progress)
     target = staging_dir(run_dir) if mode == "replace" else run_dir
     created = distributed.from_main(lambda: make_run_dir(target))
+    if mode != "resume" and distributed.is_main():
+        record_command(target, gin_files, bindings)
     try:
         summary = prepared.run(target)
     except KeyboardInterrupt:
@@ -359,8 +392,8 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
             shutil.rmtree(target, ignore_errors=True)
             raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
                               f"holds the previous one") from None
-        raise Interrupted(f"interrupted: continue this run with --resume "
-                          f"--output_dir={run_dir}") from None
+        raise Interrupted("interrupted: continue this run with: " + command_line(
+            [sys.argv[0], "--resume", f"--output_dir={run_dir}"])) from None
     except (UserError, FloatingPointError) as error:
         if created and distributed.is_main():
             shutil.rmtree(target, ignore_errors=True)

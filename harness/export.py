@@ -1,6 +1,6 @@
 """Exports a sparse run's members to an inference form that skips their zeros:
 
-    python -m harness.export RUN_DIR --out DIR [--batch_sizes 1 64] [--kernels auto]
+    python -m harness.export RUN_DIR --output_dir=DIR [--batch_sizes=1,64] [--kernels=auto]
 
 RUN_DIR is a finished run of a sparse method (static, dst, edst, ltr, pf: members saved with
 masks).
@@ -15,24 +15,27 @@ and is written completely or not at all (built in DIR.partial, then renamed). Th
 each conv at each batch size is chosen by measuring them on this machine
 (harness/sparse_inference.py); `--kernels csr|gemm|dense` forces one. `load_export(DIR)`
 returns a predictor whose outputs equal the masked dense members' within 1e-4; the command
-prints their measured speed-up over the masked dense members at each batch size.
+prints their measured speed-up over the masked dense members at each batch size: the median
+over `--rounds` alternating rounds, with the min and max (one figure on a shared machine can be
+off by half).
 """
-import argparse
 import hashlib
 import json
 import math
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from harness import cli
 from harness.errors import UserError
 from harness.predictors import MemberEnsemble
 from harness.record import is_finished, read_summary
 from harness.sparse_inference import (KERNELS, choose_kernels, conv_names, density,
-                                      median_seconds, sparsify)
+                                      round_seconds, sparsify, spread)
 
 FORMAT = "freetickets-sparse-inference"
 VERSION = 1
@@ -127,11 +130,11 @@ def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
     if not is_finished(run_dir):
         raise UserError(f"{run_dir} is not a finished run (no summary.json)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out} exists and is not empty; choose a new folder")
+        raise UserError(f"--output_dir {out} exists and is not empty; choose a new folder")
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         raise UserError(f"{partial} exists (left by an interrupted export?); remove it or "
-                        f"choose another --out")
+                        f"choose another --output_dir")
     architecture = run_architecture(run_dir)
     members = load_run_members(run_dir)
     image_shape = architecture["image_shape"]
@@ -177,7 +180,7 @@ def _move_into(partial: Path, out: Path) -> None:
 
 def corrupted(directory: Path, what: str) -> UserError:
     return UserError(f"{directory} is not a usable sparse export: {what}; export the run again "
-                     f"(python -m harness.export RUN_DIR --out NEW_DIR)")
+                     f"(python -m harness.export RUN_DIR --output_dir=NEW_DIR)")
 
 
 def read_manifest(directory: Path) -> dict:
@@ -229,35 +232,37 @@ def load_export(directory: Path) -> MemberEnsemble:
 @torch.inference_mode()
 def speedups(dense: nn.Module, sparse: nn.Module, image_shape, batch_sizes, rounds: int = 5
              ) -> dict[int, dict]:
-    """Median seconds of the masked dense and the sparse form side by side, per batch size."""
+    """Seconds of the masked dense and the sparse form side by side, per batch size: medians,
+    and the speed-up's median, min and max over the rounds (each round's own ratio)."""
     result = {}
     for batch in batch_sizes:
         x = torch.randn(batch, *image_shape)
-        dense_s, sparse_s = median_seconds([lambda: dense(x), lambda: sparse(x)], rounds)
-        result[batch] = {"dense_seconds": dense_s, "sparse_seconds": sparse_s,
-                         "speedup": dense_s / sparse_s}
+        dense_s, sparse_s = round_seconds([lambda: dense(x), lambda: sparse(x)], rounds)
+        ratios = spread([d / s for d, s in zip(dense_s, sparse_s)])
+        result[batch] = {"dense_seconds": statistics.median(dense_s),
+                         "sparse_seconds": statistics.median(sparse_s),
+                         "speedup": ratios["median"], "speedup_min": ratios["min"],
+                         "speedup_max": ratios["max"]}
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--kernels", default="auto", help=f"auto or one of {KERNELS}")
-    parser.add_argument("--rounds", type=int, default=3, help="timing rounds per kernel")
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.export", __doc__, positionals=("run_dir",))
+    parser.path("output_dir", None, "the export folder (new)", required=True)
+    parser.integers("batch_sizes", [1, 64], "batch sizes to choose kernels and time at")
+    parser.string("kernels", "auto", f"auto or one of {', '.join(KERNELS)}")
+    parser.integer("rounds", 3, "timing rounds per kernel and per speed-up")
+    args = parser.parse(argv)
     try:
-        manifest = export(args.run_dir, args.out, tuple(args.batch_sizes), args.kernels,
+        manifest = export(args.run_dir, args.output_dir, tuple(args.batch_sizes), args.kernels,
                           args.rounds)
         architecture = manifest["architecture"]
-        exported = load_export(args.out)
+        exported = load_export(args.output_dir)
         dense = load_run_members(args.run_dir)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {len(manifest['members'])} member(s) of {args.run_dir} to {args.out}")
+    print(f"exported {len(manifest['members'])} member(s) of {args.run_dir} to {args.output_dir}")
     for index, (entry, network) in enumerate(zip(manifest["members"], exported.networks)):
         kernels = {}
         for plan in entry["plan"].values():
@@ -271,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"member {index}: density {entry['density']:.3f}, batch {batch}: "
                   f"{figures['dense_seconds'] * 1e3:.1f} ms masked dense, "
                   f"{figures['sparse_seconds'] * 1e3:.1f} ms sparse, speed-up "
-                  f"{figures['speedup']:.2f}x (convs: {counts})")
+                  f"{figures['speedup']:.2f}x (min {figures['speedup_min']:.2f}x, max "
+                  f"{figures['speedup_max']:.2f}x over {args.rounds} rounds; convs: {counts})")
     return 0
 
 

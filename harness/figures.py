@@ -29,14 +29,19 @@ harness/trajectories.py), `sparsity_figure` (Fig. 4: individual and ensemble acc
 KL against sparsity, from Table 8's sweep) and `fixed_budget_figure` (Fig. 5: accuracy against
 the ensemble size, EDST from its own runs at a fixed training budget).
 """
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure  # no pyplot: no display backend, no global figures
+try:
+    from matplotlib.figure import Figure  # no pyplot: no display backend, no global figures
+except ImportError:  # an extra: the harness runs and scores without it
+    print("error: figures need matplotlib: pip install 'freetickets-bench[figures]'",
+          file=sys.stderr)
+    sys.exit(2)
 
+from harness import cli
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
@@ -354,14 +359,13 @@ def figures(table: int, scale: str, runs_dir: Path, output_dir: Path) -> list[Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.figures", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, action="append",
-                        help="table number (repeatable; default: every table with runs)")
-    parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
-    parser.add_argument("--output_dir", type=Path, default=Path("reports/figures"))
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.figures", __doc__)
+    parser.integers("table", None, "table numbers, comma-separated (default: every table "
+                                   "with runs)")
+    parser.string("scale", "paper", "paper, cpu, tiny or smoke")
+    parser.path("runs_dir", "runs", "the table runs' folder")
+    parser.path("output_dir", "reports/figures", "where the figures go")
+    args = parser.parse(argv)
     try:
         tables = args.table or tables_with_runs(args.runs_dir, args.scale)
         if not tables:

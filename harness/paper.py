@@ -20,7 +20,6 @@ the published numbers, on one static page:
 
 `--page_only` skips steps 1 and 2's training: the page from what exists.
 """
-import argparse
 import base64
 import html
 import json
@@ -34,7 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness import figures
+from harness import cli, figures
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import is_finished, read_summary
@@ -512,16 +511,15 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.paper", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", default="paper", help="smoke, cpu or paper")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per table row")
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
-    parser.add_argument("--output_dir", type=Path, default=Path("reports/paper"))
-    parser.add_argument("--gin_dir", type=Path, default=Path("gin"))
-    parser.add_argument("--page_only", action="store_true",
-                        help="no training: the page from the tables and runs that exist")
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.paper", __doc__)
+    parser.string("scale", "paper", ", ".join(SCALES))
+    parser.integer("seeds", 1, "seeds 0..N-1 per table row")
+    parser.path("runs_dir", "runs", "the table runs' folder")
+    parser.path("output_dir", "reports/paper", "where the page goes")
+    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.boolean("page_only", False, "no training: the page from the tables and runs that "
+                                       "exist")
+    args = parser.parse(argv)
     try:
         path = make_paper(args.scale, args.seeds, args.runs_dir, args.output_dir, args.gin_dir,
                           args.page_only)

@@ -2,9 +2,14 @@
 half-written file, and so that `summary.json`, written last, marks a finished run.
 
     config.gin            the gin configuration as given (written first: it marks a run)
+    command.json          the command line, and the gin files and bindings it gave, which
+                          `--resume --output_dir=DIR` alone continues with
+    gin_files/            copies of those gin files as they were given (<i>-<name>)
     operative_config.gin  the gin configuration the run actually used
     metrics.parquet       long format: method, member, suite, corruption, severity, metric, value
     summary.json          headline numbers, timings, provenance (present = finished)
+    history.csv           one row per epoch of every training stage (harness/history.py)
+    tensorboard/          the same as TensorBoard scalars, with Experiment.tensorboard
     flops.json            measured and planned FLOPs
     predictions/test.npz  per-member test predictions
     checkpoints/          <stage>.pt per finished training stage (weights, extras, its cost),
@@ -17,8 +22,11 @@ A folder holding anything else is not a run: it is never replaced or continued.
 """
 import json
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -28,10 +36,12 @@ from harness.errors import UserError
 
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 SUMMARY = "summary.json"
+COMMAND = "command.json"
 # Everything a run writes at its top level; "predictions" holds harness/predictions.py's file,
 # "rescored" harness/rescore.py's.
 RUN_ENTRIES = {"config.gin", "operative_config.gin", "metrics.parquet", "flops.json", SUMMARY,
-               "checkpoints", "predictions", "rescored"}
+               "checkpoints", "predictions", "rescored", "history.csv", "tensorboard",
+               "command.json", "gin_files"}
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -81,6 +91,46 @@ def plan_run_dir(run_dir: Path, *, overwrite: bool, resume: bool, config: str) -
                         f"{'; '.join(differences)}; resume it with the configuration it was "
                         f"started with, or choose another --output_dir")
     return "resume"
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """`argv` as a command to paste: `<python> -m <module> args` where run as a module, the
+    interpreter named relative to the working directory when it lies below it (.venv)."""
+    python = os.path.relpath(sys.executable)
+    python = sys.executable if python.startswith("..") else python
+    main = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["-m", main.name] if main is not None else [argv[0]]
+    return shlex.join([python, *program, *argv[1:]])
+
+
+def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[str]) -> None:
+    """The command line of the process, its gin files (as given and resolved) and bindings,
+    and a copy of each gin file as it was when the run started."""
+    copies = []
+    for index, file in enumerate(gin_files):
+        copy = run_dir / "gin_files" / f"{index}-{Path(file).name}"
+        copy.parent.mkdir(exist_ok=True)
+        write_text(copy, Path(file).read_text())
+        copies.append(str(copy.relative_to(run_dir)))
+    write_json(run_dir / COMMAND, {"command": command_line(sys.argv), "cwd": os.getcwd(),
+                                   "gin_files": list(gin_files),
+                                   "gin_files_resolved": [str(Path(file).resolve())
+                                                          for file in gin_files],
+                                   "gin_file_copies": copies, "gin_bindings": list(bindings)})
+
+
+def recorded_configuration(run_dir: Path) -> tuple[list[str], list[str]]:
+    """The gin files (resolved) and bindings a run was started with (`record_command`)."""
+    try:
+        recorded = json.loads((run_dir / COMMAND).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} records no command ({COMMAND}): it is no run directory, or "
+                        f"was started before runs recorded theirs; give its --gin_file and "
+                        f"--gin_bindings to resume it") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{run_dir / COMMAND} is unreadable ({error}); give the run's "
+                        f"--gin_file and --gin_bindings to resume it") from error
+    return recorded["gin_files_resolved"], recorded["gin_bindings"]
 
 
 def path_error(setting: str, path: Path, error: OSError) -> str:

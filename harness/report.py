@@ -19,7 +19,6 @@ mean over the 15 benchmark corruptions x 5 severities of whichever corrupted sui
 scored (published sets before generated ones), aacc/anll/aece on ImageNet-A's 200 classes;
 empty where a run did not score them.
 """
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness import cli
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_metrics, read_summary
@@ -419,15 +419,14 @@ def tables_with_runs(runs_dir: Path, scale: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, action="append",
-                        help="table number (repeatable; default: every table with runs)")
-    parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
-    parser.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: all finished)")
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
-    parser.add_argument("--output_dir", type=Path, default=Path("reports"))
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.report", __doc__)
+    parser.integers("table", None, "table numbers, comma-separated (default: every table "
+                                   "with runs)")
+    parser.string("scale", "paper", "paper, cpu, tiny or smoke")
+    parser.integer("seeds", None, "use seeds 0..N-1 (default: all finished)")
+    parser.path("runs_dir", "runs", "the table runs' folder")
+    parser.path("output_dir", "reports", "where the tables go")
+    args = parser.parse(argv)
     try:
         tables = args.table or tables_with_runs(args.runs_dir, args.scale)
         if not tables:

@@ -158,8 +158,8 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def median_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> list[float]:
-    """Median wall-clock of each function over `rounds`, run alternately (round-robin) after
+def round_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
+    """Wall-clock of each function in each of `rounds`, run alternately (round-robin) after
     one warm-up each, so that load on a shared machine hits all of them alike."""
     for function in functions:
         function()
@@ -169,7 +169,18 @@ def median_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> li
             start = time.perf_counter()
             function()
             times[index].append(time.perf_counter() - start)
-    return [statistics.median(series) for series in times]
+    return times
+
+
+def median_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> list[float]:
+    """Median wall-clock of each function over `rounds` (`round_seconds`)."""
+    return [statistics.median(series) for series in round_seconds(functions, rounds)]
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, median and max over rounds: how every time or speed-up is printed and stored, since
+    one figure on a shared machine can be off by half."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def layer_inputs(model: nn.Module, image_shape: Sequence[int], batch: int

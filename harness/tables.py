@@ -28,7 +28,6 @@ registered yet is skipped and shows as missing in the table. Then harness/report
 1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
 `.md`.
 """
-import argparse
 import json
 import re
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import gin
 
+from harness import cli
 from harness.config import config_differences, parse
 from harness.errors import UserError, first_line
 from harness.record import is_finished, write_json
@@ -214,24 +214,19 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True,
-                        help="1, 2, 3, 6 (harness/report.py), 4 and up (harness/long_tables.py)")
-    parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
-    parser.add_argument("--rows", type=lambda text: text.split(","),
-                        help="only these rows (gin file stems, comma-separated)")
-    parser.add_argument("--gin_file", action="append", default=[],
-                        help="extra gin files, layered after the scale")
-    parser.add_argument("--gin_bindings", action="append", default=[],
-                        help="bindings applied after every file")
-    parser.add_argument("--gin_dir", type=Path, default=Path("gin"))
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
-    parser.add_argument("--output_dir", type=Path, default=Path("reports"))
-    parser.add_argument("--noprogress", dest="progress", action="store_false",
-                        help="no progress bars")
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.tables", __doc__)
+    parser.integer("table", None, "1, 2, 3, 6 (harness/report.py), 4 and up "
+                                  "(harness/long_tables.py)", required=True)
+    parser.string("scale", "paper", "paper, cpu, tiny or smoke")
+    parser.integer("seeds", 1, "seeds 0..N-1 per row")
+    parser.strings("rows", None, "only these rows (gin file stems, comma-separated)")
+    parser.repeated("gin_file", "extra gin files, layered after the scale")
+    parser.repeated("gin_bindings", "bindings applied after every file")
+    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.path("runs_dir", "runs", "where the runs go (table<N>/<scale>/<row>/seed<k>)")
+    parser.path("output_dir", "reports", "where the table goes")
+    parser.progress()
+    args = parser.parse(argv)
     try:
         for file in args.gin_file:
             if not Path(file).is_file():

@@ -3,7 +3,8 @@ FLOPs savings become time savings?).
 
 `inference_timing` times one forward pass of the whole predictor (every member) on a batch of
 `batch_size` random inputs of the run's image shape, on the run's device, in inference mode:
-one warm-up pass, then the median of `rounds` passes, divided by the batch size. For a sparse
+one warm-up pass, then the median of `rounds` passes, divided by the batch size (the rows;
+summary.json's `inference_timing.seconds_per_image` keeps min, median and max). For a sparse
 run it also times the same members converted to sparse inference (harness/sparse_inference.py,
 kernels chosen by measurement at that batch size), alternating rounds with the dense form.
 
@@ -16,7 +17,7 @@ import gin
 import torch
 
 from harness.predictors import MemberEnsemble, Predictor
-from harness.sparse_inference import choose_kernels, median_seconds, sparsify
+from harness.sparse_inference import choose_kernels, round_seconds, sparsify, spread
 
 SUITE = "timing"
 DENSE = "inference_seconds_per_image"
@@ -57,9 +58,12 @@ def inference_timing(predictor: Predictor, image_shape: tuple[int, ...], device:
         return call
 
     with torch.inference_mode():
-        seconds = median_seconds([forward(form) for form in forms], rounds)
-    rows = [{"member": "ensemble", "metric": metric, "value": value / batch_size}
-            for metric, value in zip(METRICS, seconds)]
+        seconds = round_seconds([forward(form) for form in forms], rounds)
+    per_image = {metric: {name: value / batch_size for name, value in spread(series).items()}
+                 for metric, series in zip(METRICS, seconds)}
+    rows = [{"member": "ensemble", "metric": metric, "value": figures["median"]}
+            for metric, figures in per_image.items()]
     return rows, {"enabled": True, "batch_size": batch_size, "rounds": rounds,
+                  "seconds_per_image": per_image,
                   "device": str(device), "threads": torch.get_num_threads(),
                   "sparse_form": sparse}

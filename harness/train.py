@@ -27,6 +27,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,11 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness import distributed, scale
+from harness import distributed, safe_load, scale
 from harness.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset, Augment
 from harness.durable import durable_replace
 from harness.errors import UserError, check_integer, check_number
+from harness.progress import draws_bars
+from harness.safe_load import UnsafeFile
 from harness.schedules import MultiStep, compose
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -229,7 +232,7 @@ class Trainer:
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if self.amp and dataset.device.type == "cuda" else contextlib.nullcontext())
         bar = tqdm(total=state.total_steps, initial=state.step, desc=desc, unit="step",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+                   disable=not draws_bars(self.progress), leave=False, dynamic_ncols=True)
         while state.epoch < epochs:
             seed_everything(_epoch_seed(seed, state.epoch))
             generator = torch.Generator(device=dataset.device)
@@ -244,6 +247,7 @@ class Trainer:
                 skip=state.step - state.epoch * state.steps_per_epoch,
                 generator_state=within["generator"].cpu() if within else None)
             within = {}
+            epoch_start, epoch_steps = time.perf_counter(), 0
             for images, labels in batches:
                 if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
@@ -263,6 +267,7 @@ class Trainer:
                 for hook in hooks:
                     hook.after_optimizer_step(state)
                 loss_sum += loss.detach()
+                epoch_steps += 1
                 bar.update()
                 if (checkpoint is not None and self.checkpoint_every
                         and state.step % self.checkpoint_every == 0
@@ -275,8 +280,10 @@ class Trainer:
             if not math.isfinite(state.epoch_loss):
                 raise FloatingPointError(f"{desc}: training loss became {state.epoch_loss} in "
                                          f"epoch {state.epoch}; lower Trainer.lr")
-            state.history.append({"epoch": state.epoch, "loss": state.epoch_loss,
-                                  "lr": state.lr})
+            seconds = time.perf_counter() - epoch_start  # since a resume, if it was resumed
+            state.history.append({"epoch": state.epoch, "step": state.step,
+                                  "loss": state.epoch_loss, "lr": state.lr, "seconds": seconds,
+                                  "images_per_second": epoch_steps * self.batch_size / seconds})
             bar.set_postfix(epoch=state.epoch, loss=f"{state.epoch_loss:.3f}")
             for hook in hooks:
                 hook.on_epoch_end(state)
@@ -297,14 +304,20 @@ def _previous(path: Path) -> Path:
 def _rng_states() -> dict:
     """The global RNGs a step draws from (dropout, random growth): saved mid-epoch, where a
     resumed run cannot re-seed them from the epoch's seed."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
+    numpy_state = np.random.get_state(legacy=False)
+    # numpy's key as a tensor: a checkpoint holds tensors and plain values only
+    # (harness/safe_load.py)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"].cpu())  # a checkpoint may be loaded onto a GPU
-    np.random.set_state(states["numpy"])
+    numpy_state = {**states["numpy"]}
+    numpy_state["state"] = {**numpy_state["state"],
+                            "key": numpy_state["state"]["key"].cpu().numpy().astype(np.uint32)}
+    np.random.set_state(numpy_state)
     random.setstate(states["python"])
     if states["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
@@ -333,9 +346,10 @@ def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> dict:
     returns the mid-epoch state (`_save`'s `within`), empty after a whole epoch."""
     for candidate in (path, _previous(path)):
         try:
-            saved = torch.load(candidate, map_location=next(state.model.parameters()).device,
-                               weights_only=False)
+            saved = safe_load.load(candidate, next(state.model.parameters()).device)
             break
+        except UnsafeFile:
+            raise
         except Exception:  # noqa: BLE001  missing, or damaged bytes: whatever unpickling meets
             continue
     else:

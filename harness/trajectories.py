@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from sklearn.manifold import TSNE
 
-from harness import scale
+from harness import safe_load, scale
 from harness.errors import UserError
 from harness.replay import Replayed
 from methods.base import TRAJECTORY
@@ -68,7 +68,7 @@ def softmax_outputs(replayed: Replayed, files: list[Path]) -> np.ndarray:
     model = replayed.build_model()
     rows = []
     for path in files:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(safe_load.load(path, "cpu")["model"])
         with torch.no_grad():
             rows.append(model(inputs).double().softmax(-1).flatten().numpy())
     return np.stack(rows)

@@ -1,5 +1,6 @@
 """What every method shares: the registry, the context `fit` receives, and the template for
 ensembles of independently trained members (dense ensemble, static and DST ensembles, ...)."""
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,15 +10,17 @@ import gin
 import torch
 from torch import nn
 
-from harness import distributed, scale
+from harness import distributed, safe_load, scale
 from harness.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
 from harness.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
+from harness.history import RunHistory
 from harness.predictors import MemberEnsemble, Predictor
 from harness.registry import Registry
+from harness.safe_load import UnsafeFile
 from harness.schedules import collection_steps
 from harness.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
                            classification_loss)
@@ -55,6 +58,15 @@ class Stopwatch(Hook):
 
     def on_train_begin(self, state: TrainState) -> None:
         self.start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent within is not training (per-epoch validation, harness/history.py)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - start
 
     def seconds(self) -> float:
         return self.before + time.perf_counter() - self.start
@@ -116,6 +128,8 @@ class FitContext:
     # Only load finished stages (a finished run scored again, harness/rescore.py): a stage
     # that has no result is an error, never a training.
     load_only: bool = False
+    # The run's training curve (harness/history.py); none where a caller keeps no run directory.
+    history: RunHistory | None = None
     accounting: Accounting = field(init=False, default_factory=Accounting)
 
     def member_seed(self, index: int) -> int:
@@ -160,10 +174,12 @@ class FitContext:
                 self.train_set.image_shape), rows=batch_format.probe_rows)
             ledger = ledger_for(layer_flops, hooks)
             stopwatch = Stopwatch()
+            recorder = ([] if self.history is None else [self.history.hook(
+                name, batch_format, dict(self.accounting.histories), stopwatch.paused)])
             # The trajectory's collector first, so it saves the model as each step left it.
             state = self.trainer.fit(model, self.train_set, seed=seed,
                                      hooks=[*self.trajectory_collector(name, epochs), *hooks,
-                                            ledger, stopwatch], epochs=epochs,
+                                            ledger, stopwatch, *recorder], epochs=epochs,
                                      schedule=schedule, objective=objective,
                                      batch_format=batch_format, param_groups=param_groups,
                                      checkpoint=resume, desc=name)
@@ -175,6 +191,8 @@ class FitContext:
             self._save(path, saved)
         resume.unlink(missing_ok=True)  # also one a stop right after the result left behind
         self.accounting.add(name, saved["accounting"])
+        if self.history is not None:
+            self.history.write(self.accounting.histories)
         extras = {key: value for key, value in saved.items() if key not in ("model", "accounting")}
         if "masks" in extras:  # a sparse model carries its mask, for export and FLOPs
             model.masks = extras["masks"]
@@ -222,7 +240,9 @@ class FitContext:
 
     def _load(self, path: Path) -> dict:
         try:
-            return torch.load(path, map_location=self.train_set.device, weights_only=False)
+            return safe_load.load(path, self.train_set.device)
+        except UnsafeFile:
+            raise
         except Exception as error:  # noqa: BLE001  damaged bytes: whatever unpickling meets
             raise UserError(f"{path} is damaged ({first_line(error)}); delete it to train "
                             f"that stage again") from error

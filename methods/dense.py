@@ -8,6 +8,8 @@ from methods.base import METHODS, IndependentEnsemble
 @METHODS.register("dense")
 @gin.configurable
 class Dense(IndependentEnsemble):
+    """One dense network (M = 1), the reference every ratio is taken against."""
+
     name = "dense"
     display_name = "Single Dense Model"
 
@@ -18,6 +20,8 @@ class Dense(IndependentEnsemble):
 @METHODS.register("dense_ensemble")
 @gin.configurable
 class DenseEnsemble(IndependentEnsemble):
+    """Deep ensemble: M dense networks trained independently from different seeds."""
+
     name = "dense_ensemble"
     display_name = "Dense Ensemble"
 

@@ -101,7 +101,7 @@ def test_export_round_trip_gives_equal_outputs_and_drops_the_zeros(static_run, t
 
 
 def test_cli_prints_speedups(static_run, tmp_path, capsys):
-    assert export.main([str(static_run[0]), "--out", str(tmp_path / "e"), "--batch_sizes",
+    assert export.main([str(static_run[0]), "--output_dir", str(tmp_path / "e"), "--batch_sizes",
                         "2", "--rounds", "1"]) == 0
     printed = capsys.readouterr().out
     assert "member 1: density" in printed and "speed-up" in printed
@@ -111,15 +111,16 @@ def test_an_existing_folder_is_never_replaced(static_run, tmp_path, capsys):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert export.main([str(static_run[0]), "--out", str(out)]) == 2
+    assert export.main([str(static_run[0]), "--output_dir", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
 
 def test_a_dense_run_is_refused_with_a_clear_message(tmp_path, capsys):
     run_dir, _ = smoke_run("dense", tmp_path)
+    capsys.readouterr()  # the run's log lines
     out = tmp_path / "export"
-    assert export.main([str(run_dir), "--out", str(out)]) == 2
+    assert export.main([str(run_dir), "--output_dir", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "dense run" in error and "no masks" in error
     assert not out.exists() and not out.with_name("export.partial").exists()

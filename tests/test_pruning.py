@@ -107,7 +107,7 @@ def uninterrupted(request, tmp_path_factory):
 
 def member_files(method, run_dir):
     stage = {"ltr": "retrain", "pf": "finetune"}[method]
-    return [torch.load(run_dir / "checkpoints" / f"{stage}_{k}.pt", weights_only=False)
+    return [torch.load(run_dir / "checkpoints" / f"{stage}_{k}.pt", weights_only=True)
             for k in range(3)]
 
 

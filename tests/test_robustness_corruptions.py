@@ -123,7 +123,7 @@ def test_generator_cli_writes_the_cifar_c_layout(tmp_path, capsys):
     np.savez(tmp_path / "set.npz", x_train=clean, y_train=np.arange(4), x_test=clean,
              y_test=np.array([3, 1, 4, 1]))
     out = tmp_path / "set-c"
-    corrupt.main(["--npz", str(tmp_path / "set.npz"), "--out", str(out),
+    corrupt.main(["--npz", str(tmp_path / "set.npz"), "--output_dir", str(out),
                   "--corruptions", "contrast,gaussian_noise"])
     assert "generated, not the published" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [corrupt.MARKER, "contrast.npy",
@@ -144,7 +144,7 @@ def test_generator_cli_writes_the_cifar_c_layout(tmp_path, capsys):
 def test_generator_keeps_grey_images_grey(tmp_path):
     grey = images(count=2, size=8, channels=1)[..., 0]
     np.savez(tmp_path / "grey.npz", x_test=grey, y_test=np.array([0, 1]))
-    corrupt.main(["--npz", str(tmp_path / "grey.npz"), "--out", str(tmp_path / "c"),
+    corrupt.main(["--npz", str(tmp_path / "grey.npz"), "--output_dir", str(tmp_path / "c"),
                   "--corruptions", "saturate", "--limit", "1"])
     assert np.load(tmp_path / "c" / "saturate.npy").shape == (5, 8, 8, 1)
 
@@ -152,7 +152,7 @@ def test_generator_keeps_grey_images_grey(tmp_path):
 def test_limit_draws_from_every_class_of_a_class_sorted_test_split(tmp_path):
     labels = np.repeat(np.arange(4), 25)  # stored class by class
     np.savez(tmp_path / "sorted.npz", x_test=images(count=100, size=8), y_test=labels)
-    corrupt.main(["--npz", str(tmp_path / "sorted.npz"), "--out", str(tmp_path / "c"),
+    corrupt.main(["--npz", str(tmp_path / "sorted.npz"), "--output_dir", str(tmp_path / "c"),
                   "--corruptions", "saturate", "--limit", "20"])
     drawn = np.load(tmp_path / "c" / "labels.npy")[:20]
     assert set(drawn.tolist()) == {0, 1, 2, 3} and drawn.tolist() == sorted(drawn.tolist())
@@ -161,6 +161,6 @@ def test_limit_draws_from_every_class_of_a_class_sorted_test_split(tmp_path):
 def test_generator_rejects_unknown_corruptions(tmp_path):
     np.savez(tmp_path / "set.npz", x_test=images(count=1), y_test=np.array([0]))
     with pytest.raises(SystemExit) as exit_info:
-        corrupt.main(["--npz", str(tmp_path / "set.npz"), "--out", str(tmp_path / "c"),
+        corrupt.main(["--npz", str(tmp_path / "set.npz"), "--output_dir", str(tmp_path / "c"),
                       "--corruptions", "fire"])
     assert exit_info.value.code == 2 and not (tmp_path / "c").exists()

@@ -439,7 +439,7 @@ def test_state_dict_round_trip_restores_masks_and_random_stream():
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)
     target = masking_of(small_net(), 0.8, growth="random", seed=4)
-    target.load_state_dict(torch.load(buffer, weights_only=False))
+    target.load_state_dict(torch.load(buffer, weights_only=True))
     for name in source.masks:
         assert torch.equal(source.masks[name], target.masks[name])
     assert_masked_weights_are_zero(target)

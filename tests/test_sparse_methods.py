@@ -42,7 +42,7 @@ def test_edst_gives_m_distinct_exactly_sparse_tickets(edst_run):
     jaccard = structure[structure.metric == "mask_jaccard"].value
     assert len(jaccard) == 3 and (jaccard < 0.9).all()
     for index in range(3):
-        saved = torch.load(run_dir / "checkpoints" / f"member_{index}.pt", weights_only=False)
+        saved = torch.load(run_dir / "checkpoints" / f"member_{index}.pt", weights_only=True)
         for name, mask in saved["masks"].items():
             nonzero = saved["model"][f"{name}.weight"] != 0
             assert bool((nonzero <= mask).all())  # regrown weights may still be exactly 0
@@ -108,7 +108,7 @@ def test_edst_without_exploration_keeps_one_mask_for_every_ticket(tmp_path):
     gradient is counted, planned = measured."""
     run_dir, summary = smoke_run("edst", tmp_path, "SparsitySpec.exploration = False")
     masks = [torch.load(run_dir / "checkpoints" / f"member_{index}.pt",
-                        weights_only=False)["masks"] for index in range(3)]
+                        weights_only=True)["masks"] for index in range(3)]
     assert all(torch.equal(masks[0][name], other[name]) for other in masks[1:]
                for name in masks[0])
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
@@ -153,7 +153,7 @@ def test_bad_sparsity_of_independent_ensembles(method, tmp_path):
 def test_float64_precision_trains_and_masks_in_float64_then_restores_the_default(tmp_path):
     run_dir, summary = smoke_run("static", tmp_path, "StaticSparseEnsemble.num_members = 1",
                                  "Experiment.precision = 'float64'")
-    saved = torch.load(run_dir / "checkpoints" / "member_0.pt", weights_only=False)
+    saved = torch.load(run_dir / "checkpoints" / "member_0.pt", weights_only=True)
     weights = {name: t for name, t in saved["model"].items() if t.is_floating_point()}
     assert {t.dtype for t in weights.values()} == {torch.float64}
     for name, mask in saved["masks"].items():

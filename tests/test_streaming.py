@@ -116,7 +116,7 @@ def test_resume_within_an_epoch_is_bit_identical(kind, folder, tmp_path):
     # one step into the second epoch, with its data order and RNG states (dropout).
     with pytest.raises(Stop):
         fit(data, checkpoint, hooks=[StopAt(5)], checkpoint_every=2)
-    saved = torch.load(checkpoint, weights_only=False)
+    saved = torch.load(checkpoint, weights_only=True)
     assert saved["step"] == 4 and saved["epoch"] == 1 and saved["within"]
     resumed = fit(data, checkpoint, hooks=[Hook()], checkpoint_every=2)
     assert torch.equal(weights(resumed), weights(uninterrupted))

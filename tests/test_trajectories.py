@@ -29,7 +29,7 @@ def smoke_run(method, tmp_path, every):
 
 
 def same_weights(path, member):
-    saved = torch.load(path, weights_only=False)["model"]
+    saved = torch.load(path, weights_only=True)["model"]
     return all(torch.equal(saved[name], value) for name, value in member.state_dict().items())
 
 

@@ -22,7 +22,7 @@ class EpochWeights(Hook):
 
 
 def saved_weights(path, model):
-    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    model.load_state_dict(torch.load(path, weights_only=True)["model"])
     return weights(model)
 
 
@@ -46,7 +46,7 @@ def test_a_stage_saves_its_model_every_k_epochs(tmp_path, bindings, trained_epoc
     assert [path.name for path in files] == [f"epoch_{epoch}.pt" for epoch in expected]
     probe = tiny_model()
     for path, epoch in zip(files, expected):  # each as its epoch left it, not another
-        assert torch.load(path, weights_only=False)["epoch"] == epoch
+        assert torch.load(path, weights_only=True)["epoch"] == epoch
         assert torch.equal(saved_weights(path, probe), recorder.at[epoch])
         assert not torch.equal(saved_weights(path, probe), recorder.at[epoch - 1])
 

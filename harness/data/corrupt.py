@@ -3,16 +3,15 @@
 severity 1-5 in five consecutive blocks ([5N, H, W, C] uint8) and `DIR/labels.npy` the labels
 tiled five times, with the CIFAR-10-C (32x32) parameters of `harness.data.corruptions`.
 
-    python -m harness.data.corrupt --npz data/cifar10.npz --out data/generated/cifar10-c
+    python -m harness.data.corrupt --npz=data/cifar10.npz --output_dir=data/generated/cifar10-c
 
 An existing folder is replaced only when it is a suite written here, and only once the new
-one is complete; any other folder or file at `--out` is refused and left as it is.
+one is complete; any other folder or file at `--output_dir` is refused and left as it is.
 Its output is always marked as generated (`GENERATED.json`, read by `harness.data.cifar_c`),
 so it is scored as the `generated_c` suite and never mistaken for the published CIFAR-10-C.
 Generation is deterministic: severity s of corruption k on chunk i draws from
 `default_rng([seed, k, s, i])`.
 """
-import argparse
 import json
 import os
 import shutil
@@ -24,9 +23,11 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from harness import cli
 from harness.data.corruptions import CORRUPTIONS
 from harness.durable import sync_path
 from harness.errors import UserError
+from harness.progress import draws_bars
 
 MARKER = "GENERATED.json"
 VERSION = 1  # of the corruption code: a cached suite of another version is made again
@@ -62,7 +63,7 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: Path, *, source: s
     try:
         count = len(images)
         steps = tqdm(total=len(corruptions) * len(SEVERITIES), desc=f"corrupting {source}",
-                     disable=not progress, leave=False)
+                     disable=not draws_bars(progress), leave=False)
         for name in corruptions:
             target = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+",
                                                dtype=np.uint8,
@@ -151,26 +152,23 @@ def random_subset(images: np.ndarray, labels: np.ndarray, limit: int | None, see
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.data.corrupt",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--npz", required=True, type=Path,
-                        help="array dataset whose x_test/y_test are corrupted")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--corruptions", default=",".join(CORRUPTIONS),
-                        help="comma-separated names (default: all 19)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="corrupt LIMIT test images drawn at random (seeded by --seed)")
-    args = parser.parse_args(argv)
+    parser = cli.Flags("python -m harness.data.corrupt", __doc__.split("\n\n")[0])
+    parser.path("npz", None, "array dataset whose x_test/y_test are corrupted", required=True)
+    parser.path("output_dir", None, "folder to write", required=True)
+    parser.integer("seed", 0, "seed of the corruptions and of --limit's draw")
+    parser.strings("corruptions", CORRUPTIONS, "comma-separated names")
+    parser.integer("limit", None, "corrupt LIMIT test images drawn at random (seeded by --seed)")
+    parser.progress()
+    args = parser.parse(argv)
     try:
         if args.limit is not None and args.limit < 1:
             raise UserError(f"--limit must be >= 1, got {args.limit}")
-        check_replaceable(args.out)
+        check_replaceable(args.output_dir)
         images, labels = load_test_split(args.npz)
         images, labels = random_subset(images, labels, args.limit, args.seed)
-        names = [name for name in args.corruptions.split(",") if name]
-        out = generate(images, labels, args.out, source=str(args.npz), seed=args.seed,
-                       corruptions=names)
+        names = [name for name in args.corruptions if name]
+        out = generate(images, labels, args.output_dir, source=str(args.npz), seed=args.seed,
+                       corruptions=names, progress=args.progress)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,15 +1,23 @@
 """A tiny folder in ImageNet's layout, of real JPEGs, for the `tiny` scale and the tests:
 
-    python -m harness.data.tiny_imagenet data/tiny-imagenet
+    python -m harness.data.tiny_imagenet --output_dir=data/tiny-imagenet
 
 writes `train/<wnid>/*.JPEG` and `val/<wnid>/*.JPEG` (10 classes; 8 train and 2 val images
 per class, 40x48 pixels; each class a colour plus noise, so a network can learn it). The
-wnids are the first ten of ImageNet's sorted class list. An existing folder is left alone.
+wnids are the first ten of ImageNet's sorted class list. The folder is built beside its
+target and renamed into place, with a `MARKER` file that says this generator wrote it: a folder
+it wrote is left alone (done before), any other non-empty folder is refused with exit 2.
 """
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from harness import cli
+
+MARKER = ".written-by-harness.data.tiny_imagenet"
 
 WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331",
          "n01498041", "n01514668", "n01514859", "n01518878")
@@ -32,16 +40,27 @@ def write_tiny_imagenet(root: Path, classes: int = 10, train_per_class: int = 8,
     return root
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) != 2:
-        sys.exit("usage: python -m harness.data.tiny_imagenet FOLDER")
-    root = Path(argv[1])
-    if root.exists():
-        print(f"{root} exists; left alone")
-        return
-    write_tiny_imagenet(root)
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.data.tiny_imagenet", __doc__)
+    parser.path("output_dir", None, "the folder to write", required=True)
+    root = parser.parse(argv).output_dir
+    if (root / MARKER).is_file():
+        print(f"{root} was written before; left alone")
+        return 0
+    if root.exists() and not (root.is_dir() and not any(root.iterdir())):
+        print(f"error: {root} exists and was not written by this generator; it is left as it "
+              f"is: choose another --output_dir", file=sys.stderr)
+        return 2
+    staging = root.with_name(f".{root.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a staging folder of an interrupted call
+    write_tiny_imagenet(staging)
+    (staging / MARKER).write_text("")
+    if root.is_dir():
+        root.rmdir()  # empty: nothing of anyone's is lost
+    os.replace(staging, root)
     print(f"wrote a tiny ImageNet-layout folder to {root}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main())

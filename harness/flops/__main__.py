@@ -5,23 +5,20 @@
 prints one JSON object (harness.experiment.Experiment.flops_report). A configuration mistake
 is one line on stderr and exit status 2.
 """
-import argparse
 import json
 import sys
 
+from harness import cli
 from harness.config import first_line, parse
 from harness.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.flops", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gin_file", action="append", required=True,
-                        help="gin files, applied in order")
-    parser.add_argument("--gin_bindings", action="append", default=[],
-                        help="gin bindings applied after the files")
-    args = parser.parse_args(argv)
-    from harness.experiment import Experiment  # after argparse: --help stays instant
+    parser = cli.Flags("python -m harness.flops", __doc__)
+    parser.repeated("gin_file", "gin files, applied in order", required=True)
+    parser.repeated("gin_bindings", "gin bindings applied after the files")
+    args = parser.parse(argv)
+    from harness.experiment import Experiment  # after parsing: --help stays instant
 
     try:
         parse(args.gin_file, args.gin_bindings)

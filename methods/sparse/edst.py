@@ -59,6 +59,8 @@ class Escape(Hook):
 @METHODS.register("edst")
 @gin.configurable
 class EDSTEnsemble(Method):
+    """EDST Ensemble (Algorithm 3): M sparse tickets from one run, exploration then refinements."""
+
     name = "edst"
     display_name = "EDST Ensemble"
 

@@ -46,6 +46,8 @@ def _fixed_mask(model, spec: SparsitySpec, masks: dict, seed: int) -> Masking:
 @METHODS.register("ltr")
 @gin.configurable
 class LTREnsemble(Method):
+    """LTR Ensemble: one dense run pruned gradually, its mask retrained M times from rewinding."""
+
     name = "ltr"
     display_name = "LTR Ensemble"
 
@@ -141,6 +143,8 @@ class LTREnsemble(Method):
 @METHODS.register("pf")
 @gin.configurable
 class PFEnsemble(Method):
+    """PF Ensemble: M dense networks, each pruned once by magnitude and fine-tuned."""
+
     name = "pf"
     display_name = "PF Ensemble"
 
