@@ -37,10 +37,12 @@ from pathlib import Path
 
 import gin
 
+from harness.compute_plan import GPU_CHECK_JSON, plan, plan_text
 from harness.config import config_differences, first_line, parse
-from harness.errors import UserError
+from harness.errors import UserError, check_integer
 from harness.record import is_finished, write_json
 from harness.report import ROW_FILE, report
+from harness.run_lock import Busy, failure_path, read_record, training_lock, waiting_job
 
 ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
 SETTING_LINE = re.compile(r"^#\s*setting:\s*(\S.*?)\s*$", re.MULTILINE)
@@ -112,10 +114,13 @@ def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict |
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
-             progress: bool) -> str:
+             progress: bool, train=None) -> str:
     """Runs (or reuses) one seed of a row; returns what happened, for the log. `row_dir` is
-    `<runs_dir>/table<N>/<scale>/<row>`."""
-    from harness.experiment import run_experiment  # torch and the methods load only here
+    `<runs_dir>/table<N>/<scale>/<row>`. The run trains under its lock (harness/run_lock.py):
+    a run another process trains, or one the launcher queued, is skipped and named as such.
+    `train(gin_files, bindings, run_dir, progress)` trains it (default: in this process;
+    harness/launch.py passes torchrun for a run of several GPUs)."""
+    import harness.experiment  # noqa: F401  torch, `Experiment` and the methods load here
     from methods import METHODS
 
     bindings = [*bindings, f"Experiment.seed = {seed}"]
@@ -146,13 +151,38 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
                    f"(run its own table again), then this table reuses it")
         record_row(row, row_dir, bindings[:-1], error=waiting)
         return f"skipped: {waiting}"
+    failed = read_record(failure_path(run_dir))
+    if failed is not None:
+        why = (f"failed: {failed['error']} (log {failed['log']}); fix it, then remove "
+               f"{failure_path(run_dir)} or launch with --retry_failed")
+        record_row(row, row_dir, bindings[:-1], error=why)
+        return f"skipped: {why}"
+    queued = waiting_job(run_dir)
+    if queued:
+        record_row(row, row_dir, bindings[:-1], error=queued)
+        return f"skipped: {queued}"
     try:
-        run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
-                       progress=progress)
-    finally:
-        if run_dir.is_dir():  # finished, or interrupted: the report shows or names it
+        with training_lock(run_dir):
+            if not is_finished(run_dir):  # another job may have finished it meanwhile
+                (train or train_here)(row.gin_files, bindings, run_dir, progress)
+            failure_path(run_dir).unlink(missing_ok=True)
+    except Busy as busy:
+        record_row(row, row_dir, bindings[:-1], error=f"running: {busy}")
+        return f"skipped: running: {busy}"
+    except BaseException:
+        if run_dir.is_dir():  # interrupted: the report names it
             record_row(row, row_dir, bindings[:-1])
+        raise
+    record_row(row, row_dir, bindings[:-1])
     return "ran"
+
+
+def train_here(gin_files, bindings, run_dir: Path, progress: bool) -> None:
+    """Trains (or resumes) one run in this process."""
+    from harness.experiment import run_experiment
+
+    run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=True,
+                   progress=progress)
 
 
 def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]:
@@ -201,11 +231,20 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
     return written
 
 
+def table_numbers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--table takes table numbers (e.g. 1 or 1,2), got "
+                                         f"{text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=int, required=True,
-                        help="1, 2, 3, 6 (harness/report.py), 4 and up (harness/long_tables.py)")
+    parser.add_argument("--table", type=table_numbers,
+                        help="1, 2, 3, 6 (harness/report.py), 4 and up (harness/long_tables.py)"
+                             "; with --plan several (comma-separated) or none: the whole page")
     parser.add_argument("--scale", default="paper", help="paper, cpu or smoke")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
     parser.add_argument("--rows", type=lambda text: text.split(","),
@@ -219,12 +258,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", type=Path, default=Path("reports"))
     parser.add_argument("--noprogress", dest="progress", action="store_false",
                         help="no progress bars")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the compute plan (harness/compute_plan.py); run nothing")
+    parser.add_argument("--gpus_per_run", type=int, default=1, help="GPUs per run (--plan)")
+    parser.add_argument("--throughput", type=Path, default=GPU_CHECK_JSON,
+                        help="the GPU check's JSON that --plan takes its FLOP/s from")
     args = parser.parse_args(argv)
+    if not args.plan and (args.table is None or len(args.table) != 1):
+        parser.error("--table takes one table (several, or none, only with --plan)")
     try:
         for file in args.gin_file:
             if not Path(file).is_file():
                 raise UserError(f"gin file {file} not found")
-        table = run_table(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
+        if args.plan:
+            check_integer("--gpus_per_run", args.gpus_per_run, 1)
+            runs = plan(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
+                        runs_dir=args.runs_dir, extra_files=args.gin_file)
+            print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
+            return 0
+        table = run_table(args.table[0], args.scale, args.seeds, gin_dir=args.gin_dir,
                           runs_dir=args.runs_dir, output_dir=args.output_dir,
                           extra_files=args.gin_file, bindings=args.gin_bindings,
                           progress=args.progress, rows=args.rows)
