@@ -123,6 +123,7 @@ def read_record(path: Path) -> dict | None:
 
 
 def record_failure(run_dir: Path, error: str, log: str | None) -> None:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     write_json(failure_path(run_dir), {"error": error, "log": log, **holder()})
 
 
