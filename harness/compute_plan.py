@@ -180,13 +180,16 @@ def throughput(path: Path = GPU_CHECK_JSON) -> tuple[dict[str, float], str]:
     if path.is_file():
         check = json.loads(path.read_text())
         rates = check.get("plan_flops_per_s", {})
+        if check.get("reduced"):  # a CPU run at reduced sizes says nothing of a GPU
+            rates = {}
         if rates:
             return rates, (f"measured by the GPU check on {check.get('device', '?')} "
                            f"({path}): " + ", ".join(f"{name} {rate / 1e12:.1f} TFLOP/s"
                                                      for name, rate in rates.items()))
     return {}, (f"assumed: {ASSUMED_FRACTION:.0%} of an H100 SXM's {H100_BF16_PEAK / 1e12:.0f} "
                 f"TFLOP/s dense bf16 peak = {ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s (no GPU "
-                f"check recorded at {path}: run `make gpu-check` on the cluster's GPU)")
+                f"check at full size recorded at {path}: run `make gpu-check` on the "
+                f"cluster's GPU)")
 
 
 def plan(tables: list[int] | None, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),

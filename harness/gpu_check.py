@@ -298,5 +298,16 @@ def main(argv):
     print(f"written to {output_dir / 'gpu_check.json'}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+        print(f"{__doc__}\n{FLAGS.main_module_help()}")
+        sys.exit(0)
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -27,6 +27,7 @@ Once every job is done (local, or --wait), the tables are built from the finishe
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,9 +77,12 @@ class RunJob:
 
         run_dir = self.row_dir / f"seed{self.seed}"
         train = torchrun(self.gpus) if self.gpus > 1 else None
+        terminated = note_termination()
         try:
             outcome = run_seed(self.row, self.seed, [], self.row_dir, self.progress, train)
         except Exception as error:
+            if terminated:  # preempted: SLURM killed torchrun's processes, not the run's fault
+                raise SystemExit(f"{run_dir}: terminated by the scheduler") from error
             record_failure(run_dir, first_line(error), job_log())
             raise
         print(f"{run_dir}: {outcome}", flush=True)
@@ -90,6 +94,22 @@ class RunJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)
+
+
+def note_termination() -> list:
+    """A list that SIGTERM appends to (then handled as before: submitit ignores it in the
+    job's own process). SLURM sends it to every process of a preempted job, so torchrun's
+    processes die of it while this one lives on until the grace time ends."""
+    received = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def note(signum, frame):
+        received.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
+    return received
 
 
 def job_log() -> str | None:
@@ -263,6 +283,9 @@ def main(argv):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
+    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+        print(f"{__doc__}\n{FLAGS.main_module_help()}")
+        sys.exit(0)
     try:
         return FLAGS(argv)
     except flags.Error as error:

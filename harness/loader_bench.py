@@ -23,15 +23,15 @@ RESNET50_TRAIN_FLOPS = 3 * 8.18e9  # per 224 px image: 3 x forward (harness/flop
 def gpu_images_per_s(path: Path = GPU_CHECK_JSON) -> tuple[float, str]:
     """The ResNet-50 training rate one GPU needs fed: the GPU check's best, else the compute
     plan's assumed FLOP/s turned into images/s."""
-    if path.is_file():
-        rates = [row["images_per_s"] for key, row in
-                 json.loads(path.read_text()).get("throughput", {}).items()
+    check = json.loads(path.read_text()) if path.is_file() else {}
+    if not check.get("reduced", True):
+        rates = [row["images_per_s"] for key, row in check["throughput"].items()
                  if key.startswith("resnet50/") and "images_per_s" in row]
         if rates:
             return max(rates), f"the GPU check's best ResNet-50 rate ({path})"
     return (ASSUMED_FLOPS_PER_S / RESNET50_TRAIN_FLOPS,
             f"the compute plan's assumed {ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s (no GPU check "
-            f"at {path})")
+            f"at full size at {path})")
 
 
 def per_worker_rate(root: Path, images: int, rounds: int) -> float:

@@ -36,7 +36,9 @@ def test_the_check_runs_on_a_cpu_and_feeds_the_plan(tmp_path):
     assert report["ddp"] == {"skipped": "needs 2 or more GPUs"}
 
     path = tmp_path / "gpu_check.json"
-    path.write_text(json.dumps({**report, "plan_flops_per_s": {"wide_resnet": 1e14}}))
+    assert compute_plan.throughput(path)[0] == {}  # a reduced CPU run is no GPU's figure
+    path.write_text(json.dumps({**report, "reduced": False,
+                                "plan_flops_per_s": {"wide_resnet": 1e14}}))
     rates, source = compute_plan.throughput(path)
     assert rates == {"wide_resnet": 1e14} and "measured by the GPU check" in source
     assert "assumed" in compute_plan.throughput(tmp_path / "absent.json")[1]
