@@ -258,6 +258,9 @@ def gpu_check(output_dir: Path, device: torch.device, reduced: bool, steps: int,
     sizes = REDUCED if reduced else FULL
     report = {"device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                          else "cpu"),
+              "autocast": ("bf16 variants under bf16 autocast" if device.type == "cuda" else
+                           "none: the harness autocasts on CUDA only, so the bf16 variants run "
+                           "in fp32 here"),
               "torch": torch.__version__, "reduced": reduced, "steps": steps,
               "warmup": warmup, "sizes": {name: {key: value for key, value in size.items()}
                                           for name, size in sizes.items()}}

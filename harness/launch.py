@@ -242,9 +242,9 @@ def launch() -> int:
                         ("--max_parallel", FLAGS.max_parallel)):
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    if FLAGS.executor == "slurm" and shutil.which("sbatch") is None:
-        raise UserError("--executor=slurm needs sbatch on this machine; use --executor=local "
-                        "to run the jobs here")
+    if FLAGS.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise UserError("--executor=slurm needs sbatch and srun on this machine; use "
+                        "--executor=local to run the jobs here")
     runs_dir = Path(FLAGS.runs_dir)
     runs = plan(tables, FLAGS.scale, FLAGS.seeds, gin_dir=Path(FLAGS.gin_dir),
                 runs_dir=runs_dir, extra_files=FLAGS.gin_file)

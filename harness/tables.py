@@ -3,6 +3,7 @@
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
         [--output_dir=reports] [--noprogress]
+    python -m harness.tables --plan [--table=1,2] [--scale=paper] [--gpus_per_run=1]
 
 The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
 reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
@@ -24,9 +25,12 @@ that differs from the row's configuration is that row's run (the log names it, t
 `row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
 exists is trained again; while such a run is unfinished (another table is training it), the
 row waits for it: skipped, and named as missing in the table. A row whose method is not
-registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables
-1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
-`.md`.
+registered yet is skipped and shows as missing in the table. A seed trains under its lock
+(harness/run_lock.py): one that another process is training, that a launcher's job is queued
+for, or whose job failed (harness/launch.py) is skipped and named so in the table. Then
+harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables 4 and up) writes
+`<output_dir>/table<N>.parquet` and `.md`. `--plan` prints the compute plan instead
+(harness/compute_plan.py) and runs nothing.
 """
 import argparse
 import json
