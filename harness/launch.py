@@ -131,9 +131,17 @@ def torchrun(gpus: int):
                    *[f"--gin_bindings={binding}" for binding in bindings],
                    f"--output_dir={run_dir}", "--resume",
                    "--progress" if progress else "--noprogress"]
-        done = subprocess.run(command)
-        if done.returncode != 0:
-            raise UserError(f"torchrun over {gpus} GPUs exited with status {done.returncode}")
+        # Its own process group, so that a requeue or Ctrl-C here ends torchrun's workers too
+        # rather than leaving them training without the lock.
+        process = subprocess.Popen(command, start_new_session=True)
+        try:
+            code = process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            raise
+        if code != 0:
+            raise UserError(f"torchrun over {gpus} GPUs exited with status {code}")
 
     return train
 
