@@ -9,7 +9,8 @@ SHARED ?= ../shared
 # Every paper table goes through one rule: `make tableN` runs python -m harness.tables --table=N.
 TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
 
-.PHONY: test test-fast demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench
+.PHONY: test test-fast demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench \
+	gpu-check
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges): tests, CI and the golden
 # reports all run on the same torch.
@@ -54,9 +55,16 @@ figures: $(STAMP)
 # The whole paper on one static page, reports/paper/$(SCALE)/index.html: every table through
 # `python -m harness.tables --table=N` (finished runs reused), every figure, what is missing
 # and why (harness/paper.py). At smoke scale Table 3 stands in at its tiny scale.
+# `make paper SCALE=paper PLAN=1` prints the compute plan instead (harness/compute_plan.py):
+# every distinct run of the page, its status, FLOPs and GPU-hours; nothing runs.
+ifdef PLAN
+paper: $(STAMP)
+	$(PY) -m harness.tables --plan --scale=$(SCALE) --seeds=$(SEEDS)
+else
 paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
 		$(if $(filter smoke,$(SCALE)),data/tiny-imagenet)
 	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS)
+endif
 
 # The golden smoke tables (Table 1, Table 6's Snapshot and FGE rows, since its other rows are
 # Table 1's methods again, and Table 4, whose rows reuse Table 1's runs: seconds on top):
@@ -90,6 +98,13 @@ BENCH_THREADS ?= 1
 bench: $(STAMP)
 	OMP_NUM_THREADS=$(BENCH_THREADS) MKL_NUM_THREADS=$(BENCH_THREADS) $(PY) -m harness.bench \
 		--output_dir=build/bench
+
+# What one GPU does with the harness's training steps, in at most 5 minutes: images/s and
+# fraction of peak per model and precision, sparse and tiled steps, bf16 against fp32, DDP
+# masks (harness/gpu_check.py). Writes build/gpu_check/gpu_check.json, which the compute plan
+# and `make bench` read. Without CUDA it runs on the CPU at reduced sizes.
+gpu-check: $(STAMP)
+	$(PY) -m harness.gpu_check --output_dir=build/gpu_check
 
 # The shared JPEG copy of CIFAR-10 decoded to the arrays the `npz` dataset reads (cpu scale).
 data/cifar10.npz: | $(STAMP)

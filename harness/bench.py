@@ -20,7 +20,9 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
                      batched augmentation's (a speed-up)                           informational
     corrupted_memory peak resident memory while streaming a CIFAR-10-C-sized generated set
                      (50,000 images per corruption) with 1, 2 and 4 corruptions   flat, < 1.5 GB
-    imagenet_loader  images/s per worker of the ImageNet training stream          skipped: none yet
+    imagenet_loader  images/s per DataLoader worker of the ImageNet training stream
+                     (decode + ResNet-50 train transform) and the workers one GPU
+                     needs (harness/loader_bench.py)                              informational
     sparse_inference masked dense / sparse inference form (harness/sparse_inference.py) of
                      one WRN member at S = 0.8 and 0.9, batch 1 and 64            >= 2 (S = 0.9)
                      plus, per conv, each kernel's speed-up over dense against its density
@@ -45,6 +47,7 @@ from harness import cli
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.flops import layer_forward_flops, ledger_for
+from harness.loader_bench import bench_imagenet_loader
 from harness.models.wide_resnet import wide_resnet
 from harness.predictors import MemberEnsemble
 from harness.sparse_inference import layer_timings, round_seconds, sparsify, spread
@@ -401,11 +404,6 @@ def where_time_goes(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, 
 
 # ------------------------------------------------------------------------------ the table
 
-IMAGENET_NOTE = ("skipped: the harness has no ImageNet streaming training loader yet "
-                 "(harness/data/imagenet.py streams evaluation sets only); no number until "
-                 "it exists")
-
-
 def run_all(only: list[str] | None, sparse_model: tuple[int, int],
             sparse_batches: tuple[int, ...], quick: bool) -> list[Result]:
     rounds = 3 if quick else 5
@@ -416,8 +414,7 @@ def run_all(only: list[str] | None, sparse_model: tuple[int, int],
         "evaluate": lambda: [bench_evaluate(rounds, 1000, 500)],
         "augmentation": lambda: [bench_augmentation(rounds, 2048 if quick else 4096, 128)],
         "corrupted_memory": lambda: [bench_corrupted_memory()],
-        "imagenet_loader": lambda: [Result("imagenet_loader", None, "images/s per worker",
-                                           None, IMAGENET_NOTE)],
+        "imagenet_loader": lambda: [bench_imagenet_loader(rounds)],
         "sparse_inference": lambda: bench_sparse_inference(*sparse_model, sparse_batches,
                                                            (0.8, 0.9), rounds),
     }

@@ -3,6 +3,7 @@
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
         [--output_dir=reports] [--noprogress]
+    python -m harness.tables --plan [--table=1,2] [--scale=paper] [--gpus_per_run=1]
 
 The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
 reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
@@ -24,9 +25,12 @@ that differs from the row's configuration is that row's run (the log names it, t
 `row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
 exists is trained again; while such a run is unfinished (another table is training it), the
 row waits for it: skipped, and named as missing in the table. A row whose method is not
-registered yet is skipped and shows as missing in the table. Then harness/report.py (Tables
-1-3, 6) or harness/long_tables.py (Tables 4 and up) writes `<output_dir>/table<N>.parquet` and
-`.md`.
+registered yet is skipped and shows as missing in the table. A seed trains under its lock
+(harness/run_lock.py): one that another process is training, that a launcher's job is queued
+for, or whose job failed (harness/launch.py) is skipped and named so in the table. Then
+harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables 4 and up) writes
+`<output_dir>/table<N>.parquet` and `.md`. `--plan` prints the compute plan instead
+(harness/compute_plan.py) and runs nothing.
 """
 import json
 import re
@@ -37,10 +41,12 @@ from pathlib import Path
 import gin
 
 from harness import cli
+from harness.compute_plan import GPU_CHECK_JSON, plan, plan_text
 from harness.config import config_differences, parse
-from harness.errors import UserError, first_line
+from harness.errors import UserError, check_integer, first_line
 from harness.record import is_finished, write_json
 from harness.report import ROW_FILE, report
+from harness.run_lock import Busy, failure_path, read_record, training_lock, waiting_job
 
 ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
 SETTING_LINE = re.compile(r"^#\s*setting:\s*(\S.*?)\s*$", re.MULTILINE)
@@ -124,10 +130,13 @@ def record_row(row: TableRow, row_dir: Path, bindings: list[str], reused: dict |
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
-             progress: bool) -> str:
+             progress: bool, train=None) -> str:
     """Runs (or reuses) one seed of a row; returns what happened, for the log. `row_dir` is
-    `<runs_dir>/table<N>/<scale>/<row>`."""
-    from harness.experiment import run_experiment  # torch and the methods load only here
+    `<runs_dir>/table<N>/<scale>/<row>`. The run trains under its lock (harness/run_lock.py):
+    a run another process trains, or one the launcher queued, is skipped and named as such.
+    `train(gin_files, bindings, run_dir, progress)` trains it (default: in this process;
+    harness/launch.py passes torchrun for a run of several GPUs)."""
+    import harness.experiment  # noqa: F401  torch, `Experiment` and the methods load here
     from methods import METHODS
 
     bindings = [*bindings, f"Experiment.seed = {seed}"]
@@ -158,13 +167,38 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
                    f"(run its own table again), then this table reuses it")
         record_row(row, row_dir, bindings[:-1], error=waiting)
         return f"skipped: {waiting}"
+    failed = read_record(failure_path(run_dir))
+    if failed is not None:
+        why = (f"failed: {failed['error']} (log {failed['log']}); fix it, then remove "
+               f"{failure_path(run_dir)} or launch with --retry_failed")
+        record_row(row, row_dir, bindings[:-1], error=why)
+        return f"skipped: {why}"
+    queued = waiting_job(run_dir)
+    if queued:
+        record_row(row, row_dir, bindings[:-1], error=queued)
+        return f"skipped: {queued}"
     try:
-        run_experiment(row.gin_files, bindings, output_dir=str(run_dir), resume=True,
-                       progress=progress)
-    finally:
-        if run_dir.is_dir():  # finished, or interrupted: the report shows or names it
+        with training_lock(run_dir):
+            if not is_finished(run_dir):  # another job may have finished it meanwhile
+                (train or train_here)(row.gin_files, bindings, run_dir, progress)
+            failure_path(run_dir).unlink(missing_ok=True)
+    except Busy as busy:
+        record_row(row, row_dir, bindings[:-1], error=f"running: {busy}")
+        return f"skipped: running: {busy}"
+    except BaseException:
+        if run_dir.is_dir():  # interrupted: the report names it
             record_row(row, row_dir, bindings[:-1])
+        raise
+    record_row(row, row_dir, bindings[:-1])
     return "ran"
+
+
+def train_here(gin_files, bindings, run_dir: Path, progress: bool) -> None:
+    """Trains (or resumes) one run in this process."""
+    from harness.experiment import run_experiment
+
+    run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=True,
+                   progress=progress)
 
 
 def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]:
@@ -215,8 +249,9 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.tables", __doc__)
-    parser.integer("table", None, "1, 2, 3, 6 (harness/report.py), 4 and up "
-                                  "(harness/long_tables.py)", required=True)
+    parser.integers("table", None, "1, 2, 3, 6 (harness/report.py), 4 and up "
+                                   "(harness/long_tables.py); with --plan several "
+                                   "(comma-separated) or none: the whole page")
     parser.string("scale", "paper", "paper, cpu, tiny or smoke")
     parser.integer("seeds", 1, "seeds 0..N-1 per row")
     parser.strings("rows", None, "only these rows (gin file stems, comma-separated)")
@@ -226,12 +261,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.path("runs_dir", "runs", "where the runs go (table<N>/<scale>/<row>/seed<k>)")
     parser.path("output_dir", "reports", "where the table goes")
     parser.progress()
+    parser.boolean("plan", False, "print the compute plan (harness/compute_plan.py); run "
+                                  "nothing")
+    parser.integer("gpus_per_run", 1, "GPUs per run (--plan)")
+    parser.path("throughput", str(GPU_CHECK_JSON), "the GPU check's JSON that --plan takes "
+                                                   "its FLOP/s from")
     args = parser.parse(argv)
+    if not args.plan and (args.table is None or len(args.table) != 1):
+        cli.usage_error("--table takes one table (several, or none, only with --plan)")
     try:
         for file in args.gin_file:
             if not Path(file).is_file():
                 raise UserError(f"gin file {file} not found")
-        table = run_table(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
+        if args.plan:
+            check_integer("--gpus_per_run", args.gpus_per_run, 1)
+            runs = plan(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
+                        runs_dir=args.runs_dir, extra_files=args.gin_file)
+            print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
+            return 0
+        table = run_table(args.table[0], args.scale, args.seeds, gin_dir=args.gin_dir,
                           runs_dir=args.runs_dir, output_dir=args.output_dir,
                           extra_files=args.gin_file, bindings=args.gin_bindings,
                           progress=args.progress, rows=args.rows)

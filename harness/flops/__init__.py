@@ -18,6 +18,8 @@ Conventions (paper App. D, which follows RigL, Evci et al. 2020, App. H and its 
 All figures are per example unless a name says otherwise (`FlopsLedger.total_flops` is the
 run's total).
 """
+import contextlib
+import contextvars
 from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import torch
@@ -111,6 +113,21 @@ def dense_forward_flops(layer_flops: dict[str, int]) -> int:
     return sum(layer_flops.values())
 
 
+_DENSE_KERNELS = contextvars.ContextVar("dense_kernels", default=False)
+
+
+@contextlib.contextmanager
+def as_executed():
+    """Within it, planned FLOPs count what a GPU executes rather than the paper's convention:
+    masked weights are multiplied densely (zeros included), so every density is 1 and a DST
+    step costs 3 f_D. Only the compute plan (harness/compute_plan.py) uses it."""
+    token = _DENSE_KERNELS.set(True)
+    try:
+        yield
+    finally:
+        _DENSE_KERNELS.reset(token)
+
+
 def sparse_forward_flops(layer_flops: dict[str, int], densities: dict[str, float]) -> float:
     """f_S: forward FLOPs per example with each layer scaled by its density (RigL App. H);
     layers absent from `densities` are dense (e.g. RigL's dense first layer).
@@ -124,6 +141,8 @@ def sparse_forward_flops(layer_flops: dict[str, int], densities: dict[str, float
     for name, density in densities.items():
         if not 0 <= density <= 1:
             raise ValueError(f"density of layer {name!r} must be in [0, 1], got {density}")
+    if _DENSE_KERNELS.get():
+        return dense_forward_flops(layer_flops)
     return sum(flops * densities.get(name, 1.0) for name, flops in layer_flops.items())
 
 
