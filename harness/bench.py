@@ -45,7 +45,7 @@ from harness.evaluate import EvalSet, evaluate
 from harness.flops import layer_forward_flops, ledger_for
 from harness.models.wide_resnet import wide_resnet
 from harness.predictors import MemberEnsemble
-from harness.sparse_inference import layer_timings, median_seconds, sparsify
+from harness.sparse_inference import KERNELS, layer_timings, median_seconds, sparsify
 from harness.train import Trainer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -353,7 +353,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
                 check(ratio, target) if target != "informational" else None,
                 f"WRN-{depth}-{width}; {dense_s * 1e3:.1f} ms masked dense, "
                 f"{sparse_s * 1e3:.1f} ms sparse; convs: "
-                + ", ".join(f"{chosen.count(k)} {k}" for k in ("csr", "gemm", "dense")
+                + ", ".join(f"{chosen.count(k)} {k}" for k in KERNELS
                             if k in chosen)
                 + "; sparse form's time: " + ", ".join(f"{share:.0%} {op}"
                                                        for op, share in profile[:4]),
