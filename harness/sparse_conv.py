@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import subprocess
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +47,11 @@ def _build() -> str | None:
     compiler = _compiler()
     if compiler is None:
         return _unavailable("no C++ compiler on PATH (g++, c++ or $CXX)")
-    from torch.utils import cpp_extension
-
+    # ATen and the op registry only (no Python, no torch.utils.cpp_extension and its ninja).
+    torch_dir = Path(torch.__file__).parent
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    includes = [f"-I{path}" for path in cpp_extension.include_paths()]
-    includes.append(f"-I{sysconfig.get_paths()['include']}")
-    libraries = [f"-L{path}" for path in cpp_extension.library_paths()]
-    command = [compiler, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, str(SOURCE),
-               *libraries, "-lc10", "-ltorch_cpu"]
+    command = [compiler, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{torch_dir / 'include'}",
+               str(SOURCE), f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu"]
     key = hashlib.sha256("\0".join([SOURCE.read_text(), torch.__version__, *command[:1],
                                     *FLAGS]).encode()).hexdigest()[:16]
     library = BUILD_DIR / f"sparse_conv-{key}.so"
