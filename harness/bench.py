@@ -23,6 +23,8 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
     sparse_inference masked dense / sparse inference form (harness/sparse_inference.py) of
                      one WRN member at S = 0.8 and 0.9, batch 1 and 64            >= 2 (S = 0.9)
                      plus, per conv, each kernel's speed-up over dense against its density
+    sparse_kernels   the direct sparse kernels' inference and training-step speed-ups at one
+                     and two threads (harness/bench_sparse_kernels.py)       >= 1.25 to 2.5
 """
 import argparse
 import json
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import bench_sparse_kernels
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.flops import layer_forward_flops, ledger_for
@@ -396,6 +399,7 @@ def run_all(only: list[str] | None, sparse_model: tuple[int, int],
                                            None, IMAGENET_NOTE)],
         "sparse_inference": lambda: bench_sparse_inference(*sparse_model, sparse_batches,
                                                            (0.8, 0.9), rounds),
+        "sparse_kernels": lambda: bench_sparse_kernels.results(quick),
     }
     unknown = set(only or ()) - set(benches)
     if unknown:
@@ -444,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(), "seconds": round(time.perf_counter() - start, 1),
-        "results": [asdict(result) for result in results]}, indent=2) + "\n")
+        "results": [asdict(result) for result in results],
+        **bench_sparse_kernels.summary(results)}, indent=2) + "\n")
     print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
     return 0
 

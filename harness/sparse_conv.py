@@ -160,6 +160,7 @@ class Pattern:
         self.order_t = torch.argsort(self.in_channel * (out_channels * kernel * kernel)
                                      + self.out_channel * kernel * kernel + flipped)
         self.rows_t = _row_pointers(self.in_channel[self.order_t], in_channels)
+        self.index_t = self.index[self.order_t]
         self._offsets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
         # as a sparse layer's arithmetic); its zeros (padding, dilation) are never written.
@@ -180,6 +181,10 @@ class Pattern:
 
     def release(self, key: tuple) -> None:
         self._busy.discard(key)
+
+    def values(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weights at the pattern, in its forward order."""
+        return weight.reshape(-1).index_select(0, self.index)
 
     @property
     def nonzeros(self) -> int:
@@ -240,14 +245,16 @@ def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern
 
 class _SparseConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
+    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool,
+                values: torch.Tensor | None):
         geometry = Geometry(pattern.shape[2], stride, padding, x.shape[2], x.shape[3])
         offsets, _ = pattern.offsets(geometry)
         key = ("input", geometry, x.shape[0])
         flat = pattern.workspace(key, x.shape[0] * x.shape[1] * geometry.channel_size + SLACK,
                                  keep)
         geometry.spread(x.detach(), flat)
-        values = weight.detach().reshape(-1)[pattern.index].contiguous()
+        if values is None:
+            values = pattern.values(weight.detach())
         out = torch.ops.freetickets_sparse.conv_forward(
             flat, pattern.rows, offsets, values,
             _empty() if bias is None else bias.detach().contiguous(),
@@ -268,7 +275,7 @@ class _SparseConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             _, offsets_t = pattern.offsets(geometry)
             dilated = _dilated(geometry)
-            values_t = weight.detach().reshape(-1)[pattern.index[pattern.order_t]].contiguous()
+            values_t = weight.detach().reshape(-1).index_select(0, pattern.index_t)
             grad_x = torch.ops.freetickets_sparse.conv_forward(
                 _dilate(grad, geometry, pattern), pattern.rows_t, offsets_t, values_t, _empty(), batch,
                 grad.shape[1] * dilated.channel_size, geometry.height, geometry.width,
@@ -286,7 +293,7 @@ class _SparseConv(torch.autograd.Function):
             grad_w = grad_w.view_as(weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 def _empty() -> torch.Tensor:
@@ -305,9 +312,11 @@ def supported(conv: torch.nn.Module) -> bool:
 
 
 def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  pattern: Pattern, stride: int, padding: int) -> torch.Tensor:
+                  pattern: Pattern, stride: int, padding: int,
+                  values: torch.Tensor | None = None) -> torch.Tensor:
     """F.conv2d(x, weight, bias, stride, padding) computed only at `pattern`'s weights (the
-    others are taken as zero); needs `available()`."""
+    others are taken as zero); needs `available()`. `values`: `pattern.values(weight)` kept
+    by a caller whose weight does not change (inference)."""
     # Under autograd the input buffer is saved for the weight gradient: not reused until then.
     keep = torch.is_grad_enabled() and weight.requires_grad
-    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep)
+    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep, values)
