@@ -32,7 +32,6 @@ SOURCE = Path(__file__).with_name("sparse_conv.cpp")
 BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "kernels"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
 TILE = 64  # output pixels a kernel holds in registers at once
-SLACK = TILE  # elements past the last plane that the kernel's last tile may read
 
 _state: dict = {}
 
@@ -89,13 +88,15 @@ def available() -> bool:
 
 @dataclass(frozen=True)
 class Geometry:
-    """A conv's shape arithmetic on an input of height x width, and the flat layout the kernel
-    reads: per channel `phases` = stride^2 planes of hq x wq (the zero-padded input split by
-    row and column parity for stride 2; one plane for stride 1)."""
+    """A conv's shape arithmetic on a batch of `batch` inputs of height x width, and the flat
+    layout the kernel reads: channel-major, per channel stride^2 phases (the zero-padded input
+    split by row and column parity; one for stride 1), each phase the whole batch of hq x wq
+    planes. Output pixel p = (b * hq + oh) * wq + ow."""
 
     kernel: int
     stride: int
     padding: int
+    batch: int
     height: int
     width: int
 
@@ -108,8 +109,23 @@ class Geometry:
         return math.ceil((self.width + 2 * self.padding) / self.stride)
 
     @property
+    def span(self) -> int:
+        """Pixels of one phase of one channel, the whole batch."""
+        return self.batch * self.hq * self.wq
+
+    @property
+    def padded(self) -> int:
+        """`span` in whole tiles."""
+        return -(-self.span // TILE) * TILE
+
+    @property
     def channel_size(self) -> int:
-        return self.stride * self.stride * self.hq * self.wq
+        return self.stride * self.stride * self.span
+
+    @property
+    def slack(self) -> int:
+        """Elements past the last channel that the last tile's shifted reads may touch."""
+        return self.padded - self.span + self.kernel * (self.wq + 1) + TILE
 
     @property
     def out_h(self) -> int:
@@ -119,26 +135,35 @@ class Geometry:
     def out_w(self) -> int:
         return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
 
+    def flat_size(self, channels: int) -> int:
+        return channels * self.channel_size + self.slack
+
     def offsets(self, channel, row, column) -> torch.Tensor:
-        """Where the input plane shifted by kernel position (row, column) of `channel` starts."""
-        s, plane = self.stride, self.hq * self.wq
-        return (channel * self.channel_size + ((row % s) * s + column % s) * plane
+        """Where the input shifted by kernel position (row, column) of `channel` starts."""
+        s = self.stride
+        return (channel * self.channel_size + ((row % s) * s + column % s) * self.span
                 + (row // s) * self.wq + column // s).to(torch.int32)
 
     def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
         slack (zero where nothing is written: the padding stays zero)."""
-        batch, channels = x.shape[:2]
-        s, hq, wq, p = self.stride, self.hq, self.wq, self.padding
-        size = batch * channels * self.channel_size
+        channels = x.shape[1]
+        s, hq, wq, p, batch = self.stride, self.hq, self.wq, self.padding, self.batch
+        size = channels * self.channel_size
+        planes = x.transpose(0, 1)
         if s == 1:
-            flat[:size].view(batch, channels, hq, wq)[:, :, p:p + self.height,
-                                                        p:p + self.width] = x
+            flat[:size].view(channels, batch, hq, wq)[:, :, p:p + self.height,
+                                                        p:p + self.width] = planes
         else:
-            padded = F.pad(x, (p, wq * s - self.width - p, p, hq * s - self.height - p))
-            phases = flat[:size].view(batch, channels, s, s, hq, wq).permute(0, 1, 4, 2, 5, 3)
-            phases.copy_(padded.view(batch, channels, hq, s, wq, s))
+            padded = F.pad(planes, (p, wq * s - self.width - p, p, hq * s - self.height - p))
+            phases = flat[:size].view(channels, s, s, batch, hq, wq).permute(0, 3, 4, 1, 5, 2)
+            phases.copy_(padded.view(channels, batch, hq, s, wq, s))
         return flat
+
+    def chunk(self, channels: int) -> int:
+        """Pixels per chunk of work: the chunk of every input channel fits in L2 (~128 kB
+        of floats on one side), in whole tiles."""
+        return max(TILE, (32768 // max(channels, 1)) // TILE * TILE)
 
 
 class Pattern:
@@ -214,52 +239,48 @@ def _dilated(geometry: Geometry) -> Geometry:
     """The layout of the output gradient for the input gradient: zero-dilated by the stride and
     padded to (H + k - 1) x (W + k - 1), a stride-1 conv of the flipped kernel yields H x W."""
     k = geometry.kernel
-    return Geometry(k, 1, 0, geometry.height + k - 1, geometry.width + k - 1)
+    return Geometry(k, 1, 0, geometry.batch, geometry.height + k - 1, geometry.width + k - 1)
 
 
 def _dilate(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
     target = _dilated(geometry)
-    batch, channels = grad.shape[:2]
-    size = batch * channels * target.channel_size
-    flat = pattern.workspace(("dilated", geometry, batch), size + SLACK)
+    channels = grad.shape[1]
+    flat = pattern.workspace(("dilated", geometry), target.flat_size(channels))
     start, s = geometry.kernel - 1 - geometry.padding, geometry.stride
-    planes = flat[:size].view(batch, channels, target.height, target.width)
+    planes = flat[:channels * target.channel_size].view(channels, geometry.batch,
+                                                         target.height, target.width)
     planes[:, :, start:start + s * (geometry.out_h - 1) + 1:s,
-           start:start + s * (geometry.out_w - 1) + 1:s] = grad
+           start:start + s * (geometry.out_w - 1) + 1:s] = grad.transpose(0, 1)
     return flat
 
 
-def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern
-            ) -> tuple[torch.Tensor, int]:
-    """The output gradient as the forward's output planes: wq wide, zeros in the thrown-away
-    columns, each plane rounded up to whole tiles."""
-    batch, channels = grad.shape[:2]
-    length = geometry.out_h * geometry.wq
-    plane = -(-length // TILE) * TILE
-    planes = pattern.workspace(("planes", geometry, batch), batch * channels * plane
-                               ).view(batch, channels, plane)
-    planes[:, :, :length].view(batch, channels, geometry.out_h, geometry.wq)[
-        ..., :geometry.out_w] = grad
-    return planes, plane
+def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
+    """The output gradient laid out as the forward's output pixels [C, padded], zero wherever
+    the forward threw its result away."""
+    channels = grad.shape[1]
+    planes = pattern.workspace(("planes", geometry), channels * geometry.padded
+                               ).view(channels, geometry.padded)
+    planes[:, :geometry.span].view(channels, geometry.batch, geometry.hq, geometry.wq)[
+        :, :, :geometry.out_h, :geometry.out_w] = grad.transpose(0, 1)
+    return planes
 
 
 class _SparseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool,
                 values: torch.Tensor | None):
-        geometry = Geometry(pattern.shape[2], stride, padding, x.shape[2], x.shape[3])
+        geometry = Geometry(pattern.shape[2], stride, padding, *x.shape[:1], *x.shape[2:])
         offsets, _ = pattern.offsets(geometry)
-        key = ("input", geometry, x.shape[0])
-        flat = pattern.workspace(key, x.shape[0] * x.shape[1] * geometry.channel_size + SLACK,
-                                 keep)
+        key = ("input", geometry)
+        flat = pattern.workspace(key, geometry.flat_size(x.shape[1]), keep)
         geometry.spread(x.detach(), flat)
         if values is None:
             values = pattern.values(weight.detach())
         out = torch.ops.freetickets_sparse.conv_forward(
             flat, pattern.rows, offsets, values,
             _empty() if bias is None else bias.detach().contiguous(),
-            x.shape[0], x.shape[1] * geometry.channel_size, geometry.out_h, geometry.out_w,
-            geometry.wq)
+            geometry.batch, geometry.hq, geometry.wq, geometry.out_h, geometry.out_w,
+            geometry.chunk(x.shape[1]))
         ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
         ctx.key = key if keep else None
         ctx.save_for_backward(flat, weight)
@@ -270,22 +291,20 @@ class _SparseConv(torch.autograd.Function):
         flat, weight = ctx.saved_tensors
         pattern, geometry = ctx.pattern, ctx.geometry
         grad = grad.contiguous()
-        batch = grad.shape[0]
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             _, offsets_t = pattern.offsets(geometry)
             dilated = _dilated(geometry)
             values_t = weight.detach().reshape(-1).index_select(0, pattern.index_t)
             grad_x = torch.ops.freetickets_sparse.conv_forward(
-                _dilate(grad, geometry, pattern), pattern.rows_t, offsets_t, values_t, _empty(), batch,
-                grad.shape[1] * dilated.channel_size, geometry.height, geometry.width,
-                dilated.wq)
+                _dilate(grad, geometry, pattern), pattern.rows_t, offsets_t, values_t, _empty(),
+                geometry.batch, dilated.hq, dilated.wq, geometry.height, geometry.width,
+                dilated.chunk(grad.shape[1]))
         if ctx.needs_input_grad[1]:
             offsets, _ = pattern.offsets(geometry)
-            planes, plane = _planes(grad, geometry, pattern)
             values = torch.ops.freetickets_sparse.weight_grad(
-                flat, planes, pattern.rows, offsets, batch,
-                pattern.shape[1] * geometry.channel_size, plane)
+                flat, _planes(grad, geometry, pattern), pattern.rows, offsets, geometry.padded,
+                geometry.chunk(pattern.shape[1]))
         if ctx.key is not None:
             pattern.release(ctx.key)
             grad_w = weight.new_zeros(weight.numel())
