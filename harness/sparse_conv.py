@@ -141,6 +141,9 @@ class Geometry:
     def offsets(self, channel, row, column) -> torch.Tensor:
         """Where the input shifted by kernel position (row, column) of `channel` starts."""
         s = self.stride
+        if channel.numel() and int(channel.max() + 1) * self.channel_size >= 2 ** 31:
+            raise ValueError(f"a batch of {self.batch} inputs of {self.height}x{self.width} "
+                             f"is too large for the sparse kernels' 32-bit offsets")
         return (channel * self.channel_size + ((row % s) * s + column % s) * self.span
                 + (row // s) * self.wq + column // s).to(torch.int32)
 
