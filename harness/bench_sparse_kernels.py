@@ -199,35 +199,38 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
     return points
 
 
-def results(quick: bool) -> list:
-    """The figures as harness.bench Results: one line per ratio, model and thread count."""
+def results(quick: bool):
+    """The figures as harness.bench Results, one per ratio, model and thread count, yielded as
+    they are measured (the whole takes tens of minutes on a shared 2-core machine)."""
     from harness.bench import Result
 
     if not sparse_conv.available():
-        return [Result(name, None, "see docstring", None,
-                       "skipped: sparse kernels unavailable (no C++ compiler; see the log)")
-                for name in ("sparse_inference_speedup", "sparse_train_step_speedup")]
+        for name in ("sparse_inference_speedup", "sparse_train_step_speedup"):
+            yield Result(name, None, "see docstring", None,
+                         "skipped: sparse kernels unavailable (no C++ compiler; see the log)")
+        return
     rounds = 3 if quick else 5
     threads = (1, 2)
     models = ((16, 4),) if quick else ((16, 4), (28, 10))
-    found = []
-    for key, entries in inference_speedups(models, (1, 64), (0.8, 0.9), threads,
-                                           rounds).items():
-        found += [_result(Result, "sparse_inference_speedup", key, entry) for entry in entries]
+    for model in models:
+        for key, entries in inference_speedups([model], (1, 64), (0.8, 0.9), threads,
+                                               rounds).items():
+            for entry in entries:
+                yield _result(Result, "sparse_inference_speedup", key, entry)
     for key, entries in train_step_speedups(16, 4, 128, (0.8, 0.9), threads, 3,
                                             2 if quick else 3).items():
-        found += [_result(Result, "sparse_train_step_speedup", key, entry,
+        for entry in entries:
+            yield _result(Result, "sparse_train_step_speedup", key, entry,
                           f"; DST step at dT = {DST_INTERVAL}: "
                           f"{entry['amortised_dst_speedup']:.2f}x; sparse kernels in "
-                          f"{entry['sparse_layers']} convs") for entry in entries]
+                          f"{entry['sparse_layers']} convs")
     curve = kernel_curve((0.05, 0.1, 0.2, 0.35, 0.5), 3)
-    found.append(Result("sparse_kernel_curve", None, "informational", None,
+    yield Result("sparse_kernel_curve", None, "informational", None,
                         "direct / F.conv2d per WRN-16-4 conv shape and density: "
                         + "; ".join(f"{p['layer'].split(' at ')[1]} d={p['density']:.2f} "
                                     f"fwd {p['forward_b64']:.2f}x train {p['train_b128']:.2f}x"
                                     for p in curve[::2]),
-                        {"points": curve}))
-    return found
+                        {"points": curve})
 
 
 def _result(result_type, name: str, key: str, entry: dict, extra: str = ""):
