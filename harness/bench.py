@@ -26,6 +26,8 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
     sparse_inference masked dense / sparse inference form (harness/sparse_inference.py) of
                      one WRN member at S = 0.8 and 0.9, batch 1 and 64            >= 2 (S = 0.9)
                      plus, per conv, each kernel's speed-up over dense against its density
+    sparse_kernels   the direct sparse kernels' inference and training-step speed-ups at one
+                     and two threads (harness/bench_sparse_kernels.py)       >= 1.25 to 2.5
 """
 import json
 import os
@@ -43,14 +45,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import cli
+from harness import bench_sparse_kernels, cli
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.flops import layer_forward_flops, ledger_for
 from harness.loader_bench import bench_imagenet_loader
 from harness.models.wide_resnet import wide_resnet
 from harness.predictors import MemberEnsemble
-from harness.sparse_inference import layer_timings, round_seconds, sparsify, spread
+from harness.sparse_inference import KERNELS, layer_timings, round_seconds, sparsify, spread
 from harness.train import Trainer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -380,7 +382,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
                 check(ratio, target) if target != "informational" else None,
                 f"WRN-{depth}-{width}; {dense_s * 1e3:.1f} ms masked dense, "
                 f"{sparse_s * 1e3:.1f} ms sparse; convs: "
-                + ", ".join(f"{chosen.count(k)} {k}" for k in ("csr", "gemm", "dense")
+                + ", ".join(f"{chosen.count(k)} {k}" for k in KERNELS
                             if k in chosen)
                 + "; sparse form's time: " + ", ".join(f"{share:.0%} {op}"
                                                        for op, share in profile[:4]),
@@ -417,6 +419,7 @@ def run_all(only: list[str] | None, sparse_model: tuple[int, int],
         "imagenet_loader": lambda: [bench_imagenet_loader(rounds)],
         "sparse_inference": lambda: bench_sparse_inference(*sparse_model, sparse_batches,
                                                            (0.8, 0.9), rounds),
+        "sparse_kernels": lambda: bench_sparse_kernels.results(quick),
     }
     unknown = set(only or ()) - set(benches)
     if unknown:
@@ -467,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(), "seconds": round(time.perf_counter() - start, 1),
-        "results": [asdict(result) for result in results]}, indent=2) + "\n")
+        "results": [asdict(result) for result in results],
+        **bench_sparse_kernels.summary(results)}, indent=2) + "\n")
     print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
     return 0
 

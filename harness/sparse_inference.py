@@ -8,6 +8,8 @@ each conv uses is measured, not assumed (`choose_kernels`): ERK leaves small lay
 conv, 1x1 shortcuts) dense or nearly so, and a CSR product only wins where the layer is sparse
 enough for its batch size; the alternatives are
 
+    direct direct sparse convolution, harness/sparse_conv.py          (skips the zeros; needs
+           the compiled kernels, else it runs as dense and is never chosen)
     csr    im2col, then CSR weight [C_out, C_in*k*k] @ columns       (skips the zeros)
     gemm   im2col, then dense weight @ columns                       (same layout, MKL GEMM)
     dense  torch's own conv2d (oneDNN)
@@ -32,7 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KERNELS = ("csr", "gemm", "dense")
+from harness import sparse_conv
+
+KERNELS = ("direct", "csr", "gemm", "dense")
 
 # torch marks CSR tensors as beta; the product used here is stable since torch 2.0.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -82,7 +86,11 @@ class SparseConv2d(nn.Module):
         weight = conv.weight.detach()
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
         kernels = set(self.plan.values())
-        self.register_buffer("weight", weight.clone() if kernels & {"gemm", "dense"} else None)
+        self.register_buffer("weight", weight.clone() if kernels & {"direct", "gemm", "dense"}
+                             else None)
+        if "direct" in kernels and sparse_conv.available():
+            self.pattern = sparse_conv.Pattern(weight != 0)
+            self.register_buffer("direct_values", self.pattern.values(weight).float())
         if "csr" in kernels:
             csr = weight.reshape(weight.shape[0], -1).to_sparse_csr()
             self.register_buffer("crow_indices", csr.crow_indices())
@@ -91,10 +99,15 @@ class SparseConv2d(nn.Module):
             self.columns = weight[0].numel()
 
     def kernel_for(self, batch: int) -> str:
-        return min(self.plan.items(), key=lambda item: abs(math.log(item[0] / batch)))[1]
+        kernel = min(self.plan.items(), key=lambda item: abs(math.log(item[0] / batch)))[1]
+        # An export planned on a machine with the compiled kernels, loaded on one without.
+        return "dense" if kernel == "direct" and not hasattr(self, "pattern") else kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = self.kernel_for(x.shape[0])
+        if kernel == "direct":
+            return sparse_conv.sparse_conv2d(x, self.weight, self.bias, self.pattern,
+                                             self.stride, self.padding, self.direct_values)
         if kernel == "dense":
             # oneDNN needs a contiguous input: on a channel-major view conv2d falls back to
             # its slow im2col path (torch.profiler: aten::_slow_conv2d_forward).
@@ -183,6 +196,13 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def available_kernels(conv: nn.Conv2d) -> tuple[str, ...]:
+    """The kernels that can run `conv` here: direct only with the compiled kernels and a
+    float32 CPU weight."""
+    direct = sparse_conv.supported(conv) and sparse_conv.available()
+    return tuple(kernel for kernel in KERNELS if kernel != "direct" or direct)
+
+
 def layer_inputs(model: nn.Module, image_shape: Sequence[int], batch: int
                  ) -> dict[str, tuple[int, ...]]:
     """The input shape of every supported conv for a batch of `batch` images."""
@@ -218,11 +238,12 @@ def layer_timings(model: nn.Module, image_shape: Sequence[int], batch: int, roun
     for name, shape in layer_inputs(model, image_shape, batch).items():
         conv = model.get_submodule(name)
         x = torch.randn(shape[1], shape[0], *shape[2:], device=device).transpose(0, 1)
-        candidates = [SparseConv2d(conv, {batch: kernel}) for kernel in KERNELS]
-        seconds = median_seconds([lambda c=c: c(x) for c in candidates], rounds)
+        candidates = available_kernels(conv)
+        seconds = median_seconds([lambda c=SparseConv2d(conv, {batch: kernel}): c(x)
+                                  for kernel in candidates], rounds)
         timings[name] = {"shape": list(conv.weight.shape), "input": list(shape),
                          "density": density(conv.weight),
-                         "seconds": dict(zip(KERNELS, seconds))}
+                         "seconds": dict(zip(candidates, seconds))}
     return timings
 
 

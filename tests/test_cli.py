@@ -14,6 +14,8 @@ ENTRY_POINTS = {"harness.run": True, "harness.demo": True, "harness.tables": Tru
                 "harness.export": True, "harness.bench": True, "harness.data.corrupt": True,
                 "harness.data.tiny_imagenet": True, "harness.diff": False,
                 "harness.flops": False, "harness.compare": True}
+# the two that run under absl's app (their flags are absl's global ones): --help in a process
+APP_ENTRY_POINTS = ("harness.launch", "harness.gpu_check")
 
 
 def python(*args, cwd=ROOT):
@@ -25,7 +27,16 @@ def test_every_entry_point_is_listed():
     mains = {str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
              for path in (ROOT / "harness").rglob("*.py")
              if 'if __name__ == "__main__"' in path.read_text()}
-    assert {name.removesuffix(".__main__") for name in mains} == set(ENTRY_POINTS)
+    assert {name.removesuffix(".__main__") for name in mains} == {*ENTRY_POINTS,
+                                                                   *APP_ENTRY_POINTS}
+
+
+def test_help_of_the_app_entry_points_exits_0_and_names_output_dir(tmp_path):
+    for name in APP_ENTRY_POINTS:
+        result = python("-m", name, "--help", cwd=tmp_path)
+        assert result.returncode == 0, (name, result.stderr)
+        assert "--output_dir" in result.stdout, name
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_exits_0_everywhere_with_one_convention(tmp_path):

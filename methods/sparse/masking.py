@@ -14,7 +14,10 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C):
   * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C), or over
     each phase of a method that restarts it (EDST, `restart_prune_rate_at`);
   * `exploration = False` turns parameter exploration off (the ablation of §5.3, Table 5):
-    the initial masks are kept for the whole run, with no dense gradient computed.
+    the initial masks are kept for the whole run, with no dense gradient computed;
+  * `kernels` picks the arithmetic of the masked convs (methods/sparse/kernels.py): 'dense'
+    (masked dense convs, the default), 'sparse' (direct sparse kernels between the steps that
+    need the dense gradient) or 'auto' (per layer, whichever is faster here).
 
 Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
 regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
@@ -32,6 +35,7 @@ from harness.errors import UserError
 from harness.train import Hook, TrainState
 from methods.sparse.distributions import (DISTRIBUTIONS, layer_densities, layer_nonzeros,
                                           masked_shapes, prunable_layers)
+from methods.sparse.kernels import KERNEL_CHOICES, TrainingKernels
 
 GROWTH = ("gradient", "random")
 PRUNE_RATE_SCHEDULES = ("constant", "cosine")
@@ -51,8 +55,10 @@ def check_sparsity(owner: str, sparsity: float) -> None:
 
 
 def _check_settings(sparsity: float, distribution: str, update_interval: int,
-                    prune_rate: float, prune_rate_schedule: str, growth: str) -> None:
+                    prune_rate: float, prune_rate_schedule: str, growth: str,
+                    kernels: str) -> None:
     check_sparsity("SparsitySpec", sparsity)
+    _choice(kernels, KERNEL_CHOICES, "kernels")
     _choice(distribution, DISTRIBUTIONS, "distribution")
     if update_interval < 1:
         raise ValueError(f"update_interval must be >= 1, got {update_interval}")
@@ -78,6 +84,7 @@ class SparsitySpec:
     prune_rate_schedule: str = "constant"
     growth: str = "gradient"
     exploration: bool = True  # prune-and-grow at all (False: Table 5's ablation)
+    kernels: str = "dense"  # 'dense' | 'sparse' | 'auto' (methods/sparse/kernels.py)
 
     def __post_init__(self):
         if not isinstance(self.exploration, bool):
@@ -85,7 +92,8 @@ class SparsitySpec:
                             f"{self.exploration!r}")
         try:
             _check_settings(self.sparsity, self.distribution, self.update_interval,
-                            self.prune_rate, self.prune_rate_schedule, self.growth)
+                            self.prune_rate, self.prune_rate_schedule, self.growth,
+                            self.kernels)
         except ValueError as error:
             raise UserError(f"SparsitySpec: {error}") from error
 
@@ -133,6 +141,10 @@ class Masking(Hook):
         self.dense_grads: dict[str, torch.Tensor] | None = None
         self._requested_steps: set[int] = set()
         self._period_starts: list[int] = [0]
+        self._next_step = 1  # the optimizer step the next forward pass computes
+        self.kernels = (None if spec.kernels == "dense" else TrainingKernels(
+            self.layers, spec.kernels, self._mask,
+            lambda: self.computed_dense_gradient(self._next_step)))
         # A CPU generator draws every random position, so masks do not depend on the device.
         self._generator = torch.Generator().manual_seed(seed)
         if masks is None:
@@ -265,6 +277,8 @@ class Masking(Hook):
         changed[pruned] = True
         changed[grown] = True
         self.masks[name] = new_mask.view(weight.shape)
+        if self.kernels is not None:
+            self.kernels.masks_changed(name)
         changed = changed.view(weight.shape)
         weight.masked_fill_(changed, 0)
         self._reset_optimizer_state(weight, changed)
@@ -291,6 +305,9 @@ class Masking(Hook):
         growth draws from a generator seeded alike."""
         self.optimizer = state.optimizer
         self.total_steps = state.total_steps
+        self._next_step = state.step + 1
+        if self.kernels is not None:
+            self.kernels.attach()
         if distributed.active():
             for name, mask in self.masks.items():
                 self.masks[name] = distributed.broadcast_(mask.to(torch.uint8)).bool()
@@ -315,9 +332,14 @@ class Masking(Hook):
                 layer.weight.grad.mul_(self._mask(name))
 
     def after_optimizer_step(self, state: TrainState) -> None:
+        self._next_step = state.step + 1
         self.apply_masks()
         if self.is_update_step(state.step, state.total_steps):
             self.prune_and_grow(self.current_prune_rate(state.step, state.total_steps))
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.kernels is not None:
+            self.kernels.detach()
 
     def state_dict(self) -> dict:
         return {"masks": {name: mask.cpu() for name, mask in self.masks.items()},
@@ -331,6 +353,8 @@ class Masking(Hook):
             raise ValueError("masks do not match this model's masked layers")
         self.masks = {name: masks[name].to(device=self.layers[name].weight.device,
                                            dtype=torch.bool) for name in self.layers}
+        if self.kernels is not None:
+            self.kernels.masks_changed()
         self._count_nonzeros()
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,0 +1,344 @@
+"""Direct sparse convolution (Park et al. 2017) for training and inference on the CPU.
+
+A conv whose weight is mostly zero costs, with these kernels, one multiply-add of a shifted
+input plane per non-zero weight (harness/sparse_conv.cpp): the forward pass, the input
+gradient (the transposed conv: the same kernel on the zero-dilated output gradient with the
+kernel flipped) and the weight gradient at the non-zero weights only (a sampled product of the
+output gradient and the input). `sparse_conv2d` is differentiable in the input, the weight and
+the bias, and equals F.conv2d of the masked weight within float32 summation order; the weight
+gradient is exactly zero off the pattern, where the dense gradient (RigL's growth signal) is not
+computed.
+
+The kernels are C++ compiled once per source, flags and torch version into build/kernels/ of the
+repository (g++ or $CXX, -O3 -march=native: AVX-512 or AVX2). Without a compiler, or when the
+build fails, `available()` is False, one log line says why, and callers keep the masked dense
+path (F.conv2d), which gives the same numbers.
+"""
+import hashlib
+import logging
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("sparse_conv.cpp")
+BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "kernels"
+FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
+TILE = 64  # output pixels a kernel holds in registers at once
+
+_state: dict = {}
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
+def _build() -> str | None:
+    """Path of the compiled library, building it if needed; None (and the reason logged once)
+    when no compiler is found or the build fails."""
+    compiler = _compiler()
+    if compiler is None:
+        return _unavailable("no C++ compiler on PATH (g++, c++ or $CXX)")
+    # ATen and the op registry only (no Python, no torch.utils.cpp_extension and its ninja).
+    torch_dir = Path(torch.__file__).parent
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    command = [compiler, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{torch_dir / 'include'}",
+               str(SOURCE), f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu"]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), torch.__version__, *command[:1],
+                                    *FLAGS]).encode()).hexdigest()[:16]
+    library = BUILD_DIR / f"sparse_conv-{key}.so"
+    if library.is_file():
+        return str(library)
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    partial = library.with_suffix(f".{os.getpid()}.partial")
+    try:
+        result = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
+    except OSError as error:
+        return _unavailable(f"{compiler} did not run ({error})")
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        reason = (errors or result.stderr.strip().splitlines() or ["no message"])[0]
+        return _unavailable(f"{compiler} failed to build {SOURCE.name}: {reason}")
+    partial.replace(library)  # atomic: concurrent builds agree on the same file
+    return str(library)
+
+
+def _unavailable(reason: str) -> None:
+    log.warning("sparse kernels unavailable, using the masked dense conv: %s", reason)
+    return None
+
+
+def available() -> bool:
+    """Whether the compiled kernels are loaded (built on first call)."""
+    if "loaded" not in _state:
+        library = _build()
+        if library is not None:
+            torch.ops.load_library(library)
+        _state["loaded"] = library is not None
+    return _state["loaded"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A conv's shape arithmetic on a batch of `batch` inputs of height x width, and the flat
+    layout the kernel reads: channel-major, per channel stride^2 phases (the zero-padded input
+    split by row and column parity; one for stride 1), each phase the whole batch of hq x wq
+    planes. Output pixel p = (b * hq + oh) * wq + ow."""
+
+    kernel: int
+    stride: int
+    padding: int
+    batch: int
+    height: int
+    width: int
+
+    @property
+    def hq(self) -> int:
+        return math.ceil((self.height + 2 * self.padding) / self.stride)
+
+    @property
+    def wq(self) -> int:
+        return math.ceil((self.width + 2 * self.padding) / self.stride)
+
+    @property
+    def span(self) -> int:
+        """Pixels of one phase of one channel, the whole batch."""
+        return self.batch * self.hq * self.wq
+
+    @property
+    def padded(self) -> int:
+        """`span` in whole tiles."""
+        return -(-self.span // TILE) * TILE
+
+    @property
+    def channel_size(self) -> int:
+        return self.stride * self.stride * self.span
+
+    @property
+    def slack(self) -> int:
+        """Elements past the last channel that the last tile's shifted reads may touch."""
+        return self.padded - self.span + self.kernel * (self.wq + 1) + TILE
+
+    @property
+    def out_h(self) -> int:
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    def flat_size(self, channels: int) -> int:
+        return channels * self.channel_size + self.slack
+
+    def offsets(self, channel, row, column) -> torch.Tensor:
+        """Where the input shifted by kernel position (row, column) of `channel` starts."""
+        s = self.stride
+        if channel.numel() and int(channel.max() + 1) * self.channel_size >= 2 ** 31:
+            raise ValueError(f"a batch of {self.batch} inputs of {self.height}x{self.width} "
+                             f"is too large for the sparse kernels' 32-bit offsets")
+        return (channel * self.channel_size + ((row % s) * s + column % s) * self.span
+                + (row // s) * self.wq + column // s).to(torch.int32)
+
+    def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
+        slack (zero where nothing is written: the padding stays zero)."""
+        channels = x.shape[1]
+        s, hq, wq, p, batch = self.stride, self.hq, self.wq, self.padding, self.batch
+        size = channels * self.channel_size
+        planes = x.transpose(0, 1)
+        if s == 1:
+            flat[:size].view(channels, batch, hq, wq)[:, :, p:p + self.height,
+                                                        p:p + self.width] = planes
+        else:
+            padded = F.pad(planes, (p, wq * s - self.width - p, p, hq * s - self.height - p))
+            phases = flat[:size].view(channels, s, s, batch, hq, wq).permute(0, 3, 4, 1, 5, 2)
+            phases.copy_(padded.view(channels, batch, hq, s, wq, s))
+        return flat
+
+    def chunk(self, channels: int) -> int:
+        """Pixels per chunk of work: the chunk of every input channel fits in L2 (~128 kB
+        of floats on one side), in whole tiles."""
+        return max(TILE, (32768 // max(channels, 1)) // TILE * TILE)
+
+
+class Pattern:
+    """The non-zero positions of a conv weight [C_out, C_in, k, k], in the orders the kernels
+    read them: by output channel (forward, weight gradient) and by input channel with the kernel
+    flipped (input gradient). Built once per mask; the offsets once per input size."""
+
+    def __init__(self, nonzero: torch.Tensor):
+        out_channels, in_channels, kernel, _ = nonzero.shape
+        self.shape = tuple(nonzero.shape)
+        self.index = nonzero.reshape(-1).nonzero().squeeze(1)  # row-major: by output channel
+        self.out_channel, rest = self.index // (in_channels * kernel * kernel), \
+            self.index % (in_channels * kernel * kernel)
+        self.in_channel, rest = rest // (kernel * kernel), rest % (kernel * kernel)
+        self.row, self.column = rest // kernel, rest % kernel
+        self.rows = _row_pointers(self.out_channel, out_channels)
+        # Transposed: by input channel, then output channel and flipped kernel position.
+        flipped = (kernel - 1 - self.row) * kernel + (kernel - 1 - self.column)
+        self.order_t = torch.argsort(self.in_channel * (out_channels * kernel * kernel)
+                                     + self.out_channel * kernel * kernel + flipped)
+        self.rows_t = _row_pointers(self.in_channel[self.order_t], in_channels)
+        self.index_t = self.index[self.order_t]
+        self._offsets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
+        # as a sparse layer's arithmetic); its zeros (padding, dilation) are never written.
+        self._workspaces: dict[tuple, torch.Tensor] = {}
+        self._busy: set[tuple] = set()
+
+    def workspace(self, key: tuple, size: int, keep: bool = False) -> torch.Tensor:
+        """A zeroed float32 buffer of `size` whose zeros outside what a caller writes stay
+        zero. `keep`: it is saved for a backward pass, so it is not handed out again until
+        `release(key)` (a second forward before then gets a fresh buffer)."""
+        if key in self._busy:
+            return torch.zeros(size)
+        if key not in self._workspaces:
+            self._workspaces[key] = torch.zeros(size)
+        if keep:
+            self._busy.add(key)
+        return self._workspaces[key]
+
+    def release(self, key: tuple) -> None:
+        self._busy.discard(key)
+
+    def values(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weights at the pattern, in its forward order."""
+        return weight.reshape(-1).index_select(0, self.index)
+
+    @property
+    def nonzeros(self) -> int:
+        return self.index.numel()
+
+    def offsets(self, geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward offsets in `geometry`'s input layout, and input-gradient offsets in the
+        layout of the dilated output gradient."""
+        if geometry not in self._offsets:
+            kernel = self.shape[2]
+            forward = geometry.offsets(self.in_channel, self.row, self.column)
+            dilated = _dilated(geometry)
+            order = self.order_t
+            backward = dilated.offsets(self.out_channel[order], kernel - 1 - self.row[order],
+                                       kernel - 1 - self.column[order])
+            self._offsets[geometry] = forward, backward
+        return self._offsets[geometry]
+
+
+def _row_pointers(rows: torch.Tensor, count: int) -> torch.Tensor:
+    pointers = torch.zeros(count + 1, dtype=torch.int64)
+    pointers[1:] = torch.bincount(rows, minlength=count).cumsum(0)
+    return pointers
+
+
+def _dilated(geometry: Geometry) -> Geometry:
+    """The layout of the output gradient for the input gradient: zero-dilated by the stride and
+    padded to (H + k - 1) x (W + k - 1), a stride-1 conv of the flipped kernel yields H x W."""
+    k = geometry.kernel
+    return Geometry(k, 1, 0, geometry.batch, geometry.height + k - 1, geometry.width + k - 1)
+
+
+def _dilate(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
+    target = _dilated(geometry)
+    channels = grad.shape[1]
+    flat = pattern.workspace(("dilated", geometry), target.flat_size(channels))
+    start, s = geometry.kernel - 1 - geometry.padding, geometry.stride
+    planes = flat[:channels * target.channel_size].view(channels, geometry.batch,
+                                                         target.height, target.width)
+    planes[:, :, start:start + s * (geometry.out_h - 1) + 1:s,
+           start:start + s * (geometry.out_w - 1) + 1:s] = grad.transpose(0, 1)
+    return flat
+
+
+def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
+    """The output gradient laid out as the forward's output pixels [C, padded], zero wherever
+    the forward threw its result away."""
+    channels = grad.shape[1]
+    planes = pattern.workspace(("planes", geometry), channels * geometry.padded
+                               ).view(channels, geometry.padded)
+    planes[:, :geometry.span].view(channels, geometry.batch, geometry.hq, geometry.wq)[
+        :, :, :geometry.out_h, :geometry.out_w] = grad.transpose(0, 1)
+    return planes
+
+
+class _SparseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool,
+                values: torch.Tensor | None):
+        geometry = Geometry(pattern.shape[2], stride, padding, *x.shape[:1], *x.shape[2:])
+        offsets, _ = pattern.offsets(geometry)
+        key = ("input", geometry)
+        flat = pattern.workspace(key, geometry.flat_size(x.shape[1]), keep)
+        geometry.spread(x.detach(), flat)
+        if values is None:
+            values = pattern.values(weight.detach())
+        out = torch.ops.freetickets_sparse.conv_forward(
+            flat, pattern.rows, offsets, values,
+            _empty() if bias is None else bias.detach().contiguous(),
+            geometry.batch, geometry.hq, geometry.wq, geometry.out_h, geometry.out_w,
+            geometry.chunk(x.shape[1]))
+        ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
+        ctx.key = key if keep else None
+        ctx.save_for_backward(flat, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, weight = ctx.saved_tensors
+        pattern, geometry = ctx.pattern, ctx.geometry
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            _, offsets_t = pattern.offsets(geometry)
+            dilated = _dilated(geometry)
+            values_t = weight.detach().reshape(-1).index_select(0, pattern.index_t)
+            grad_x = torch.ops.freetickets_sparse.conv_forward(
+                _dilate(grad, geometry, pattern), pattern.rows_t, offsets_t, values_t, _empty(),
+                geometry.batch, dilated.hq, dilated.wq, geometry.height, geometry.width,
+                dilated.chunk(grad.shape[1]))
+        if ctx.needs_input_grad[1]:
+            offsets, _ = pattern.offsets(geometry)
+            values = torch.ops.freetickets_sparse.weight_grad(
+                flat, _planes(grad, geometry, pattern), pattern.rows, offsets, geometry.padded,
+                geometry.chunk(pattern.shape[1]))
+        if ctx.key is not None:
+            pattern.release(ctx.key)
+            grad_w = weight.new_zeros(weight.numel())
+            grad_w[pattern.index] = values
+            grad_w = grad_w.view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+def _empty() -> torch.Tensor:
+    return torch.empty(0)
+
+
+def supported(conv: torch.nn.Module) -> bool:
+    """Convs the kernels cover: float32 on the CPU, square kernel and stride, symmetric zero
+    padding, no groups or dilation."""
+    return (isinstance(conv, torch.nn.Conv2d) and conv.groups == 1
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and len(set(conv.padding)) == 1
+            and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.stride[0] == conv.stride[1]
+            and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu")
+
+
+def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  pattern: Pattern, stride: int, padding: int,
+                  values: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding) computed only at `pattern`'s weights (the
+    others are taken as zero); needs `available()`. `values`: `pattern.values(weight)` kept
+    by a caller whose weight does not change (inference)."""
+    # Under autograd the input buffer is saved for the weight gradient: not reused until then.
+    keep = torch.is_grad_enabled() and weight.requires_grad
+    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep, values)
