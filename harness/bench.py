@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -48,28 +48,13 @@ import torch.nn.functional as F
 from harness import bench_sparse_kernels, cli
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
-from harness.flops import layer_forward_flops, ledger_for
 from harness.loader_bench import bench_imagenet_loader
 from harness.models.wide_resnet import wide_resnet
 from harness.predictors import MemberEnsemble
+from harness.bench_parts import (CIFAR_MEAN, CIFAR_STD, IMAGE_SHAPE, Result, harness_epoch,
+                                 masked_wrn, synthetic)
 from harness.sparse_inference import KERNELS, layer_timings, round_seconds, sparsify, spread
 from harness.train import Trainer
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-IMAGE_SHAPE = (3, 32, 32)
-
-
-@dataclass
-class Result:
-    name: str
-    value: float | None  # the ratio (None: skipped)
-    target: str  # e.g. '<= 1.03'; 'informational'
-    met: bool | None  # None: no target, or skipped
-    note: str = ""
-    detail: dict = field(default_factory=dict)
-    spread: dict | None = None  # min, median, max of the ratio round by round
-
 
 def side_by_side(functions, rounds: int) -> tuple[list[float], list[list[float]]]:
     """Medians of each function's seconds, and the seconds of every round
@@ -80,14 +65,6 @@ def side_by_side(functions, rounds: int) -> tuple[list[float], list[list[float]]
 
 def ratio_spread(numerators: list[float], denominators: list[float]) -> dict:
     return spread([top / bottom for top, bottom in zip(numerators, denominators)])
-
-
-def synthetic(count: int, seed: int = 0) -> ArrayDataset:
-    generator = torch.Generator().manual_seed(seed)
-    return ArrayDataset(torch.randint(0, 256, (count, *IMAGE_SHAPE), dtype=torch.uint8,
-                                      generator=generator),
-                        torch.randint(0, 10, (count,), generator=generator), 10,
-                        CIFAR_MEAN, CIFAR_STD)
 
 
 def small_model(seed: int = 0) -> torch.nn.Module:
@@ -115,16 +92,6 @@ def bare_loop(model: torch.nn.Module, dataset: ArrayDataset, batch_size: int, se
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(images), labels).backward()
             optimizer.step()
-    return run
-
-
-def harness_epoch(model: torch.nn.Module, dataset: ArrayDataset, trainer: Trainer,
-                  hooks: list) -> Callable[[], None]:
-    """One epoch through Trainer.fit with the FLOPs ledger every run attaches."""
-    ledger = ledger_for(layer_forward_flops(model, IMAGE_SHAPE), hooks)
-
-    def run() -> None:
-        trainer.fit(model, dataset, seed=0, hooks=[*hooks, ledger], epochs=1)
     return run
 
 
@@ -326,20 +293,6 @@ def _scratch() -> str:
 
 
 # ------------------------------------------------------------------------ sparse inference
-
-def masked_wrn(depth: int, width: int, sparsity: float, seed: int = 0) -> torch.nn.Module:
-    """A WRN member at `sparsity` (ERK, as the sparse methods train), with non-trivial
-    batch-norm statistics, in eval mode."""
-    from methods.sparse.masking import Masking, SparsitySpec
-
-    torch.manual_seed(seed)
-    model = wide_resnet(depth, width)
-    Masking(model, SparsitySpec(sparsity), seed=seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
 
 def layer_kind(name: str, shape: list[int]) -> str:
     if shape[2] == 1:

@@ -64,7 +64,7 @@ def met(value: float, target: str) -> bool:
 
 
 def masked_wrn(depth: int, width: int, sparsity: float, seed: int = 0) -> torch.nn.Module:
-    from harness.bench import masked_wrn as build
+    from harness.bench_parts import masked_wrn as build
 
     return build(depth, width, sparsity, seed)
 
@@ -113,7 +113,7 @@ def train_step_speedups(depth: int, width: int, batch: int, sparsities: Sequence
                         ) -> dict[str, list[dict]]:
     """{'S0.8': [one entry per thread count], ...}: dense / sparse step, and the DST step
     amortised over dT = 1000."""
-    from harness.bench import harness_epoch, synthetic
+    from harness.bench_parts import harness_epoch, synthetic
     from harness.train import Trainer
     from methods.sparse.masking import Masking, SparsitySpec
 
@@ -202,7 +202,7 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
 def results(quick: bool):
     """The figures as harness.bench Results, one per ratio, model and thread count, yielded as
     they are measured (the whole takes tens of minutes on a shared 2-core machine)."""
-    from harness.bench import Result
+    from harness.bench_parts import Result
 
     if not sparse_conv.available():
         for name in ("sparse_inference_speedup", "sparse_train_step_speedup"):

@@ -53,7 +53,7 @@ def per_worker_rate(root: Path, images: int, rounds: int) -> float:
 def bench_imagenet_loader(rounds: int = 3, images: int = 80):
     """Result: images/s per worker on ImageNet-sized JPEGs; detail: the tiny folder's rate and
     the workers one GPU needs."""
-    from harness.bench import Result
+    from harness.bench_parts import Result
     from harness.data.tiny_imagenet import write_tiny_imagenet
 
     with tempfile.TemporaryDirectory() as scratch:

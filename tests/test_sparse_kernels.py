@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import sparse_conv
-from harness.bench import synthetic
+from harness.bench_parts import synthetic
 from harness.models.resnet import resnet18
 from harness.models.wide_resnet import wide_resnet
 from harness.train import Hook, Trainer
