@@ -93,7 +93,7 @@ golden-check: $(STAMP)
 
 # Speed, as ratios measured side by side in one process (harness/bench.py): harness vs bare
 # PyTorch loops, sparse vs dense steps, peak memory on corrupted sets, sparse inference.
-# Not part of `make test`; about 10 minutes on 2 CPU cores. Writes build/bench/bench.json.
+# Not part of `make test`; about an hour on 2 busy CPU cores with the sparse kernels (`--quick`: about 20 minutes). Writes build/bench/bench.json.
 BENCH_THREADS ?= 1
 bench: $(STAMP)
 	OMP_NUM_THREADS=$(BENCH_THREADS) MKL_NUM_THREADS=$(BENCH_THREADS) $(PY) -m harness.bench \
