@@ -7,7 +7,7 @@ from pathlib import Path
 import gin
 
 from harness.config import parse
-from harness.tables import table_rows
+from harness.table_runs import table_rows
 
 
 def method_lines(gin_dir: Path) -> list[str]:

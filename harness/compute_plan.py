@@ -76,7 +76,7 @@ def plan_sources(tables: list[int] | None, page_scale: str, gin_dir: Path, extra
     """(source, scale, rows) of the tables asked for (all of the page's when None) and, for
     the whole page, its figures' own runs; at each table's own scale (Table 3's at smoke)."""
     from harness.paper import TABLES, figure_rows
-    from harness.tables import table_rows
+    from harness.table_runs import table_rows
 
     chosen = [table for table in TABLES if tables is None or table.number in tables]
     unknown = sorted(set(tables or ()) - {table.number for table in TABLES})
@@ -143,7 +143,7 @@ def find_status(run: PlannedRun, runs_dir: Path) -> None:
     of any table's run of the same configuration (as harness/tables.py reuses them)."""
     if run.status in ("not built", "error"):
         return
-    from harness.tables import same_configuration
+    from harness.table_runs import same_configuration
 
     places = [*run.run_dirs, *same_configuration(runs_dir, run.scale, run.seed, run.config)]
     places = list(dict.fromkeys(places))

@@ -73,7 +73,7 @@ class RunJob:
         self.gpus, self.progress = gpus, progress
 
     def __call__(self) -> str:
-        from harness.tables import run_seed
+        from harness.table_runs import run_seed
 
         run_dir = self.row_dir / f"seed{self.seed}"
         train = torchrun(self.gpus) if self.gpus > 1 else None

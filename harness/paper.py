@@ -217,7 +217,7 @@ def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: P
 def figure_rows(figure: int, scale: str, gin_dir: Path):
     """The runs a figure needs of its own: `gin/figure<N>/<row>.gin` (with a `# row:` line)
     layered with the scale, like a table's rows."""
-    from harness.tables import folder_rows
+    from harness.table_runs import folder_rows
 
     return folder_rows(f"figure{figure}", scale, gin_dir)
 
@@ -225,7 +225,7 @@ def figure_rows(figure: int, scale: str, gin_dir: Path):
 def run_figure_rows(scale: str, runs_dir: Path, gin_dir: Path) -> dict[str, Outcome]:
     """Runs (or reuses) every figure's own rows, seed 0; per figure the seconds it took and,
     where a run failed, why."""
-    from harness.tables import run_seed
+    from harness.table_runs import run_seed
 
     outcomes = {}
     for folder in sorted(gin_dir.glob("figure*")):

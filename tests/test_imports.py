@@ -5,13 +5,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The two cycles left, both for the catalogue of the paper's tables and figures to remove: the
-# long-table registry and the modules that register into it by being imported, and the rows of
-# a table or figure, found by harness/tables.py and harness/paper.py, which the compute plan
-# reads while `harness.tables --plan` calls it.
+# The cycle left, for the catalogue of the paper's tables to remove: the long-table registry
+# and the modules that register into it by being imported.
 KNOWN = {frozenset({"harness.long_tables", "harness.report", "harness.diversity_tables",
-                    "harness.robustness_tables", "harness.sweep"}),
-         frozenset({"harness.compute_plan", "harness.paper", "harness.tables"})}
+                    "harness.robustness_tables", "harness.sweep"})}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import compute_plan, tables
+from harness import compute_plan, table_runs
 from harness.run_lock import Busy, failure_path, job_path, lock_path, read_holder, running
 from harness.run_lock import training_lock
 
@@ -120,7 +120,7 @@ def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the jobs ran (ENV): the same sums, the same numbers
     try:
-        tables.run_table(1, "smoke", 1, gin_dir=gin_dir, runs_dir=baseline, rows=["dst"],
+        table_runs.run_table(1, "smoke", 1, gin_dir=gin_dir, runs_dir=baseline, rows=["dst"],
                          output_dir=tmp_path / "baseline_reports", progress=False)
     finally:
         torch.set_num_threads(threads)

@@ -20,7 +20,7 @@ from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
 from harness.tables import main as tables_main
-from harness.tables import run_seed, same_configuration, table_rows
+from harness.table_runs import run_seed, same_configuration, table_rows
 from test_report import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +302,7 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
     summary = json.loads((run_dir / "summary.json").read_text())
     write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
     with pytest.raises(UserError) as error:
-        from harness.tables import run_table
+        from harness.table_runs import run_table
         run_table(9, "smoke", 1, gin_dir=gin_dir, runs_dir=runs, output_dir=tmp_path,
                   progress=False)
     message = str(error.value)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import tables
+from harness import table_runs, tables
 from harness.errors import UserError
 from harness.predictions import load_predictions, subensemble_metrics
 
@@ -32,7 +32,7 @@ def gin_dir_with(tmp_path: Path, rows: dict[str, str]) -> Path:
 
 
 def run(tmp_path, capsys, gin_dir, seeds=1, bindings=FAST):
-    tables.run_table(1, "smoke", seeds, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
+    table_runs.run_table(1, "smoke", seeds, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
                      output_dir=tmp_path / "reports", bindings=bindings, progress=False)
     return pd.read_parquet(tmp_path / "reports" / "table1.parquet"), capsys.readouterr().out
 
@@ -88,9 +88,9 @@ def test_bad_tables_are_one_clear_error(tmp_path, capsys):
     with pytest.raises(UserError, match="table 1 has no rows: no gin file in .* has a '# row: "):
         run(tmp_path, capsys, gin_dir=unnamed)
     with pytest.raises(UserError, match="unknown scale .huge.; known: paper, "):
-        tables.run_table(1, "huge", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+        table_runs.run_table(1, "huge", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
     with pytest.raises(UserError, match="table 14 has no rows"):  # no folder at all
-        tables.run_table(14, "smoke", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+        table_runs.run_table(14, "smoke", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
     assert tables.main(["--table=1", "--scale=smoke", "--gin_file=nope.gin"]) == 2
     assert capsys.readouterr().err.strip() == "error: gin file nope.gin not found"
 
@@ -106,12 +106,12 @@ def test_table3_at_paper_scale_needs_imagenet(tmp_path, capsys):
 
 
 def test_rows_of_table6_choose_their_own_scale_and_can_be_picked():
-    rows = tables.table_rows(6, "cpu", Path("gin"))
+    rows = table_runs.table_rows(6, "cpu", Path("gin"))
     names = {row.name: row for row in rows}
     assert len(rows) == 10
     assert names["fge_m5_c100"].gin_files[-1] == "gin/table6/scale/cpu/fge_m5_c100.gin"
     assert names["fge_m5_c10"].gin_files == ("gin/table6/fge_m5_c10.gin", "gin/scale/cpu.gin")
-    picked = tables.chosen_rows(rows, ["snapshot_m12_c10", "fge_m5_c10"])
+    picked = table_runs.chosen_rows(rows, ["snapshot_m12_c10", "fge_m5_c10"])
     assert [row.name for row in picked] == ["fge_m5_c10", "snapshot_m12_c10"]
     with pytest.raises(UserError, match="--rows names no row of this table: fge"):
-        tables.chosen_rows(rows, ["fge"])
+        table_runs.chosen_rows(rows, ["fge"])

@@ -18,7 +18,7 @@ from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
 from harness.record import write_json
 from harness.report import write_table
-from harness.tables import TableRow, run_seed
+from harness.table_runs import TableRow, run_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [str(ROOT / "gin" / "dense.gin"), str(ROOT / "gin" / "scale" / "smoke.gin")]

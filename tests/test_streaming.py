@@ -148,7 +148,7 @@ def test_every_table3_row_is_wired_at_tiny_scale(tmp_path):
 
     from harness.config import parse
     from harness.experiment import Experiment
-    from harness.tables import table_rows
+    from harness.table_runs import table_rows
 
     folder = write_tiny_imagenet(tmp_path / "imagenet")
     rows = table_rows(3, "tiny", Path("gin"))
