@@ -28,26 +28,13 @@ import torch.nn.functional as F
 
 from harness import sparse_conv
 from harness.models.wide_resnet import wide_resnet
-from harness.sparse_inference import choose_kernels, sparsify
+from harness.sparse_inference import choose_kernels, round_seconds, sparsify
 
 IMAGE_SHAPE = (3, 32, 32)
 INFERENCE_TARGETS = {"S0.9_b1": ">= 2.5", "S0.9_b64": ">= 2", "S0.8_b1": ">= 1.5",
                      "S0.8_b64": ">= 1.5"}
 TRAIN_TARGETS = {"S0.8": ">= 1.25", "S0.9": ">= 1.5"}
 DST_INTERVAL = 1000
-
-
-def rounds_of(functions: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
-    """Seconds of each function in each of `rounds` alternating rounds, after one warm-up."""
-    for function in functions:
-        function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(rounds):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return times
 
 
 def spread(dense: list[float], sparse: list[float]) -> dict:
@@ -93,7 +80,7 @@ def inference_speedups(models: Sequence[tuple[int, int]], batches: Sequence[int]
                         plans, _ = choose_kernels(model, IMAGE_SHAPE, [batch], rounds=2)
                         sparse = sparsify(model, plans)
                         x = torch.randn(batch, *IMAGE_SHAPE)
-                        dense_s, sparse_s = rounds_of([lambda: model(x), lambda: sparse(x)],
+                        dense_s, sparse_s = round_seconds([lambda: model(x), lambda: sparse(x)],
                                                       rounds)
                         chosen = [plan[batch] for plan in plans.values()]
                         return spread(dense_s, sparse_s), {k: chosen.count(k)
@@ -129,7 +116,7 @@ def train_step_speedups(depth: int, width: int, batch: int, sparsities: Sequence
                 sparse = wide_resnet(depth, width)
                 masking = Masking(sparse, SparsitySpec(sparsity, update_interval=10 ** 9,
                                                        kernels="auto"))
-                dense_s, sparse_s = rounds_of(
+                dense_s, sparse_s = round_seconds(
                     [harness_epoch(dense, dataset, trainer, []),
                      harness_epoch(sparse, dataset, trainer, [masking])], rounds)
                 update = update_seconds(masking)
@@ -182,13 +169,13 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
                      "density": round(pattern.nonzeros / mask.numel(), 4)}
             with torch.inference_mode():
                 x = torch.randn(64, in_channels, side, side)
-                dense_s, sparse_s = rounds_of(
+                dense_s, sparse_s = round_seconds(
                     [lambda: F.conv2d(x, weight, None, 1, 1),
                      lambda: sparse_conv.sparse_conv2d(x, weight, None, pattern, 1, 1)], rounds)
             point["forward_b64"] = spread(dense_s, sparse_s)["value"]
             x = torch.randn(128, in_channels, side, side, requires_grad=True)
             upstream = torch.randn(128, out_channels, side, side)
-            dense_s, sparse_s = rounds_of(
+            dense_s, sparse_s = round_seconds(
                 [lambda: torch.autograd.grad(F.conv2d(x, weight, None, 1, 1), (x, weight),
                                              upstream),
                  lambda: torch.autograd.grad(sparse_conv.sparse_conv2d(x, weight, None, pattern,

@@ -137,3 +137,18 @@ class Flags:
 def usage_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def app_flags_parser(doc: str):
+    """The `flags_parser` of an entry point that absl's `app.run` starts on absl's global
+    flags (harness.launch, harness.gpu_check), with the same promises: `--help` prints `doc`
+    and the flags and exits 0; a flag mistake is one line, exit 2."""
+    def parse(argv: list[str]) -> list[str]:
+        if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+            print(f"{doc}\n{flags.FLAGS.main_module_help()}")
+            raise SystemExit(0)
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            usage_error(str(error).splitlines()[0])
+    return parse

@@ -23,10 +23,9 @@ import pandas as pd
 
 from harness import cli
 from harness.config import bindings
-from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_summary
-from harness.report import METRICS, run_row
+from harness.report import METRICS, run_row, write_report
 
 IDENTITY = ("method", "dataset", "model", "M", "sparsity")
 RATIOS = ("train_flops_ratio", "test_flops_ratio")
@@ -121,14 +120,6 @@ def markdown(table: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
-def write(table: pd.DataFrame, text: str, output_dir: Path) -> list[Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    parquet, md = output_dir / "compare.parquet", output_dir / "compare.md"
-    atomic_write(parquet, lambda path: table.to_parquet(path, index=False))
-    atomic_write(md, lambda path: path.write_text(text + "\n"))
-    return [parquet, md]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.compare", __doc__, variadic="runs")
     parser.path("output_dir", None, "also write compare.parquet and compare.md here")
@@ -138,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         text = markdown(table)
         print(text)
         if args.output_dir:
-            for path in write(table, text, args.output_dir):
-                print(path, file=sys.stderr)
+            stem = args.output_dir / "compare"
+            write_report(table, stem, text + "\n")
+            print(f"written to {stem}.parquet and {stem}.md", file=sys.stderr)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,8 +30,8 @@ from pathlib import Path
 import gin
 import pandas as pd
 
-from harness.config import bindings, first_line, parse
-from harness.errors import UserError
+from harness.config import bindings, parse
+from harness.errors import UserError, first_line
 from harness.record import is_finished
 from harness.run_lock import (describe, failure_path, job_alive, job_path, own_job,
                               read_record, running)

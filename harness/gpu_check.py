@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from absl import app, flags
 
+from harness import cli
 from harness.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
 from harness.config import parse
 from harness.data.arrays import ArrayDataset, Augment
@@ -301,16 +302,5 @@ def main(argv):
     print(f"written to {output_dir / 'gpu_check.json'}")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-        print(f"{__doc__}\n{FLAGS.main_module_help()}")
-        sys.exit(0)
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.app_flags_parser(__doc__))

@@ -35,9 +35,9 @@ from pathlib import Path
 
 from absl import app, flags
 
+from harness import cli
 from harness.compute_plan import PlannedRun, plan
-from harness.config import first_line
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 from harness.record import write_json
 from harness.run_lock import failure_path, job_path, read_record, record_failure
 
@@ -290,16 +290,5 @@ def main(argv):
         sys.exit(2)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-        print(f"{__doc__}\n{FLAGS.main_module_help()}")
-        sys.exit(0)
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.app_flags_parser(__doc__))

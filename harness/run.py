@@ -16,8 +16,7 @@ from pathlib import Path
 
 from harness import cli, distributed
 from harness.catalog import catalog
-from harness.config import first_line
-from harness.errors import Interrupted, UserError
+from harness.errors import Interrupted, UserError, first_line
 from harness.record import recorded_configuration
 
 

@@ -20,8 +20,7 @@ import torch
 
 from harness.data.arrays import ArrayDataset
 from harness.data.corrupt import load_test_split
-from harness.config import first_line
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 # App. K's sets for each training set (an npz copy by its file name, e.g. cifar10.npz); other
 # datasets default to the noise images alone.

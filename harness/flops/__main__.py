@@ -9,8 +9,8 @@ import json
 import sys
 
 from harness import cli
-from harness.config import first_line, parse
-from harness.errors import UserError
+from harness.config import parse
+from harness.errors import UserError, first_line
 
 
 def main(argv: list[str] | None = None) -> int:
