@@ -89,30 +89,39 @@ def layer_densities(run_dir: Path) -> list[dict[str, float]]:
             for _, group in sorted(rows.groupby("member"), key=lambda item: int(item[0]))]
 
 
+def plot_size_curve(ax, points: list[dict], label: str, marker: str = "o") -> None:
+    """Ensemble accuracy (%) against the ensemble size, and the members' mean accuracy alone
+    dashed in the same colour; `points` as `ensemble_size_curve` gives them."""
+    sizes = [point["size"] for point in points]
+    line, = ax.plot(sizes, [100 * point["accuracy"] for point in points], marker=marker,
+                    label=f"{label}: ensemble")
+    ax.plot(sizes, [100 * point["individual_accuracy"] for point in points], marker="x",
+            linestyle="--", color=line.get_color(), label=f"{label}: individual")
+
+
+def size_figure_done(fig, ax, xlabel: str, title: str):
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def ensemble_size_figure(runs: list[tuple[str, Path]]):
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
     drawn = False
     for label, run_dir in with_predictions(runs, "ensemble_size"):
-        log_probs, labels = load_predictions(run_dir)
-        curve = ensemble_size_curve(log_probs, labels)
-        sizes = [point["size"] for point in curve]
+        curve = ensemble_size_curve(*load_predictions(run_dir))
         if len(curve) == 1:
             ax.axhline(100 * curve[0]["accuracy"], linestyle=":", color="grey", label=label)
             continue
-        line, = ax.plot(sizes, [100 * point["accuracy"] for point in curve], marker="o",
-                        label=f"{label}: ensemble")
-        ax.plot(sizes, [100 * point["individual_accuracy"] for point in curve], marker="x",
-                linestyle="--", color=line.get_color(), label=f"{label}: individual")
+        plot_size_curve(ax, curve, label)
         drawn = True
     if not drawn:
         return None
-    ax.set(xlabel="ensemble size (first m members)", ylabel="test accuracy (%)",
-           title="Ensemble size (paper Fig. 5)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
+    return size_figure_done(fig, ax, "ensemble size (first m members)",
+                            "Ensemble size (paper Fig. 5)")
 
 
 def fixed_budget_figure(first_members: list[tuple[str, Path]],
@@ -124,35 +133,19 @@ def fixed_budget_figure(first_members: list[tuple[str, Path]],
     so each ticket trains for less as M grows."""
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
-    drawn = False
     for label, run_dir in with_predictions(first_members, "ensemble_size"):
-        curve = ensemble_size_curve(*load_predictions(run_dir))
-        sizes = [point["size"] for point in curve]
-        line, = ax.plot(sizes, [100 * point["accuracy"] for point in curve], marker="o",
-                        label=f"{label}: ensemble of the first m")
-        ax.plot(sizes, [100 * point["individual_accuracy"] for point in curve], marker="x",
-                linestyle="--", color=line.get_color(), label=f"{label}: individual")
-        drawn = True
-    points = sorted((len(curve), curve[-1], label) for label, run_dir in
-                    with_predictions(fixed_budget, "ensemble_size")
-                    for curve in [ensemble_size_curve(*load_predictions(run_dir))])
-    if points:
-        method = points[0][2].split(" (")[0]
-        sizes = [size for size, _, _ in points]
-        line, = ax.plot(sizes, [100 * point["accuracy"] for _, point, _ in points], marker="s",
-                        label=f"{method} at a fixed budget: ensemble")
-        ax.plot(sizes, [100 * point["individual_accuracy"] for _, point, _ in points],
-                marker="x", linestyle="--", color=line.get_color(),
-                label=f"{method} at a fixed budget: individual")
-        drawn = True
-    if not drawn:
+        plot_size_curve(ax, ensemble_size_curve(*load_predictions(run_dir)),
+                        f"{label}, first m")
+    ends = sorted(((ensemble_size_curve(*load_predictions(run_dir))[-1], label)
+                   for label, run_dir in with_predictions(fixed_budget, "ensemble_size")),
+                  key=lambda end: end[0]["size"])
+    if ends:
+        method = ends[0][1].split(" (")[0]
+        plot_size_curve(ax, [point for point, _ in ends], f"{method} at a fixed budget", "s")
+    if not ax.lines:
         return None
-    ax.set(xlabel="ensemble size M", ylabel="test accuracy (%)",
-           title="Effect of the ensemble size (paper Fig. 5)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
+    return size_figure_done(fig, ax, "ensemble size M",
+                            "Effect of the ensemble size (paper Fig. 5)")
 
 
 def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):

@@ -133,7 +133,7 @@ def test_figure5_draws_edst_at_a_fixed_budget_from_its_rows_and_the_runs_they_re
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     fixed = lines["EDST Ensemble at a fixed budget: ensemble"]
     assert list(fixed.get_xdata()) == [2, 3]  # one point per run: its M
-    assert list(lines["DST Ensemble (dst_m3_s08): ensemble of the first m"].get_xdata()) == [
+    assert list(lines["DST Ensemble (dst_m3_s08), first m: ensemble"].get_xdata()) == [
         1, 2, 3]
 
 
