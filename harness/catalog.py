@@ -1,13 +1,16 @@
 """`python -m harness.run --list`: what exists to run. Every registered method with the first
-line of its docstring and its gin file, and every paper table (gin/table<N>/) with its rows,
-a row whose configuration another table's row already has marked as reusing that row's run
-(harness/tables.py reuses finished runs by configuration; here compared at paper scale)."""
+line of its docstring and its gin file, and every paper table of the catalogue
+(harness/catalogue.py) with its rows, a row whose configuration another table's row already
+has marked as that row's run (the run store files runs by configuration; here compared at
+paper scale)."""
 from pathlib import Path
 
 import gin
 
+from harness.catalogue import TABLES
 from harness.config import parse
-from harness.table_runs import table_rows
+from harness.gin_rows import table_rows
+from harness.run_store import configuration_id
 
 
 def method_lines(gin_dir: Path) -> list[str]:
@@ -29,26 +32,20 @@ def summary(doc: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " ..."
 
 
-def table_numbers(gin_dir: Path) -> list[int]:
-    return sorted(int(folder.name.removeprefix("table")) for folder in gin_dir.glob("table*")
-                  if folder.is_dir() and folder.name.removeprefix("table").isdigit())
-
-
 def table_lines(gin_dir: Path) -> list[str]:
     """Per table its rows; `row (= tableK/other)` where tableK's row has its configuration."""
     import harness.experiment  # noqa: F401  registers Experiment before any row is parsed
 
-    seen: dict[str, str] = {}  # configuration -> the first table row that has it
+    seen: dict[str, str] = {}  # configuration id -> the first table row that has it
     lines = []
-    for table in table_numbers(gin_dir):
+    for table in TABLES:
         rows = []
         for row in table_rows(table, "paper", gin_dir):
             parse(row.gin_files)
-            config = gin.config_str()
-            first = seen.setdefault(config, f"table{table}/{row.name}")
-            rows.append(row.name if first == f"table{table}/{row.name}" else
-                        f"{row.name} (= {first})")
-        lines.append(f"  table{table:<3} {len(rows)} rows: {', '.join(rows)}")
+            name = f"{table.folder}/{row.name}"
+            first = seen.setdefault(configuration_id(gin.config_str()), name)
+            rows.append(row.name if first == name else f"{row.name} (= {first})")
+        lines.append(f"  {table.folder:<8} {len(rows)} rows: {', '.join(rows)}")
     gin.clear_config()
     return lines
 

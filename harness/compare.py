@@ -25,7 +25,7 @@ from harness import cli
 from harness.config import bindings
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_summary
-from harness.report import METRICS, run_row, write_report
+from harness.wide_tables import METRICS, run_row, write_report
 
 IDENTITY = ("method", "dataset", "model", "M", "sparsity")
 RATIOS = ("train_flops_ratio", "test_flops_ratio")

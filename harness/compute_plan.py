@@ -5,9 +5,9 @@ anything runs:
         [--gpus_per_run=1] [--throughput=build/gpu_check/gpu_check.json]
     make paper SCALE=paper PLAN=1        # the whole page: every table and figure
 
-One line per distinct run. Rows are deduplicated by configuration as harness/tables.py reuses
-them: a row whose configuration (gin bindings, seed included) another row already has is that
-run (`rows` counts them; they are listed below the table). Per run:
+One line per distinct run. Rows are deduplicated by configuration as the run store files
+them (harness/run_store.py): a row whose configuration (gin bindings, seed included) another
+row already has is that run (`rows` counts them; they are listed below the table). Per run:
 
     status      finished | running (a live lock: harness/run_lock.py; its holder named) |
                 queued (a launcher's job that has not started) | failed (its log named) |
@@ -30,11 +30,14 @@ from pathlib import Path
 import gin
 import pandas as pd
 
-from harness.config import bindings, parse
+from harness.config import parse
 from harness.errors import UserError, first_line
+from harness.catalogue import PAPER, Catalogue
+from harness.gin_rows import TableRow, figure_rows, table_rows
 from harness.record import is_finished
 from harness.run_lock import (describe, failure_path, job_alive, job_path, own_job,
                               read_record, running)
+from harness.run_store import RunStore, configuration_id
 
 # The assumption when no GPU check is recorded: 40 % of an H100 SXM's dense bf16 peak
 # (989 TFLOP/s), a common sustained figure for convolutional training under bf16 autocast.
@@ -47,10 +50,10 @@ GPU_CHECK_JSON = Path("build/gpu_check/gpu_check.json")
 @dataclass
 class PlannedRun:
     source: str  # table<N> or figure<N>
-    row: object  # harness.tables.TableRow
+    row: TableRow
     scale: str
     seed: int
-    row_dir: Path
+    store: RunStore
     config: str = ""
     method: str = ""
     dataset: str = ""
@@ -58,7 +61,6 @@ class PlannedRun:
     paper_flops: float = float("nan")
     executed_flops: float = float("nan")
     same_as: list[str] = field(default_factory=list)  # other rows that are this run
-    run_dirs: list[Path] = field(default_factory=list)  # where it may be, own first
     status: str = "missing"
     detail: str = ""
 
@@ -68,29 +70,29 @@ class PlannedRun:
 
     @property
     def run_dir(self) -> Path:
-        return self.row_dir / f"seed{self.seed}"
+        """Its folder in the run store (known once `configure` gave its configuration)."""
+        return self.store.run_dir(self.config)
 
 
-def plan_sources(tables: list[int] | None, page_scale: str, gin_dir: Path, extra_files=()
-                 ) -> list[tuple[str, str, list]]:
+def plan_sources(tables: list[int] | None, page_scale: str, gin_dir: Path, extra_files=(),
+                 contents: Catalogue = PAPER) -> list[tuple[str, str, list]]:
     """(source, scale, rows) of the tables asked for (all of the page's when None) and, for
     the whole page, its figures' own runs; at each table's own scale (Table 3's at smoke)."""
-    from harness.paper import TABLES, figure_rows
-    from harness.table_runs import table_rows
-
-    chosen = [table for table in TABLES if tables is None or table.number in tables]
-    unknown = sorted(set(tables or ()) - {table.number for table in TABLES})
+    chosen = [table for table in contents.tables if tables is None or table.number in tables]
+    unknown = sorted(set(tables or ()) - {table.number for table in contents.tables})
     if unknown:
-        raise UserError(f"--table names no table of the paper: {unknown}; tables: 1 to "
-                        f"{TABLES[-1].number}")
-    sources = [(f"table{table.number}", table.scale(page_scale),
-                table_rows(table.number, table.scale(page_scale), gin_dir, extra_files))
-               for table in chosen if (gin_dir / f"table{table.number}").is_dir()]
+        raise UserError(f"--table names no table of the catalogue: {unknown}; tables: "
+                        f"{', '.join(str(table.number) for table in contents.tables)}")
+    sources = [(table.folder, table.scale(page_scale),
+                table_rows(table, table.scale(page_scale), gin_dir, extra_files))
+               for table in chosen]
     if tables is None:
-        sources += [(folder.name, page_scale,
-                     figure_rows(int(folder.name.removeprefix("figure")), page_scale, gin_dir))
-                    for folder in sorted(gin_dir.glob("figure*"))]
-    return sources
+        folders: dict[str, object] = {}
+        for figure in contents.figures:
+            folders.setdefault(figure.folder, figure)
+        sources += [(folder, page_scale, figure_rows(figure, page_scale, gin_dir))
+                    for folder, figure in folders.items()]
+    return [source for source in sources if source[2]]
 
 
 def configure(run: PlannedRun) -> None:
@@ -116,62 +118,50 @@ def configure(run: PlannedRun) -> None:
         run.status, run.detail = "error", first_line(error)
 
 
-def distinct_runs(sources, seeds: int, runs_dir: Path) -> list[PlannedRun]:
+def distinct_runs(sources, seeds: int, store: RunStore) -> list[PlannedRun]:
     """Every (row, seed) of the sources, one PlannedRun per distinct configuration."""
-    runs: dict[frozenset, PlannedRun] = {}
+    runs: dict[tuple, PlannedRun] = {}
     for source, scale, rows in sources:
         for row in rows:
             for seed in range(seeds):
-                run = PlannedRun(source, row, scale, seed, runs_dir / source / scale / row.name)
+                run = PlannedRun(source, row, scale, seed, store)
                 try:
                     configure(run)
                 except UserError as error:
                     run.status, run.detail = "error", first_line(error)
-                key = (frozenset(bindings(run.config).items()) if run.config
-                       else frozenset({run.name}))
+                key = (configuration_id(run.config), seed) if run.config else (run.name, seed)
                 if key in runs:
                     runs[key].same_as.append(run.name)
-                    runs[key].run_dirs.append(run.run_dir)
                 else:
-                    run.run_dirs.append(run.run_dir)
                     runs[key] = run
     return list(runs.values())
 
 
-def find_status(run: PlannedRun, runs_dir: Path) -> None:
-    """finished, running, failed, queued or missing, from the run directories of its rows and
-    of any table's run of the same configuration (as harness/tables.py reuses them)."""
+def find_status(run: PlannedRun) -> None:
+    """finished, running, failed, queued or missing, from its folder in the run store."""
     if run.status in ("not built", "error"):
         return
-    from harness.table_runs import same_configuration
-
-    places = [*run.run_dirs, *same_configuration(runs_dir, run.scale, run.seed, run.config)]
-    places = list(dict.fromkeys(places))
-    finished = next((place for place in places if is_finished(place)), None)
-    if finished is not None:
-        run.status, run.detail = "finished", str(finished)
+    place = run.run_dir
+    if is_finished(place):
+        run.status, run.detail = "finished", str(place)
         return
-    for place in places:
-        holder = running(place)
-        if holder is not None:
-            run.status, run.detail = "running", f"{place}: {describe(holder)}"
+    holder = running(place)
+    if holder is not None:
+        run.status, run.detail = "running", f"{place}: {describe(holder)}"
+        return
+    failed = read_record(failure_path(place))
+    if failed is not None:
+        run.status, run.detail = "failed", f"{failed['error']} (log {failed['log']})"
+        return
+    job = read_record(job_path(place))
+    if job is not None and not own_job(job):
+        if job_alive(job):
+            run.status = "queued"
+            run.detail = f"{job['executor']} job {job['job_id']} (log {job['log']})"
             return
-    for place in places:
-        failed = read_record(failure_path(place))
-        if failed is not None:
-            run.status, run.detail = "failed", f"{failed['error']} (log {failed['log']})"
-            return
-    for place in places:
-        job = read_record(job_path(place))
-        if job is not None and not own_job(job):
-            if job_alive(job):
-                run.status = "queued"
-                run.detail = f"{job['executor']} job {job['job_id']} (log {job['log']})"
-                return
-            run.detail = f"its job {job['job_id']} ended unfinished (log {job['log']})"
-    started = next((place for place in places if (place / "config.gin").is_file()), None)
-    if started is not None:
-        run.detail = f"interrupted, resumes from {started}"
+        run.detail = f"its job {job['job_id']} ended unfinished (log {job['log']})"
+    if (place / "config.gin").is_file():
+        run.detail = f"interrupted, resumes from {place}"
 
 
 def throughput(path: Path = GPU_CHECK_JSON) -> tuple[dict[str, float], str]:
@@ -193,10 +183,12 @@ def throughput(path: Path = GPU_CHECK_JSON) -> tuple[dict[str, float], str]:
 
 
 def plan(tables: list[int] | None, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),
-         runs_dir: Path = Path("runs"), extra_files=()) -> list[PlannedRun]:
-    runs = distinct_runs(plan_sources(tables, scale, gin_dir, extra_files), seeds, runs_dir)
+         runs_dir: Path = Path("runs"), extra_files=(), contents: Catalogue = PAPER
+         ) -> list[PlannedRun]:
+    runs = distinct_runs(plan_sources(tables, scale, gin_dir, extra_files, contents), seeds,
+                         RunStore(runs_dir))
     for run in runs:
-        find_status(run, runs_dir)
+        find_status(run)
     return runs
 
 

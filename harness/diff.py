@@ -38,7 +38,7 @@ from harness import cli
 from harness.errors import UserError
 from harness.long_tables import IDENTITY as LONG_KEY
 from harness.long_tables import LONG_COLUMNS, PERCENT_METRICS
-from harness.report import COLUMNS, METRICS, PERCENT, PROVENANCE, TIMING
+from harness.wide_tables import COLUMNS, METRICS, PERCENT, PROVENANCE, TIMING
 
 KEY = ("table", "method", "M", "sparsity", "row")
 TOLERANCES = {**{name: 1e-4 if name in PERCENT else 1e-5 for name in METRICS},

@@ -41,19 +41,15 @@ except ImportError:  # an extra: the harness runs and scores without it
           file=sys.stderr)
     sys.exit(2)
 
-from harness import cli
+from harness import catalogue, cli
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
                                  member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
-from harness.report import table_runs, tables_with_runs
-
-
-def first_seeds(runs_dir: Path, table: int, scale: str) -> list[tuple[str, Path]]:
-    """(label, first finished seed folder) of every row with one."""
-    return [(f"{row.method} ({row.name})", row.finished[0])
-            for row in table_runs(runs_dir, table, scale) if row.finished]
+from harness.report import CATALOGUE_HELP, tables_with_runs
+from harness.run_store import RunStore
+from harness.table_sources import first_seeds, table_runs
 
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
@@ -332,9 +328,12 @@ def save_png(fig, path: Path) -> Path:
     return path
 
 
-def figures(table: int, scale: str, runs_dir: Path, output_dir: Path) -> list[Path]:
-    """Writes the table's figures; returns their paths."""
-    runs = first_seeds(runs_dir, table, scale)
+def figures(table, scale: str, store: RunStore, output_dir: Path, gin_dir: Path = Path("gin"),
+            extra_files=(), bindings=()) -> list[Path]:
+    """Writes the figures of a catalogue table's runs; returns their paths."""
+    runs = first_seeds(table_runs(table, scale, store, gin_dir=gin_dir, extra_files=extra_files,
+                                  bindings=bindings))
+    table = table.number
     makers = {"ensemble_size": lambda: ensemble_size_figure(runs),
               "disagreement": lambda: heatmap_figure(
                   runs, "disagreement", "Prediction disagreement (paper Figs. 6-7)"),
@@ -356,16 +355,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.integers("table", None, "table numbers, comma-separated (default: every table "
                                    "with runs)")
     parser.string("scale", "paper", "paper, cpu, tiny or smoke")
-    parser.path("runs_dir", "runs", "the table runs' folder")
+    parser.path("runs_dir", "runs", "the run store")
+    parser.repeated("gin_file", "extra gin files the tables were run with")
+    parser.repeated("gin_bindings", "bindings the tables were run with")
+    parser.path("gin_dir", "gin", "folder of the table gin files")
     parser.path("output_dir", "reports/figures", "where the figures go")
+    parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
     try:
-        tables = args.table or tables_with_runs(args.runs_dir, args.scale)
+        contents = catalogue.load(args.catalogue)
+        store = RunStore(args.runs_dir)
+        tables = ([contents.table(number) for number in args.table] if args.table else
+                  tables_with_runs(contents, store, args.scale, args.gin_dir, args.gin_file,
+                                   args.gin_bindings))
         if not tables:
             raise UserError(f"no table runs at scale {args.scale!r} under {args.runs_dir}: "
                             f"run `make table1 SCALE={args.scale}` first")
         for table in tables:
-            for path in figures(table, args.scale, args.runs_dir, args.output_dir):
+            for path in figures(table, args.scale, store, args.output_dir, args.gin_dir,
+                                args.gin_file, args.gin_bindings):
                 print(path)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,14 +8,15 @@
 The runs are the compute plan's (harness/compute_plan.py: deduplicated by configuration; no
 --table: every table and figure of the page). A run finished, running (its lock is held),
 queued (its job is still waiting) or failed is not submitted; a failed one again only with
---retry_failed. Each job trains its run through `harness.tables.run_seed`, under the run's
+--retry_failed. Each job trains its run through `harness.table_runs.run_seed`, under the run's
 lock (harness/run_lock.py), so that no run is trained by two jobs at once:
 
   * one GPU: in the job's own process; several: `torchrun --nproc_per_node=G -m harness.run`
     inside the job (harness/distributed.py);
   * preemption or the time limit: submitit's signal makes the job requeue itself (the same
     call again, `checkpoint` below), and the run continues from its last epoch (`--resume`);
-  * failure (an error in the run): `seed<k>.failed.json` beside the run names the error and
+  * failure (an error in the run): `seed<k>.failed.json` beside the run in the run store
+    (harness/run_store.py) names the error and
     the job's log, the launcher reports it and does not submit it again.
 
 `--executor=local` runs the jobs as processes of this machine (submitit's LocalExecutor), at
@@ -69,17 +70,18 @@ class RunJob:
     """One run, as a submitit job; requeued with the same call on preemption or timeout."""
 
     def __init__(self, run: PlannedRun, gpus: int, progress: bool):
-        self.row, self.seed, self.row_dir = run.row, run.seed, run.row_dir
+        self.row, self.seed, self.store = run.row, run.seed, run.store
+        self.run_dir = run.run_dir
         self.gpus, self.progress = gpus, progress
 
     def __call__(self) -> str:
         from harness.table_runs import run_seed
 
-        run_dir = self.row_dir / f"seed{self.seed}"
+        run_dir = self.run_dir
         train = torchrun(self.gpus) if self.gpus > 1 else None
         terminated = note_termination()
         try:
-            outcome = run_seed(self.row, self.seed, [], self.row_dir, self.progress, train)
+            outcome = run_seed(self.row, self.seed, [], self.store, self.progress, train)
         except Exception as error:
             if terminated:  # preempted: SLURM killed torchrun's processes, not the run's fault
                 raise SystemExit(f"{run_dir}: terminated by the scheduler") from error
@@ -184,7 +186,7 @@ def to_submit(runs: list[PlannedRun]) -> list[PlannedRun]:
 
 
 def record_job(run: PlannedRun, job) -> None:
-    run.row_dir.mkdir(parents=True, exist_ok=True)
+    run.run_dir.parent.mkdir(parents=True, exist_ok=True)
     write_json(job_path(run.run_dir), {
         "executor": FLAGS.executor, "job_id": job.job_id, "host": os.uname().nodename,
         "log": str(job.paths.stdout), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

@@ -1,22 +1,14 @@
 """Long-format tables (paper Tables 4, 5 and 7 and up): one row per printed number, ours beside
-the paper's.
+the paper's, from the runs of the table's rows (harness/table_sources.py); harness/report.py
+writes them as `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and `.md`.
+The paper's numbers come from `reports/reference/freetickets_tables_extra.csv` (long format,
+described in `reports/reference/README.md`), matched on (table, dataset, method, M, sparsity,
+setting, metric). A printed number with no finished run of ours is kept with status 'missing'
+and the reason; a number of ours the paper lacks (e.g. digits at smoke scale, which stands in
+for no paper dataset) is listed after the paper's.
 
-    python -m harness.report --table=4 [--scale=paper] [--seeds=N] [--runs_dir=runs]
-        [--output_dir=reports]
+A long table is an entry of harness/catalogue.py with a `measure` (and optionally `across`):
 
-(`python -m harness.tables --table=N` trains or reuses the runs, then comes here too.)
-Writes `<output_dir>/table<N>.parquet` (for `python -m harness.diff`) and `table<N>.md` from
-the runs under `<runs_dir>/table<N>/<scale>/` (a row's own runs or those
-it reuses from other tables, harness/tables.py). The paper's numbers come from
-`reports/reference/freetickets_tables_extra.csv` (long format, described in
-`reports/reference/README.md`), matched on (table, dataset, method, M, sparsity, setting,
-metric). A printed number with no finished run of ours is kept with status 'missing' and the
-reason; a number of ours the paper lacks (e.g. digits at smoke scale, which stands in for no
-paper dataset) is listed after the paper's.
-
-The API, for a new table:
-
-    @long_table(N, "title")            # one registry: TABLES[N] = LongTable
     def measure(run_dir: Path) -> dict:  # one finished run -> its numbers, in table units
         return {"acc": 96.1, ...}        # a key `metric`: a number of the row's own setting
         return {("class 2: baby", "disagreement"): 0.2}  # a key (setting, metric): its own
@@ -24,8 +16,9 @@ The API, for a new table:
                                             # the run's (member 0 alone: the paper's M = 1)
         return {("svhn", "auroc"): Missing("SVHN is not on disk")}  # a cell without number
 
-    @across_rows(N)                    # optional: numbers that span rows (Table 8)
-    def correlations(cells: pd.DataFrame) -> list[dict]: ...  # LONG_COLUMNS identity + value
+    def across(cells: pd.DataFrame) -> list[dict]: ...  # numbers that span rows (Table 8's
+                                                        # correlations): LONG_COLUMNS identity
+                                                        # + value
 
 Metric names are the reference CSV's: disagreement, kl, acc, individual_acc (accuracies in %),
 pearson, spearman, auroc, robust_acc (_min / _mean / _max). Each metric is the mean over the
@@ -35,18 +28,15 @@ raising a UserError or ValueError (no cached predictions, one member) makes the 
 (disagreement, KL between members, paper §5.1) is computed in one place,
 harness/predictions.py `member_diversity`.
 """
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.record import SUMMARY, read_summary
-from harness.report import (ROOT, RowRuns, dataset_family, fmt, layered_files, table_runs,
-                            write_report)
+from harness.record import read_summary
+from harness.table_sources import RowRuns
+from harness.wide_tables import ROOT, dataset_family, fmt, write_report
 
 REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv"
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
@@ -55,48 +45,10 @@ LONG_COLUMNS = (*IDENTITY, "status", "value", "value_std", "seeds", "paper", "di
 PERCENT_METRICS = ("acc", "individual_acc", "robust_acc", "robust_acc_min", "robust_acc_mean",
                    "robust_acc_max")
 
-Measure = Callable[[Path], dict]
-
 
 class Missing(str):
     """A measure's value for a cell it cannot give: the reason (e.g. an OoD set that is not
     on disk, and the file to put where)."""
-
-
-@dataclass
-class LongTable:
-    number: int
-    title: str
-    measure: Measure
-    across: Callable[[pd.DataFrame], list[dict]] | None = None
-    per_class: bool = False  # reference settings are class labels, matched by position
-    notes: list[str] = field(default_factory=list)
-
-
-TABLES: dict[int, LongTable] = {}
-
-
-def long_table(number: int, title: str, *, per_class: bool = False, notes=()):
-    """Registers `measure(run_dir) -> {metric or (setting, metric): value}` as table
-    `number`'s. `per_class`: the reference's settings are class labels printed in class order
-    (Table 7); the k-th is matched to our setting `class_setting(k, name)`."""
-    def add(measure: Measure) -> Measure:
-        if number in TABLES:
-            raise ValueError(f"long table {number} is registered twice")
-        TABLES[number] = LongTable(number, title, measure, per_class=per_class,
-                                   notes=list(notes))
-        return measure
-    return add
-
-
-def across_rows(number: int):
-    """Registers a function of the table's cells of ours (a LONG_COLUMNS frame, status 'ok')
-    returning more cells (dicts with IDENTITY keys and `value`), e.g. Table 8's correlations
-    across sparsity levels."""
-    def add(function):
-        TABLES[number].across = function
-        return function
-    return add
 
 
 def class_setting(index: int, name: str) -> str:
@@ -129,7 +81,7 @@ def load_reference_extra(path: Path = REFERENCE_EXTRA) -> pd.DataFrame:
                          "value": "float64"})
 
 
-def paper_cells(table: LongTable, reference: pd.DataFrame) -> pd.DataFrame:
+def paper_cells(table, reference: pd.DataFrame) -> pd.DataFrame:
     """The table's reference rows, settings of per-class tables as `class_setting` (the
     printed label kept in the note)."""
     paper = reference[reference.table == table.number].reset_index(drop=True)
@@ -143,8 +95,7 @@ def paper_cells(table: LongTable, reference: pd.DataFrame) -> pd.DataFrame:
     return paper
 
 
-def run_cells(table: LongTable, row: RowRuns, scale: str, runs_dir: Path
-              ) -> tuple[list[dict], list[dict]]:
+def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
     """(our cells of one row, averaged over its finished seeds; the row's identity with the
     reason when its runs cannot be measured, or each cell's that has a `Missing` value)."""
     summary = read_summary(row.finished[0])
@@ -167,7 +118,7 @@ def run_cells(table: LongTable, row: RowRuns, scale: str, runs_dir: Path
         return [], [{**identity, "setting": row.setting or "",
                      "reason": f"{row.name}: {error}"}]
     summaries = [read_summary(path) for path in row.finished]
-    provenance = {"runs": ",".join(relative(path, runs_dir) for path in row.finished),
+    provenance = {"runs": ",".join(f"{path.parent.name}/{path.name}" for path in row.finished),
                   "git_commit": ",".join(sorted({s["git_commit"] for s in summaries})),
                   "config_hash": ",".join(sorted({s["config_hash"] for s in summaries}))}
     return [{"table": table.number, **identity, "M": members, "setting": setting,
@@ -178,13 +129,6 @@ def run_cells(table: LongTable, row: RowRuns, scale: str, runs_dir: Path
         [{**identity, "M": members, "setting": setting, "metric": metric, "reason": reason}
          for (setting, metric, members), reason in missing.items() if (setting, metric, members)
          not in values]
-
-
-def relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def same_cell(ours: dict, theirs: pd.Series) -> bool:
@@ -225,20 +169,16 @@ def missing_reason(theirs: pd.Series, ours: list[dict], failed: list[dict],
             f"{scale!r}")
 
 
-def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None = None,
-                     reference: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Path]]:
-    """The table frame (LONG_COLUMNS; paper order, then our cells the paper lacks) and the
-    unfinished seed folders that were skipped."""
-    if number not in TABLES:
-        raise UserError(f"table {number} is not a long-format table; these are: "
-                        f"{', '.join(map(str, sorted(TABLES)))}")
-    table = TABLES[number]
+def build_long_table(table, scale: str, rows: list[RowRuns],
+                     reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The frame of a long catalogue table (LONG_COLUMNS; paper order, then our cells the
+    paper lacks) from its rows' runs."""
+    number = table.number
     reference = load_reference_extra() if reference is None else reference
-    rows = table_runs(runs_dir, number, scale, seeds, require_finished=False)
     ours, failed = [], []
     for row in rows:
         if row.finished:
-            cells, failures = run_cells(table, row, scale, runs_dir)
+            cells, failures = run_cells(table, row, scale)
             ours += cells
             failed += failures
     if table.across is not None:
@@ -268,17 +208,16 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
     frame = frame.reindex(columns=list(LONG_COLUMNS)).reset_index(drop=True)
     for column in ("setting", "row", "reason", "note", "runs", "git_commit", "config_hash"):
         frame[column] = frame[column].astype(object).fillna("").astype(str)
-    skipped = [path for row in rows for path in row.unfinished]
     return frame.astype({"table": "int64", "M": "int64", "seeds": "int64",
                          "sparsity": "float64", "value": "float64", "value_std": "float64",
-                         "paper": "float64", "difference": "float64"}), skipped
+                         "paper": "float64", "difference": "float64"})
 
 
 def digits_for(metric: str) -> int:
     return 2 if metric in PERCENT_METRICS else 4 if metric == "auroc" else 3
 
 
-def to_markdown(frame: pd.DataFrame, table: LongTable, scale: str, layered: list[str]) -> str:
+def to_markdown(frame: pd.DataFrame, table, scale: str, layered: list[str]) -> str:
     header = ["method", "setting", "dataset", "M", "S", "metric", "ours", "paper", "Δ",
               "status"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -307,19 +246,3 @@ def to_markdown(frame: pd.DataFrame, table: LongTable, scale: str, layered: list
                      f"the scale as much as the method.")
     notes = ["", *(f"- {note}" for note in table.notes)] if table.notes else []
     return "\n".join(intro + [""] + lines + notes) + "\n"
-
-
-def report(number: int, scale: str, runs_dir: Path, output_dir: Path,
-           seeds: int | None = None) -> Path:
-    """Builds and writes table<N>; names the unfinished runs it skipped on stderr."""
-    frame, skipped = build_long_table(number, scale, runs_dir, seeds)
-    for path in skipped:
-        print(f"skipped unfinished run {path} (no {SUMMARY})", file=sys.stderr)
-    stem = output_dir / f"table{number}"
-    write_report(frame, stem, to_markdown(frame, TABLES[number], scale,
-                                          layered_files(runs_dir, number, scale)))
-    return stem.with_suffix(".md")
-
-
-# Register Tables 4, 5, 7, 9, 10 (diversity), 8 (the sparsity sweep), 11-13 (OoD, FGSM).
-from harness import diversity_tables, robustness_tables, sweep  # noqa: E402,F401

@@ -4,14 +4,13 @@ the published numbers, on one static page:
     python -m harness.paper [--scale=smoke] [--seeds=1] [--runs_dir=runs]
         [--output_dir=reports/paper] [--page_only]
 
-1. Tables: each of `TABLES` runs (or reuses) its rows through `python -m harness.tables
+1. Tables: each table of the catalogue (harness/catalogue.py) runs (or reuses) its rows through `python -m harness.tables
    --table=N` (one process per table; a finished run is reused, an unfinished one resumed),
    which writes `<output_dir>/<scale>/tables/table<N>.{parquet,md}`. A table that cannot be
-   made (no rows `gin/table<N>/` yet, a missing dataset, ...) is named missing with the
-   reason its command gave.
+   made (a missing dataset, ...) is named missing with the reason its command gave.
 2. Figures: the runs a figure needs beyond the tables' (Fig. 3's trajectory checkpoints,
-   `gin/figure3/`) run or are reused the same way; then each of `FIGURES` is drawn from the
-   runs and tables into `<output_dir>/<scale>/figures/`.
+   `gin/figure3/`) run or are reused the same way; then each figure of the catalogue is drawn
+   from the runs and tables into `<output_dir>/<scale>/figures/`.
 3. The page `<output_dir>/<scale>/index.html`: static HTML (pandas and matplotlib, figures
    embedded, readable offline and without a server), every table with ours, the paper's
    number and the difference (coloured: green where ours is better than the paper's, red
@@ -26,146 +25,24 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from harness import cli, figures
+from harness import catalogue
+from harness.catalogue import Catalogue, Figure, Table
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.record import is_finished, read_summary
-from harness.report import GROUPS, ROW_FILE, dataset_family, fmt, markdown_cell, seed_dirs
+from harness.gin_rows import figure_rows
+from harness.report import CATALOGUE_HELP
+from harness.run_store import RunStore
+from harness.table_sources import FigureUnavailable, Sources
+from harness.wide_tables import GROUPS, dataset_family, fmt, markdown_cell
 
-ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("smoke", "cpu", "paper")
-
-
-@dataclass(frozen=True)
-class PaperTable:
-    number: int
-    title: str
-    # The scale a table's rows run at where it differs from the page's: Table 3 (ImageNet)
-    # stands in at smoke scale by its own `tiny` scale (real JPEGs in ImageNet's layout).
-    scales: dict = field(default_factory=dict)
-
-    def scale(self, page_scale: str) -> str:
-        return self.scales.get(page_scale, page_scale)
-
-
-# The paper's tables and figures, in the paper's order: the one list the page follows.
-TABLES = (
-    PaperTable(1, "CIFAR-10 (WRN-28-10): accuracy, NLL, ECE, corrupted CIFAR-10-C, FLOPs"),
-    PaperTable(2, "CIFAR-100 (WRN-28-10): the same as Table 1"),
-    PaperTable(3, "ImageNet (ResNet-50): accuracy, NLL, ECE, ImageNet-A, FLOPs",
-               {"smoke": "tiny"}),
-    PaperTable(4, "Prediction disagreement and KL between members (M = 3, S = 0.8)"),
-    PaperTable(5, "Parameter exploration ablation (DST-based ensembles with and without)"),
-    PaperTable(6, "Against Snapshot Ensembles and Fast Geometric Ensembling (App. E)"),
-    PaperTable(7, "Per-class disagreement on the first 10 CIFAR-100 classes (App. G)"),
-    PaperTable(8, "Correlation between member accuracy and ensemble accuracy across sparsity"),
-    PaperTable(9, "EDST's global exploration rate q"),
-    PaperTable(10, "EDST with random versus gradient regrowth"),
-    PaperTable(11, "Out-of-distribution detection AUROC, CIFAR-10-trained models"),
-    PaperTable(12, "Out-of-distribution detection AUROC, CIFAR-100-trained models"),
-    PaperTable(13, "FGSM (8/255) robust accuracy over members"),
-)
-
-
-class Missing(Exception):
-    """Why a figure cannot be drawn; the page names it."""
-
-
-@dataclass
-class Sources:
-    """Where a figure finds what it is drawn from."""
-
-    scale: str
-    runs_dir: Path
-    tables_dir: Path  # the page's table<N>.parquet files
-
-    def table_runs(self, table: int) -> list[tuple[str, Path]]:
-        """(label, first finished seed) of every row of a table at the page's scale."""
-        table_scale = next(t for t in TABLES if t.number == table).scale(self.scale)
-        try:
-            return figures.first_seeds(self.runs_dir, table, table_scale)
-        except UserError as error:
-            raise Missing(str(error)) from error
-
-    def sparse_members(self, table: int) -> list[tuple[str, Path]]:
-        """Table rows of DST, EDST, Static and LTR at M = 3, S = 0.8 (paper Fig. 2 left)."""
-        runs = []
-        for label, run_dir in self.table_runs(table):
-            summary = read_summary(run_dir)
-            if (summary["method"] in ("dst", "edst", "static", "ltr")
-                    and summary["num_members"] == 3 and np.isclose(summary["sparsity"], 0.8)):
-                runs.append((label, run_dir))
-        if not runs:
-            raise Missing(f"Table {table} has no finished DST, EDST, Static or LTR run at "
-                          f"M = 3, S = 0.8")
-        return runs
-
-    def figure_runs(self, figure: int) -> list[tuple[str, Path]]:
-        """(label, seed 0) of every finished row of `gin/figure<N>/`, its own run or the run
-        of the same configuration it reuses (harness/tables.py `run_seed`)."""
-        root = self.runs_dir / f"figure{figure}" / self.scale
-        runs = []
-        for row_file in sorted(root.glob(f"*/{ROW_FILE}")):
-            identity = json.loads(row_file.read_text())
-            run = seed_dirs(row_file.parent, 1, identity.get("reused"))[0]
-            if is_finished(run):
-                runs.append((f"{identity['method']} ({row_file.parent.name})", run))
-        if not runs:
-            raise Missing(f"no finished run under {root}: run `make paper "
-                          f"SCALE={self.scale}` (not --page_only)")
-        return runs
-
-    @staticmethod
-    def rows_of(runs: list[tuple[str, Path]], method: str) -> list[tuple[str, Path]]:
-        """The runs of one method (its registered name)."""
-        return [(label, run) for label, run in runs if read_summary(run)["method"] == method]
-
-    def table_frame(self, table: int) -> pd.DataFrame:
-        path = self.tables_dir / f"table{table}.parquet"
-        if not path.is_file():
-            raise Missing(f"Table {table} is missing ({path} was not written)")
-        return pd.read_parquet(path)
-
-
-@dataclass(frozen=True)
-class PaperFigure:
-    key: str
-    title: str
-    draw: Callable[[Sources], object] | None  # None: nothing to regenerate (a diagram)
-
-
-FIGURES = (
-    PaperFigure("1", "EDST: one exploration phase, then M refinement phases (a diagram; "
-                "nothing to regenerate)", None),
-    PaperFigure("2-left", "KL divergence between members' intermediate feature maps, per "
-                "layer (CIFAR-100 as in the paper: Table 2's DST, EDST, Static and LTR runs, "
-                "M = 3, S = 0.8)",
-                lambda src: figures.feature_kl_figure(src.sparse_members(2))),
-    PaperFigure("2-right", "Mean pairwise disagreement and KL against the printed values "
-                "(Table 1's runs)", lambda src: figures.diversity_figure(src.table_runs(1))),
-    PaperFigure("3", "t-SNE of checkpoints along each member's training, DST and EDST "
-                "(M = 3, S = 0.8) on CIFAR-10 and CIFAR-100 (runs of gin/figure3/)",
-                lambda src: figures.trajectory_figure(src.figure_runs(3))),
-    PaperFigure("4", "Individual and ensemble accuracy and KL against sparsity (Table 8's "
-                "sweep)", lambda src: figures.sparsity_figure(src.table_frame(8))),
-    PaperFigure("5", "Ensemble size M: DST as the first m members of Table 1's run, EDST "
-                "at a fixed total training budget (runs of gin/figure5/)",
-                lambda src: figures.fixed_budget_figure(src.rows_of(src.table_runs(1), "dst"),
-                                                        src.figure_runs(5))),
-    PaperFigure("6", "Prediction disagreement between members (Table 1's ensembles)",
-                lambda src: figures.heatmap_figure(src.table_runs(1), "disagreement",
-                                                   "Prediction disagreement (paper Fig. 6)")),
-    PaperFigure("7", "Prediction disagreement between members (Table 2's ensembles)",
-                lambda src: figures.heatmap_figure(src.table_runs(2), "disagreement",
-                                                   "Prediction disagreement (paper Fig. 7)")),
-)
 
 
 @dataclass
@@ -184,18 +61,16 @@ def last_error(text: str) -> str:
     return (errors or lines or ["no output"])[-1].removeprefix("error:").strip()
 
 
-def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: Path,
-               gin_dir: Path) -> Outcome:
+def make_table(table: Table, scale: str, seeds: int, runs_dir: Path, out: Path,
+               gin_dir: Path, catalogue_file: Path | None = None) -> Outcome:
     """Runs (or reuses) the table's rows and writes it, in its own process. A long table
     written although some rows could not run (harness/tables.py) is kept, with the error
     beside it."""
     start, started = time.perf_counter(), time.time()
-    if not (gin_dir / f"table{table.number}").is_dir():
-        return Outcome(0.0, missing=f"no rows: {gin_dir}/table{table.number}/ does not exist "
-                                    f"(the table is not built yet)")
     command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
                f"--scale={table.scale(scale)}", f"--seeds={seeds}", f"--runs_dir={runs_dir}",
-               f"--output_dir={out / 'tables'}", f"--gin_dir={gin_dir}", "--noprogress"]
+               f"--output_dir={out / 'tables'}", f"--gin_dir={gin_dir}", "--noprogress",
+               *([f"--catalogue={catalogue_file}"] if catalogue_file else [])]
     print(f"table {table.number}: {' '.join(command[1:])}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     log = out / "logs" / f"table{table.number}.log"
@@ -214,37 +89,30 @@ def make_table(table: PaperTable, scale: str, seeds: int, runs_dir: Path, out: P
                            f"{last_error(done.stderr or done.stdout)}")
 
 
-def figure_rows(figure: int, scale: str, gin_dir: Path):
-    """The runs a figure needs of its own: `gin/figure<N>/<row>.gin` (with a `# row:` line)
-    layered with the scale, like a table's rows."""
-    from harness.table_runs import folder_rows
-
-    return folder_rows(f"figure{figure}", scale, gin_dir)
-
-
-def run_figure_rows(scale: str, runs_dir: Path, gin_dir: Path) -> dict[str, Outcome]:
-    """Runs (or reuses) every figure's own rows, seed 0; per figure the seconds it took and,
-    where a run failed, why."""
+def run_figure_rows(contents: Catalogue, scale: str, runs_dir: Path, gin_dir: Path
+                    ) -> dict[str, Outcome]:
+    """Runs (or reuses) every figure's own rows, seed 0; per figure folder the seconds it took
+    and, where a run failed, why."""
     from harness.table_runs import run_seed
 
     outcomes = {}
-    for folder in sorted(gin_dir.glob("figure*")):
-        figure = folder.name.removeprefix("figure")
+    for item in contents.figures:
+        if item.folder in outcomes:
+            continue
         start, failure = time.perf_counter(), None
-        for row in figure_rows(int(figure), scale, gin_dir):
-            print(f"figure {figure} [{scale}] {row.name}", flush=True)
+        for row in figure_rows(item, scale, gin_dir):
+            print(f"{item.folder} [{scale}] {row.name}", flush=True)
             try:
-                outcome = run_seed(row, 0, [], runs_dir / f"figure{figure}" / scale / row.name,
-                                   progress=False)
+                outcome = run_seed(row, 0, [], RunStore(runs_dir), progress=False)
             except UserError as error:
                 failure = f"its run {row.name} failed: {error}"
                 break
             print(f"  {outcome}", flush=True)
-        outcomes[figure] = Outcome(time.perf_counter() - start, missing=failure)
+        outcomes[item.folder] = Outcome(time.perf_counter() - start, missing=failure)
     return outcomes
 
 
-def draw_figure(item: PaperFigure, sources: Sources, out: Path, runs: Outcome | None
+def draw_figure(item: Figure, sources: Sources, out: Path, runs: Outcome | None
                 ) -> Outcome:
     """Draws one figure; `runs` is how its own rows went, if it has any."""
     before = runs.seconds if runs else 0.0
@@ -254,8 +122,8 @@ def draw_figure(item: PaperFigure, sources: Sources, out: Path, runs: Outcome | 
         return Outcome(0.0)
     start = time.perf_counter()
     try:
-        fig = item.draw(sources)
-    except (Missing, UserError) as error:
+        fig = getattr(figures, item.draw)(*item.inputs(sources))
+    except (FigureUnavailable, UserError) as error:
         return Outcome(before + time.perf_counter() - start, missing=str(error))
     if fig is None:
         return Outcome(before + time.perf_counter() - start,
@@ -421,11 +289,11 @@ def heading(anchor: str, label: str, title: str, outcome: Outcome,
     return parts
 
 
-def page(scale: str, commit: str, tables: dict[int, Outcome],
+def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome],
          figure_outcomes: dict[str, Outcome]) -> str:
     """The whole page as HTML text."""
     parts, missing, run_commits = [], [], set()
-    for table in TABLES:
+    for table in contents.tables:
         outcome = tables[table.number]
         parts += heading(f"table{table.number}", f"Table {table.number}", table.title, outcome,
                          missing)
@@ -439,7 +307,7 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
         parts.append(f'<p class="note">{len(frame)} rows{note}; made in '
                      f"{outcome.seconds:.0f} s.</p>{body}")
         missing += [f"Table {table.number}: {text}" for text in cells]
-    for item in FIGURES:
+    for item in contents.figures:
         outcome = figure_outcomes[item.key]
         parts += heading(f"figure{item.key}", f"Figure {item.key}", item.title, outcome, missing)
         if outcome.missing:
@@ -449,8 +317,9 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
         else:
             parts.append('<p class="note">Nothing to regenerate.</p>')
     contents = " · ".join([*(f'<a href="#table{t.number}">Table {t.number}</a>'
-                             for t in TABLES),
-                           *(f'<a href="#figure{f.key}">Figure {f.key}</a>' for f in FIGURES)])
+                             for t in contents.tables),
+                           *(f'<a href="#figure{f.key}">Figure {f.key}</a>'
+                             for f in contents.figures)])
     missing_html = "".join(
         f"<details><summary>{html.escape(section)}: {len(texts)} missing</summary><ul>"
         + "".join(f'<li class="missing">{html.escape(text)}</li>' for text in texts)
@@ -474,38 +343,41 @@ def page(scale: str, commit: str, tables: dict[int, Outcome],
 
 def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
                output_dir: Path = Path("reports/paper"), gin_dir: Path = Path("gin"),
-               page_only: bool = False) -> Path:
-    """Runs (or reuses) what every table and figure needs, draws them and writes the page;
-    returns its path."""
+               page_only: bool = False, catalogue_file: Path | None = None) -> Path:
+    """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
+    `catalogue_file` defines) needs, draws them and writes the page; returns its path."""
     from harness.experiment import git_commit
 
+    contents = catalogue.load(catalogue_file)
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     out = output_dir / scale
     recorded = (json.loads((out / "timings.json").read_text())
                 if page_only and (out / "timings.json").is_file() else {})
     tables = {}
-    for table in TABLES:
+    for table in contents.tables:
         if page_only:  # the seconds the table took when it was made
             path = out / "tables" / f"table{table.number}.parquet"
             tables[table.number] = (
                 Outcome(recorded.get(f"table{table.number}", 0.0), path=path) if path.is_file()
                 else Outcome(0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
         else:
-            tables[table.number] = make_table(table, scale, seeds, runs_dir, out, gin_dir)
-    figure_runs = {} if page_only else run_figure_rows(scale, runs_dir, gin_dir)
-    sources = Sources(scale, runs_dir, out / "tables")
+            tables[table.number] = make_table(table, scale, seeds, runs_dir, out, gin_dir,
+                                              catalogue_file)
+    figure_runs = {} if page_only else run_figure_rows(contents, scale, runs_dir, gin_dir)
+    sources = Sources(scale, RunStore(runs_dir), out / "tables", contents.tables,
+                      contents.figures, gin_dir)
     figure_outcomes = {}
-    for item in FIGURES:
+    for item in contents.figures:
         print(f"figure {item.key}", flush=True)
         figure_outcomes[item.key] = draw_figure(item, sources, out,
-                                                figure_runs.get(item.key.split("-")[0]))
+                                                figure_runs.get(item.folder))
     timings = {**{f"table{number}": round(o.seconds, 1) for number, o in tables.items()},
                **{f"figure{key}": round(o.seconds, 1) for key, o in figure_outcomes.items()}}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
     path = out / "index.html"
-    text = page(scale, git_commit(), tables, figure_outcomes)
+    text = page(contents, scale, git_commit(), tables, figure_outcomes)
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
 
@@ -514,15 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.paper", __doc__)
     parser.string("scale", "paper", ", ".join(SCALES))
     parser.integer("seeds", 1, "seeds 0..N-1 per table row")
-    parser.path("runs_dir", "runs", "the table runs' folder")
+    parser.path("runs_dir", "runs", "the run store")
     parser.path("output_dir", "reports/paper", "where the page goes")
     parser.path("gin_dir", "gin", "folder of the table gin files")
     parser.boolean("page_only", False, "no training: the page from the tables and runs that "
                                        "exist")
+    parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
     try:
         path = make_paper(args.scale, args.seeds, args.runs_dir, args.output_dir, args.gin_dir,
-                          args.page_only)
+                          args.page_only, args.catalogue)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

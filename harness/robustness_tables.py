@@ -1,6 +1,6 @@
 """OoD detection (paper App. K, Tables 11-12) and FGSM robustness (App. L, Table 13) of the
-runs Tables 1-2 trained, scored again from their saved members (harness/rescore.py),
-registered with harness/long_tables.py.
+runs Tables 1-2 trained, scored again from their saved members (harness/rescore.py); the
+tables are entries of harness/catalogue.py.
 
 Each row's run gives the cells of its ensemble (M = the run's M) and, for an ensemble, of its
 member 0 alone: the paper's "M = 1" rows, which are one member of the M = 3 (or 7) run, not a
@@ -22,11 +22,10 @@ run of their own (the paper does not say which member; we take the first).
 A set that is not there (SVHN offline, or a 32x32 colour set beside the smoke scale's 8x8 grey
 digits) leaves its cells missing with the reason, naming the file to put where.
 """
-from functools import partial
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.long_tables import Missing, long_table
+from harness.long_tables import Missing
 from harness.record import read_summary
 from harness.rescore import rescore
 
@@ -74,26 +73,3 @@ def fgsm_cells(run_dir: Path) -> dict:
                       for name in ("min", "mean", "max")})
     return cells
 
-
-OOD_NOTES = ["M = 1 rows: member 0 of the row's M = 3 (or 7) run, not a run of their own (the "
-             "paper does not say which member it took).",
-             "AUROC by the maximum softmax probability; in-distribution = the test set. "
-             "gaussian_noise: uncertainty-baselines' random_gaussian images (each pixel "
-             "N(0, 1), each image rescaled to the full pixel range), as many as the test set. "
-             "SVHN and the other CIFAR come through torchvision's classes; a missing one is "
-             "named with the file to put where.",
-             "At smoke scale the digits (8x8 grey) stand in for CIFAR: the Gaussian noise "
-             "images are shaped like them; SVHN and the other CIFAR do not fit, so their "
-             "cells stay missing."]
-
-long_table(11, "OoD detection AUROC of models trained on CIFAR-10 (paper App. K, Table 11)",
-           notes=OOD_NOTES)(partial(ood_cells, sets=OOD_SETS[11]))
-long_table(12, "OoD detection AUROC of models trained on CIFAR-100 (paper App. K, Table 12)",
-           notes=OOD_NOTES)(partial(ood_cells, sets=OOD_SETS[12]))
-long_table(13, "Robust accuracy under FGSM at 8/255 (paper App. L, Table 13)",
-           notes=["min / mean / max over the attacks crafted on each single member of the run "
-                  "(App. L); the ensemble is scored on each. M = 1 rows: member 0 of the M = 3 "
-                  "(or 7) run scored on the same attacks (one of them its own), not a run of "
-                  "their own. A single model has one attack, its own: robust_acc.",
-                  "The paper lists M = 1 for the Static ensemble only; ours has it for every "
-                  "ensemble row, after the paper's."])(fgsm_cells)

@@ -1,7 +1,7 @@
 """Who is on a run directory: the lock its trainer holds, and the launcher's job records.
 
-Beside each run directory `<row_dir>/seed<k>/` (never inside: a run directory holds only what
-harness/record.py lists) live
+Beside each run directory `<configuration>/seed<k>/` of the run store (harness/run_store.py;
+never inside: a run directory holds only what harness/record.py lists) live
 
     seed<k>.lock         locked (flock, exclusive) by the process training the run, for as
                          long as it trains; its text names the holder: host, pid, job id

@@ -1,6 +1,6 @@
 """The sparsity sweep of DST and EDST ensembles (paper §5.4, Figure 4) and the correlation
-between their members' and their ensemble's accuracy across it (App. H, Table 8), registered
-with harness/long_tables.py as Table 8.
+between their members' and their ensemble's accuracy across it (App. H, Table 8):
+Table 8's measure and its cells across rows (harness/catalogue.py).
 
 One sweep point is one run (a row of gin/table8/: M = 3 at one sparsity S; the levels are
 ours, the paper does not list them; the point at S = 0.8 is Table 1-2's run, reused). Its
@@ -22,7 +22,6 @@ import pandas as pd
 from scipy import stats
 
 from harness.diversity_tables import diversity_and_accuracy, individual_accuracy
-from harness.long_tables import across_rows, long_table
 
 # Fewer levels than this make no correlation worth printing (two points always give +-1).
 MIN_LEVELS = 3
@@ -48,15 +47,6 @@ def sweep_correlation(individual, ensemble) -> dict[str, float]:
             "spearman": float(stats.spearmanr(individual, ensemble).statistic)}
 
 
-@long_table(8, "Sparsity sweep of DST and EDST ensembles (paper §5.4, Figure 4) and the "
-               "correlation between mean member accuracy and ensemble accuracy across it "
-               "(App. H, Table 8)",
-            notes=["Sweep levels S = 0.5, 0.7, 0.8, 0.9, 0.95 at M = 3 (ours: the paper lists "
-                   "neither its levels nor M; gin/table8/). The S = 0.8 points are Table 1-2's "
-                   "DST and EDST runs, reused by configuration.",
-                   "Per point: individual_acc, acc, kl (what Figure 4 draws); pearson and "
-                   "spearman (scipy.stats) across the levels of one dataset and method, one "
-                   "point per level."])
 def sweep_point(run_dir: Path) -> dict[str, float]:
     """individual_acc, acc and kl of one sweep point."""
     measured = diversity_and_accuracy(run_dir)
@@ -64,7 +54,6 @@ def sweep_point(run_dir: Path) -> dict[str, float]:
             "kl": measured["kl"]}
 
 
-@across_rows(8)
 def correlations(cells: pd.DataFrame) -> list[dict]:
     """Table 8's cells from the sweep points: per (dataset, model, method, M), the Pearson and
     Spearman correlation across sparsity levels, or 'missing' with the reason (too few levels,

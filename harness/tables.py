@@ -35,9 +35,10 @@ harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables 4 and up) wr
 import sys
 from pathlib import Path
 
-from harness import cli
+from harness import catalogue, cli
 from harness.compute_plan import GPU_CHECK_JSON, plan, plan_text
 from harness.errors import UserError, check_integer, first_line
+from harness.report import CATALOGUE_HELP
 from harness.table_runs import run_table
 
 
@@ -60,23 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.integer("gpus_per_run", 1, "GPUs per run (--plan)")
     parser.path("throughput", str(GPU_CHECK_JSON), "the GPU check's JSON that --plan takes "
                                                    "its FLOP/s from")
+    parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
     if not args.plan and (args.table is None or len(args.table) != 1):
         cli.usage_error("--table takes one table (several, or none, only with --plan)")
     try:
+        contents = catalogue.load(args.catalogue)
         for file in args.gin_file:
             if not Path(file).is_file():
                 raise UserError(f"gin file {file} not found")
         if args.plan:
             check_integer("--gpus_per_run", args.gpus_per_run, 1)
             runs = plan(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
-                        runs_dir=args.runs_dir, extra_files=args.gin_file)
+                        runs_dir=args.runs_dir, extra_files=args.gin_file, contents=contents)
             print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
             return 0
         table = run_table(args.table[0], args.scale, args.seeds, gin_dir=args.gin_dir,
                           runs_dir=args.runs_dir, output_dir=args.output_dir,
                           extra_files=args.gin_file, bindings=args.gin_bindings,
-                          progress=args.progress, rows=args.rows)
+                          progress=args.progress, rows=args.rows, contents=contents)
     except UserError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         return 2

@@ -1,0 +1,112 @@
+"""The run store: every run of the harness filed by its configuration, so that the same
+configuration is the same run wherever a table, a figure or a user asks for it (as open_lth
+names its runs by a hash of their hyperparameters).
+
+    <runs_dir>/<method>-<configuration id>/seed<k>/   one run (harness/record.py)
+    <runs_dir>/<method>-<configuration id>/seed<k>.lock, .job.json, .failed.json
+                                                      who is on it (harness/run_lock.py)
+    <runs_dir>/<method>-<configuration id>/seed<k>.error.json
+                                                      why its last attempt could not start
+                                                      (e.g. its data set is not on disk)
+
+The configuration id is a hash of every gin binding of the run but `Experiment.seed`
+(`configuration_id`), so the seeds of one configuration sit side by side. This module is the
+only one that builds paths into the store; everything else asks it. Runs in the layout of
+earlier versions (`<runs_dir>/table<N>/<scale>/<row>/seed<k>/`) are moved in by
+`python -m harness.migrate_runs`; until then the store refuses to read them.
+"""
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from harness.config import bindings
+from harness.errors import UserError
+from harness.record import is_finished, write_json
+
+SEED_BINDING = "Experiment.seed"
+ID_LENGTH = 12
+ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
+OLD_LAYOUT = ("table*/*/*/seed*", "figure*/*/*/seed*")
+
+
+def configuration_id(config: str) -> str:
+    """The hash of a configuration (as `gin.config_str()` writes it) without its seed; how its
+    lines are laid out does not count (harness/config.py `bindings`)."""
+    values = bindings(config)
+    values.pop(SEED_BINDING, None)
+    text = "\n".join(f"{name} = {value}" for name, value in sorted(values.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
+def seed_of(config: str) -> int:
+    return int(bindings(config).get(SEED_BINDING, "0"))
+
+
+def method_of(config: str) -> str:
+    return bindings(config).get("Experiment.method", "'run'").strip("'\"")
+
+
+class RunStore:
+    """The runs under one folder."""
+
+    def __init__(self, runs_dir: Path):
+        self.root = Path(runs_dir)
+
+    def configuration_dir(self, config: str) -> Path:
+        return self.root / f"{method_of(config)}-{configuration_id(config)}"
+
+    def run_dir(self, config: str, seed: int | None = None) -> Path:
+        """Where the run of `config` (its own seed, or `seed`) is or will be."""
+        self.check_layout()
+        return self.configuration_dir(config) / f"seed{seed_of(config) if seed is None else seed}"
+
+    def seeds(self, config: str, seeds: int | None = None) -> list[Path]:
+        """The run folders of `config`'s seeds 0..seeds-1, or of every seed present (None)."""
+        folder = self.configuration_dir(config)
+        if seeds is not None:
+            return [folder / f"seed{k}" for k in range(seeds)]
+        self.check_layout()
+        found = [path for path in folder.glob("seed*")
+                 if path.is_dir() and path.name[4:].isdigit()]
+        return sorted(found, key=lambda path: int(path.name[4:]))
+
+    def runs(self) -> list[Path]:
+        """Every run folder in the store, finished or not."""
+        self.check_layout()
+        return sorted(path for folder in self.root.glob("*-*") if ENTRY.match(folder.name)
+                      for path in folder.glob("seed*")
+                      if path.is_dir() and path.name[4:].isdigit())
+
+    def finished(self) -> list[Path]:
+        return [path for path in self.runs() if is_finished(path)]
+
+    def check_layout(self) -> None:
+        """A UserError when runs of the earlier layout are under the store's folder."""
+        old = next((path for pattern in OLD_LAYOUT for path in self.root.glob(pattern)
+                    if (path / "config.gin").is_file()), None)
+        if old is not None:
+            raise UserError(f"{self.root} holds runs in the layout of earlier versions (e.g. "
+                            f"{old}): move them into the run store with `python -m "
+                            f"harness.migrate_runs --runs_dir={self.root}`")
+
+
+def error_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.error.json")
+
+
+def record_error(run_dir: Path, error: str) -> None:
+    """Why the last attempt at `run_dir` could not start; it does not block the next one."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_json(error_path(run_dir), {"error": error})
+
+
+def clear_error(run_dir: Path) -> None:
+    error_path(run_dir).unlink(missing_ok=True)
+
+
+def last_error(run_dir: Path) -> str:
+    try:
+        return json.loads(error_path(run_dir).read_text())["error"]
+    except (OSError, ValueError, KeyError):
+        return ""
