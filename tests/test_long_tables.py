@@ -13,15 +13,18 @@ import pytest
 import torch
 
 from harness import experiment, long_tables  # noqa: F401  experiment: its configurables
-from harness.config import parse
+from harness.catalogue import PAPER
 from harness.diversity_tables import class_disagreement
 from harness.errors import UserError
+from harness.gin_rows import table_rows
 from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
-from harness.report import ROW_FILE, table_runs
+from harness.run_lock import training_lock
+from harness.run_store import RunStore
+from harness.table_runs import run_seed
+from harness.table_sources import table_runs
 from harness.tables import main as tables_main
-from harness.table_runs import run_seed, same_configuration, table_rows
-from test_report import fake_run
+from test_report import fake_row, fake_run, stored_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GIN = ROOT / "gin"
@@ -71,71 +74,49 @@ def test_per_class_disagreement_on_a_hand_made_run(tmp_path):
                                            ("class 1: 1", "disagreement"): 0.5}
 
 
-def finished_like(row, run_dir: Path, config_edit=lambda text: text, **run) -> Path:
-    """A finished run whose config.gin is what `row` (seed 0) records, edited."""
-    parse(row.gin_files, ["Experiment.seed = 0"])
-    fake_run(run_dir, **run)
-    (run_dir / "config.gin").write_text(config_edit(gin.config_str()))
-    return run_dir
-
-
 def rows_of(table: int, scale: str = "smoke") -> dict:
-    return {row.name: row for row in table_rows(table, scale, GIN)}
+    return {row.name: row for row in table_rows(PAPER.table(table), scale, GIN)}
 
 
-def test_a_table4_row_reuses_the_table1_run_of_its_configuration(tmp_path):
+def test_a_table4_row_is_the_table1_run_of_its_configuration(tmp_path):
     runs = tmp_path / "runs"
-    table1 = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
-                           method="dst", members=3, sparsity=0.8)
-    row = rows_of(4)["dst_m3_s08_c10"]
-    row_dir = runs / "table4" / "smoke" / row.name
-    outcome = run_seed(row, 0, [], row_dir, progress=False)
-    assert outcome.startswith(f"reused {table1}")
-    assert not (row_dir / "seed0").exists()  # nothing trained, nothing copied
-    recorded = json.loads((row_dir / ROW_FILE).read_text())
-    assert recorded["reused"] == {"0": "table1/smoke/dst_m3_s08/seed0"}
-    [found] = table_runs(runs, 4, "smoke")
-    assert found.finished == [table1] and found.method == "DST Ensemble"
-
-
-def test_a_run_with_one_differing_binding_or_unfinished_is_not_reused(tmp_path):
-    runs = tmp_path / "runs"
-    row = rows_of(4)["dst_m3_s08_c10"]
-    finished_like(row, runs / "table1/smoke/dst_m3_s08/seed0", method="dst", members=3,
-                  sparsity=0.8, config_edit=lambda text: text.replace(
-                      "DSTEnsemble.sparsity = 0.8", "DSTEnsemble.sparsity = 0.9"))
-    unfinished = finished_like(row, runs / "table1/smoke/other/seed0", method="dst")
-    (unfinished / "summary.json").unlink()
-    parse(row.gin_files, ["Experiment.seed = 0"])
-    assert same_configuration(runs, "smoke", 0, gin.config_str()) == [unfinished]
-    assert same_configuration(runs, "smoke", 1, gin.config_str()) == []  # another seed
+    table1 = stored_run(runs, 1, "dst_m3_s08", method="dst", members=3, sparsity=0.8)
+    outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, [], RunStore(runs), progress=False)
+    assert outcome == f"reused {table1}"  # nothing trained, nothing copied
+    assert RunStore(runs).runs() == [table1]
+    found = {row.name: row for row in table_runs(PAPER.table(4), "smoke", RunStore(runs))}
+    assert found["dst_m3_s08_c10"].finished == [table1]
+    assert found["dst_m3_s08_c10"].method == "DST Ensemble"
+    # At smoke scale the digits stand in for CIFAR-100 too: Table 2's row is the same run.
+    assert found["dst_m3_s08_c100"].finished == [table1]
+    assert found["edst_m3_s08_c10"].finished == []  # another configuration
 
 
 def test_every_row_names_a_method_and_setting_of_the_reference():
     reference = long_tables.load_reference_extra()
     for table in (4, 5, 7, 9, 10):
         printed = reference[reference.table == table]
-        rows = table_rows(table, "paper", GIN)
+        rows = table_rows(PAPER.table(table), "paper", GIN)
         assert rows, table
         for row in rows:
             matches = printed[printed.method == row.method]
             if table != 7:  # Table 7's settings are its class columns
                 matches = matches[matches.setting == (row.setting or "")]
             assert len(matches), (table, row.name, row.setting)
-    assert {row.setting for row in table_rows(9, "paper", GIN)} == {"q=0.1", "q=0.5", "q=0.8"}
+    assert {row.setting for row in rows_of(9, "paper").values()} == {"q=0.1", "q=0.5", "q=0.8"}
 
 
 def long_row(runs: Path, table: int, name: str, paper_name: str, setting: str | None,
-             dataset: str, seeds=(0,), **run) -> Path:
-    row_dir = runs / f"table{table}" / "smoke" / name
-    for seed in seeds:
-        run_dir = fake_run(row_dir / f"seed{seed}", seed=seed, **run)
+             dataset: str, seeds=(0,), **run):
+    row = fake_row(runs, name, paper_name, seeds, table, setting=setting, **run)
+    for run_dir in row.finished:
         summary = json.loads((run_dir / "summary.json").read_text())
         write_json(run_dir / "summary.json", {**summary, "dataset": dataset})
-    write_json(row_dir / ROW_FILE, {"row": name, "method": paper_name, "setting": setting,
-                                    "gin_files": [f"gin/table{table}/{name}.gin"],
-                                    "bindings": [], "reused": {}})
-    return row_dir
+    return row
+
+
+def build(table: int, *rows):
+    return long_tables.build_long_table(PAPER.table(table), "smoke", list(rows))
 
 
 def test_reference_matched_on_setting_and_missing_numbers_named(tmp_path):
@@ -143,16 +124,16 @@ def test_reference_matched_on_setting_and_missing_numbers_named(tmp_path):
     row = long_row(runs, 5, "edst_m3_s08_noexplore_c10", "EDST Ensemble",
                    "without exploration", "cifar10.npz", seeds=(0, 1), method="edst",
                    members=3, sparsity=0.8, acc=0.9)
-    long_row(runs, 5, "dst_m3_s08_c10", "DST Ensemble", "with exploration", "digits",
-             method="dst", members=3, sparsity=0.8)
-    frame, skipped = long_tables.build_long_table(5, "smoke", runs)
-    assert list(frame.columns) == list(long_tables.LONG_COLUMNS) and not skipped
+    frame = build(5, row, long_row(runs, 5, "dst_m3_s08_c10", "DST Ensemble",
+                                   "with exploration", "digits", method="dst", members=3,
+                                   sparsity=0.8))
+    assert list(frame.columns) == list(long_tables.LONG_COLUMNS)
     key = ["dataset", "method", "setting", "metric"]
     cells = frame.set_index(key)
     ours = cells.loc[("cifar10", "EDST Ensemble", "without exploration", "disagreement")]
     expected = [member_diversity(torch.from_numpy(np.load(
-        row / f"seed{k}" / "predictions" / "test.npz")["log_probs"]))["disagreement"]
-        for k in (0, 1)]
+        run / "predictions" / "test.npz")["log_probs"]))["disagreement"]
+        for run in row.finished]
     assert ours.status == "ok" and ours.seeds == 2 and ours.paper == 0.017
     assert ours.value == pytest.approx(np.mean(expected))
     assert ours.value_std == pytest.approx(np.std(expected, ddof=1))
@@ -175,8 +156,8 @@ def test_a_run_without_cached_predictions_is_missing_with_its_reason(tmp_path):
     runs = tmp_path / "runs"
     row = long_row(runs, 4, "dst_m3_s08_c10", "DST Ensemble", None, "cifar10.npz",
                    method="dst", members=3, sparsity=0.8)
-    (row / "seed0" / "predictions" / "test.npz").unlink()
-    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    (row.finished[0] / "predictions" / "test.npz").unlink()
+    frame = build(4, row)
     dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
     assert len(dst) == 3 and (dst.status == "missing").all()
     assert dst.reason.str.contains("dst_m3_s08_c10: .* has no cached predictions").all()
@@ -184,9 +165,8 @@ def test_a_run_without_cached_predictions_is_missing_with_its_reason(tmp_path):
 
 def test_per_class_table_matches_the_paper_columns_by_class_index(tmp_path):
     runs = tmp_path / "runs"
-    long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "cifar100", method="dst",
-             members=3, sparsity=0.8, classes=12, examples=240)
-    frame, _ = long_tables.build_long_table(7, "smoke", runs)
+    frame = build(7, long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "cifar100",
+                              method="dst", members=3, sparsity=0.8, classes=12, examples=240))
     dst = frame[(frame.method == "DST Ensemble") & (frame.status == "ok")]
     assert list(dst.setting) == [f"class {k}: {name}" for k, name
                                  in enumerate(long_tables.CLASS_NAMES["cifar100"])]
@@ -196,17 +176,22 @@ def test_per_class_table_matches_the_paper_columns_by_class_index(tmp_path):
 
 def test_per_class_cells_of_a_run_on_another_data_set_name_that_run(tmp_path):
     runs = tmp_path / "runs"
-    long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "digits", method="dst",
-             members=3, sparsity=0.8, classes=10, examples=200)
-    frame, _ = long_tables.build_long_table(7, "smoke", runs)
+    frame = build(7, long_row(runs, 7, "dst_m3_s08_c100", "DST Ensemble", None, "digits",
+                              method="dst", members=3, sparsity=0.8, classes=10,
+                              examples=200))
     apple = frame[(frame.method == "DST Ensemble") & (frame.setting == "class 0: apple")]
     assert list(apple.reason) == [
         "no run of ours on cifar100: dst_m3_s08_c100 ran on digits (scale 'smoke')"]
 
 
 def test_unknown_table_is_one_clear_error(tmp_path):
-    with pytest.raises(UserError, match="not a long-format table"):
-        long_tables.build_long_table(1, "smoke", tmp_path)
+    with pytest.raises(UserError, match="the catalogue has no table 14; tables: 1, 2, 3"):
+        PAPER.table(14)
+    result = subprocess.run([sys.executable, "-m", "harness.tables", "--table=14",
+                             "--scale=smoke", f"--runs_dir={tmp_path}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no table 14" in result.stderr and not any(tmp_path.iterdir())
 
 
 def run_diff(old: Path, new: Path):
@@ -217,9 +202,8 @@ def run_diff(old: Path, new: Path):
 @pytest.fixture
 def long_table_file(tmp_path) -> Path:
     runs = tmp_path / "runs"
-    long_row(runs, 4, "dst_m3_s08_c10", "DST Ensemble", None, "cifar10.npz", method="dst",
-             members=3, sparsity=0.8)
-    frame, _ = long_tables.build_long_table(4, "smoke", runs)
+    frame = build(4, long_row(runs, 4, "dst_m3_s08_c10", "DST Ensemble", None, "cifar10.npz",
+                              method="dst", members=3, sparsity=0.8))
     path = tmp_path / "old.parquet"
     frame.to_parquet(path, index=False)
     return path
@@ -261,11 +245,10 @@ def test_table4_at_cpu_scale_with_an_extra_gin_file_is_table1s_runs(tmp_path, ca
     note = tmp_path / "note.gin"
     note.write_text("wide_resnet.width = 1\nepoch_factor.factor = 0.04\n")
     runs = tmp_path / "runs"
-    table1 = {row.name: row for row in table_rows(1, "cpu", GIN, (str(note),))}
     for name in TABLE4_C10:
         members = 4 if name == "dense_ensemble" else 3
-        run_dir = finished_like(table1[name], runs / "table1" / "cpu" / name / "seed0",
-                                members=members, sparsity=0.0 if members == 4 else 0.8)
+        run_dir = stored_run(runs, 1, name, scale="cpu", extra_files=(str(note),),
+                             members=members, sparsity=0.0 if members == 4 else 0.8)
         summary = json.loads((run_dir / "summary.json").read_text())
         write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
     code = tables_main(["--table=4", "--scale=cpu", f"--gin_file={note}", f"--runs_dir={runs}",
@@ -296,9 +279,7 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
         (GIN / "table9" / "edst_m3_s08_q01_c10.gin").read_text().replace(
             "escape_fraction = 0.1", "escape_fraction = 1.5"))
     runs = tmp_path / "runs"
-    table1 = rows_of(1)["edst_m3_s08"]
-    run_dir = finished_like(table1, runs / "table1/smoke/edst_m3_s08/seed0", method="edst",
-                            members=3, sparsity=0.8)
+    run_dir = stored_run(runs, 1, "edst_m3_s08", method="edst", members=3, sparsity=0.8)
     summary = json.loads((run_dir / "summary.json").read_text())
     write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
     with pytest.raises(UserError) as error:
@@ -308,7 +289,7 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
     message = str(error.value)
     assert "1 row(s) could not run" in message and "edst_m3_s08_q01_c10 (EDSTEnsemble." \
         "escape_fraction (q) must be in (0, 1], got 1.5)" in message
-    assert not (runs / "table9" / "smoke" / "edst_m3_s08_q01_c10" / "seed0").exists()
+    assert RunStore(runs).runs() == [run_dir]  # nothing of the failing row was written
     frame = pd.read_parquet(tmp_path / "table9.parquet")
     q01 = frame[(frame.setting == "q=0.1") & (frame.dataset == "cifar10")]
     assert (q01.status == "missing").all() and q01.reason.str.contains(
@@ -324,18 +305,14 @@ def test_diff_refuses_a_long_table_against_a_wide_one(long_table_file, tmp_path)
     assert result.stderr.count("\n") == 1
 
 
-def test_a_row_waits_for_an_unfinished_run_of_its_configuration_instead_of_training(tmp_path):
+def test_a_row_skips_a_run_of_its_configuration_that_another_process_trains(tmp_path):
     runs = tmp_path / "runs"
-    training = finished_like(rows_of(1)["dst_m3_s08"], runs / "table1/smoke/dst_m3_s08/seed0",
-                             method="dst", members=3, sparsity=0.8)
+    training = stored_run(runs, 1, "dst_m3_s08", method="dst", members=3, sparsity=0.8)
     (training / "summary.json").unlink()  # Table 1 is still training it
-    row = rows_of(4)["dst_m3_s08_c10"]
-    row_dir = runs / "table4" / "smoke" / row.name
-    outcome = run_seed(row, 0, [], row_dir, progress=False)
-    assert outcome.startswith(f"skipped: {training} is an unfinished run of the same "
-                              f"configuration")
-    assert not (row_dir / "seed0").exists()
-    frame, _ = long_tables.build_long_table(4, "smoke", runs)
-    dst = frame[(frame.method == "DST Ensemble") & (frame.dataset == "cifar10")]
-    assert (dst.status == "missing").all()
-    assert dst.reason.str.startswith("could not run: dst_m3_s08_c10: ").all()
+    with training_lock(training):
+        outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, [], RunStore(runs), progress=False)
+    assert outcome.startswith(f"skipped: running: {training} is being trained by pid")
+    assert RunStore(runs).runs() == [training] and RunStore(runs).finished() == []
+    [row] = [row for row in table_runs(PAPER.table(4), "smoke", RunStore(runs),
+                                       require_finished=False) if row.name == "dst_m3_s08_c10"]
+    assert row.finished == [] and row.unfinished == [training]
