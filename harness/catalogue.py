@@ -58,6 +58,9 @@ class Table:
     # The scale the rows run at where it differs from the page's: Table 3 (ImageNet) stands
     # in at smoke scale by its own `tiny` scale (real JPEGs in ImageNet's layout).
     scales: dict = field(default_factory=dict)
+    # The printed numbers, where not the paper's reference CSV of the table's kind: a CSV of
+    # the same columns (a table of one's own may have none: its cells are then ours alone).
+    reference: Path | None = None
 
     @property
     def folder(self) -> str:

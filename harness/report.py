@@ -31,10 +31,13 @@ def write_table_report(entry: catalogue.Table, scale: str, runs: list[RowRuns],
     for path in (path for run in runs for path in run.unfinished):
         print(f"skipped unfinished run {path} (no {SUMMARY})", file=sys.stderr)
     if entry.kind == "long":
-        frame = long_tables.build_long_table(entry, scale, runs)
+        reference = long_tables.load_reference_extra(Path(entry.reference or
+                                                          long_tables.REFERENCE_EXTRA))
+        frame = long_tables.build_long_table(entry, scale, runs, reference)
         markdown = long_tables.to_markdown(frame, entry, scale, layered_files(runs))
     else:
-        frame = wide_tables.build_table(entry.number, scale, runs)
+        reference = wide_tables.load_reference(Path(entry.reference or wide_tables.REFERENCE))
+        frame = wide_tables.build_table(entry.number, scale, runs, reference)
         markdown = wide_tables.to_markdown(frame, entry.number, scale, layered_files(runs))
     stem = output_dir / f"table{entry.number}"
     wide_tables.write_report(frame, stem, markdown)

@@ -8,11 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import figures, paper, report
+from harness import figures, paper, wide_tables
+from harness.catalogue import FIGURES, PAPER, TABLES
+from harness.gin_rows import figure_rows
 from harness.long_tables import LONG_COLUMNS
-from harness.paper import FIGURES, TABLES, make_paper
-from harness.record import write_json
-from test_report import fake_row, fake_run
+from harness.paper import make_paper
+from harness.report import report
+from harness.run_store import RunStore
+from harness.table_sources import FigureUnavailable, Sources
+from test_report import store_fake, stored_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,29 +31,34 @@ def long_table(number, rows):
     return frame.reindex(columns=list(LONG_COLUMNS))
 
 
-def figure5_rows(runs):
-    """Figure 5's EDST rows: M = 2 ran on its own, M = 3 reuses Table 1's run."""
-    root = runs / "figure5" / "smoke"
-    fake_run(root / "edst_m2_s08" / "seed0", method="edst", members=2, sparsity=0.8)
-    write_json(root / "edst_m2_s08" / report.ROW_FILE, {"row": "edst_m2_s08",
-                                                        "method": "EDST Ensemble"})
-    (root / "edst_m3_s08").mkdir()
-    write_json(root / "edst_m3_s08" / report.ROW_FILE, {
-        "row": "edst_m3_s08", "method": "EDST Ensemble",
-        "reused": {"0": "table1/smoke/edst_m3_s08/seed0"}})
+def figure(key: str):
+    return next(item for item in FIGURES if item.key == key)
+
+
+def figure5_rows(runs) -> Path:
+    """Figure 5's EDST rows: M = 2 runs on its own; M = 3 is Table 1's run (its
+    configuration)."""
+    [m2] = [row for row in figure_rows(figure("5"), "smoke", ROOT / "gin")
+            if row.name == "edst_m2_s08"]
+    return store_fake(runs, m2, method="edst", members=2, sparsity=0.8)
+
+
+def table1_runs(runs) -> dict[str, Path]:
+    return {"dense": stored_run(runs, 1, "dense", members=1),
+            "dst_m3_s08": stored_run(runs, 1, "dst_m3_s08", members=3, sparsity=0.8, acc=0.97,
+                                     nll=0.2, method="dst"),
+            "edst_m3_s08": stored_run(runs, 1, "edst_m3_s08", members=3, sparsity=0.8,
+                                      method="edst")}
 
 
 @pytest.fixture
 def made(tmp_path):
     """Table 1 from finished runs, Tables 4 and 8 in the long format, the rest not made."""
     runs = tmp_path / "runs"
-    fake_row(runs, "dense", "Single Dense Model", members=1)
-    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, acc=0.97, nll=0.2,
-             method="dst")
-    fake_row(runs, "edst_m3_s08", "EDST Ensemble", members=3, sparsity=0.8, method="edst")
+    table1_runs(runs)
     figure5_rows(runs)
     tables = tmp_path / "paper" / "smoke" / "tables"
-    report.report(1, "smoke", runs, tables)
+    report(PAPER.table(1), "smoke", RunStore(runs), tables)
     long_table(4, [("DST Ensemble", "disagreement", 0.04, 0.035, "ok", ""),
                    ("LTR Ensemble", "kl", np.nan, 0.056, "missing",
                     "no finished run of this row")]).to_parquet(tables / "table4.parquet")
@@ -108,28 +117,29 @@ def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
                for r in reasons)
     assert any(r.startswith("Table 4: ") and "LTR Ensemble" in r
                and "no finished run of this row" in r for r in reasons)
-    assert any(r.startswith("Figure 3: no finished run under") for r in reasons)
-    assert any(r.startswith("Figure 7: no finished runs for table 2") for r in reasons)
+    assert any(r.startswith("Figure 3: no finished run of") for r in reasons)
     assert any(r.startswith("Figure 2-left: ") for r in reasons)  # fake runs cannot replay
-    assert not any(r.startswith(("Figure 4", "Figure 5", "Figure 6", "Table 8"))
+    # Figure 7 draws Table 2's rows: at smoke scale they are Table 1's configurations (digits
+    # stand in for both data sets), so the runs of Table 1.
+    assert not any(r.startswith(("Figure 4", "Figure 5", "Figure 6", "Figure 7", "Table 8"))
                    for r in reasons)
     assert '<h2 id="figure1">' in text and "Nothing to regenerate" in section(text, "figure1")
 
 
 def test_figure5_draws_edst_at_a_fixed_budget_from_its_rows_and_the_runs_they_reuse(tmp_path):
     runs = tmp_path / "runs"
-    fake_row(runs, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8, method="dst")
-    fake_row(runs, "edst_m3_s08", "EDST Ensemble", members=3, sparsity=0.8, method="edst")
-    sources = paper.Sources("smoke", runs, tmp_path / "tables")
-    with pytest.raises(paper.Missing, match="no finished run under"):
-        sources.figure_runs(5)
-    figure5_rows(runs)
-    assert sources.figure_runs(5) == [
-        ("EDST Ensemble (edst_m2_s08)", runs / "figure5/smoke/edst_m2_s08/seed0"),
-        ("EDST Ensemble (edst_m3_s08)", runs / "table1/smoke/edst_m3_s08/seed0")]
+    sources = Sources("smoke", RunStore(runs), tmp_path / "tables", TABLES, FIGURES,
+                      ROOT / "gin")
+    with pytest.raises(FigureUnavailable, match="no finished run of .*figure5/ at scale"):
+        sources.figure_runs("5")
+    table1 = table1_runs(runs)
+    assert sources.figure_runs("5") == [("EDST Ensemble (edst_m3_s08)", table1["edst_m3_s08"])]
+    m2 = figure5_rows(runs)
+    assert sources.figure_runs("5") == [("EDST Ensemble (edst_m2_s08)", m2),
+                                        ("EDST Ensemble (edst_m3_s08)", table1["edst_m3_s08"])]
     dst = sources.rows_of(sources.table_runs(1), "dst")
-    assert [run for _, run in dst] == [runs / "table1/smoke/dst_m3_s08/seed0"]
-    fig = figures.fixed_budget_figure(dst, sources.figure_runs(5))
+    assert [run for _, run in dst] == [table1["dst_m3_s08"]]
+    fig = figures.fixed_budget_figure(dst, sources.figure_runs("5"))
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     fixed = lines["EDST Ensemble at a fixed budget: ensemble"]
     assert list(fixed.get_xdata()) == [2, 3]  # one point per run: its M
@@ -146,7 +156,7 @@ def test_a_printed_row_whose_runs_ran_on_another_data_set_names_them():
          "row": "fge_m5_c10", "status": "ok", "seeds": 1, "acc": 99.4},
         {"table": 6, "dataset": "cifar10", "method": "Snapshot", "M": 12, "sparsity": 0.0,
          "status": "missing", "seeds": 0, "paper_acc": 96.27},
-    ]).reindex(columns=list(report.COLUMNS))
+    ]).reindex(columns=list(wide_tables.COLUMNS))
     _, missing = paper.wide_table_html(frame)
     assert missing == ["FGE, M = 5, S = 0.0: no run of ours on cifar10: fge_m5_c10 ran on "
                        "digits",
@@ -154,17 +164,15 @@ def test_a_printed_row_whose_runs_ran_on_another_data_set_names_them():
                        "suite is not built, or it has not run)"]
 
 
-def test_a_table_without_rows_and_a_failing_table_are_named(tmp_path):
+def test_a_table_that_cannot_be_made_is_named_with_its_command_and_error(tmp_path):
     gin = tmp_path / "gin"
-    (gin / "table5").mkdir(parents=True)  # a folder with no row file in it
+    (gin / "table5").mkdir(parents=True)  # no row file of its own, none of Table 1 to reuse
     (gin / "scale").mkdir()
     (gin / "scale" / "smoke.gin").write_text("")
     out = tmp_path / "out"
-    none = paper.make_table(TABLES[3], "smoke", 1, tmp_path / "runs", out, gin)
-    assert none.path is None and "no rows: " in none.missing and "table4/ does not exist" \
-        in none.missing
-    failed = paper.make_table(TABLES[4], "smoke", 1, tmp_path / "runs", out, gin)
-    assert failed.path is None and "table 5 has no rows" in failed.missing
+    failed = paper.make_table(PAPER.table(5), "smoke", 1, tmp_path / "runs", out, gin)
+    assert failed.path is None and "--table=5 --scale=smoke` failed" in failed.missing
+    assert "the catalogue reuses row table1/dst_m3_s08" in failed.missing
     assert "harness.tables" in (out / "logs" / "table5.log").read_text()
 
 
@@ -179,7 +187,7 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
 
     from harness.config import parse
 
-    rows = paper.figure_rows(3, "smoke", ROOT / "gin")
+    rows = figure_rows(figure("3"), "smoke", ROOT / "gin")
     assert [(row.name, row.method) for row in rows] == [
         ("dst", "DST Ensemble"), ("dst_c100", "DST Ensemble"), ("edst", "EDST Ensemble"),
         ("edst_c100", "EDST Ensemble")]
@@ -188,9 +196,9 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
         parse(row.gin_files)
         assert gin.query_parameter("Experiment.method") == method
         assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
-    assert all(len(row.gin_files) == 1 for row in paper.figure_rows(3, "paper", ROOT / "gin"))
+    assert all(len(row.gin_files) == 1 for row in figure_rows(figure("3"), "paper", ROOT / "gin"))
     # the paper's CIFAR-100 panels stay on CIFAR-100 where the scale picks CIFAR-10 arrays
-    for row in paper.figure_rows(3, "cpu", ROOT / "gin"):
+    for row in figure_rows(figure("3"), "cpu", ROOT / "gin"):
         parse(row.gin_files)
         expected = "cifar100" if row.name.endswith("_c100") else "npz"
         assert gin.query_parameter("Experiment.dataset") == expected, row.name
@@ -205,7 +213,7 @@ def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_pa
                             missing="`python -m harness.tables --table=4` failed: 1 row(s) "
                                     "could not run")
     outcomes = {table.number: paper.Outcome(0.0, missing="not made") for table in TABLES}
-    text = paper.page("smoke", "abc", {**outcomes, 4: outcome},
+    text = paper.page(PAPER, "smoke", "abc", {**outcomes, 4: outcome},
                       {figure.key: paper.Outcome(0.0) for figure in FIGURES})
     table4 = section(text, "table4")
     assert "Missing: `python -m harness.tables --table=4` failed: 1 row(s)" in table4

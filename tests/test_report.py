@@ -73,6 +73,11 @@ def stored_run(runs_dir: Path, table: int, name: str, seed: int = 0, scale: str 
     configuration, as `python -m harness.tables` would have left it."""
     [row] = [row for row in table_rows(catalogue.PAPER.table(table), scale, ROOT / "gin",
                                        extra_files) if row.name == name]
+    return store_fake(runs_dir, row, seed, bindings, **run)
+
+
+def store_fake(runs_dir: Path, row: TableRow, seed: int = 0, bindings=(), **run) -> Path:
+    """A finished fake run of `row` in the run store."""
     config = row_configuration(row, [*bindings, f"Experiment.seed = {seed}"])
     run_dir = fake_run(RunStore(runs_dir).run_dir(config), seed=seed, **run)
     (run_dir / "config.gin").write_text(config)
