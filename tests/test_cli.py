@@ -13,7 +13,8 @@ ENTRY_POINTS = {"harness.run": True, "harness.demo": True, "harness.tables": Tru
                 "harness.report": True, "harness.figures": True, "harness.paper": True,
                 "harness.export": True, "harness.bench": True, "harness.data.corrupt": True,
                 "harness.data.tiny_imagenet": True, "harness.diff": False,
-                "harness.flops": False, "harness.compare": True}
+                "harness.flops": False, "harness.compare": True,
+                "harness.migrate_runs": False}
 # the two that run under absl's app (their flags are absl's global ones): --help in a process
 APP_ENTRY_POINTS = ("harness.launch", "harness.gpu_check")
 

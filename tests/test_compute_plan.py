@@ -1,11 +1,17 @@
 """`python -m harness.tables --plan`: one line per distinct configuration, FLOPs as the paper
 counts them and as dense GPU kernels execute them, status from the run directories."""
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness import compute_plan, tables
+from harness.catalogue import PAPER, Catalogue
 from harness.record import write_json
+from harness.run_lock import failure_path
+
+# Table 4 with a row of its own (Table 1's DST configuration again) instead of its reuses.
+TABLES_1_4 = Catalogue((PAPER.table(1), replace(PAPER.table(4), reuses=())))
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +37,8 @@ def gin_dir(tmp_path):
 
 
 def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir):
-    runs = compute_plan.plan([1, 4], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs")
+    runs = compute_plan.plan([1, 4], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
+                             contents=TABLES_1_4)
     assert [run.name for run in runs] == ["table1/dense", "table1/dst"]
     dense, dst = runs
     assert dst.same_as == ["table4/dst"]
@@ -43,13 +50,12 @@ def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir
 
 def test_status_finished_failed_and_the_totals(tmp_path, gin_dir):
     runs_dir = tmp_path / "runs"
-    finished = runs_dir / "table4" / "smoke" / "dst" / "seed0"  # reused by Table 1's row
-    finished.mkdir(parents=True)
-    runs = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
-    (finished / "config.gin").write_text(runs[1].config)
-    (finished / "summary.json").write_text("{}")
-    (runs_dir / "table1" / "smoke" / "dense").mkdir(parents=True)
-    write_json(runs_dir / "table1" / "smoke" / "dense" / "seed0.failed.json",
+    dense, dst = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
+    dst.run_dir.mkdir(parents=True)  # finished, by whichever table asked for it first
+    (dst.run_dir / "config.gin").write_text(dst.config)
+    (dst.run_dir / "summary.json").write_text("{}")
+    dense.run_dir.parent.mkdir(parents=True)
+    write_json(failure_path(dense.run_dir),
                {"error": "training diverged", "log": "/logs/7_0_log.out"})
     runs = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
     assert [run.status for run in runs] == ["failed", "finished"]

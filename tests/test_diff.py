@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import diff, report
+from harness import diff, wide_tables
 from test_report import fake_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def table(tmp_path) -> Path:
     """A table report with two of our rows and the paper's missing ones."""
-    fake_row(tmp_path / "runs", "dense", "Single Dense Model", members=1, acc=0.87,
-             ratio=1.0, train_flops=3.5e11)
-    fake_row(tmp_path / "runs", "dense_ensemble", "Dense Ensemble", seeds=(0, 1),
-             members=4, acc=0.86, train_flops=1.4e12)
-    frame, _ = report.build_table(1, "smoke", tmp_path / "runs")
+    frame = wide_tables.build_table(1, "smoke", [
+        fake_row(tmp_path / "runs", "dense", "Single Dense Model", members=1, acc=0.87,
+                 ratio=1.0, train_flops=3.5e11),
+        fake_row(tmp_path / "runs", "dense_ensemble", "Dense Ensemble", seeds=(0, 1),
+                 members=4, acc=0.86, train_flops=1.4e12)])
     path = tmp_path / "old.parquet"
     frame.to_parquet(path, index=False)
     return path

@@ -16,8 +16,11 @@ import pytest
 import torch
 
 from harness import compute_plan, table_runs
+from harness.catalogue import PAPER
 from harness.run_lock import Busy, failure_path, job_path, lock_path, read_holder, running
 from harness.run_lock import training_lock
+from harness.run_store import RunStore
+from harness.table_sources import table_runs as runs_of_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -56,8 +59,11 @@ def launcher(tmp_path, gin_dir, *extra):
             f"--output_dir={tmp_path / 'reports'}", *extra]
 
 
-def run_dir(tmp_path, row):
-    return tmp_path / "runs" / "table1" / "smoke" / row / "seed0"
+def run_dir(tmp_path, gin_dir, row):
+    """Where the store files the row's seed 0."""
+    [run] = [run for run in compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir,
+                                              runs_dir=tmp_path / "runs") if run.row.name == row]
+    return run.run_dir
 
 
 def wait_for(condition, what, timeout=300):
@@ -77,7 +83,7 @@ def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir)
     preempted mid-run, is requeued and ends with the metrics of an uninterrupted run."""
     first = subprocess.Popen(launcher(tmp_path, gin_dir, "--max_parallel=2"), env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    dirs = [run_dir(tmp_path, row) for row in ROWS]
+    dirs = [run_dir(tmp_path, gin_dir, row) for row in ROWS]
     stopped = []
     try:
         # Both trainers hold their locks at once; frozen there, they stay running while the
@@ -125,8 +131,8 @@ def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir)
     finally:
         torch.set_num_threads(threads)
     ours = pd.read_parquet(dst / "metrics.parquet")
-    theirs = pd.read_parquet(baseline / "table1" / "smoke" / "dst" / "seed0" /
-                             "metrics.parquet")
+    [baseline_run] = RunStore(baseline).finished()
+    theirs = pd.read_parquet(baseline_run / "metrics.parquet")
     assert (ours.suite == "test").sum() > 0
     pd.testing.assert_frame_equal(ours[ours.suite == "test"].reset_index(drop=True),
                                   theirs[theirs.suite == "test"].reset_index(drop=True),
@@ -139,15 +145,16 @@ def test_a_failed_run_is_reported_with_its_log_and_not_submitted_again(tmp_path,
         ROWS["dst"] + "Trainer.lr = 1e30\n")  # diverges in the first epoch
     done = subprocess.run(launcher(tmp_path, gin_dir), env=ENV, capture_output=True,
                           text=True, timeout=600)
-    path = run_dir(tmp_path, "dst")
+    path = run_dir(tmp_path, gin_dir, "dst")
     failed = json.loads(failure_path(path).read_text())
     assert "diverged" in failed["error"] and Path(failed["log"]).is_file()
     assert f"failed: {failed['error']} (log " in done.stdout
     # Not submitted again (the launcher submits only missing runs), nor trained by a table.
     [run] = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs")
     assert run.status == "failed" and failed["log"] in run.detail
-    row = json.loads((path.parent / "row.json").read_text())
-    assert row["error"].startswith(f"failed: {failed['error']}")  # the table names it
+    [row] = runs_of_table(PAPER.table(1), "smoke", RunStore(tmp_path / "runs"), gin_dir=gin_dir,
+                       require_finished=False)
+    assert row.error == failed["error"]  # the table names it
 
 
 def test_the_lock_is_exclusive_and_goes_with_its_process(tmp_path):

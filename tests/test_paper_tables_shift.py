@@ -1,7 +1,6 @@
 """Tables 8, 11-13 (harness/sweep.py, harness/robustness_tables.py): the correlation across
 a hand-made sweep, the "M = 1" cells from exactly one member, FGSM min/mean/max over the
-attacks, a missing OoD set named with its reason; the sweep and robustness rows are the
-configurations of Table 1-2's rows, so their runs are reused."""
+attacks, a missing OoD set named with its reason; the sweep levels differ in sparsity only."""
 import json
 from pathlib import Path
 
@@ -139,23 +138,8 @@ def configuration(*files: str) -> str:
     return gin.config_str()
 
 
-@pytest.mark.parametrize("row, same_as", [
-    *[(f"gin/table8/{m}_m3_s08_c10.gin", f"gin/table1/{m}_m3_s08.gin") for m in ("dst", "edst")],
-    *[(f"gin/table8/{m}_m3_s08_c100.gin", f"gin/table2/{m}_m3_s08.gin")
-      for m in ("dst", "edst")],
-    *[(f"gin/table11/{r}.gin", f"gin/table1/{r}.gin") for r in ("static_m3_s08", "dense")],
-    *[(f"gin/table12/{r}.gin", f"gin/table2/{r}.gin") for r in ("edst_m7_s09", "dense")],
-    *[(f"gin/table13/{r}_c10.gin", f"gin/table1/{r}.gin") for r in ("dst_m3_s08", "dense")],
-    *[(f"gin/table13/{r}_c100.gin", f"gin/table2/{r}.gin") for r in ("static_m3_s08",)],
-])
-def test_rows_on_table_1_2_runs_have_their_configuration(row, same_as):
-    for scale in ((), ("gin/scale/smoke.gin",)):
-        assert config_differences(configuration(same_as, *scale),
-                                  configuration(row, *scale)) == []
-
-
 def test_sweep_levels_differ_only_in_sparsity():
-    base = configuration("gin/table8/dst_m3_s08_c10.gin")
+    base = configuration("gin/table1/dst_m3_s08.gin")  # Table 8's S = 0.8 point
     for level in ("05", "07", "09", "095"):
         differences = config_differences(base, configuration(
             f"gin/table8/dst_m3_s{level}_c10.gin"))
@@ -164,14 +148,14 @@ def test_sweep_levels_differ_only_in_sparsity():
 
 def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tmp_path,
                                                                              monkeypatch):
+    from harness.catalogue import PAPER
+    from harness.gin_rows import TableRow
     from harness.long_tables import build_long_table
     import harness.robustness_tables as tables
+    from harness.table_sources import RowRuns
 
-    row_dir = tmp_path / "table11" / "smoke" / "static_m3_s08"
-    run = row_dir / "seed0"
+    run = tmp_path / "static_m3_s08" / "seed0"
     run.mkdir(parents=True)
-    (row_dir / "row.json").write_text(json.dumps({"row": "static_m3_s08",
-                                                  "method": "Static Sparse Ensemble"}))
     (run / "summary.json").write_text(json.dumps({
         "dataset": "cifar10", "model": "wrn28_10", "num_members": 3, "sparsity": 0.8,
         "git_commit": "abc", "config_hash": "def"}))
@@ -189,7 +173,8 @@ def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tm
         return rescore(run_dir, suite, settings)
 
     monkeypatch.setattr(tables, "rescore", rescore_offline)
-    frame, _ = build_long_table(11, "smoke", tmp_path)
+    row = RowRuns(TableRow("static_m3_s08", "Static Sparse Ensemble", ()), [run], [])
+    frame = build_long_table(PAPER.table(11), "smoke", [row])
     static = frame[frame.method == "Static Sparse Ensemble"].set_index(["M", "setting"])
     assert static.loc[(3, "gaussian_noise"), "value"] == pytest.approx(0.99)
     assert static.loc[(1, "gaussian_noise"), "value"] == pytest.approx(0.89)  # member 0

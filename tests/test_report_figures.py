@@ -4,17 +4,19 @@ import pandas as pd
 import pytest
 
 from harness import figures
+from harness.catalogue import PAPER
 from harness.errors import UserError
-from test_report import fake_row
+from harness.run_store import RunStore
+from test_report import fake_row, stored_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_figures_from_run_records(tmp_path):
     runs = tmp_path / "runs"
-    fake_row(runs, "dense", "Single Dense Model", members=1)
-    fake_row(runs, "dense_ensemble", "Dense Ensemble", members=4)
-    fake_row(runs, "dst", "DST Ensemble", members=3, sparsity=0.8)
+    stored_run(runs, 1, "dense", members=1)
+    stored_run(runs, 1, "dense_ensemble", members=4)
+    stored_run(runs, 1, "dst_m3_s08", members=3, sparsity=0.8)
     out = tmp_path / "figures"
     assert figures.main(["--table=1", "--scale=smoke", f"--runs_dir={runs}",
                          f"--output_dir={out}"]) == 0
@@ -26,18 +28,18 @@ def test_figures_from_run_records(tmp_path):
 
 def test_pair_matrix_from_the_cached_predictions_and_layer_densities(tmp_path):
     row = fake_row(tmp_path, "dst", "DST Ensemble", members=3, sparsity=0.8)
-    with np.load(row / "seed0" / "predictions" / "test.npz") as arrays:
+    with np.load(row.finished[0] / "predictions" / "test.npz") as arrays:
         log_probs = arrays["log_probs"].astype(np.float64)
     top1 = log_probs.argmax(-1)
-    disagreement = figures.pair_matrix(row / "seed0", "disagreement")
+    disagreement = figures.pair_matrix(row.finished[0], "disagreement")
     expected = [[np.mean(top1[i] != top1[j]) for j in range(3)] for i in range(3)]
     assert np.allclose(disagreement, expected) and disagreement[0, 1] > 0
-    kl = figures.pair_matrix(row / "seed0", "kl")
+    kl = figures.pair_matrix(row.finished[0], "kl")
     p = np.exp(log_probs)
     expected = [[np.mean((p[i] * (log_probs[i] - log_probs[j])).sum(-1)) for j in range(3)]
                 for i in range(3)]
     assert np.allclose(kl, expected, atol=1e-6) and not np.isclose(kl[0, 1], kl[1, 0])
-    densities = figures.layer_densities(row / "seed0")
+    densities = figures.layer_densities(row.finished[0])
     assert len(densities) == 3 and densities[2] == pytest.approx({"conv1": 0.5, "fc": 0.2})
 
 
@@ -45,7 +47,7 @@ def test_pair_matrix_from_the_cached_predictions_and_layer_densities(tmp_path):
                                              ("snapshot", 12), ("ltr", 3)])
 def test_every_ensemble_method_gets_its_heatmaps_and_size_curve(tmp_path, method, members):
     row = fake_row(tmp_path, method, method, members=members)
-    runs = [(method, row / "seed0")]
+    runs = [(method, row.finished[0])]
     assert figures.heatmap_figure(runs, "disagreement", "t") is not None
     assert figures.heatmap_figure(runs, "kl", "t") is not None
     assert figures.ensemble_size_figure(runs) is not None
@@ -54,8 +56,8 @@ def test_every_ensemble_method_gets_its_heatmaps_and_size_curve(tmp_path, method
 def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys):
     kept = fake_row(tmp_path, "dst", "DST Ensemble", members=3)
     bare = fake_row(tmp_path, "edst", "EDST Ensemble", members=3)
-    (bare / "seed0" / "predictions" / "test.npz").unlink()
-    runs = [("dst", kept / "seed0"), ("edst", bare / "seed0")]
+    (bare.finished[0] / "predictions" / "test.npz").unlink()
+    runs = [("dst", kept.finished[0]), ("edst", bare.finished[0])]
     assert figures.heatmap_figure(runs, "disagreement", "t") is not None
     assert "edst left out" in capsys.readouterr().out
     assert figures.heatmap_figure(runs[1:], "disagreement", "t") is None
@@ -94,8 +96,8 @@ def test_a_sweep_without_kl_is_named():
 
 def test_a_single_dense_model_alone_has_nothing_to_draw(tmp_path, capsys):
     runs = tmp_path / "runs"
-    fake_row(runs, "dense", "Single Dense Model", members=1)
-    assert figures.figures(1, "smoke", runs, tmp_path / "figures") == []
+    stored_run(runs, 1, "dense", members=1)
+    assert figures.figures(PAPER.table(1), "smoke", RunStore(runs), tmp_path / "figures") == []
     output = capsys.readouterr().out
     assert all(f"no run to draw {name}" in output
                for name in ("ensemble_size", "disagreement", "kl", "layer_density"))
@@ -109,12 +111,12 @@ def test_no_runs_is_one_line_and_exit_2(tmp_path, capsys):
 def test_diversity_beside_the_printed_values_of_figure_2_right(tmp_path):
     dst = fake_row(tmp_path, "dst_m3_s08", "DST Ensemble", members=3, sparsity=0.8)
     other = fake_row(tmp_path, "snapshot", "Snapshot", members=3)
-    assert figures.diversity_figure([("Snapshot (snapshot)", other / "seed0")]) is None
-    fig = figures.diversity_figure([("DST Ensemble (dst_m3_s08)", dst / "seed0"),
-                                    ("Snapshot (snapshot)", other / "seed0")])
+    assert figures.diversity_figure([("Snapshot (snapshot)", other.finished[0])]) is None
+    fig = figures.diversity_figure([("DST Ensemble (dst_m3_s08)", dst.finished[0]),
+                                    ("Snapshot (snapshot)", other.finished[0])])
     ours, paper = fig.axes[1].containers  # KL: ours beside the printed 0.095
     assert [bar.get_height() for bar in paper] == [0.095]
-    with np.load(dst / "seed0" / "predictions" / "test.npz") as arrays:
+    with np.load(dst.finished[0] / "predictions" / "test.npz") as arrays:
         log_probs = arrays["log_probs"].astype(np.float64)
     p = np.exp(log_probs)
     kl = np.mean([np.mean((p[i] * (log_probs[i] - log_probs[j])).sum(-1))

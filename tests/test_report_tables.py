@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 
 from harness import table_runs, tables
+from harness.catalogue import PAPER
 from harness.errors import UserError
+from harness.gin_rows import table_rows
+from harness.run_store import RunStore
 from harness.predictions import load_predictions, subensemble_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +49,8 @@ def test_rows_run_once_then_are_reused(tmp_path, capsys):
     assert ours.loc["dense", "method"] == "Single Dense Model"
     assert ours.loc["dense_ensemble", "M"] == 2 and ours.loc["dense", "train_flops_ratio"] == 1
     assert (ours.scale == "smoke").all() and ours.acc.between(0, 100).all()
-    ensemble_run = tmp_path / "runs/table1/smoke/dense_ensemble/seed0"
+    [ensemble_run] = [run for run in RunStore(tmp_path / "runs").finished()
+                      if run.parent.name.startswith("dense_ensemble-")]
     log_probs, labels = load_predictions(ensemble_run)  # cached, re-scored as the run scored
     assert log_probs.shape[0] == 2
     rescored = subensemble_metrics(log_probs, labels, range(2))
@@ -58,9 +62,10 @@ def test_rows_run_once_then_are_reused(tmp_path, capsys):
     assert output.count("  reused") == 2 and "  ran" not in output
     pd.testing.assert_frame_equal(frame, again)
 
-    with pytest.raises(UserError, match=r"another configuration.*Trainer.lr \(0.1 recorded, "
-                                         r"0.05 now\)"):
-        run(tmp_path, capsys, gin_dir=gin_dir, bindings=(*FAST, "Trainer.lr = 0.05"))
+    # Another configuration is another run: trained beside the first, which stays.
+    _, output = run(tmp_path, capsys, gin_dir=gin_dir, bindings=(*FAST, "Trainer.lr = 0.05"))
+    assert output.count("  ran") == 2
+    assert len(RunStore(tmp_path / "runs").finished()) == 4 and ensemble_run.is_dir()
 
 
 def test_seeds_give_mean_and_std(tmp_path, capsys):
@@ -69,7 +74,8 @@ def test_seeds_give_mean_and_std(tmp_path, capsys):
     frame, _ = run(tmp_path, capsys, seeds=2, gin_dir=gin_dir)
     dense = frame[frame.row == "dense"].iloc[0]
     assert dense.seeds == 2 and dense.acc_std >= 0 and len(dense.config_hash.split(",")) == 2
-    assert (tmp_path / "runs/table1/smoke/dense/seed1/summary.json").is_file()
+    assert sorted(run.name for run in RunStore(tmp_path / "runs").finished()) == ["seed0",
+                                                                                 "seed1"]
 
 
 def test_a_row_whose_method_is_not_built_is_missing(tmp_path, capsys):
@@ -89,7 +95,7 @@ def test_bad_tables_are_one_clear_error(tmp_path, capsys):
         run(tmp_path, capsys, gin_dir=unnamed)
     with pytest.raises(UserError, match="unknown scale .huge.; known: paper, "):
         table_runs.run_table(1, "huge", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
-    with pytest.raises(UserError, match="table 14 has no rows"):  # no folder at all
+    with pytest.raises(UserError, match="the catalogue has no table 14"):
         table_runs.run_table(14, "smoke", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
     assert tables.main(["--table=1", "--scale=smoke", "--gin_file=nope.gin"]) == 2
     assert capsys.readouterr().err.strip() == "error: gin file nope.gin not found"
@@ -106,11 +112,14 @@ def test_table3_at_paper_scale_needs_imagenet(tmp_path, capsys):
 
 
 def test_rows_of_table6_choose_their_own_scale_and_can_be_picked():
-    rows = table_runs.table_rows(6, "cpu", Path("gin"))
+    rows = table_rows(PAPER.table(6), "cpu", Path("gin"))
     names = {row.name: row for row in rows}
     assert len(rows) == 10
     assert names["fge_m5_c100"].gin_files[-1] == "gin/table6/scale/cpu/fge_m5_c100.gin"
     assert names["fge_m5_c10"].gin_files == ("gin/table6/fge_m5_c10.gin", "gin/scale/cpu.gin")
+    assert names["dst_m3_s08_c100"].gin_files == (
+        "gin/table6/dst_m3_s08_c100.gin", "gin/scale/cpu.gin",
+        "gin/table6/scale/cpu/dst_m3_s08_c100.gin")
     picked = table_runs.chosen_rows(rows, ["snapshot_m12_c10", "fge_m5_c10"])
     assert [row.name for row in picked] == ["fge_m5_c10", "snapshot_m12_c10"]
     with pytest.raises(UserError, match="--rows names no row of this table: fge"):

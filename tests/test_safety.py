@@ -17,8 +17,11 @@ from harness.data.sources import npz
 from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
 from harness.record import write_json
-from harness.report import write_table
-from harness.table_runs import TableRow, run_seed
+from harness.wide_tables import write_table
+from harness.gin_rows import TableRow
+from harness.run_store import RunStore
+from harness.table_runs import run_seed
+from harness.table_sources import row_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [str(ROOT / "gin" / "dense.gin"), str(ROOT / "gin" / "scale" / "smoke.gin")]
@@ -142,14 +145,15 @@ def test_tables_refuse_to_resume_an_unfinished_row_of_another_configuration(tmp_
     from harness.config import parse
     import gin
 
-    row_dir = tmp_path / "row"
-    parse(SMOKE, [*FAST, "Trainer.lr = 0.05", "Experiment.seed = 0"])
-    (row_dir / "seed0" / "checkpoints").mkdir(parents=True)
-    (row_dir / "seed0" / "config.gin").write_text(gin.config_str())
     row = TableRow("dense", "Dense", tuple(SMOKE))
+    store = RunStore(tmp_path)
+    run_dir = store.run_dir(row_configuration(row, [*FAST, "Experiment.seed = 0"]))
+    parse(SMOKE, [*FAST, "Trainer.lr = 0.05", "Experiment.seed = 0"])
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.gin").write_text(gin.config_str())  # edited by hand since it started
     with pytest.raises(UserError, match=r"Trainer.lr \(0.05 recorded, 0.1 now\)"):
-        run_seed(row, 0, list(FAST), row_dir, progress=False)
-    assert "Trainer.lr = 0.05" in (row_dir / "seed0" / "config.gin").read_text()
+        run_seed(row, 0, list(FAST), store, progress=False)
+    assert "Trainer.lr = 0.05" in (run_dir / "config.gin").read_text()
 
 
 # --- checkpoints --------------------------------------------------------------------------

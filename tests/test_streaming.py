@@ -148,10 +148,11 @@ def test_every_table3_row_is_wired_at_tiny_scale(tmp_path):
 
     from harness.config import parse
     from harness.experiment import Experiment
-    from harness.table_runs import table_rows
+    from harness.catalogue import PAPER
+    from harness.gin_rows import table_rows
 
     folder = write_tiny_imagenet(tmp_path / "imagenet")
-    rows = table_rows(3, "tiny", Path("gin"))
+    rows = table_rows(PAPER.table(3), "tiny", Path("gin"))
     assert len(rows) == 8
     for row in rows:
         parse(row.gin_files, [f"imagenet.data_dir = '{folder}'"])
