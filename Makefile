@@ -6,10 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
-# Every paper table goes through one rule: `make tableN` runs python -m harness.tables --table=N.
-TABLES := $(addprefix table,1 2 3 4 5 6 7 8 9 10 11 12 13)
-
-.PHONY: test test-fast demo venv cifar10-npz clean $(TABLES) figures paper golden golden-check bench \
+.PHONY: test test-fast demo venv cifar10-npz clean figures paper golden golden-check bench \
 	gpu-check
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges): tests, CI and the golden
@@ -33,21 +30,26 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo
 
-# The paper's tables: every row of gin/tableN/ (one run per seed; finished runs are reused, so
-# an interrupted table resumes, and a row whose configuration another table's run already has
-# is that run), then reports/tableN.{parquet,md} beside the paper's numbers (long format for
-# Tables 4 and up, harness/long_tables.py).
+# Every table of the catalogue (harness/catalogue.py; CATALOGUE=my_tables.py adds yours) goes
+# through one rule, `make tableN`: every row of the table (one run per seed in the run store,
+# harness/run_store.py: a finished run is reused, wherever it was asked for first, and an
+# unfinished one resumed), then reports/tableN.{parquet,md} beside the paper's numbers.
 SCALE ?= paper
 SEEDS ?= 1
+CATALOGUE ?=
 
-$(filter-out table2 table3,$(TABLES)): $(if $(filter cpu,$(SCALE)),data/cifar10.npz)
-table3: $(if $(filter tiny,$(SCALE)),data/tiny-imagenet)
+# The data a table's rows read before they run: at cpu scale the decoded CIFAR-10 arrays
+# (Table 2 is CIFAR-100, Table 3 ImageNet), at tiny scale Table 3's ImageNet stand-in.
+table_data = $(if $(filter 3,$(1)),$(if $(filter tiny,$(SCALE)),data/tiny-imagenet),\
+	$(if $(filter 2,$(1)),,$(if $(filter cpu,$(SCALE)),data/cifar10.npz)))
 
 # The tiny scale's stand-in for ImageNet: real JPEGs in ImageNet's folder layout.
 data/tiny-imagenet: | $(STAMP)
 	$(PY) -m harness.data.tiny_imagenet --output_dir=$@
-$(TABLES): $(STAMP)
-	$(PY) -m harness.tables --table=$(@:table%=%) --scale=$(SCALE) --seeds=$(SEEDS)
+.SECONDEXPANSION:
+table%: $(STAMP) $$(call table_data,$$*)
+	$(PY) -m harness.tables --table=$* --scale=$(SCALE) --seeds=$(SEEDS) \
+		$(if $(CATALOGUE),--catalogue=$(CATALOGUE))
 
 figures: $(STAMP)
 	$(PY) -m harness.figures --scale=$(SCALE)
@@ -63,7 +65,7 @@ paper: $(STAMP)
 else
 paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
 		$(if $(filter smoke,$(SCALE)),data/tiny-imagenet)
-	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS)
+	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS) $(if $(CATALOGUE),--catalogue=$(CATALOGUE))
 endif
 
 # The golden smoke tables (Table 1, Table 6's Snapshot and FGE rows, since its other rows are

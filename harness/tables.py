@@ -2,35 +2,34 @@
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
-        [--output_dir=reports] [--noprogress]
+        [--output_dir=reports] [--catalogue=MY_TABLES.py] [--noprogress]
     python -m harness.tables --plan [--table=1,2] [--scale=paper] [--gpus_per_run=1]
 
-The rows of table N are the gin files `gin/table<N>/*.gin` that name the paper row they
-reproduce on a line `# row: <method as in the reference tables>` (M and sparsity come from
-the run itself), and, for an ablation row, a line `# setting: <setting as in the setting
-column of reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`,
-`q=0.1`); a file there without a `# row:` line is an include shared by rows, not a row. A
-row is layered with `gin/scale/<scale>.gin` (none at paper scale), then
-`gin/table<N>/scale/<scale>.gin` where the table needs its own (Table 2 keeps CIFAR-100 at cpu
-scale) and `gin/table<N>/scale/<scale>/<row>.gin` where one row does
-(Table 6's CIFAR-100 rows), then any extra files and bindings, and runs once per seed k
-(`Experiment.seed = k`) into `<runs_dir>/table<N>/<scale>/<row>/seed<k>/`.
+The tables are the catalogue's (harness/catalogue.py; `--catalogue` names a Python file of
+one's own that defines CATALOGUE, e.g. the paper's with a table added). The rows of table N
+are the gin files `gin/table<N>/*.gin` that name the paper row they reproduce on a line
+`# row: <method as in the reference tables>` (M and sparsity come from the run itself), and,
+for an ablation row, a line `# setting: <setting as in the setting column of
+reports/reference/freetickets_tables_extra.csv>` (e.g. `without exploration`, `q=0.1`); a
+file there without a `# row:` line is an include shared by rows, not a row. A table also
+shows rows of other tables again (its `reuses`: Table 4's rows are Table 1-2's). A row is
+layered with `gin/scale/<scale>.gin` (none at paper scale), then its folder's
+`scale/<scale>.gin` where the table needs its own (Table 2 keeps CIFAR-100 at cpu scale) and
+`scale/<scale>/<row>.gin` where one row does (Table 6's CIFAR-100 rows), then any extra files
+and bindings (harness/gin_rows.py), and runs once per seed k (`Experiment.seed = k`).
 
-Finished runs are reused and unfinished ones resumed, so an interrupted table continues where
-it stopped; a run (finished or not) made from another configuration than the row gives now is
-an error naming the differing bindings, rather than a stale or mixed number. A run is reused
-by configuration too: before a seed is trained, a finished run of any table at the same scale
-and seed (`<runs_dir>/table*/<scale>/*/seed<k>`) whose recorded `config.gin` has no binding
-that differs from the row's configuration is that row's run (the log names it, the row's
-`row.json` records it under `reused`), so Table 4's rows are Table 1-2's runs and nothing that
-exists is trained again; while such a run is unfinished (another table is training it), the
-row waits for it: skipped, and named as missing in the table. A row whose method is not
-registered yet is skipped and shows as missing in the table. A seed trains under its lock
-(harness/run_lock.py): one that another process is training, that a launcher's job is queued
-for, or whose job failed (harness/launch.py) is skipped and named so in the table. Then
-harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables 4 and up) writes
-`<output_dir>/table<N>.parquet` and `.md`. `--plan` prints the compute plan instead
-(harness/compute_plan.py) and runs nothing.
+Seed k of a row is the run of its configuration in the run store (harness/run_store.py:
+`<runs_dir>/<method>-<configuration id>/seed<k>/`), whichever table, figure or user asked for
+it first: a finished run is reused (the log names it) and an unfinished one resumed, so an
+interrupted table continues where it stopped and Table 4's rows are Table 1-2's runs. A
+finished run whose recorded configuration differs from the row's now (edited by hand) is an
+error naming the differing bindings, rather than a stale or mixed number. A row whose method
+is not registered yet is skipped and shows as missing in the table. A seed trains under its
+lock (harness/run_lock.py): one that another process is training, that a launcher's job is
+queued for, or whose job failed (harness/launch.py) is skipped and named so in the table.
+Then harness/report.py writes `<output_dir>/table<N>.parquet` and `.md` (harness/wide_tables.py
+for Tables 1-3 and 6, harness/long_tables.py for 4 and up). `--plan` prints the compute plan
+instead (harness/compute_plan.py) and runs nothing.
 """
 import sys
 from pathlib import Path
@@ -44,8 +43,7 @@ from harness.table_runs import run_table
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.tables", __doc__)
-    parser.integers("table", None, "1, 2, 3, 6 (harness/report.py), 4 and up "
-                                   "(harness/long_tables.py); with --plan several "
+    parser.integers("table", None, "a table of the catalogue; with --plan several "
                                    "(comma-separated) or none: the whole page")
     parser.string("scale", "paper", "paper, cpu, tiny or smoke")
     parser.integer("seeds", 1, "seeds 0..N-1 per row")
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.repeated("gin_file", "extra gin files, layered after the scale")
     parser.repeated("gin_bindings", "bindings applied after every file")
     parser.path("gin_dir", "gin", "folder of the table gin files")
-    parser.path("runs_dir", "runs", "where the runs go (table<N>/<scale>/<row>/seed<k>)")
+    parser.path("runs_dir", "runs", "the run store (<method>-<configuration id>/seed<k>)")
     parser.path("output_dir", "reports", "where the table goes")
     parser.progress()
     parser.boolean("plan", False, "print the compute plan (harness/compute_plan.py); run "
