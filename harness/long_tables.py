@@ -43,17 +43,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness import render
 from harness.errors import UserError
 from harness.record import SUMMARY, read_summary
-from harness.report import (ROOT, RowRuns, dataset_family, fmt, layered_files, table_runs,
+from harness.report import (ROOT, RowRuns, dataset_family, layered_files, table_runs,
                             write_report)
 
 REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv"
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
 LONG_COLUMNS = (*IDENTITY, "status", "value", "value_std", "seeds", "paper", "difference",
                 "reason", "note", "scale", "runs", "git_commit", "config_hash")
-PERCENT_METRICS = ("acc", "individual_acc", "robust_acc", "robust_acc_min", "robust_acc_mean",
-                   "robust_acc_max")
 
 Measure = Callable[[Path], dict]
 
@@ -274,39 +273,13 @@ def build_long_table(number: int, scale: str, runs_dir: Path, seeds: int | None 
                          "paper": "float64", "difference": "float64"}), skipped
 
 
-def digits_for(metric: str) -> int:
-    return 2 if metric in PERCENT_METRICS else 4 if metric == "auroc" else 3
-
-
-def to_markdown(frame: pd.DataFrame, table: LongTable, scale: str, layered: list[str]) -> str:
-    header = ["method", "setting", "dataset", "M", "S", "metric", "ours", "paper", "Δ",
-              "status"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in frame.to_dict("records"):
-        digits = digits_for(row["metric"])
-        ours = fmt(row["value"], digits) + ("" if np.isnan(row["value_std"])
-                                            else f" ± {fmt(row['value_std'], digits)}")
-        status = (f"missing: {row['reason']}" if row["status"] == "missing"
-                  else f"{row['seeds']} seed(s), {row['row']}")
-        lines.append("| " + " | ".join([
-            row["method"], row["setting"] or "-", row["dataset"], str(row["M"]),
-            fmt(row["sparsity"], 2), row["metric"] or "-", ours, fmt(row["paper"], digits),
-            fmt(row["difference"], digits), status]) + " |")
-    present = frame[frame.status == "ok"]
-    commits = ", ".join(sorted({c for value in present.git_commit for c in value.split(",")
-                                if c}))
-    layering = f" (layered with {', '.join(f'`{f}`' for f in layered)})" if layered else ""
-    intro = [f"# Table {table.number}: {table.title}", "",
-             f"Ours at scale `{scale}`{layering}, git {commits or '-'}; paper: "
-             f"`reports/reference/freetickets_tables_extra.csv`.",
-             "Accuracies in %; disagreement and KL as fractions and nats; ours = mean ± sample "
-             "std over seeds; Δ = ours − paper. 'missing' says why a printed number has no "
-             "number of ours."]
-    if scale != "paper":
-        intro.append(f"At scale `{scale}` the data, model and lengths are reduced: Δ measures "
-                     f"the scale as much as the method.")
-    notes = ["", *(f"- {note}" for note in table.notes)] if table.notes else []
-    return "\n".join(intro + [""] + lines + notes) + "\n"
+def table_model(frame: pd.DataFrame, number: int, scale: str, layered: list[str]
+                ) -> render.Table:
+    """The long table with its notes, for the .md file and the page."""
+    table = TABLES[number]
+    return render.long(frame, f"Table {number}: {table.title}", scale, layered,
+                       [f"- {note}" for note in table.notes],
+                       REFERENCE_EXTRA.relative_to(ROOT).as_posix())
 
 
 def report(number: int, scale: str, runs_dir: Path, output_dir: Path,
@@ -316,8 +289,8 @@ def report(number: int, scale: str, runs_dir: Path, output_dir: Path,
     for path in skipped:
         print(f"skipped unfinished run {path} (no {SUMMARY})", file=sys.stderr)
     stem = output_dir / f"table{number}"
-    write_report(frame, stem, to_markdown(frame, TABLES[number], scale,
-                                          layered_files(runs_dir, number, scale)))
+    write_report(frame, stem, render.markdown(
+        table_model(frame, number, scale, layered_files(runs_dir, number, scale))))
     return stem.with_suffix(".md")
 
 
