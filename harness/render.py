@@ -161,9 +161,9 @@ def intro(frame: pd.DataFrame, scale: str, layered: list[str], reference: str,
     if scale == "paper":
         paragraphs.append("On the page Δ is green where ours is better, red where worse.")
     else:
-        paragraphs.append(f"At scale `{scale}` ours ran on other data and another model than "
-                          f"the paper's, for fewer epochs: Δ measures the scale as much as the "
-                          f"method and is not marked better or worse.")
+        paragraphs.append(f"At scale `{scale}` the data, model and lengths are reduced from the "
+                          f"paper's: Δ measures the scale as much as the method and is not "
+                          f"marked better or worse.")
     if by_row:
         paragraphs.append("data / model: where the row's numbers of ours come from (for a "
                           "missing row, the paper's).")
@@ -192,9 +192,9 @@ def wide(frame: pd.DataFrame, title: str, scale: str, layered: list[str], notes:
         columns += ([(name, "ours")] if has_ours else []) + (
             [(name, "paper")] if has_paper else []) + (
             [(name, "delta")] if has_ours and has_paper and item.delta else [])
-    titles = {"ours": "{}", "paper": "paper", "delta": "Δ"}
-    header = [titles[part].format(MEASURES[name].title) if (name, "ours") in columns
-              else f"{MEASURES[name].title} (paper)" for name, part in columns]
+    header = [{"ours": MEASURES[name].title, "paper": "paper", "delta": "Δ"}[part]
+              if (name, "ours") in columns else f"{MEASURES[name].title} (paper)"
+              for name, part in columns]
     by_row = varies(frame)
     coloured = scale == "paper"
     rows, missing = [], []
