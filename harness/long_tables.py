@@ -46,8 +46,8 @@ import pandas as pd
 from harness import render
 from harness.errors import UserError
 from harness.record import SUMMARY, read_summary
-from harness.report import (ROOT, RowRuns, dataset_family, layered_files, table_runs,
-                            write_report)
+from harness.data.facts import class_name, dataset_family
+from harness.report import ROOT, RowRuns, layered_files, table_runs, write_report
 
 REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv"
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
@@ -101,22 +101,6 @@ def across_rows(number: int):
 def class_setting(index: int, name: str) -> str:
     """The setting of a per-class number: 'class 2: baby'."""
     return f"class {index}: {name}"
-
-
-# Class names in label order, for per-class rows: CIFAR-100's first ten (the paper's Table 7),
-# CIFAR-10's, and the digits that stand in for them at smoke scale.
-CLASS_NAMES = {
-    "cifar100": ("apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle",
-                 "bicycle", "bottle"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                "truck"),
-    "digits": tuple(str(digit) for digit in range(10)),
-}
-
-
-def class_name(dataset: str, index: int) -> str:
-    names = CLASS_NAMES.get(dataset_family(dataset), ())
-    return names[index] if index < len(names) else str(index)
 
 
 def load_reference_extra(path: Path = REFERENCE_EXTRA) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from harness import cli, render
+from harness.data.facts import dataset_family
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_metrics, read_summary
@@ -142,13 +143,6 @@ def aggregate(records: list[dict]) -> dict:
     for key in PROVENANCE:
         row[key] = ",".join(sorted(set(frame[key].astype(str))))
     return row
-
-
-def dataset_family(dataset: str) -> str:
-    """The paper's dataset a run of ours stands in for: the cpu scale's arrays by their file
-    name ('cifar10.npz', gin/scale/cpu.gin). Digits (smoke scale) stand in for none: in a
-    table of several datasets its rows are listed after the paper's."""
-    return dataset.removesuffix(".npz")
 
 
 def load_reference(path: Path = REFERENCE) -> pd.DataFrame:
