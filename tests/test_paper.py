@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import figures, paper, report
+from harness import figures, paper, render, report
 from harness.long_tables import LONG_COLUMNS
 from harness.paper import FIGURES, TABLES, make_paper
 from harness.record import write_json
@@ -95,11 +95,21 @@ def test_ours_the_paper_and_the_difference_uncoloured_at_smoke_scale(made):
     assert "<td>97.00</td><td>96.30</td><td>+0.70</td>" in table1
     assert "<td>0.200</td><td>0.122</td><td>+0.078</td>" in table1
     assert 'class="better"' not in text and 'class="worse"' not in text
-    assert "Ours: digits / wrn10_2 at scale <code>smoke</code>" in table1
+    assert ("Ours: digits / wrn10_2 at scale <code>smoke</code> (layered with "
+            "<code>gin/scale/smoke.gin</code>)") in table1
     table4 = section(text, "table4")
     assert "<td>0.040</td><td>0.035</td><td>+0.005</td>" in table4
     # the table's notes are on the page as in its markdown
     assert "<li>Rows are the runs of Tables 1 (CIFAR-10) and 2" in table4
+
+
+def test_the_page_says_what_the_markdown_says(made):
+    path, text = made
+    markdown = (path.parent / "tables" / "table1.md").read_text()
+    intro = markdown.split("\n\n|")[0].split("\n\n")[1:]  # the paragraphs under the title
+    assert len(intro) >= 3
+    for paragraph in intro:
+        assert f'<p class="note">{render.inline(paragraph)}</p>' in section(text, "table1")
 
 
 def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
