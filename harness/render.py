@@ -295,7 +295,7 @@ def markdown(table: Table) -> str:
 
 def inline(text: str) -> str:
     """Escaped text, its `code` spans as <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html_text.escape(text))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html_text.escape(text, quote=False))
 
 
 def html_blocks(lines: list[str]) -> list[str]:
@@ -306,12 +306,12 @@ def html_blocks(lines: list[str]) -> list[str]:
 
 def td(cell: Cell) -> str:
     kind = f' class="{cell.kind}"' if cell.kind else ""
-    return f"<td{kind}>{html_text.escape(cell.text)}</td>"
+    return f"<td{kind}>{html_text.escape(cell.text, quote=False)}</td>"
 
 
 def html(table: Table) -> str:
     """The intro, the table and the notes (without the title: the page gives its own)."""
-    head = "".join(f"<th>{html_text.escape(title)}</th>" for title in table.header)
+    head = "".join(f"<th>{html_text.escape(title, quote=False)}</th>" for title in table.header)
     rows = ["<tr>" + "".join(map(td, row)) + "</tr>" for row in table.rows]
     return "\n".join([*html_blocks(table.intro), f"<table><tr>{head}</tr>", *rows, "</table>",
                       *html_blocks(table.notes)])
