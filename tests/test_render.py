@@ -100,6 +100,17 @@ def test_missing_rows_and_cells_say_why_in_both_formats():
     assert '<td class="missing">missing: svhn is not on disk</td>' in page
 
 
+def test_a_number_one_run_measured_and_another_did_not_is_named_in_its_cell():
+    frame = wide_frame()
+    frame = pd.concat([frame, frame.iloc[:1].assign(row="dst_c", cacc=70.0)], ignore_index=True)
+    model = report.table_model(frame, 1, "smoke", [])
+    markdown, page = both(model)
+    assert cells(markdown, "DST Ensemble (dst_m3_s08)")[model.header.index("cAcc %")] == \
+        "not measured"
+    assert cells(markdown, "DST Ensemble (dst_c)")[model.header.index("cAcc %")] == "70.00"
+    assert '<td class="missing">not measured</td>' in page
+
+
 def test_a_column_without_any_number_is_left_out():
     header = report.table_model(wide_frame(), 1, "smoke", []).header
     assert "aAcc %" not in " ".join(header) and "ms/img" not in header
