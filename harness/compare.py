@@ -8,7 +8,8 @@ Runs whose configurations differ only in `Experiment.seed` are seeds of one row:
 are the mean over them, with the sample standard deviation (ddof=1) beside each metric.
 Method keys and units are the paper tables' (harness/report.py): the method as the paper names
 it (`Method.display_name`), accuracies in %, NLL in nats, ECE as a fraction, FLOPs as ratios to
-the dense reference, and the whole ensemble's inference time in ms per image.
+the dense reference, and the whole ensemble's inference time in ms per image; each cell
+formatted as in the paper tables (harness/render.py).
 
 Markdown goes to stdout; with `--output_dir` the table is also written there as
 `compare.parquet` (one row per configuration, `<metric>_std` columns) and `compare.md`.
@@ -25,16 +26,15 @@ from harness import cli
 from harness.config import bindings
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_summary
+from harness.render import MEASURES, grid, sparsity_text
 from harness.wide_tables import METRICS, run_row, write_report
 
 IDENTITY = ("method", "dataset", "model", "M", "sparsity")
 RATIOS = ("train_flops_ratio", "test_flops_ratio")
 TIMES = ("infer_ms",)
-# (title, column, digits) of the markdown table; a metric column also shows its std.
-SHOWN = (("Acc %", "acc", 2), ("NLL", "nll", 3), ("ECE", "ece", 3), ("cAcc %", "cacc", 2),
-         ("cNLL", "cnll", 3), ("cECE", "cece", 3), ("aAcc %", "aacc", 2),
-         ("train FLOPs", "train_flops_ratio", 2), ("test FLOPs", "test_flops_ratio", 2),
-         ("ms / image", "infer_ms", 3))
+# The markdown table's measures (titles and digits: harness/render.py), each with its std.
+SHOWN = ("acc", "nll", "ece", "cacc", "cnll", "cece", "aacc", "train_flops_ratio",
+         "test_flops_ratio", "infer_ms")
 SEED_BINDING = "Experiment.seed"
 
 
@@ -99,25 +99,15 @@ def compare(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cell(row: pd.Series, column: str, digits: int) -> str:
-    value = row[column]
-    if pd.isna(value):
-        return "-"
-    std = row.get(f"{column}_std", np.nan)
-    return f"{value:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
-
-
 def markdown(table: pd.DataFrame) -> str:
-    """The table as markdown: the identity, each shown column that some run measured."""
-    shown = [(title, column, digits) for title, column, digits in SHOWN
-             if table[column].notna().any()]
-    frame = pd.DataFrame({
-        "method": table.method, "data": table.dataset, "model": table.model, "M": table.M,
-        "S": table.sparsity.map(lambda value: f"{value:g}"),
-        **{title: [cell(row, column, digits) for _, row in table.iterrows()]
-           for title, column, digits in shown},
-        "seeds": table.seeds})
-    return frame.to_markdown(index=False, disable_numparse=True)
+    """The table as markdown: the identity, each shown measure that some run measured."""
+    shown = [name for name in SHOWN if table[name].notna().any()]
+    rows = [[row["method"], row["dataset"], row["model"], str(row["M"]),
+             sparsity_text(row["sparsity"]),
+             *(MEASURES[name].ours(row[name], row.get(f"{name}_std")) for name in shown),
+             str(row["seeds"])] for row in table.to_dict("records")]
+    return grid(["method", "data", "model", "M", "S", *(MEASURES[name].title for name in shown),
+                 "seeds"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,8 +37,9 @@ import pandas as pd
 from harness import cli
 from harness.errors import UserError
 from harness.long_tables import IDENTITY as LONG_KEY
-from harness.long_tables import LONG_COLUMNS, PERCENT_METRICS
-from harness.wide_tables import COLUMNS, METRICS, PERCENT, PROVENANCE, TIMING
+from harness.long_tables import LONG_COLUMNS
+from harness.render import PERCENT
+from harness.wide_tables import COLUMNS, METRICS, PROVENANCE, TIMING
 
 KEY = ("table", "method", "M", "sparsity", "row")
 TOLERANCES = {**{name: 1e-4 if name in PERCENT else 1e-5 for name in METRICS},
@@ -54,7 +55,7 @@ LONG_EXACT = tuple(column for column in LONG_COLUMNS if column not in
 
 
 def long_tolerance(metric: str) -> float:
-    return 1e-4 if metric in PERCENT_METRICS else 1e-5
+    return 1e-4 if metric in PERCENT else 1e-5
 
 
 def read_report(path: Path) -> pd.DataFrame:
@@ -147,7 +148,7 @@ def tolerance_summary(long: bool = False) -> str:
     if long:
         return "\n".join([
             "tolerances (absolute, table units):", f"  exact: {', '.join(LONG_EXACT)}",
-            f"  1e-4 ({', '.join(PERCENT_METRICS)}), 1e-5 (other metrics): "
+            f"  1e-4 ({', '.join(PERCENT)}), 1e-5 (other metrics): "
             f"{', '.join(LONG_MEASURED)}",
             f"  not compared: {', '.join(LONG_INFORMATIONAL)}"])
     groups: dict[float, list[str]] = {}

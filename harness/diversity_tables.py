@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.long_tables import class_name, class_setting
+from harness.data.facts import class_name
+from harness.long_tables import class_setting
 from harness.predictions import load_predictions, member_diversity, subensemble_metrics
 from harness.record import read_summary
 

@@ -96,3 +96,9 @@ def figure_rows(figure, scale: str, gin_dir: Path) -> list[TableRow]:
     """The runs a figure needs of its own: `gin/figure<N>/<row>.gin`, layered like a table's
     rows; none for a figure drawn from the tables' runs."""
     return folder_rows(figure.folder, scale, gin_dir)
+
+
+def common_layers(rows: list[TableRow]) -> list[str]:
+    """The gin files every row was layered with besides its own (scale, extras)."""
+    files = [row.gin_files[1:] for row in rows]
+    return [file for file in files[0] if all(file in other for other in files)] if files else []

@@ -33,17 +33,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness import render
+from harness.data.facts import class_name, dataset_family
 from harness.errors import UserError
 from harness.record import read_summary
 from harness.table_sources import RowRuns
-from harness.wide_tables import ROOT, dataset_family, fmt, write_report
+from harness.wide_tables import ROOT
 
 REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv"
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
 LONG_COLUMNS = (*IDENTITY, "status", "value", "value_std", "seeds", "paper", "difference",
                 "reason", "note", "scale", "runs", "git_commit", "config_hash")
-PERCENT_METRICS = ("acc", "individual_acc", "robust_acc", "robust_acc_min", "robust_acc_mean",
-                   "robust_acc_max")
 
 
 class Missing(str):
@@ -54,22 +54,6 @@ class Missing(str):
 def class_setting(index: int, name: str) -> str:
     """The setting of a per-class number: 'class 2: baby'."""
     return f"class {index}: {name}"
-
-
-# Class names in label order, for per-class rows: CIFAR-100's first ten (the paper's Table 7),
-# CIFAR-10's, and the digits that stand in for them at smoke scale.
-CLASS_NAMES = {
-    "cifar100": ("apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle",
-                 "bicycle", "bottle"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                "truck"),
-    "digits": tuple(str(digit) for digit in range(10)),
-}
-
-
-def class_name(dataset: str, index: int) -> str:
-    names = CLASS_NAMES.get(dataset_family(dataset), ())
-    return names[index] if index < len(names) else str(index)
 
 
 def load_reference_extra(path: Path = REFERENCE_EXTRA) -> pd.DataFrame:
@@ -213,36 +197,10 @@ def build_long_table(table, scale: str, rows: list[RowRuns],
                          "paper": "float64", "difference": "float64"})
 
 
-def digits_for(metric: str) -> int:
-    return 2 if metric in PERCENT_METRICS else 4 if metric == "auroc" else 3
-
-
-def to_markdown(frame: pd.DataFrame, table, scale: str, layered: list[str]) -> str:
-    header = ["method", "setting", "dataset", "M", "S", "metric", "ours", "paper", "Δ",
-              "status"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in frame.to_dict("records"):
-        digits = digits_for(row["metric"])
-        ours = fmt(row["value"], digits) + ("" if np.isnan(row["value_std"])
-                                            else f" ± {fmt(row['value_std'], digits)}")
-        status = (f"missing: {row['reason']}" if row["status"] == "missing"
-                  else f"{row['seeds']} seed(s), {row['row']}")
-        lines.append("| " + " | ".join([
-            row["method"], row["setting"] or "-", row["dataset"], str(row["M"]),
-            fmt(row["sparsity"], 2), row["metric"] or "-", ours, fmt(row["paper"], digits),
-            fmt(row["difference"], digits), status]) + " |")
-    present = frame[frame.status == "ok"]
-    commits = ", ".join(sorted({c for value in present.git_commit for c in value.split(",")
-                                if c}))
-    layering = f" (layered with {', '.join(f'`{f}`' for f in layered)})" if layered else ""
-    intro = [f"# Table {table.number}: {table.title}", "",
-             f"Ours at scale `{scale}`{layering}, git {commits or '-'}; paper: "
-             f"`reports/reference/freetickets_tables_extra.csv`.",
-             "Accuracies in %; disagreement and KL as fractions and nats; ours = mean ± sample "
-             "std over seeds; Δ = ours − paper. 'missing' says why a printed number has no "
-             "number of ours."]
-    if scale != "paper":
-        intro.append(f"At scale `{scale}` the data, model and lengths are reduced: Δ measures "
-                     f"the scale as much as the method.")
-    notes = ["", *(f"- {note}" for note in table.notes)] if table.notes else []
-    return "\n".join(intro + [""] + lines + notes) + "\n"
+def table_model(frame: pd.DataFrame, table, scale: str, layered: list[str]) -> render.Table:
+    """A long catalogue table with its notes, for the .md file and the page."""
+    reference = Path(table.reference or REFERENCE_EXTRA)
+    shown = reference.relative_to(ROOT).as_posix() if reference.is_relative_to(ROOT) \
+        else str(reference)
+    return render.long(frame, f"Table {table.number}: {table.title}", scale, layered,
+                       [f"- {note}" for note in table.notes], shown)

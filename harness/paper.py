@@ -13,9 +13,11 @@ the published numbers, on one static page:
    from the runs and tables into `<output_dir>/<scale>/figures/`.
 3. The page `<output_dir>/<scale>/index.html`: static HTML (pandas and matplotlib, figures
    embedded, readable offline and without a server), every table with ours, the paper's
-   number and the difference (coloured: green where ours is better than the paper's, red
-   where worse), every figure, the scale and the git commits it came from, what each table
-   took to make, and every missing table, row, cell and figure with why.
+   number and the difference (at scale `paper` coloured green where ours is better than the
+   paper's, red where worse; harness/render.py, which also writes the tables' markdown), which
+   data and model our numbers come from, every figure, the scale and the git commits it came
+   from, what each table took to make, and every missing table, row, cell and figure with
+   why.
 
 `--page_only` skips steps 1 and 2's training: the page from what exists.
 """
@@ -28,19 +30,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from harness import cli, figures
-from harness import catalogue
+from harness import catalogue, cli, figures, long_tables, render, wide_tables
 from harness.catalogue import Catalogue, Figure, Table
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.gin_rows import figure_rows
+from harness.gin_rows import common_layers, figure_rows, table_rows
 from harness.report import CATALOGUE_HELP
 from harness.run_store import RunStore
 from harness.table_sources import FigureUnavailable, Sources
-from harness.wide_tables import GROUPS, dataset_family, fmt, markdown_cell
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -134,8 +133,6 @@ def draw_figure(item: Figure, sources: Sources, out: Path, runs: Outcome | None
 
 # -- the page ---------------------------------------------------------------------------------
 
-HIGHER_IS_BETTER = ("acc", "cacc", "aacc", "individual_acc", "disagreement", "kl", "auroc",
-                    "robust_acc", "pearson", "spearman")
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 100em; }
 table { border-collapse: collapse; font-size: 0.8em; margin-bottom: 1em; }
@@ -143,119 +140,27 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
 th { background: #eee; } td.name { text-align: left; }
 td.better { background: #d4f4d4; } td.worse { background: #f8d4d4; }
 td.missing, li.missing { color: #a00; } .note { color: #555; font-size: 0.9em; }
+td.missing { text-align: left; }
 img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def higher_is_better(metric: str) -> bool:
-    return any(metric == name or metric.startswith(f"{name}_") for name in HIGHER_IS_BETTER)
+def table_model(table: Table, frame: pd.DataFrame, scale: str, layered: list[str]
+                ) -> render.Table:
+    """A table of either kind (harness/wide_tables.py's Tables 1-3 and 6, harness/
+    long_tables.py's one printed number per row) with its intro and notes."""
+    if table.kind == "long":
+        return long_tables.table_model(frame, table, scale, layered)
+    return wide_tables.table_model(frame, table.number, scale, layered)
 
 
-def cell(value, digits: int) -> str:
-    return "-" if value is None or pd.isna(value) else fmt(float(value), digits)
-
-
-def delta_cell(ours, paper, digits: int, metric: str) -> str:
-    if pd.isna(ours) or pd.isna(paper):
-        return "<td>-</td>"
-    delta = float(ours) - float(paper)
-    if np.isclose(delta, 0.0):
-        kind = ""
-    else:
-        kind = "better" if (delta > 0) == higher_is_better(metric) else "worse"
-    return f'<td class="{kind}">{delta:+.{max(digits, 0)}f}</td>'
-
-
-def wide_missing_reason(row: dict, frame: pd.DataFrame) -> str:
-    """Why a printed row of a wide table has no number of ours: the runs of its method, M and
-    S that ran on another data set (Table 6's CIFAR-100 rows at smoke scale ran on digits), or
-    none at all."""
-    elsewhere = frame[(frame.status == "ok") & (frame.method == row["method"])
-                      & (frame.M == row["M"]) & np.isclose(frame.sparsity, row["sparsity"])]
-    if len(elsewhere):
-        datasets = ", ".join(sorted({dataset_family(name) for name in elsewhere.dataset}))
-        return (f"no run of ours on {row['dataset']}: {', '.join(elsewhere.row)} ran on "
-                f"{datasets}")
-    return "no finished run of this row (its method or suite is not built, or it has not run)"
-
-
-def wide_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
-    """A table of harness/report.py's wide format (Tables 1-3, 6): per metric ours, the
-    paper's and Δ; returns the HTML and its missing rows and cells."""
-    columns = [(title, name, digits, delta) for title, name, digits, with_paper, delta in GROUPS
-               if with_paper and (frame[name].notna().any()
-                                  or frame[f"paper_{name}"].notna().any())]
-    head = ["method (row)", "M", "S", "seeds"]
-    for title, _, _, delta in columns:
-        head += [title, "paper"] + (["Δ"] if delta else [])
-    lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    missing = []
-    for row in frame.to_dict("records"):
-        name = row["method"] + (f" ({row['row']})" if isinstance(row["row"], str) else "")
-        ok = row["status"] == "ok"
-        cells = [f'<td class="name">{html.escape(name)}</td>', f"<td>{row['M']}</td>",
-                 f"<td>{cell(row['sparsity'], 1)}</td>",
-                 f"<td>{row['seeds']}</td>" if ok else '<td class="missing">missing</td>']
-        if not ok:
-            missing.append(f"{name}, M = {row['M']}, S = {row['sparsity']}: "
-                           f"{wide_missing_reason(row, frame)}")
-        for title, metric, digits, delta in columns:
-            ours, paper = row[metric], row.get(f"paper_{metric}", np.nan)
-            if ok and pd.isna(ours) and not pd.isna(paper):
-                missing.append(f"{name}: {title} not measured by this run (its suite or data "
-                               f"set is not part of this scale's runs)")
-            text = markdown_cell(row, metric, digits, "ours") if ok else "-"
-            lines_cells = [f"<td>{html.escape(text)}</td>", f"<td>{cell(paper, digits)}</td>"]
-            if delta:
-                lines_cells.append(delta_cell(ours, paper, digits, metric))
-            cells += lines_cells
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines), missing
-
-
-LONG_KEY = ("dataset", "method", "M", "sparsity", "setting", "metric")
-
-
-def long_table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
-    """A table of harness/long_tables.py's format (Tables 4-13: one row per printed number,
-    matched on dataset, method, M, sparsity, setting and metric): ours (± std over seeds),
-    the paper's, Δ and the status, with the reason of a missing number."""
-    from harness.long_tables import PERCENT_METRICS
-
-    head = ["dataset", "method (row)", "M", "S", "setting", "metric", "ours", "paper", "Δ",
-            "status"]
-    lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    missing = []
-    for row in frame.to_dict("records"):
-        digits = 2 if row["metric"] in PERCENT_METRICS else 3
-        name = row["method"] + (f" ({row['row']})" if isinstance(row.get("row"), str)
-                                and row["row"] else "")
-        setting = row["setting"] if isinstance(row["setting"], str) else ""
-        ok = row["status"] == "ok"
-        if not ok:
-            sparsity = cell(row["sparsity"], 2)  # none for a cell across levels (Table 8)
-            missing.append(f"{row['dataset']}, {name}, M = {row['M']}, S = {sparsity}"
-                           f"{f', {setting}' if setting else ''}, {row['metric']}: "
-                           f"{row.get('reason') or row['status']}")
-        ours = cell(row["value"], digits)
-        if not pd.isna(row.get("value_std", np.nan)):
-            ours += f" ± {cell(row['value_std'], digits)}"
-        status = row["status"] if ok else f"{row['status']}: {row.get('reason') or ''}"
-        cells = [f'<td class="name">{html.escape(str(text))}</td>' for text in
-                 (row["dataset"], name, row["M"], cell(row["sparsity"], 2), setting,
-                  row["metric"])]
-        cells += [f"<td>{html.escape(ours)}</td>", f"<td>{cell(row['paper'], digits)}</td>",
-                  delta_cell(row["value"], row["paper"], digits, row["metric"]),
-                  f'<td class="{"" if ok else "missing"}">{html.escape(status)}</td>']
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines), missing
-
-
-def table_html(frame: pd.DataFrame) -> tuple[str, list[str]]:
-    return (long_table_html(frame) if "metric" in frame.columns
-            else wide_table_html(frame))
+def table_layers(table: Table, page_scale: str, gin_dir: Path) -> list[str]:
+    """The gin files every row of the table is layered with besides its own (none where its
+    rows cannot be listed: the page names why)."""
+    try:
+        return common_layers(table_rows(table, table.scale(page_scale), gin_dir))
+    except UserError:
+        return []
 
 
 def commits(frame: pd.DataFrame) -> list[str]:
@@ -290,8 +195,10 @@ def heading(anchor: str, label: str, title: str, outcome: Outcome,
 
 
 def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome],
-         figure_outcomes: dict[str, Outcome]) -> str:
-    """The whole page as HTML text."""
+         figure_outcomes: dict[str, Outcome], layered: dict[int, list[str]] | None = None
+         ) -> str:
+    """The whole page as HTML text; `layered`: per table the gin files its rows were layered
+    with besides their own."""
     parts, missing, run_commits = [], [], set()
     for table in contents.tables:
         outcome = tables[table.number]
@@ -300,13 +207,14 @@ def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome
         if outcome.path is None:
             continue
         frame = pd.read_parquet(outcome.path)
-        body, cells = table_html(frame)
+        model = table_model(table, frame, table.scale(scale),
+                            (layered or {}).get(table.number, []))
         run_commits.update(commits(frame))
         note = (f" (rows at scale <code>{table.scale(scale)}</code>)"
                 if table.scale(scale) != scale else "")
         parts.append(f'<p class="note">{len(frame)} rows{note}; made in '
-                     f"{outcome.seconds:.0f} s.</p>{body}")
-        missing += [f"Table {table.number}: {text}" for text in cells]
+                     f"{outcome.seconds:.0f} s.</p>{render.html(model)}")
+        missing += [f"Table {table.number}: {text}" for text in model.missing]
     for item in contents.figures:
         outcome = figure_outcomes[item.key]
         parts += heading(f"figure{item.key}", f"Figure {item.key}", item.title, outcome, missing)
@@ -331,10 +239,11 @@ def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome
               f"commit(s) <code>{html.escape(', '.join(sorted(run_commits)) or '-')}</code>; "
               f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; tables and "
               f"figures took {total:.0f} s this time (reused runs cost nothing). Ours beside "
-              f"the paper's printed numbers; Δ = ours − paper, green where ours is better, "
-              f"red where worse. Accuracies in %, NLL in nats, ECE as a fraction. At a scale "
-              f"other than <code>paper</code> the data, models and lengths are reduced, so Δ "
-              f"measures the scale as much as the method.</p><p>{contents}</p>"
+              f"the paper's printed numbers; each table says which data and model ours come "
+              f"from, its units and conventions. At scale <code>paper</code> Δ = ours − paper "
+              f"is green where ours is better, red where worse; at another scale the data, "
+              f"models and lengths are reduced, so Δ measures the scale as much as the method "
+              f"and is not coloured.</p><p>{contents}</p>"
               f"<h2 id=\"missing\">Missing ({len(missing)})</h2>{missing_html}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>FreeTickets at scale "
             f"{scale}</title><style>{STYLE}</style></head><body>{header}"
@@ -377,7 +286,8 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
     path = out / "index.html"
-    text = page(contents, scale, git_commit(), tables, figure_outcomes)
+    text = page(contents, scale, git_commit(), tables, figure_outcomes,
+                {table.number: table_layers(table, scale, gin_dir) for table in contents.tables})
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
 

@@ -14,7 +14,7 @@ comes here too). Tables 1-3 and 6 are wide (harness/wide_tables.py), 4 and up lo
 import sys
 from pathlib import Path
 
-from harness import catalogue, cli, long_tables, wide_tables
+from harness import catalogue, cli, long_tables, render, wide_tables
 from harness.errors import UserError
 from harness.record import SUMMARY
 from harness.run_store import RunStore
@@ -34,13 +34,13 @@ def write_table_report(entry: catalogue.Table, scale: str, runs: list[RowRuns],
         reference = long_tables.load_reference_extra(Path(entry.reference or
                                                           long_tables.REFERENCE_EXTRA))
         frame = long_tables.build_long_table(entry, scale, runs, reference)
-        markdown = long_tables.to_markdown(frame, entry, scale, layered_files(runs))
+        model = long_tables.table_model(frame, entry, scale, layered_files(runs))
     else:
         reference = wide_tables.load_reference(Path(entry.reference or wide_tables.REFERENCE))
         frame = wide_tables.build_table(entry.number, scale, runs, reference)
-        markdown = wide_tables.to_markdown(frame, entry.number, scale, layered_files(runs))
+        model = wide_tables.table_model(frame, entry.number, scale, layered_files(runs))
     stem = output_dir / f"table{entry.number}"
-    wide_tables.write_report(frame, stem, markdown)
+    wide_tables.write_report(frame, stem, render.markdown(model))
     return stem.with_suffix(".md")
 
 

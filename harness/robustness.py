@@ -36,7 +36,8 @@ from harness.data.cifar_c import open_folder, published_folder
 from harness.data.imagenet import (ImageNetLoader, check_classes, class_folders,
                                    download_imagenet_a, download_imagenet_c,
                                    imagenet_a_classes)
-from harness.data.ood import DEFAULT_SETS, load_ood_set
+from harness.data.facts import FAMILIES, facts
+from harness.data.ood import load_ood_set
 from harness.data.sources import DEFAULT_DATA_DIR
 from harness.errors import UserError, check_number
 from harness.evaluate import SUITES, EvalSet, evaluate
@@ -48,7 +49,8 @@ EXTRA_CORRUPTIONS = tuple(corruptions.EXTRA)  # speckle noise, Gaussian blur, sp
 ALL_CORRUPTIONS = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
 SEVERITIES = corrupt.SEVERITIES
 # Where cAcc comes from when a run has several corrupted suites: published sets first.
-CORRUPTED_SUITES = ("cifar10_c", "cifar100_c", "imagenet_c", "generated_c")
+CORRUPTED_SUITES = (*(family.corrupted_suite for family in FAMILIES.values()
+                      if family.corrupted_suite), "generated_c")
 
 
 @dataclass(frozen=True)
@@ -261,8 +263,7 @@ def ood(context, sets: Sequence[str] | None = None, data_dir: str = DEFAULT_DATA
     """OoD detection (App. K) against `sets`, by default App. K's for CIFAR-10/100 (SVHN, the
     other CIFAR, Gaussian noise) and Gaussian noise for other datasets."""
     test = context.splits.test
-    dataset = Path(context.splits.name).name.removesuffix(".npz")
-    names = tuple(sets) if sets is not None else DEFAULT_SETS.get(dataset, ("gaussian_noise",))
+    names = tuple(sets) if sets is not None else facts(context.splits.name).ood_sets
     if not names or isinstance(sets, str):
         raise UserError(f"ood.sets must name one or more OoD sets (e.g. ('svhn',)), got "
                         f"{sets!r}")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.config import parse
 from harness.errors import UserError, first_line
-from harness.gin_rows import TableRow, figure_rows, table_rows
+from harness.gin_rows import TableRow, common_layers, figure_rows, table_rows
 from harness.record import is_finished, read_summary
 from harness.run_lock import failure_path, read_record
 from harness.run_store import RunStore, last_error
@@ -82,8 +82,7 @@ def table_runs(entry, scale: str, store: RunStore, *, gin_dir: Path = Path("gin"
 
 def layered_files(runs: list[RowRuns]) -> list[str]:
     """The gin files every row was layered with besides its own (scale, extras)."""
-    files = [run.row.gin_files[1:] for run in runs]
-    return [file for file in files[0] if all(file in other for other in files)] if files else []
+    return common_layers([run.row for run in runs])
 
 
 class FigureUnavailable(Exception):

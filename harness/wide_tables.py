@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness import render
+from harness.data.facts import dataset_family
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import SUMMARY, read_metrics, read_summary
@@ -31,7 +33,7 @@ REFERENCE = ROOT / "reports" / "reference" / "freetickets_tables.csv"
 CLEAN = {"acc": "test/accuracy", "nll": "test/nll", "ece": "test/ece"}
 CORRUPTED = ("cacc", "cnll", "cece", "aacc", "anll", "aece")
 METRICS = (*CLEAN, *CORRUPTED)
-PERCENT = ("acc", "cacc", "aacc")  # fractions in run records, % in the paper's tables
+PERCENT = tuple(name for name in METRICS if name in render.PERCENT)  # fractions in run records
 FLOPS = ("train_flops", "train_flops_ratio", "test_flops_ratio", "training_runs")
 # Wall-clock ms per image of the whole ensemble, dense form and (sparse runs) sparse inference
 # form, from the run's timing rows (harness/timing.py): machine-dependent, never diffed.
@@ -118,13 +120,6 @@ def aggregate(records: list[dict]) -> dict:
     for key in PROVENANCE:
         row[key] = ",".join(sorted(set(frame[key].astype(str))))
     return row
-
-
-def dataset_family(dataset: str) -> str:
-    """The paper's dataset a run of ours stands in for: the cpu scale's arrays by their file
-    name ('cifar10.npz', gin/scale/cpu.gin). Digits (smoke scale) stand in for none: in a
-    table of several datasets its rows are listed after the paper's."""
-    return dataset.removesuffix(".npz")
 
 
 def load_reference(path: Path = REFERENCE) -> pd.DataFrame:
@@ -226,84 +221,25 @@ def pruning_notes(methods) -> list[str]:
             *(f"- {name}: {PRUNING_NOTES[name]}" for name in present)] if present else []
 
 
-def fmt(value, digits: int) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}" if digits >= 0 else f"{value:.2e}"
+def missing_reason(row: dict, frame: pd.DataFrame) -> str:
+    """Why a printed row has no number of ours: the runs of its method, M and S that ran on
+    another data set (Table 6's CIFAR-100 rows at smoke scale ran on digits), or none at all."""
+    elsewhere = frame[(frame.status == "ok") & (frame.method == row["method"])
+                      & (frame.M == row["M"]) & np.isclose(frame.sparsity, row["sparsity"])]
+    if len(elsewhere):
+        datasets = ", ".join(sorted({dataset_family(name) for name in elsewhere.dataset}))
+        return (f"no run of ours on {row['dataset']}: {', '.join(elsewhere.row)} ran on "
+                f"{datasets}")
+    return "no finished run of this row (its method or suite is not built, or it has not run)"
 
 
-# markdown columns: (title, our column, digits (-1: scientific), with the paper's number,
-# with the difference). The difference of absolute FLOPs or of run counts says nothing new.
-GROUPS = (("Acc %", "acc", 2, True, True), ("NLL", "nll", 3, True, True),
-          ("ECE", "ece", 3, True, True), ("cAcc %", "cacc", 2, True, True),
-          ("cNLL", "cnll", 3, True, True), ("cECE", "cece", 3, True, True),
-          ("aAcc %", "aacc", 2, True, True), ("aNLL", "anll", 2, True, True),
-          ("aECE", "aece", 2, True, True), ("train FLOPs", "train_flops", -1, True, False),
-          ("train FLOPs x", "train_flops_ratio", 2, True, True),
-          ("test FLOPs x", "test_flops_ratio", 2, True, True),
-          ("ms/img", "infer_ms", 3, False, False),
-          ("sparse ms/img", "sparse_infer_ms", 3, False, False),
-          ("runs", "training_runs", 1, True, False))
-
-
-def markdown_columns(frame: pd.DataFrame) -> list[tuple[str, str, int, str]]:
-    """(title, column, digits, kind) with kind 'ours', 'paper' or 'delta'; a metric with no
-    number of ours shows the paper's alone, one with no number at all is left out."""
-    columns = []
-    for title, name, digits, paper, delta in GROUPS:
-        has_ours = frame[name].notna().any()
-        has_paper = paper and frame[f"paper_{name}"].notna().any()
-        if has_ours:
-            columns.append((title, name, digits, "ours"))
-        if has_paper:
-            columns.append(("paper" if has_ours else f"{title} (paper)", name, digits, "paper"))
-        if has_ours and has_paper and delta:
-            columns.append(("Δ", name, digits, "delta"))
-    return columns
-
-
-def markdown_cell(row: dict, name: str, digits: int, kind: str) -> str:
-    ours, paper = row[name], row.get(f"paper_{name}", np.nan)
-    if kind == "paper":
-        return fmt(paper, digits)
-    if kind == "delta":
-        return fmt(ours - paper, digits)
-    std = row.get(f"{name}_std", np.nan)
-    return fmt(ours, digits) + ("" if np.isnan(std) else f" ± {fmt(std, digits)}")
-
-
-def to_markdown(frame: pd.DataFrame, table: int, scale: str, layered: list[str]) -> str:
-    """Ours (mean ± std over seeds), the paper's number and the difference, per metric."""
-    columns = markdown_columns(frame)
-    header = ["method", "M", "S", "seeds", *(title for title, *_ in columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in frame.to_dict("records"):
-        cells = [row["method"] + (f" ({row['row']})" if isinstance(row["row"], str) else ""),
-                 str(row["M"]), fmt(row["sparsity"], 1),
-                 str(row["seeds"]) if row["status"] == "ok" else "missing",
-                 *(markdown_cell(row, *column[1:]) for column in columns)]
-        lines.append("| " + " | ".join(cells) + " |")
-    ours = frame[frame.status == "ok"]
-    settings = ", ".join(sorted({f"{d} / {m}" for d, m in zip(ours.dataset, ours.model)}))
-    commits = ", ".join(sorted({c for value in ours.git_commit for c in value.split(",")}))
-    layering = f" (layered with {', '.join(f'`{f}`' for f in layered)})" if layered else ""
-    intro = [f"# Table {table}: ours at scale `{scale}` beside the paper", "",
-             f"Ours: {settings}, scale `{scale}`{layering}, git {commits}. Paper: "
-             f"`reports/reference/freetickets_tables.csv`.",
-             "Accuracies in %, NLL in nats, ECE as a fraction (15 bins); ours = mean ± sample "
-             "std over seeds; Δ = ours − paper; FLOPs x = relative to the dense single model "
-             "at the reference schedule. 'missing': no finished run of that row (its method "
-             "or suite is not built, or it has not run)."]
-    if frame["infer_ms"].notna().any():
-        intro.append("ms/img: measured wall-clock per test image of the whole ensemble (batch "
-                     "size, device and threads in each run's summary.json); sparse ms/img: "
-                     "the same members in sparse inference form (harness/sparse_inference.py). "
-                     "They depend on the machine and its load.")
-    if scale != "paper":
-        intro.append(f"At scale `{scale}` the data, model and lengths are reduced: Δ measures "
-                     f"the scale as much as the method.")
-    return "\n".join(intro + [""] + lines + havasi_notes(frame.method)
-                     + pruning_notes(frame.method)) + "\n"
+def table_model(frame: pd.DataFrame, table: int, scale: str, layered: list[str]
+                ) -> render.Table:
+    """The wide table (Tables 1-3, 6) with its notes, for the .md file and the page."""
+    return render.wide(frame, f"Table {table}: ours at scale `{scale}` beside the paper", scale,
+                       layered, havasi_notes(frame.method) + pruning_notes(frame.method),
+                       REFERENCE.relative_to(ROOT).as_posix(),
+                       lambda row: missing_reason(row, frame))
 
 
 def write_report(frame: pd.DataFrame, stem: Path, markdown: str) -> None:
@@ -314,19 +250,8 @@ def write_report(frame: pd.DataFrame, stem: Path, markdown: str) -> None:
     atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
 
 
-def significant(value) -> str:
-    """4 significant digits for a number, '-' for none."""
-    if isinstance(value, float):
-        return "-" if np.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
 def write_table(rows: list[dict], stem: Path, title: str) -> pd.DataFrame:
     """A plain table of `run_row`s (`make demo`): `<stem>.parquet` and `<stem>.md`."""
     frame = pd.DataFrame(rows, columns=list(DEMO_COLUMNS))
-    lines = [f"# {title}", "", "| " + " | ".join(frame.columns) + " |",
-             "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(significant, row)) + " |"
-              for row in frame.itertuples(index=False)]
-    write_report(frame, stem, "\n".join(lines) + "\n")
+    write_report(frame, stem, render.frame_markdown(frame, title))
     return frame

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import DATASETS
+from harness.data import DATASETS, PUBLISHED_GEOMETRY
 from harness.data.arrays import ArrayDataset, Augment, split_holdout, take, train_batches
+from harness.data.facts import class_name, dataset_family, facts
 from harness.errors import UserError
+from harness.flops.plan import reference_epochs
+from harness.robustness import CORRUPTED_SUITES
 
 
 def toy_dataset(n=10, size=6):
@@ -163,3 +166,17 @@ def test_cifar10_reads_the_published_layout_and_checks_md5(tmp_path, monkeypatch
 def test_missing_cifar_offline_names_the_setting(tmp_path):
     with pytest.raises(UserError, match="cifar100.data_dir"):
         DATASETS.get("cifar100")(data_dir=str(tmp_path / "none"), download=False)
+
+
+def test_a_datasets_facts_are_read_through_its_family():
+    # an array copy stands in for the paper's data set by its file name (gin/scale/cpu.gin)
+    assert dataset_family("data/cifar10.npz") == "cifar10"
+    assert facts("cifar100.npz").ood_sets == ("svhn", "cifar10", "gaussian_noise")  # App. K
+    assert facts("digits").ood_sets == ("gaussian_noise",) and facts("npz").geometry is None
+    assert (reference_epochs("imagenet"), reference_epochs("cifar10"),
+            reference_epochs("npz")) == (150, 250, 250)
+    assert CORRUPTED_SUITES == ("cifar10_c", "cifar100_c", "imagenet_c", "generated_c")
+    assert (class_name("cifar100", 2), class_name("digits.npz", 7),
+            class_name("svhn", 4)) == ("baby", "7", "4")
+    assert PUBLISHED_GEOMETRY["imagenet"].num_classes == 1000 and "digits" not in \
+        PUBLISHED_GEOMETRY

@@ -14,6 +14,7 @@ import torch
 
 from harness import experiment, long_tables  # noqa: F401  experiment: its configurables
 from harness.catalogue import PAPER
+from harness.data.facts import FAMILIES
 from harness.diversity_tables import class_disagreement
 from harness.errors import UserError
 from harness.gin_rows import table_rows
@@ -169,7 +170,7 @@ def test_per_class_table_matches_the_paper_columns_by_class_index(tmp_path):
                               method="dst", members=3, sparsity=0.8, classes=12, examples=240))
     dst = frame[(frame.method == "DST Ensemble") & (frame.status == "ok")]
     assert list(dst.setting) == [f"class {k}: {name}" for k, name
-                                 in enumerate(long_tables.CLASS_NAMES["cifar100"])]
+                                 in enumerate(FAMILIES["cifar100"].class_names)]
     fish = dst[dst.setting == "class 2: baby"].iloc[0]
     assert fish.paper == 0.227 and fish.note.startswith("printed as 'Fish'")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import catalogue, report, wide_tables
+from harness import catalogue, render, report, wide_tables
 from harness.errors import UserError
 from harness.gin_rows import TableRow, table_rows
 from harness.record import write_json, write_metrics
@@ -17,6 +17,13 @@ from harness.run_store import RunStore
 from harness.table_sources import RowRuns, row_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cells(markdown: str, first: str) -> list[str]:
+    """The cells of the markdown table row whose first cell is `first`."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]
+    return next(row for row in rows if row[0] == first)
 
 
 def fake_run(run_dir: Path, *, method="dense_ensemble", members=2, sparsity=0.0, seed=0,
@@ -120,9 +127,15 @@ def test_paper_rows_without_runs_are_missing_and_never_numbered(tmp_path):
     extra = frame.iloc[-1]
     assert extra.row == "mine" and np.isnan(extra.paper_acc)
 
-    markdown = wide_tables.to_markdown(frame, 1, "smoke", ["gin/scale/smoke.gin"])
-    assert "| MIMO | 3 | 0.0 | missing | - | 96.40 |" in markdown
-    assert "scale `smoke`" in markdown and "Δ" in markdown
+    markdown = render.markdown(wide_tables.table_model(frame, 1, "smoke",
+                                                       ["gin/scale/smoke.gin"]))
+    mimo = cells(markdown, "MIMO")
+    assert mimo[:5] == ["MIMO", "cifar10 / wrn28_10", "3", "0",
+                        "missing: no finished run of this row (its method or suite is not "
+                        "built, or it has not run)"]
+    assert mimo[5:7] == ["-", "96.40"]
+    assert cells(markdown, "Not In The Paper (mine)")[1] == "digits / wrn10_2"
+    assert "scale `smoke` (layered with `gin/scale/smoke.gin`)" in markdown and "Δ" in markdown
 
 
 def test_sparse_rows_match_the_paper_on_m_and_sparsity(tmp_path):
@@ -186,10 +199,10 @@ def test_demo_table_of_single_runs(tmp_path):
 def test_rows_quoted_from_havasi_carry_their_flops_convention(tmp_path):
     frame = wide_tables.build_table(1, "smoke", [
         fake_row(tmp_path, "batch_ensemble", "BatchEnsemble", members=4, ratio=4.0)])
-    markdown = wide_tables.to_markdown(frame, 1, "smoke", [])
+    markdown = render.markdown(wide_tables.table_model(frame, 1, "smoke", []))
     assert "Havasi et al. 2021" in markdown and "- BatchEnsemble: the batch is tiled" in markdown
     plain = frame[frame.method == "Single Dense Model"]
-    assert "Havasi" not in wide_tables.to_markdown(plain, 1, "smoke", [])
+    assert "Havasi" not in render.markdown(wide_tables.table_model(plain, 1, "smoke", []))
 
 
 
@@ -206,7 +219,8 @@ def test_wall_clock_sits_beside_flops_in_milliseconds(tmp_path):
     assert rows.at["edst", "sparse_infer_ms"] == pytest.approx(1.0)
     assert rows.at["dense", "infer_ms"] == pytest.approx(0.5)
     assert np.isnan(rows.at["dense", "sparse_infer_ms"])
-    markdown = wide_tables.to_markdown(frame, 1, "smoke", [])
-    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
-    assert "| test FLOPs x | ms/img | sparse ms/img |" in header
+    markdown = render.markdown(wide_tables.table_model(frame, 1, "smoke", []))
+    header = cells(markdown, "method (row)")
+    assert header[header.index("test FLOPs x"):][:3] == ["test FLOPs x", "ms/img",
+                                                         "sparse ms/img"]
     assert "summary.json" in markdown  # says where batch size and device are recorded

@@ -22,12 +22,6 @@ from harness.data.arrays import ArrayDataset
 from harness.data.corrupt import load_test_split
 from harness.errors import UserError, first_line
 
-# App. K's sets for each training set (an npz copy by its file name, e.g. cifar10.npz); other
-# datasets default to the noise images alone.
-DEFAULT_SETS = {"cifar10": ("svhn", "cifar100", "gaussian_noise"),
-                "cifar100": ("svhn", "cifar10", "gaussian_noise")}
-
-
 # SVHN's and CIFAR's images, [C, H, W].
 PUBLISHED_SHAPE = (3, 32, 32)
 

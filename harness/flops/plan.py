@@ -11,22 +11,12 @@ from typing import Callable
 from torch import nn
 
 from harness import scale
+from harness.data.facts import facts
 from harness.flops import dense_forward_flops
 
-# Epochs of the dense single model that the paper's ratios divide by (at batch size and scale
-# of the run being normalised, so a ratio means the same at every scale):
-#  * CIFAR (WRN-28-10): 250 epochs, the paper's DST recipe (App. C). It reproduces the tables'
-#    ratios (DST M=3 S=0.8: 3 x 250 x 0.34 / 250 = 1.01; EDST M=3: 450 x 0.34 / 250 = 0.61)
-#    and gives 3.9e17 FLOPs against the quoted 3.6e17 (within 10%).
-#  * ImageNet (ResNet-50): 150 epochs. The paper's ratios imply it (EDST M=2, 170 epochs at
-#    f_S/f_D = 0.42: 0.48 -> 149 epochs; DST M=2 at 200 epochs: 1.12 -> 150) and it gives
-#    4.7e18 against the quoted 4.8e18, RigL's dense ResNet-50 at 1.5x its 100-epoch budget.
-REFERENCE_EPOCHS = {"imagenet": 150}
-DEFAULT_REFERENCE_EPOCHS = 250
-
-
 def reference_epochs(dataset: str) -> int:
-    return REFERENCE_EPOCHS.get(dataset, DEFAULT_REFERENCE_EPOCHS)
+    """Epochs of the dense single model the paper's ratios divide by (harness/data/facts.py)."""
+    return facts(dataset).reference_epochs
 
 
 @dataclass(frozen=True)
