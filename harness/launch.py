@@ -36,7 +36,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from harness import cli
+from harness import catalogue, cli
 from harness.compute_plan import PlannedRun, plan
 from harness.errors import UserError, first_line
 from harness.record import write_json
@@ -47,6 +47,8 @@ flags.DEFINE_string("scale", "paper", "paper, cpu or smoke")
 flags.DEFINE_integer("seeds", 1, "seeds 0..N-1 per row")
 flags.DEFINE_list("gin_file", [], "extra gin files layered after the scale")
 flags.DEFINE_string("gin_dir", "gin", "where the rows are")
+flags.DEFINE_string("catalogue", None, "a Python file defining CATALOGUE: the paper's tables "
+                    "and your own (harness/catalogue.py `load`)")
 flags.DEFINE_string("runs_dir", "runs", "the runs (on a file system every node shares)")
 flags.DEFINE_string("output_dir", "reports", "where the tables are written")
 flags.DEFINE_enum("executor", "slurm", ["slurm", "local"], "where the jobs run")
@@ -228,17 +230,16 @@ def launch_local(submitter, runs: list[PlannedRun]) -> list[str]:
     return outcomes
 
 
-def build_tables(tables: list[int] | None) -> None:
-    from harness.paper import TABLES
-
-    for table in TABLES:
+def build_tables(tables: list[int] | None, contents: catalogue.Catalogue) -> None:
+    for table in contents.tables:
         if tables is not None and table.number not in tables:
             continue
         command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
                    f"--scale={table.scale(FLAGS.scale)}", f"--seeds={FLAGS.seeds}",
                    f"--runs_dir={FLAGS.runs_dir}", f"--output_dir={FLAGS.output_dir}",
                    f"--gin_dir={FLAGS.gin_dir}", "--noprogress",
-                   *[f"--gin_file={file}" for file in FLAGS.gin_file]]
+                   *[f"--gin_file={file}" for file in FLAGS.gin_file],
+                   *([f"--catalogue={FLAGS.catalogue}"] if FLAGS.catalogue else [])]
         done = subprocess.run(command, capture_output=True, text=True)
         print(f"table {table.number}: "
               f"{'written to ' + FLAGS.output_dir if done.returncode == 0 else 'incomplete'}"
@@ -256,8 +257,9 @@ def launch() -> int:
         raise UserError("--executor=slurm needs sbatch and srun on this machine; use "
                         "--executor=local to run the jobs here")
     runs_dir = Path(FLAGS.runs_dir)
+    contents = catalogue.load(FLAGS.catalogue)
     runs = plan(tables, FLAGS.scale, FLAGS.seeds, gin_dir=Path(FLAGS.gin_dir),
-                runs_dir=runs_dir, extra_files=FLAGS.gin_file)
+                runs_dir=runs_dir, extra_files=FLAGS.gin_file, contents=contents)
     finished = sum(run.status == "finished" for run in runs)
     print(f"{len(runs)} distinct runs, {finished} finished", flush=True)
     chosen = to_submit(runs)
@@ -279,7 +281,7 @@ def launch() -> int:
             return 0
         for run, job in zip(chosen, jobs):
             print(f"{run.name} seed {run.seed}: {outcome_of(run, job)}", flush=True)
-    build_tables(tables)
+    build_tables(tables, contents)
     return 0
 
 
