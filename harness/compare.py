@@ -27,7 +27,8 @@ from harness.config import bindings
 from harness.errors import UserError
 from harness.record import SUMMARY, is_finished, read_summary
 from harness.render import MEASURES, grid, sparsity_text
-from harness.wide_tables import METRICS, run_row, write_report
+from harness.durable import write_report
+from harness.run_numbers import METRICS, run_row
 
 IDENTITY = ("method", "dataset", "model", "M", "sparsity")
 RATIOS = ("train_flops_ratio", "test_flops_ratio")

@@ -4,12 +4,26 @@ digits set, then a small Table 1 in `<output_dir>/table1.{parquet,md}`. Finished
 import sys
 from pathlib import Path
 
-from harness import cli
+import pandas as pd
+
+from harness import cli, render
+from harness.durable import write_report
 from harness.errors import UserError, first_line
 from harness.experiment import run_experiment
 from harness.record import is_finished
-from harness.wide_tables import run_row, write_table
+from harness.run_numbers import TIMING, run_row
 from methods import METHODS
+
+DEMO_COLUMNS = ("method", "dataset", "model", "M", "sparsity", "acc", "nll", "ece", "cacc",
+                "cnll", "cece", "train_flops", "train_flops_ratio", "test_flops_ratio",
+                *TIMING, "training_runs", "seed", "epoch_factor")
+
+
+def write_table(rows: list[dict], stem: Path, title: str) -> pd.DataFrame:
+    """A plain table of `run_row`s (`make demo`): `<stem>.parquet` and `<stem>.md`."""
+    frame = pd.DataFrame(rows, columns=list(DEMO_COLUMNS))
+    write_report(frame, stem, render.frame_markdown(frame, title))
+    return frame
 
 
 def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:

@@ -39,7 +39,8 @@ from harness.errors import UserError
 from harness.long_tables import IDENTITY as LONG_KEY
 from harness.long_tables import LONG_COLUMNS
 from harness.render import PERCENT
-from harness.wide_tables import COLUMNS, METRICS, PROVENANCE, TIMING
+from harness.run_numbers import METRICS, PROVENANCE, TIMING
+from harness.wide_tables import COLUMNS
 
 KEY = ("table", "method", "M", "sparsity", "row")
 TOLERANCES = {**{name: 1e-4 if name in PERCENT else 1e-5 for name in METRICS},

@@ -34,3 +34,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         durable_replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_report(frame, stem: Path, markdown: str) -> None:
+    """`<stem>.parquet` and `<stem>.md`, each replaced durably and only once complete."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(stem.with_suffix(".parquet"),
+                 lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))

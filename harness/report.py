@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from harness import catalogue, cli, long_tables, render, wide_tables
+from harness.durable import write_report
 from harness.errors import UserError
 from harness.record import SUMMARY
 from harness.run_store import RunStore
@@ -40,7 +41,7 @@ def write_table_report(entry: catalogue.Table, scale: str, runs: list[RowRuns],
         frame = wide_tables.build_table(entry.number, scale, runs, reference)
         model = wide_tables.table_model(frame, entry.number, scale, layered_files(runs))
     stem = output_dir / f"table{entry.number}"
-    wide_tables.write_report(frame, stem, render.markdown(model))
+    write_report(frame, stem, render.markdown(model))
     return stem.with_suffix(".md")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import figures, paper, render, wide_tables
+from harness import figures, page, paper, render, wide_tables
 from harness.catalogue import FIGURES, PAPER, TABLES
 from harness.gin_rows import figure_rows
 from harness.long_tables import LONG_COLUMNS
@@ -224,12 +224,12 @@ def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_pa
     tables.mkdir(parents=True)
     long_table(4, [("DST Ensemble", "kl", 0.1, 0.095, "ok", "")]).to_parquet(
         tables / "table4.parquet")
-    outcome = paper.Outcome(3.0, path=tables / "table4.parquet",
-                            missing="`python -m harness.tables --table=4` failed: 1 row(s) "
-                                    "could not run")
-    outcomes = {table.number: paper.Outcome(0.0, missing="not made") for table in TABLES}
-    text = paper.page(PAPER, "smoke", "abc", {**outcomes, 4: outcome},
-                      {figure.key: paper.Outcome(0.0) for figure in FIGURES})
+    outcome = page.Outcome(3.0, path=tables / "table4.parquet",
+                           missing="`python -m harness.tables --table=4` failed: 1 row(s) "
+                                   "could not run")
+    outcomes = {table.number: page.Outcome(0.0, missing="not made") for table in TABLES}
+    text = page.page(PAPER, "smoke", "abc", {**outcomes, 4: outcome},
+                     {figure.key: page.Outcome(0.0) for figure in FIGURES})
     table4 = section(text, "table4")
     assert "Missing: `python -m harness.tables --table=4` failed: 1 row(s)" in table4
     assert "<td>0.100</td><td>0.095</td>" in table4

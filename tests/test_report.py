@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import catalogue, render, report, wide_tables
+from harness import catalogue, demo, render, report, run_numbers, wide_tables
 from harness.errors import UserError
 from harness.gin_rows import TableRow, table_rows
 from harness.record import write_json, write_metrics
@@ -122,7 +122,7 @@ def test_paper_rows_without_runs_are_missing_and_never_numbered(tmp_path):
     assert list(frame.method[:2]) == ["Single Dense Model", "Monte Carlo Dropout"]  # paper order
     missing = frame[frame.status == "missing"]
     assert len(missing) == (reference.table == 1).sum() - 1
-    assert missing[list(wide_tables.METRICS) + list(wide_tables.FLOPS)].isna().all().all()
+    assert missing[list(run_numbers.METRICS) + list(run_numbers.FLOPS)].isna().all().all()
     assert (missing.seeds == 0).all() and missing.paper_acc.notna().all()
     extra = frame.iloc[-1]
     assert extra.row == "mine" and np.isnan(extra.paper_acc)
@@ -188,9 +188,8 @@ def test_incompatible_flops_record_is_a_user_error(tmp_path):
 
 def test_demo_table_of_single_runs(tmp_path):
     run = fake_run(tmp_path / "run", members=1, acc=0.9)
-    frame = wide_tables.write_table([wide_tables.run_row(run)], tmp_path / "demo" / "table1",
-                                    "Demo")
-    assert list(frame.columns) == list(wide_tables.DEMO_COLUMNS)
+    frame = demo.write_table([run_numbers.run_row(run)], tmp_path / "demo" / "table1", "Demo")
+    assert list(frame.columns) == list(demo.DEMO_COLUMNS)
     assert frame.acc.item() == pytest.approx(90.0) and frame.M.item() == 1
     assert (tmp_path / "demo" / "table1.md").read_text().startswith("# Demo")
     assert pd.read_parquet(tmp_path / "demo" / "table1.parquet").shape == (1, 19)

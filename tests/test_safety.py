@@ -17,7 +17,7 @@ from harness.data.sources import npz
 from harness.errors import Interrupted, UserError
 from harness.experiment import run_experiment
 from harness.record import write_json
-from harness.wide_tables import write_table
+from harness.demo import write_table
 from harness.gin_rows import TableRow
 from harness.run_store import RunStore
 from harness.table_runs import run_seed
