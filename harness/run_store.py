@@ -27,6 +27,7 @@ from harness.record import is_finished, write_json
 SEED_BINDING = "Experiment.seed"
 ID_LENGTH = 12
 ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
+SEED_ENTRY = re.compile(r"^seed(\d+)(\.[a-z]+\.json)?$")
 OLD_LAYOUT = ("table*/*/*/seed*", "figure*/*/*/seed*")
 
 
@@ -62,14 +63,15 @@ class RunStore:
         return self.configuration_dir(config) / f"seed{seed_of(config) if seed is None else seed}"
 
     def seeds(self, config: str, seeds: int | None = None) -> list[Path]:
-        """The run folders of `config`'s seeds 0..seeds-1, or of every seed present (None)."""
+        """The run folders of `config`'s seeds 0..seeds-1, or of every seed present (None): a
+        run folder, or a record beside one that never started (a failure, an error)."""
         folder = self.configuration_dir(config)
         if seeds is not None:
             return [folder / f"seed{k}" for k in range(seeds)]
         self.check_layout()
-        found = [path for path in folder.glob("seed*")
-                 if path.is_dir() and path.name[4:].isdigit()]
-        return sorted(found, key=lambda path: int(path.name[4:]))
+        found = {int(match.group(1)) for path in folder.glob("seed*")
+                 if (match := SEED_ENTRY.match(path.name))}
+        return [folder / f"seed{k}" for k in sorted(found)]
 
     def runs(self) -> list[Path]:
         """Every run folder in the store, finished or not."""

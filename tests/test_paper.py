@@ -67,7 +67,7 @@ def made(tmp_path):
     frame = long_table(8, sweep)
     pd.concat([frame, frame.assign(sparsity=0.9)]).to_parquet(tables / "table8.parquet")
     path = make_paper("smoke", runs_dir=runs, output_dir=tmp_path / "paper",
-                      gin_dir=ROOT / "gin", page_only=True)
+                      gin_dir=Path("gin"), page_only=True)  # as Table 1 was written
     return path, path.read_text()
 
 
