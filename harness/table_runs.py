@@ -11,7 +11,7 @@ import gin
 from harness.config import config_differences, parse
 from harness.errors import UserError, first_line
 from harness.record import is_finished, write_json
-from harness.report import ROW_FILE, report
+from harness.report import ROW_FILE, report, table_runs
 from harness.run_lock import Busy, failure_path, read_record, training_lock, waiting_job
 
 ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
@@ -187,6 +187,7 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
     CIFAR-100 absent at cpu scale): the table is written with that row's numbers missing and
     its reason, then one UserError names every such row."""
     from harness.long_tables import TABLES as LONG_TABLES
+    from harness.robustness_tables import rescore_phase
 
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -206,6 +207,9 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
             print(f"  {outcome}", flush=True)
             if outcome.startswith("skipped"):
                 break
+    # Rescoring is a phase of its own: the table below only reads what it leaves.
+    rescore_phase(table, [run for row in table_runs(runs_dir, table, scale, seeds, False)
+                          if not rows or row.name in rows for run in row.finished], progress)
     written = report(table, scale, runs_dir, output_dir, seeds)
     if failed:
         raise UserError(f"{len(failed)} row(s) could not run; {written} shows them missing: "
