@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import cli
 from harness.errors import UserError, first_line
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.record import is_finished
 from harness.report import run_row, write_table
 from methods import METHODS

@@ -47,6 +47,7 @@ from harness.errors import UserError
 from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
                                  member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
+from harness.reference import figure_2_right
 from harness.report import table_runs, tables_with_runs
 
 
@@ -244,27 +245,21 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
     return fig
 
 
-# Paper Fig. 2 right, a small printed table (CIFAR-10, M = 3, S = 0.8): (d_dis, d_KL). The
-# non-sparse rows appear to be quoted from Havasi et al. 2021.
-FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
-                  "LTR Ensemble": (0.026, 0.057), "EDST Ensemble": (0.031, 0.073),
-                  "MIMO": (0.032, 0.086), "DST Ensemble": (0.035, 0.095),
-                  "Dense Ensemble": (0.032, 0.086)}
-
-
 def diversity_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
     predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
-    printed values."""
+    printed values (harness/reference.py)."""
+    printed = figure_2_right()
     rows = []
     for label, run_dir in with_predictions(runs, "diversity"):
         summary = read_summary(run_dir)
         method = label.split(" (")[0]
-        if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
+        if summary["num_members"] < 2 or (method not in printed
                                           or summary["sparsity"] not in (0.0, 0.8)):
             continue
         mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
-        rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
+        rows.append((method, mean["disagreement"], mean["kl"],
+                     printed[method]["disagreement"], printed[method]["kl"]))
     if not rows:
         return None
     fig = Figure(figsize=(9, 3.6))

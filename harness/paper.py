@@ -477,7 +477,7 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
                page_only: bool = False) -> Path:
     """Runs (or reuses) what every table and figure needs, draws them and writes the page;
     returns its path."""
-    from harness.experiment import git_commit
+    from harness.execute import git_commit
 
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")

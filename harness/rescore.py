@@ -33,7 +33,7 @@ from harness.record import metrics_frame, read_metrics, read_summary, write_json
 RESCORED = "rescored"  # the run directory's entry (harness/record.py RUN_ENTRIES)
 # Bump when the same suite and settings would score differently (a set's definition moved).
 VERSION = 1
-# Suites whose rows are not a pass over an evaluation set (harness/experiment.py).
+# Suites whose rows are not a pass over an evaluation set (harness/execute.py).
 NOT_SCORED = ("timing", "structure", "flops")
 
 

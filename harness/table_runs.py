@@ -161,7 +161,7 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], row_dir: Path,
 
 def train_here(gin_files, bindings, run_dir: Path, progress: bool) -> None:
     """Trains (or resumes) one run in this process."""
-    from harness.experiment import run_experiment
+    from harness.execute import run_experiment
 
     run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=True,
                    progress=progress)

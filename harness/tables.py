@@ -27,10 +27,10 @@ exists is trained again; while such a run is unfinished (another table is traini
 row waits for it: skipped, and named as missing in the table. A row whose method is not
 registered yet is skipped and shows as missing in the table. A seed trains under its lock
 (harness/run_lock.py): one that another process is training, that a launcher's job is queued
-for, or whose job failed (harness/launch.py) is skipped and named so in the table. Then the tables that score finished runs again
-(11-13) rescore what their runs lack, saying first how many and roughly how long
-(harness/robustness_tables.py `rescore_phase`), and harness/report.py (Tables 1-3, 6) or
-harness/long_tables.py (Tables 4 and up) writes
+for, or whose job failed (harness/launch.py) is skipped and named so in the table. Then the
+tables that score finished runs again (11-13) rescore what their runs lack, saying first how
+many and roughly how long (harness/robustness_tables.py `rescore_phase`), and
+harness/report.py (Tables 1-3, 6) or harness/long_tables.py (Tables 4 and up) writes
 `<output_dir>/table<N>.parquet` and `.md`. `--plan` prints the compute plan instead
 (harness/compute_plan.py) and runs nothing.
 """

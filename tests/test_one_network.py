@@ -11,7 +11,7 @@ from torch import nn
 from harness.batching import MimoBatch, TiledBatch, tile_members
 from harness.data.arrays import ArrayDataset, Augment
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.models import STAGES, build_model
 from harness.predictions import load_predictions
 from harness.robustness import fgsm_batches

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from harness.config import config_differences, parse
-from harness.errors import UserError
 from harness.long_tables import LONG_COLUMNS, Missing
 from harness.record import write_metrics
 from harness.rescore import failure_path, rescored_path

@@ -14,7 +14,8 @@ from harness.data import Splits
 from harness.data.arrays import ArrayDataset
 from harness.data.ood import _torchvision_test
 from harness.errors import UserError
-from harness.experiment import DataContext, run_experiment
+from harness.execute import run_experiment
+from harness.experiment import DataContext
 from harness.predictors import Predictor
 from harness.record import foreign_entries, read_summary
 from harness.rescore import RESCORED, rescore

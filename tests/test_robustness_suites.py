@@ -12,11 +12,13 @@ from torch import nn
 from harness.data import Splits
 from harness.data.arrays import ArrayDataset
 from harness.errors import UserError
-from harness.experiment import DataContext, run_experiment
+from harness.execute import run_experiment
+from harness.experiment import DataContext
 from harness.metrics import auroc, entropy
 from harness.predictors import MemberEnsemble, Predictor
-from harness.robustness import (ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS,
-                                corrupted_summary, fgsm, fgsm_summary, ood_summary)
+from harness.robustness import fgsm
+from harness.robustness_summary import (ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS,
+                                        corrupted_summary, fgsm_summary, ood_summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 

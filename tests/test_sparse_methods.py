@@ -10,7 +10,7 @@ from torch import nn
 
 from harness.config import parse
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from methods.sparse.edst import EDSTEnsemble, Escape
 from methods.sparse.masking import Masking, SparsitySpec
 

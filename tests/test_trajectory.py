@@ -11,7 +11,8 @@ import pytest
 import harness.train
 from harness.config import parse
 from harness.errors import UserError
-from harness.experiment import Experiment, run_experiment
+from harness.execute import run_experiment
+from harness.experiment import Experiment
 from harness.schedules import (Constant, CosineRestarts, FastGeometric, MultiStep, Piecewise,
                                collection_steps, compose)
 from harness.train import Hook
