@@ -50,7 +50,7 @@ from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.loader_bench import bench_imagenet_loader
 from harness.models.wide_resnet import wide_resnet
-from harness.predictors import MemberEnsemble
+from harness.predictor_interface import MemberEnsemble
 from harness.bench_parts import (CIFAR_MEAN, CIFAR_STD, IMAGE_SHAPE, Result, harness_epoch,
                                  masked_wrn, synthetic)
 from harness.sparse_inference import KERNELS, layer_timings, round_seconds, sparsify, spread

@@ -8,7 +8,7 @@ with runs at that scale):
 
     ensemble_size   accuracy of the ensemble of the first m members, m = 1..M, beside the
                     mean accuracy of those members alone, re-scored from the cached
-                    predictions (harness/predictions.py) without retraining; single models as
+                    predictions (harness/cached_predictions.py) without retraining; single models as
                     horizontal lines (the paper's Fig. 5 is `fixed_budget_figure`: for EDST
                     it varies M at a fixed training budget, which first members cannot show)
     disagreement    pairwise prediction disagreement between members (paper Figs. 6-7)
@@ -25,7 +25,7 @@ need: `feature_kl_figure` (Fig. 2 left: per-layer KL between the members' featur
 harness/feature_maps.py, from the members replayed out of their saved stages),
 `diversity_figure` (Fig. 2 right: mean pairwise disagreement and KL beside the printed
 values), `trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
-harness/trajectories.py), `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
+harness/trajectory_tsne.py), `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
 KL against sparsity, from Table 8's sweep) and `fixed_budget_figure` (Fig. 5: accuracy against
 the ensemble size, EDST from its own runs at a fixed training budget).
 """
@@ -44,8 +44,8 @@ except ImportError:  # an extra: the harness runs and scores without it
 from harness import cli
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
-                                 member_diversity, pair_diversity)
+from harness.cached_predictions import (TEST_PREDICTIONS, ensemble_size_curve,
+                                        load_predictions, member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
 from harness.reference import figure_2_right
 from harness.report import table_runs, tables_with_runs
@@ -59,7 +59,7 @@ def first_seeds(runs_dir: Path, table: int, scale: str) -> list[tuple[str, Path]
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
     """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
-    clean test set, from the run's cached predictions (harness/predictions.py
+    clean test set, from the run's cached predictions (harness/cached_predictions.py
     `pair_diversity`, every ordered pair); the diagonal is 0."""
     log_probs, _ = load_predictions(run_dir)
     matrix = np.zeros((log_probs.shape[0],) * 2)
@@ -224,9 +224,9 @@ def feature_kl_figure(runs: list[tuple[str, Path]]):
 
 def trajectory_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 3: one panel per run, each member's trajectory in one t-SNE of the run's
-    checkpoints (a star at its first checkpoint; harness/trajectories.py)."""
+    checkpoints (a star at its first checkpoint; harness/trajectory_tsne.py)."""
     from harness.replay import replay
-    from harness.trajectories import WINDOW_START, trajectory_embedding
+    from harness.trajectory_tsne import WINDOW_START, trajectory_embedding
 
     if not runs:
         return None
@@ -247,7 +247,7 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
 
 def diversity_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
-    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
+    predictions, harness/cached_predictions.py `member_diversity`, as Table 4), ours beside the
     printed values (harness/reference.py)."""
     printed = figure_2_right()
     rows = []

@@ -39,7 +39,7 @@ from harness.data.sources import DEFAULT_DATA_DIR
 from harness.errors import UserError, check_number
 from harness.evaluate import SUITES, EvalSet, evaluate
 from harness.metrics import at_least_float32, auroc, ensemble_log_probs, entropy
-from harness.predictors import Predictor
+from harness.predictor_interface import Predictor
 from harness.robustness_summary import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, SEVERITIES
 
 

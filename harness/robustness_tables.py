@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from harness.long_tables import Missing, long_table
+from harness.long_tables import MissingCell, long_table
 from harness.record import read_summary
 from harness.rescore import NotRescored, read_rescored, run_rescorings, to_rescore
 
@@ -79,14 +79,14 @@ def views(run_dir: Path) -> dict[int, str]:
 
 
 def ood_cells(run_dir: Path, table: int) -> dict:
-    """{(set, 'auroc', M): AUROC or Missing(reason)} for the ensemble and member 0, per OoD
+    """{(set, 'auroc', M): AUROC or MissingCell(reason)} for the ensemble and member 0, per OoD
     set of the table."""
     cells = {}
     for name in OOD_SETS[table]:
         try:
             frame = read_rescored(run_dir, "ood", {"sets": [name]}, rescore_command(table))
         except NotRescored as error:
-            cells.update({(name, "auroc", m): Missing(str(error)) for m in views(run_dir)})
+            cells.update({(name, "auroc", m): MissingCell(str(error)) for m in views(run_dir)})
             continue
         for m, member in views(run_dir).items():
             rows = frame[(frame.member == member) & (frame.corruption == name)
@@ -96,7 +96,7 @@ def ood_cells(run_dir: Path, table: int) -> dict:
 
 
 def fgsm_cells(run_dir: Path) -> dict:
-    """{(FGSM_SETTING, metric, M): robust accuracy in % or Missing(reason)}: min / mean / max
+    """{(FGSM_SETTING, metric, M): robust accuracy in % or MissingCell(reason)}: min / mean / max
     over the attacks crafted on each member, for the ensemble and member 0; robust_acc for a
     single model, attacked by itself alone."""
     statistics = ("min", "mean", "max") if len(views(run_dir)) > 1 else ("",)
@@ -105,7 +105,7 @@ def fgsm_cells(run_dir: Path) -> dict:
         frame = read_rescored(run_dir, "fgsm", {"epsilon_255": FGSM_EPSILON_255},
                               rescore_command(FGSM_TABLE))
     except NotRescored as error:
-        return {(FGSM_SETTING, metric, m): Missing(str(error))
+        return {(FGSM_SETTING, metric, m): MissingCell(str(error))
                 for m in views(run_dir) for metric in metrics}
     cells = {}
     for m, member in views(run_dir).items():

@@ -16,7 +16,7 @@ from harness import experiment, long_tables  # noqa: F401  experiment: its confi
 from harness.config import parse
 from harness.diversity_tables import class_disagreement
 from harness.errors import UserError
-from harness.predictions import member_diversity, pair_diversity
+from harness.cached_predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
 from harness.tables import main as tables_main

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.config import config_differences, parse
-from harness.long_tables import LONG_COLUMNS, Missing
+from harness.long_tables import LONG_COLUMNS, MissingCell
 from harness.record import write_metrics
 from harness.rescore import failure_path, rescored_path
 from harness.robustness_tables import FGSM_SETTING, fgsm_cells, ood_cells
@@ -102,7 +102,7 @@ def test_m1_cells_score_member_0_alone_and_missing_sets_keep_their_reason(tmp_pa
     assert cells[("gaussian_noise", "auroc", 1)] == 0.7  # member 0, not the ensemble
     assert set(cells) == {(name, "auroc", m) for name in ("svhn", "cifar100", "gaussian_noise")
                           for m in (1, 3)}
-    assert isinstance(cells[("svhn", "auroc", 1)], Missing)
+    assert isinstance(cells[("svhn", "auroc", 1)], MissingCell)
     assert "test_32x32.mat" in cells[("svhn", "auroc", 3)]
     # never rescored: missing, naming the command that rescores it
     assert cells[("cifar100", "auroc", 3)] == (

@@ -7,7 +7,7 @@ import pytest
 
 from harness import table_runs, tables
 from harness.errors import UserError
-from harness.predictions import load_predictions, subensemble_metrics
+from harness.cached_predictions import load_predictions, subensemble_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 # One epoch on 128 images, clean test set only: the runner's logic, not the numbers.

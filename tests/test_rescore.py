@@ -16,7 +16,7 @@ from harness.data.ood import _torchvision_test
 from harness.errors import UserError
 from harness.execute import run_experiment
 from harness.experiment import DataContext
-from harness.predictors import Predictor
+from harness.predictor_interface import Predictor
 from harness.record import foreign_entries, read_summary
 from harness.rescore import RESCORED, rescore
 from harness.robustness import fgsm, ood

@@ -15,7 +15,7 @@ from harness.errors import UserError
 from harness.execute import run_experiment
 from harness.experiment import DataContext
 from harness.metrics import auroc, entropy
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.robustness import fgsm
 from harness.robustness_summary import (ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS,
                                         corrupted_summary, fgsm_summary, ood_summary)

@@ -1,5 +1,5 @@
-"""Cached member predictions (harness/predictions.py): an ensemble of M' < M members is scored
-again from the cache exactly as evaluation scored it, without retraining."""
+"""Cached member predictions (harness/cached_predictions.py): an ensemble of M' < M members is
+scored again from the cache exactly as evaluation scored it, without retraining."""
 import numpy as np
 import pytest
 import torch
@@ -7,9 +7,10 @@ from torch import nn
 
 from harness.errors import UserError
 from harness.evaluate import EvalSet, evaluate
-from harness.predictions import (TEST_PREDICTIONS, PredictionCollector, ensemble_size_curve,
-                                 load_predictions, subensemble_metrics)
-from harness.predictors import MemberEnsemble
+from harness.cached_predictions import (TEST_PREDICTIONS, PredictionCollector,
+                                        ensemble_size_curve, load_predictions,
+                                        subensemble_metrics)
+from harness.predictor_interface import MemberEnsemble
 
 
 def linear_ensemble(members=3, features=5, classes=4):
