@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.long_tables import class_name, class_setting, long_table
 from harness.cached_predictions import load_predictions, member_diversity, subensemble_metrics
+from harness.long_tables import class_name, class_setting, long_table
 from harness.record import read_summary
 
 FIRST_CLASSES = 10  # Table 7: the first ten classes of CIFAR-100 (App. G)

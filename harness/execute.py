@@ -19,13 +19,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from harness import distributed, scale
+from harness.cached_predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.config import parse
 from harness.errors import Interrupted, UserError, first_line
 from harness.evaluate import evaluate
 from harness.experiment import PRECISIONS, Experiment, Prepared, default_dtype
 from harness.flops import layer_forward_flops, sparse_forward_flops, weight_densities
 from harness.history import RunHistory
-from harness.cached_predictions import TEST_PREDICTIONS, PredictionCollector
 from harness.predictor_interface import Predictor
 from harness.progress import draws_bars
 from harness.record import (command_line, make_run_dir, plan_run_dir, record_command,

@@ -13,7 +13,7 @@ import gin
 import torch
 from torch import nn
 
-from harness import distributed, scale
+from harness import distributed, scale, timing  # noqa: F401  timing: registers inference_timing
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
 from harness.errors import UserError, check_integer, check_number

@@ -42,10 +42,10 @@ except ImportError:  # an extra: the harness runs and scores without it
     sys.exit(2)
 
 from harness import cli
-from harness.durable import atomic_write
-from harness.errors import UserError
 from harness.cached_predictions import (TEST_PREDICTIONS, ensemble_size_curve,
                                         load_predictions, member_diversity, pair_diversity)
+from harness.durable import atomic_write
+from harness.errors import UserError
 from harness.record import read_metrics, read_summary
 from harness.reference import figure_2_right
 from harness.report import table_runs, tables_with_runs

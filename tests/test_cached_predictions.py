@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import UserError
-from harness.evaluate import EvalSet, evaluate
 from harness.cached_predictions import (TEST_PREDICTIONS, PredictionCollector,
                                         ensemble_size_curve, load_predictions,
                                         subensemble_metrics)
+from harness.errors import UserError
+from harness.evaluate import EvalSet, evaluate
 from harness.predictor_interface import MemberEnsemble
 
 

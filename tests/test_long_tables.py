@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from harness import experiment, long_tables  # noqa: F401  experiment: its configurables
+from harness.cached_predictions import member_diversity, pair_diversity
 from harness.config import parse
 from harness.diversity_tables import class_disagreement
 from harness.errors import UserError
-from harness.cached_predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.report import ROW_FILE, table_runs
 from harness.tables import main as tables_main

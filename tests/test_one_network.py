@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from harness.batching import MimoBatch, TiledBatch, tile_members
+from harness.cached_predictions import load_predictions
 from harness.data.arrays import ArrayDataset, Augment
 from harness.errors import UserError
 from harness.execute import run_experiment
 from harness.models import STAGES, build_model
-from harness.cached_predictions import load_predictions
 from harness.robustness import fgsm_batches
 from harness.models.variants import (AlwaysOnDropout, BatchEnsembleLayer, fast_weights,
                                      member_biases, rank_one_factors)

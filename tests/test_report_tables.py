@@ -1,13 +1,15 @@
 """`python -m harness.tables`: one run per row of gin/table<N>/, reused when finished, several
 seeds as mean and std, rows of methods not built yet shown as missing."""
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from harness import table_runs, tables
-from harness.errors import UserError
 from harness.cached_predictions import load_predictions, subensemble_metrics
+from harness.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # One epoch on 128 images, clean test set only: the runner's logic, not the numbers.
@@ -68,8 +70,12 @@ def test_seeds_give_mean_and_std(tmp_path, capsys):
                                                "include 'gin/dense.gin'\n"})
     frame, _ = run(tmp_path, capsys, seeds=2, gin_dir=gin_dir)
     dense = frame[frame.row == "dense"].iloc[0]
-    assert dense.seeds == 2 and dense.acc_std >= 0 and len(dense.config_hash.split(",")) == 2
-    assert (tmp_path / "runs/table1/smoke/dense/seed1/summary.json").is_file()
+    accuracies = [100 * json.loads((tmp_path / f"runs/table1/smoke/dense/seed{seed}/"
+                                               f"summary.json").read_text())
+                  ["metrics"]["test/accuracy"] for seed in (0, 1)]
+    assert dense.seeds == 2 and len(dense.config_hash.split(",")) == 2
+    assert dense.acc == pytest.approx(np.mean(accuracies))
+    assert dense.acc_std == pytest.approx(np.std(accuracies, ddof=1))
 
 
 def test_a_row_whose_method_is_not_built_is_missing(tmp_path, capsys):
