@@ -83,7 +83,9 @@ def seconds_per_pass(run_dir: Path) -> float | None:
 def passes(suite: str, settings: dict, members: int) -> float:
     """Passes over a test-sized set a rescoring makes: OoD, the test set and one set about as
     large per OoD set (App. K's three by default); FGSM, per member, that member's gradient
-    (about 3 forwards of one member of M) and the ensemble scored on the attack."""
+    (about 3 forwards of one member of M) and the ensemble scored on the attack. Rebuilding
+    the members from their checkpoints is not counted (seconds, but FGE's batch-norm pass
+    goes over the training set)."""
     if suite == "ood":
         return 2 * (len(settings.get("sets") or ()) or 3)
     if suite == "fgsm":
@@ -129,10 +131,9 @@ def to_rescore(run_dirs: Sequence[Path], wanted: Sequence[tuple[str, dict]]
     return todo
 
 
-def run_rescorings(rescorings: Sequence[Rescoring], progress: bool = False) -> list[str]:
-    """Does each rescoring, printing it and its outcome; returns the failures' reasons (they
-    are kept in the runs too, for the table to show)."""
-    failures = []
+def run_rescorings(rescorings: Sequence[Rescoring], progress: bool = False) -> None:
+    """Does each rescoring, printing it and its outcome; a failure's reason is kept in the run
+    (`failure_path`) for the table to show."""
     for index, rescoring in enumerate(rescorings, 1):
         print(f"  [{index}/{len(rescorings)}] rescoring {rescoring}", flush=True)
         start = time.perf_counter()
@@ -142,11 +143,9 @@ def run_rescorings(rescorings: Sequence[Rescoring], progress: bool = False) -> l
             (rescoring.run_dir / RESCORED).mkdir(exist_ok=True)
             write_json(failure_path(rescoring.run_dir, rescoring.suite, rescoring.settings),
                        {"error": first_line(error)})
-            failures.append(first_line(error))
             print(f"    failed: {first_line(error)}", flush=True)
             continue
         print(f"    done in {time.perf_counter() - start:.1f} s", flush=True)
-    return failures
 
 
 def rescore(run_dir: Path, suite: str, settings: dict | None = None,
