@@ -50,7 +50,7 @@ from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluate import EvalSet, evaluate
 from harness.loader_bench import bench_imagenet_loader
 from harness.models.wide_resnet import wide_resnet
-from harness.predictors import MemberEnsemble
+from harness.predictor_interface import MemberEnsemble
 from harness.bench_parts import (CIFAR_MEAN, CIFAR_STD, IMAGE_SHAPE, Result, harness_epoch,
                                  masked_wrn, synthetic)
 from harness.sparse_inference import KERNELS, layer_timings, round_seconds, sparsify, spread
@@ -217,7 +217,7 @@ CIFAR_C_IMAGES = 50_000  # per corruption: 5 severities x 10,000 test images
 
 def write_corrupted_set(folder: Path, corruptions: int) -> list[str]:
     """A CIFAR-10-C-sized set in its layout: uint8 [50000, 32, 32, 3] per corruption."""
-    from harness.robustness import ALL_CORRUPTIONS
+    from harness.robustness_summary import ALL_CORRUPTIONS
 
     folder.mkdir(parents=True, exist_ok=True)
     names = list(ALL_CORRUPTIONS[:corruptions])
@@ -237,7 +237,7 @@ def stream_and_report_peak(folder: str, corruptions: int) -> None:
     """(Subprocess) score every (corruption, severity) of `folder` through harness.evaluate
     with a tiny predictor, then print the process's peak resident memory in bytes."""
     from harness.data.cifar_c import open_folder
-    from harness.robustness import ALL_CORRUPTIONS, SEVERITIES
+    from harness.robustness_summary import ALL_CORRUPTIONS, SEVERITIES
 
     names = list(ALL_CORRUPTIONS[:corruptions])
     opened = open_folder(Path(folder), names, IMAGE_SHAPE, 10)

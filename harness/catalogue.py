@@ -162,10 +162,10 @@ TABLES = (
                  "prune-and-grow and the escapes alike; gradient regrowth is the default, the "
                  "Table 1-2 EDST run.",)),
     Table(11, "OoD detection AUROC of models trained on CIFAR-10 (paper App. K, Table 11)",
-          "long", partial(robustness_tables.ood_cells, sets=robustness_tables.OOD_SETS[11]),
+          "long", partial(robustness_tables.ood_cells, table=11),
           notes=OOD_NOTES, reuses=reused("table1", OOD_ROWS)),
     Table(12, "OoD detection AUROC of models trained on CIFAR-100 (paper App. K, Table 12)",
-          "long", partial(robustness_tables.ood_cells, sets=robustness_tables.OOD_SETS[12]),
+          "long", partial(robustness_tables.ood_cells, table=12),
           notes=OOD_NOTES, reuses=reused("table2", OOD_ROWS)),
     Table(13, "Robust accuracy under FGSM at 8/255 (paper App. L, Table 13)", "long",
           robustness_tables.fgsm_cells,

@@ -9,7 +9,7 @@ import pandas as pd
 from harness import cli, render
 from harness.durable import write_report
 from harness.errors import UserError, first_line
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.record import is_finished
 from harness.run_numbers import TIMING, run_row
 from methods import METHODS

@@ -1,5 +1,5 @@
 """The diversity tables (paper Tables 4, 5, 7, 9 and 10), measured on each run's cached test
-predictions (harness/predictions.py); harness/catalogue.py names each table's measure.
+predictions (harness/cached_predictions.py); harness/catalogue.py names each table's measure.
 
 Diversity is the paper's §5.1 (after Fort et al. 2019), "the pairwise diversity of the
 subnetworks ... on the test data", D_d = E[d(P1, P2)] with two metrics d: "Prediction
@@ -8,7 +8,7 @@ d_dis(P1, P2) = 1/N sum_i [argmax P1(y_i) != argmax P2(y_i)], and the KL diverge
 d_KL(P1, P2) = E_{P1}[log P1(y) - log P2(y)] between the members' softmax outputs. Each table
 prints their mean over the ordered member pairs (both directions of the asymmetric KL, as the
 authors' `ensemble_freetickets.py` averages them; harness/metrics.py `member_pairs`), computed
-once in `harness.predictions.member_diversity`. "Acc" is the ensemble's
+once in `harness.cached_predictions.member_diversity`. "Acc" is the ensemble's
 test accuracy (the mean of member probabilities, harness/metrics.py) as the run scored it;
 Table 10's "Individual Acc" is the members' mean test accuracy (App. J).
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cached_predictions import load_predictions, member_diversity, subensemble_metrics
 from harness.data.facts import class_name
 from harness.long_tables import class_setting
-from harness.predictions import load_predictions, member_diversity, subensemble_metrics
 from harness.record import read_summary
 
 FIRST_CLASSES = 10  # Table 7: the first ten classes of CIFAR-100 (App. G)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from harness.metrics import (MetricSums, PairSums, at_least_float32, ensemble_log_probs,
                              member_pairs)
-from harness.predictors import Predictor
+from harness.predictor_interface import Predictor
 from harness.registry import Registry
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -63,7 +63,7 @@ def evaluate(predictor: Predictor, eval_set: EvalSet, progress: bool = True,
     and 'i-j' for each ordered pair i != j (disagreement, kl = KL(p_i || p_j)). Non-finite
     logits are an error naming the member and the set, never a prediction (argmax of NaN is
     class 0). `collect`, if given, receives each batch's member log-probabilities [M, B, C]
-    and labels (harness/predictions.py caches them)."""
+    and labels (harness/cached_predictions.py caches them)."""
     predictor.eval()
     members = predictor.num_members
     totals: dict[str, MetricSums] = {}

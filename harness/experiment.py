@@ -1,48 +1,29 @@
-"""One experiment: data + model + method + evaluation suites, configured by gin.
+"""One experiment assembled: data + model + method + evaluation suites, configured by gin.
 
 `Experiment.prepare()` resolves and checks everything (names, data, model, method settings,
 evaluation sets) without touching the output directory, so bad input fails before a run
-directory exists. `Prepared.run(run_dir)` trains, evaluates and writes the run record
-(harness/record.py). `Experiment.plan_flops()` gives the planned FLOPs without any data.
+directory exists, and returns it `Prepared`; harness/execute.py trains, evaluates and records
+it. `Experiment.plan_flops()` gives the planned FLOPs without any data.
 """
 import contextlib
 import functools
-import hashlib
-import itertools
-import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import gin
-import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from harness import distributed, scale
-from harness.config import parse
+from harness import distributed, scale, timing  # noqa: F401  timing: registers inference_timing
 from harness.data import DATASETS, PUBLISHED_GEOMETRY, Geometry, Splits
 from harness.data.arrays import ArrayDataset, holdout_count, split_holdout, take
-from harness.errors import Interrupted, UserError, check_integer, check_number, first_line
-from harness.evaluate import SUITES, EvalSet, evaluate
-from harness.flops import (counted_layer_shapes, ensemble_test_flops, layer_forward_flops,
-                           sparse_forward_flops, weight_densities)
+from harness.errors import UserError, check_integer, check_number
+from harness.evaluate import SUITES, EvalSet
+from harness.flops import counted_layer_shapes, ensemble_test_flops, layer_forward_flops
 from harness.flops.plan import PlanContext, reference_epochs, reference_train_flops
-from harness.history import RunHistory
 from harness.models import build_model
-from harness.predictions import TEST_PREDICTIONS, PredictionCollector
-from harness.predictors import Predictor
-from harness.progress import draws_bars
-from harness.record import (command_line, make_run_dir, plan_run_dir, record_command,
-                            staging_dir, swap_in, write_json, write_metrics, write_text)
-from harness.robustness import ScoredSet, corrupted_summary  # also registers the suites
-from harness.structure import structure_rows
-from harness.timing import SUITE as TIMING_SUITE, inference_timing
+from harness.robustness import ScoredSet  # also registers the suites
 from harness.train import Trainer, set_deterministic
-from methods import METHODS, FitContext, Method
+from methods import METHODS, Method
 from methods.base import trajectory_checkpoints
 
 
@@ -54,14 +35,6 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"Experiment.device = {name!r} but no CUDA device is available; use "
                         f"'auto' or 'cpu'")
     return distributed.local_device(torch.device(name))
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # Parameters and inputs in float32, or in float64 where a run must give the same numbers on
@@ -221,6 +194,8 @@ class Experiment:
 
 @dataclass
 class Prepared:
+    """An experiment assembled and checked, nothing written yet: harness/execute.py runs it."""
+
     experiment: Experiment
     method: Method
     trainer: Trainer
@@ -229,179 +204,3 @@ class Prepared:
     eval_sets: list[EvalSet | ScoredSet]
     planned_flops: dict
     progress: bool
-
-    def run(self, run_dir: Path) -> dict | None:
-        """Under torchrun every process trains; rank 0 alone evaluates and writes, and the
-        others return None."""
-        if distributed.is_main():
-            write_text(run_dir / "config.gin", gin.config_str())
-        history = RunHistory(run_dir, validation=self.data.validation,
-                             eval_batch_size=self.experiment.eval_batch_size,
-                             log=not draws_bars(self.progress),
-                             tensorboard=self.experiment.tensorboard)
-        context = FitContext(trainer=self.trainer, train_set=self.data.splits.train,
-                             model_factory=self.model_factory, seed=self.experiment.seed,
-                             checkpoint_dir=run_dir / "checkpoints", history=history)
-        with default_dtype(PRECISIONS[self.experiment.precision]):
-            predictor = self.method.fit(context)
-            if not distributed.is_main():
-                return None
-            start = time.perf_counter()
-            rows = []
-            test_predictions = PredictionCollector()
-            for suite, eval_sets in itertools.groupby(self.eval_sets, lambda s: s.suite):
-                eval_sets = list(eval_sets)  # one bar per suite, not per corrupted set
-                for eval_set in tqdm(eval_sets, desc=f"eval {suite}", unit="set", leave=False,
-                                     disable=not draws_bars(self.progress)):
-                    clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
-                    scored = (evaluate(predictor, eval_set, progress=False,
-                                       collect=test_predictions) if clean_test else
-                              eval_set.score(predictor, False))
-                    for row in scored:  # a scored set's rows may name their own corruption
-                        rows.append({"method": self.method.name, "suite": eval_set.suite,
-                                     "corruption": eval_set.corruption,
-                                     "severity": eval_set.severity, **row})
-                if not draws_bars(self.progress):
-                    print(f"eval {suite}: {len(eval_sets)} set(s) scored", file=sys.stderr,
-                          flush=True)
-            eval_seconds = time.perf_counter() - start
-            timing_rows, timing = inference_timing(predictor, self.data.splits.test.image_shape,
-                                                   self.data.device, self.method.sparsity > 0)
-        rows += [{"method": self.method.name, "suite": TIMING_SUITE, "corruption": "clean",
-                  "severity": 0, **row} for row in timing_rows]
-        if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
-            test_predictions.write(run_dir / TEST_PREDICTIONS)
-
-        rows += [{"method": self.method.name, "suite": "structure", "corruption": "clean",
-                  "severity": 0, **row} for row in structure_rows(predictor.members())]
-        flops = self.measured_flops(predictor, context)
-        rows += [{"method": self.method.name, "member": "ensemble", "suite": "flops",
-                  "corruption": "clean", "severity": 0, "metric": name, "value": flops[name]}
-                 for name in ("train_flops", "train_flops_ratio", "test_flops",
-                              "test_flops_ratio", "planned_train_flops",
-                              "planned_train_flops_ratio")]
-        operative = gin.operative_config_str()
-        write_text(run_dir / "operative_config.gin", operative)
-        write_json(run_dir / "flops.json", flops)
-        write_metrics(run_dir / "metrics.parquet", rows)
-        summary = {**self.summary(rows, context, eval_seconds, operative),
-                   "inference_timing": timing}
-        write_json(run_dir / "summary.json", summary)
-        return summary
-
-    def measured_flops(self, predictor: Predictor, context: FitContext) -> dict:
-        """The run's own figures: training FLOPs from the ledgers of its training runs, test
-        FLOPs from one prediction of the predictor on one example (every member's forward,
-        every tiled row, every MC pass), scaled by the nonzero weights of its layers; planned
-        ones beside. `forward_flops` is that test figure spread evenly over the M members."""
-        planned = self.planned_flops
-        image_shape = self.data.splits.train.image_shape
-        test_flops = sparse_forward_flops(layer_forward_flops(predictor, image_shape),
-                                          weight_densities(predictor))
-        members = predictor.num_members
-        train_flops = context.accounting.train_flops
-        dense = planned["dense_forward_flops"]
-        return {**planned, "forward_flops": [test_flops / members] * members,
-                "forward_ratio": test_flops / members / dense,
-                "train_flops": train_flops,
-                "train_flops_ratio": train_flops / planned["reference_train_flops"],
-                "test_flops": test_flops, "test_flops_ratio": test_flops / dense,
-                "planned_train_flops": planned["train_flops"],
-                "planned_train_flops_ratio": planned["train_flops_ratio"],
-                "planned_test_flops_ratio": planned["test_flops_ratio"]}
-
-    def summary(self, rows: list[dict], context: FitContext, eval_seconds: float,
-                operative: str) -> dict:
-        headline = {f"{row['suite']}/{row['metric']}": row["value"] for row in rows
-                    if row["member"] == "ensemble" and row["corruption"] == "clean"}
-        accounting = context.accounting
-        return {
-            "method": self.method.name,
-            "display_name": self.method.display_name or self.method.name,
-            "dataset": self.data.splits.name,
-            "model": self.planned_flops["model"],
-            "num_members": self.method.num_members,
-            "sparsity": self.method.sparsity,
-            "training_runs": self.method.training_runs,
-            "seed": self.experiment.seed,
-            "epoch_factor": scale.epoch_factor(),
-            "device": str(self.data.device),
-            "train_examples": len(self.data.splits.train),
-            "metrics": headline,
-            # cacc/cnll/cece (+ the extra corruptions), aacc/anll/aece where the run scored
-            # those sets: what the tables and `python -m harness.compare` print
-            "corrupted": corrupted_summary(pd.DataFrame(rows)),
-            "train_seconds": round(accounting.train_seconds, 3),
-            "eval_seconds": round(eval_seconds, 3),
-            "train_images_per_second": (
-                round(accounting.examples_seen / accounting.train_seconds, 1)
-                if accounting.train_seconds > 0 else None),
-            "git_commit": git_commit(),
-            "config_hash": hashlib.sha256(operative.encode()).hexdigest()[:16],
-        }
-
-
-def plan_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
-                    overwrite: bool = False, resume: bool = False, progress: bool = True
-                    ) -> tuple[Path, str, Prepared]:
-    """Everything `run_experiment` does before it writes: the configuration parsed and
-    checked, the run directory and what will become of it ("create", "resume", "replace",
-    harness/record.py), the experiment prepared. Raises UserError, having written nothing."""
-    if overwrite and resume:
-        raise UserError("--overwrite and --resume exclude each other")
-    if resume and not output_dir:
-        raise UserError("--resume needs --output_dir, the run directory to continue")
-    parse(gin_files, bindings)
-    try:
-        experiment = Experiment()
-        run_dir = Path(output_dir or f"runs/{experiment.method_name}-"
-                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
-        # Under torchrun rank 0 alone decides and makes the run directory.
-        mode = distributed.from_main(lambda: plan_run_dir(
-            run_dir, overwrite=overwrite, resume=resume, config=gin.config_str()))
-        prepared = experiment.prepare(progress=progress and distributed.is_main())
-    except UserError:
-        raise
-    except (ValueError, TypeError, KeyError, RuntimeError) as error:
-        raise UserError(first_line(error)) from error
-    return run_dir, mode, prepared
-
-
-def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
-                   overwrite: bool = False, resume: bool = False,
-                   progress: bool = True) -> tuple[Path, dict]:
-    """Parses the configuration, checks it, then trains and evaluates into the run directory.
-
-    A mistake found before training leaves no directory behind; one found during training
-    (a diverging loss) removes the directory it created. `resume` continues an unfinished run
-    only if its recorded configuration equals this one (a missing or empty directory starts a
-    fresh run); `overwrite` replaces only a run directory (harness/record.py), and only once
-    the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
-    `Interrupted`, whose message says what became of the run."""
-    run_dir, mode, prepared = plan_experiment(gin_files, bindings, output_dir,
-                                              overwrite=overwrite, resume=resume,
-                                              progress=progress)
-    target = staging_dir(run_dir) if mode == "replace" else run_dir
-    created = distributed.from_main(lambda: make_run_dir(target))
-    if mode != "resume" and distributed.is_main():
-        record_command(target, gin_files, bindings)
-    try:
-        summary = prepared.run(target)
-    except KeyboardInterrupt:
-        if mode == "replace":
-            shutil.rmtree(target, ignore_errors=True)
-            raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
-                              f"holds the previous one") from None
-        raise Interrupted("interrupted: continue this run with: " + command_line(
-            [sys.argv[0], "--resume", f"--output_dir={run_dir}"])) from None
-    except (UserError, FloatingPointError) as error:
-        if created and distributed.is_main():
-            shutil.rmtree(target, ignore_errors=True)
-        if isinstance(error, FloatingPointError):
-            kept = {"replace": f"; {run_dir} still holds the previous run",
-                    "resume": f"; {run_dir} keeps its checkpoints for inspection"}.get(mode, "")
-            raise UserError(f"training diverged: {error}{kept}") from error
-        raise
-    if mode == "replace" and distributed.is_main():
-        swap_in(target, run_dir)
-    return run_dir, summary

@@ -32,7 +32,7 @@ from torch import nn
 
 from harness import cli
 from harness.errors import UserError
-from harness.predictors import MemberEnsemble
+from harness.predictor_interface import MemberEnsemble
 from harness.record import is_finished, read_summary
 from harness.sparse_inference import (KERNELS, choose_kernels, conv_names, density,
                                       round_seconds, sparsify, spread)

@@ -8,7 +8,7 @@ with runs at that scale):
 
     ensemble_size   accuracy of the ensemble of the first m members, m = 1..M, beside the
                     mean accuracy of those members alone, re-scored from the cached
-                    predictions (harness/predictions.py) without retraining; single models as
+                    predictions (harness/cached_predictions.py) without retraining; single models as
                     horizontal lines (the paper's Fig. 5 is `fixed_budget_figure`: for EDST
                     it varies M at a fixed training budget, which first members cannot show)
     disagreement    pairwise prediction disagreement between members (paper Figs. 6-7)
@@ -25,7 +25,7 @@ need: `feature_kl_figure` (Fig. 2 left: per-layer KL between the members' featur
 harness/feature_maps.py, from the members replayed out of their saved stages),
 `diversity_figure` (Fig. 2 right: mean pairwise disagreement and KL beside the printed
 values), `trajectory_figure` (Fig. 3: t-SNE of checkpoints along each member's training,
-harness/trajectories.py), `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
+harness/trajectory_tsne.py), `sparsity_figure` (Fig. 4: individual and ensemble accuracy and
 KL against sparsity, from Table 8's sweep) and `fixed_budget_figure` (Fig. 5: accuracy against
 the ensemble size, EDST from its own runs at a fixed training budget).
 """
@@ -42,11 +42,12 @@ except ImportError:  # an extra: the harness runs and scores without it
     sys.exit(2)
 
 from harness import catalogue, cli
+from harness.cached_predictions import (TEST_PREDICTIONS, ensemble_size_curve,
+                                        load_predictions, member_diversity, pair_diversity)
 from harness.durable import atomic_write
 from harness.errors import UserError
-from harness.predictions import (TEST_PREDICTIONS, ensemble_size_curve, load_predictions,
-                                 member_diversity, pair_diversity)
 from harness.record import read_metrics, read_summary
+from harness.reference import figure_2_right
 from harness.report import CATALOGUE_HELP, tables_with_runs
 from harness.run_store import RunStore
 from harness.table_sources import first_seeds, table_runs
@@ -54,7 +55,7 @@ from harness.table_sources import first_seeds, table_runs
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
     """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
-    clean test set, from the run's cached predictions (harness/predictions.py
+    clean test set, from the run's cached predictions (harness/cached_predictions.py
     `pair_diversity`, every ordered pair); the diagonal is 0."""
     log_probs, _ = load_predictions(run_dir)
     matrix = np.zeros((log_probs.shape[0],) * 2)
@@ -219,9 +220,9 @@ def feature_kl_figure(runs: list[tuple[str, Path]]):
 
 def trajectory_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 3: one panel per run, each member's trajectory in one t-SNE of the run's
-    checkpoints (a star at its first checkpoint; harness/trajectories.py)."""
+    checkpoints (a star at its first checkpoint; harness/trajectory_tsne.py)."""
     from harness.replay import replay
-    from harness.trajectories import WINDOW_START, trajectory_embedding
+    from harness.trajectory_tsne import WINDOW_START, trajectory_embedding
 
     if not runs:
         return None
@@ -240,27 +241,21 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
     return fig
 
 
-# Paper Fig. 2 right, a small printed table (CIFAR-10, M = 3, S = 0.8): (d_dis, d_KL). The
-# non-sparse rows appear to be quoted from Havasi et al. 2021.
-FIGURE_2_RIGHT = {"TreeNet": (0.010, 0.010), "BatchEnsemble": (0.014, 0.020),
-                  "LTR Ensemble": (0.026, 0.057), "EDST Ensemble": (0.031, 0.073),
-                  "MIMO": (0.032, 0.086), "DST Ensemble": (0.035, 0.095),
-                  "Dense Ensemble": (0.032, 0.086)}
-
-
 def diversity_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
-    predictions, harness/predictions.py `member_diversity`, as Table 4), ours beside the
-    printed values."""
+    predictions, harness/cached_predictions.py `member_diversity`, as Table 4), ours beside the
+    printed values (harness/reference.py)."""
+    printed = figure_2_right()
     rows = []
     for label, run_dir in with_predictions(runs, "diversity"):
         summary = read_summary(run_dir)
         method = label.split(" (")[0]
-        if summary["num_members"] < 2 or (method not in FIGURE_2_RIGHT
+        if summary["num_members"] < 2 or (method not in printed
                                           or summary["sparsity"] not in (0.0, 0.8)):
             continue
         mean = member_diversity(load_predictions(run_dir)[0])  # as Table 4's numbers
-        rows.append((method, mean["disagreement"], mean["kl"], *FIGURE_2_RIGHT[method]))
+        rows.append((method, mean["disagreement"], mean["kl"],
+                     printed[method]["disagreement"], printed[method]["kl"]))
     if not rows:
         return None
     fig = Figure(figsize=(9, 3.6))

@@ -27,7 +27,7 @@ from harness.data.arrays import ArrayDataset
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.metrics import MetricSums, ensemble_log_probs
-from harness.predictors import MimoPredictor, TiledPredictor
+from harness.predictor_interface import MimoPredictor, TiledPredictor
 from harness.train import Hook, TrainState
 
 HISTORY = "history.csv"
@@ -39,7 +39,7 @@ COLUMNS = ("stage", "epoch", "step", "loss", "lr", "seconds", "images_per_second
 def member_logits(model: nn.Module, batch_format: BatchFormat, images: torch.Tensor
                   ) -> torch.Tensor:
     """[M, B, C] logits of a stage's model on plain images, fed as its batch format feeds it
-    at test (harness/predictors.py); a network of one output is M = 1."""
+    at test (harness/predictor_interface.py); a network of one output is M = 1."""
     if isinstance(batch_format, TiledBatch):
         return TiledPredictor(model, batch_format.num_members)(images)
     if isinstance(batch_format, MimoBatch):

@@ -14,7 +14,7 @@ A long table is an entry of harness/catalogue.py with a `measure` (and optionall
         return {("class 2: baby", "disagreement"): 0.2}  # a key (setting, metric): its own
         return {("svhn", "auroc", 1): 0.9}  # (setting, metric, M): a cell of M members of
                                             # the run's (member 0 alone: the paper's M = 1)
-        return {("svhn", "auroc"): Missing("SVHN is not on disk")}  # a cell without number
+        return {("svhn", "auroc"): MissingCell("SVHN is not on disk")}  # a cell without number
 
     def across(cells: pd.DataFrame) -> list[dict]: ...  # numbers that span rows (Table 8's
                                                         # correlations): LONG_COLUMNS identity
@@ -24,9 +24,9 @@ Metric names are the reference CSV's: disagreement, kl, acc, individual_acc (acc
 pearson, spearman, auroc, robust_acc (_min / _mean / _max). Each metric is the mean over the
 row's finished seeds, with the sample standard deviation (ddof=1) in `value_std`. `measure`
 raising a UserError or ValueError (no cached predictions, one member) makes the row's numbers
-'missing' with that reason; a value `Missing(reason)` does so for one cell. Diversity
+'missing' with that reason; a value `MissingCell(reason)` does so for one cell. Diversity
 (disagreement, KL between members, paper §5.1) is computed in one place,
-harness/predictions.py `member_diversity`.
+harness/cached_predictions.py `member_diversity`.
 """
 from pathlib import Path
 
@@ -46,7 +46,7 @@ LONG_COLUMNS = (*IDENTITY, "status", "value", "value_std", "seeds", "paper", "di
                 "reason", "note", "scale", "runs", "git_commit", "config_hash")
 
 
-class Missing(str):
+class MissingCell(str):
     """A measure's value for a cell it cannot give: the reason (e.g. an OoD set that is not
     on disk, and the file to put where)."""
 
@@ -81,7 +81,7 @@ def paper_cells(table, reference: pd.DataFrame) -> pd.DataFrame:
 
 def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
     """(our cells of one row, averaged over its finished seeds; the row's identity with the
-    reason when its runs cannot be measured, or each cell's that has a `Missing` value)."""
+    reason when its runs cannot be measured, or each cell's that has a `MissingCell` value)."""
     summary = read_summary(row.finished[0])
     identity = {"dataset": dataset_family(summary["dataset"]), "model": summary["model"],
                 "method": row.method, "M": int(summary["num_members"]),
@@ -94,7 +94,7 @@ def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
                 if not isinstance(key, tuple):
                     key = (row.setting or "", key)
                 cell = key if len(key) == 3 else (*key, identity["M"])
-                if isinstance(value, Missing):
+                if isinstance(value, MissingCell):
                     missing.setdefault(cell, f"{row.name}: {value}")
                 else:
                     values.setdefault(cell, []).append(float(value))

@@ -122,7 +122,7 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
                page_only: bool = False, catalogue_file: Path | None = None) -> Path:
     """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
     `catalogue_file` defines) needs, draws them and writes the page; returns its path."""
-    from harness.experiment import git_commit
+    from harness.execute import git_commit
 
     contents = catalogue.load(catalogue_file)
     if scale not in SCALES:

@@ -37,8 +37,8 @@ from harness.errors import UserError
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 SUMMARY = "summary.json"
 COMMAND = "command.json"
-# Everything a run writes at its top level; "predictions" holds harness/predictions.py's file,
-# "rescored" harness/rescore.py's.
+# Everything a run writes at its top level; "predictions" holds harness/cached_predictions.py's
+# file, "rescored" harness/rescore.py's.
 RUN_ENTRIES = {"config.gin", "operative_config.gin", "metrics.parquet", "flops.json", SUMMARY,
                "checkpoints", "predictions", "rescored", "history.csv", "tensorboard",
                "command.json", "gin_files"}

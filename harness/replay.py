@@ -21,7 +21,7 @@ from harness.data import DATASETS, Geometry, Splits
 from harness.data.arrays import ArrayDataset, split_holdout, take
 from harness.errors import UserError
 from harness.experiment import PRECISIONS, Experiment, default_dtype
-from harness.predictors import Predictor
+from harness.predictor_interface import Predictor
 from harness.record import is_finished
 from methods.base import FitContext, Method
 

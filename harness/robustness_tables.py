@@ -19,20 +19,55 @@ run of their own (the paper does not say which member; we take the first).
                   al. 2017), min / mean / max over those attacks; a single model, attacked
                   by itself alone, has one number, robust_acc.
 
-A set that is not there (SVHN offline, or a 32x32 colour set beside the smoke scale's 8x8 grey
-digits) leaves its cells missing with the reason, naming the file to put where.
+The cells only read what the rescoring phase (`rescore_phase`, run by `python -m
+harness.tables` between training the rows and writing the table) left in the runs: a cell
+whose rescoring is absent is missing, naming the command that rescores it. A set that is not
+there (SVHN offline, or a 32x32 colour set beside the smoke scale's 8x8 grey digits) leaves
+its cells missing with the reason, naming the file to put where.
 """
 from pathlib import Path
+from typing import Sequence
 
-from harness.errors import UserError
-from harness.long_tables import Missing
+from harness.long_tables import MissingCell
 from harness.record import read_summary
-from harness.rescore import rescore
+from harness.rescore import NotRescored, read_rescored, run_rescorings, to_rescore
 
 FGSM_EPSILON_255 = 8.0  # App. L
 FGSM_SETTING = "fgsm_8/255"  # the reference's setting for Table 13
 # The OoD sets of each table, named as in the reference's setting column (App. K).
 OOD_SETS = {11: ("svhn", "cifar100", "gaussian_noise"), 12: ("svhn", "cifar10", "gaussian_noise")}
+FGSM_TABLE = 13
+
+
+def rescorings(table: int) -> list[tuple[str, dict]]:
+    """The (suite, settings) that table `table`'s cells read from each of its runs: one per
+    OoD set, so that a set not on disk leaves the others scored."""
+    if table in OOD_SETS:
+        return [("ood", {"sets": [name]}) for name in OOD_SETS[table]]
+    if table == FGSM_TABLE:
+        return [("fgsm", {"epsilon_255": FGSM_EPSILON_255})]
+    return []
+
+
+def rescore_command(table: int) -> str:
+    return f"`python -m harness.tables --table={table}` (at the table's --scale)"
+
+
+def rescore_phase(table: int, run_dirs: Sequence[Path], progress: bool = False) -> None:
+    """What table `table` reads from its finished runs but they lack, scored now: first one
+    line with the count and a rough duration, then each rescoring as it is done."""
+    wanted = rescorings(table)
+    if not wanted:
+        return
+    todo = to_rescore(run_dirs, wanted)
+    runs = len({rescoring.run_dir for rescoring in todo})
+    known = [rescoring.seconds for rescoring in todo if rescoring.seconds is not None]
+    unknown = len(todo) - len(known)
+    print(f"rescoring: {runs} run(s), about {sum(known) / 60:.1f} min"
+          + (f" ({unknown} of unknown duration)" if unknown else "")
+          + f" [{len(todo)} rescoring(s); estimated from each run's summary.json eval_seconds]",
+          flush=True)
+    run_rescorings(todo, progress)
 
 
 def views(run_dir: Path) -> dict[int, str]:
@@ -42,14 +77,15 @@ def views(run_dir: Path) -> dict[int, str]:
     return {members: "ensemble", **({1: "0"} if members > 1 else {})}
 
 
-def ood_cells(run_dir: Path, sets) -> dict:
-    """{(set, 'auroc', M): AUROC or Missing(reason)} for the ensemble and member 0."""
+def ood_cells(run_dir: Path, table: int) -> dict:
+    """{(set, 'auroc', M): AUROC or MissingCell(reason)} for the ensemble and member 0, per OoD
+    set of the table."""
     cells = {}
-    for name in sets:
+    for name in OOD_SETS[table]:
         try:
-            frame = rescore(run_dir, "ood", {"sets": [name]})
-        except UserError as error:
-            cells.update({(name, "auroc", m): Missing(str(error)) for m in views(run_dir)})
+            frame = read_rescored(run_dir, "ood", {"sets": [name]}, rescore_command(table))
+        except NotRescored as error:
+            cells.update({(name, "auroc", m): MissingCell(str(error)) for m in views(run_dir)})
             continue
         for m, member in views(run_dir).items():
             rows = frame[(frame.member == member) & (frame.corruption == name)
@@ -59,17 +95,22 @@ def ood_cells(run_dir: Path, sets) -> dict:
 
 
 def fgsm_cells(run_dir: Path) -> dict:
-    """{(FGSM_SETTING, metric, M): robust accuracy in %}: min / mean / max over the attacks
-    crafted on each member, for the ensemble and member 0; robust_acc for a single model."""
-    frame = rescore(run_dir, "fgsm", {"epsilon_255": FGSM_EPSILON_255})
+    """{(FGSM_SETTING, metric, M): robust accuracy in % or MissingCell(reason)}: min / mean / max
+    over the attacks crafted on each member, for the ensemble and member 0; robust_acc for a
+    single model, attacked by itself alone."""
+    statistics = ("min", "mean", "max") if len(views(run_dir)) > 1 else ("",)
+    metrics = [f"robust_acc_{name}" if name else "robust_acc" for name in statistics]
+    try:
+        frame = read_rescored(run_dir, "fgsm", {"epsilon_255": FGSM_EPSILON_255},
+                              rescore_command(FGSM_TABLE))
+    except NotRescored as error:
+        return {(FGSM_SETTING, metric, m): MissingCell(str(error))
+                for m in views(run_dir) for metric in metrics}
     cells = {}
     for m, member in views(run_dir).items():
         accuracy = 100 * frame.loc[(frame.member == member) & (frame.metric == "accuracy"),
                                    "value"]
-        if len(accuracy) == 1:
-            cells[(FGSM_SETTING, "robust_acc", m)] = float(accuracy.iloc[0])
-            continue
-        cells.update({(FGSM_SETTING, f"robust_acc_{name}", m): float(getattr(accuracy, name)())
-                      for name in ("min", "mean", "max")})
+        cells.update({(FGSM_SETTING, metric, m): float(getattr(accuracy, name or "mean")())
+                      for name, metric in zip(statistics, metrics)})
     return cells
 

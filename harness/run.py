@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # torch and the methods load only now: --help and flag mistakes stay instant
     from harness.dry_run import describe
-    from harness.experiment import plan_experiment, run_experiment
+    from harness.execute import plan_experiment, run_experiment
 
     output_dir = None if args.output_dir is None else str(args.output_dir)
     gin_files, bindings = args.gin_file, args.gin_bindings

@@ -4,7 +4,7 @@
 Units are the paper's: accuracies in %, NLL in nats, ECE as a fraction (15 bins, metrics.py).
 FLOPs and counts (train_flops, ratios, training_runs) are taken from the first finished seed:
 they depend on the configuration only, and a mean could round them.
-Corrupted columns come from harness/robustness.py's `corrupted_summary`: cacc/cnll/cece the
+Corrupted columns come from harness/robustness_summary.py's `corrupted_summary`: cacc/cnll/cece the
 mean over the 15 benchmark corruptions x 5 severities of whichever corrupted suite the run
 scored (published sets before generated ones), aacc/anll/aece on ImageNet-A's 200 classes;
 empty where a run did not score them.
@@ -61,13 +61,13 @@ def run_row(run_dir: Path) -> dict:
 
 
 def corrupted_numbers(run_dir: Path, summary: dict) -> dict:
-    """cacc..aece as the run's summary.json records them (harness/robustness.py
+    """cacc..aece as the run's summary.json records them (harness/robustness_summary.py
     `corrupted_summary`; from its metrics for a run that predates that record), empty where
     the run did not score those sets."""
     if "corrupted" in summary:
         corrupted = summary["corrupted"]
     else:
-        from harness.robustness import corrupted_summary  # torch: only when runs are read
+        from harness.robustness_summary import corrupted_summary  # torch: only when runs are read
         corrupted = corrupted_summary(read_metrics(run_dir))
     return {name: corrupted.get(name, np.nan) for name in CORRUPTED}
 

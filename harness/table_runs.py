@@ -10,9 +10,10 @@ from harness.errors import UserError, first_line
 from harness.gin_rows import TableRow, table_rows
 from harness.record import is_finished
 from harness.report import report
+from harness.robustness_tables import rescore_phase
 from harness.run_lock import Busy, failure_path, read_record, training_lock, waiting_job
 from harness.run_store import RunStore, clear_error, record_error
-from harness.table_sources import MethodNotBuilt, row_configuration
+from harness.table_sources import MethodNotBuilt, row_configuration, table_runs
 
 
 def run_seed(row: TableRow, seed: int, bindings: list[str], store: RunStore,
@@ -61,7 +62,7 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], store: RunStore,
 
 def train_here(gin_files, bindings, run_dir: Path, progress: bool) -> None:
     """Trains (or resumes) one run in this process."""
-    from harness.experiment import run_experiment
+    from harness.execute import run_experiment
 
     run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=True,
                    progress=progress)
@@ -105,6 +106,11 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
             print(f"  {outcome}", flush=True)
             if outcome.startswith("skipped"):
                 break
+    # Rescoring is a phase of its own: the table below only reads what it leaves.
+    finished = table_runs(entry, scale, store, gin_dir=gin_dir, extra_files=extra_files,
+                          bindings=bindings, seeds=seeds, require_finished=False)
+    rescore_phase(table, [run for row in finished if not rows or row.name in rows
+                          for run in row.finished], progress)
     written = report(entry, scale, store, output_dir, seeds=seeds, gin_dir=gin_dir,
                      extra_files=extra_files, bindings=bindings)
     if failed:

@@ -27,7 +27,9 @@ error naming the differing bindings, rather than a stale or mixed number. A row 
 is not registered yet is skipped and shows as missing in the table. A seed trains under its
 lock (harness/run_lock.py): one that another process is training, that a launcher's job is
 queued for, or whose job failed (harness/launch.py) is skipped and named so in the table.
-Then harness/report.py writes `<output_dir>/table<N>.parquet` and `.md` (harness/wide_tables.py
+Then the tables that score finished runs again (11-13) rescore what their runs lack, saying
+first how many and roughly how long (harness/robustness_tables.py `rescore_phase`), and
+harness/report.py writes `<output_dir>/table<N>.parquet` and `.md` (harness/wide_tables.py
 for Tables 1-3 and 6, harness/long_tables.py for 4 and up). `--plan` prints the compute plan
 instead (harness/compute_plan.py) and runs nothing.
 """

@@ -16,7 +16,7 @@ it, harness/diff.py never compares it.
 import gin
 import torch
 
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.sparse_inference import choose_kernels, round_seconds, sparsify, spread
 
 SUITE = "timing"

@@ -18,7 +18,7 @@ from harness.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.history import RunHistory
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.registry import Registry
 from harness.safe_load import UnsafeFile
 from harness.schedules import collection_steps

@@ -17,8 +17,8 @@ from harness.errors import UserError
 from harness.flops import dense_forward_flops, layer_forward_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.models.variants import member_biases, rank_one_factors
-from harness.predictors import (MimoPredictor, MultiHeadPredictor, Predictor,
-                                SampledPredictor, TiledPredictor)
+from harness.predictor_interface import (MimoPredictor, MultiHeadPredictor, Predictor,
+                                         SampledPredictor, TiledPredictor)
 from harness.train import ParamGroups, classification_loss
 from methods.base import METHODS, FitContext, Method, check_members
 

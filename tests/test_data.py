@@ -10,7 +10,7 @@ from harness.data.arrays import ArrayDataset, Augment, split_holdout, take, trai
 from harness.data.facts import class_name, dataset_family, facts
 from harness.errors import UserError
 from harness.flops.plan import reference_epochs
-from harness.robustness import CORRUPTED_SUITES
+from harness.robustness_summary import CORRUPTED_SUITES
 
 
 def toy_dataset(n=10, size=6):

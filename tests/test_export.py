@@ -11,7 +11,7 @@ import torch
 
 from harness import export
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.models.resnet import resnet18
 from harness.models.wide_resnet import wide_resnet
 from harness.sparse_inference import KERNELS, conv_names, sparsify

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.history import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,3 +68,21 @@ def test_no_import_cycle():
 
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
+
+
+def test_importing_the_experiment_registers_every_configurable():
+    """The tables and the launcher parse a row's gin before anything runs, having imported
+    harness.experiment alone: every module that declares a gin configurable loads with it."""
+    import subprocess
+    import sys
+
+    declaring = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts)
+                       .removesuffix(".__init__")
+                       for path in [*ROOT.glob("harness/**/*.py"), *ROOT.glob("methods/**/*.py")]
+                       if "gin.configurable" in path.read_text())
+    script = ("import sys, harness.experiment; print(' '.join(m for m in sys.argv[1:] "
+              "if m not in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, *declaring], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from harness import experiment, long_tables  # noqa: F401  experiment: its configurables
+from harness.cached_predictions import member_diversity, pair_diversity
 from harness.catalogue import PAPER
 from harness.data.facts import FAMILIES
 from harness.diversity_tables import class_disagreement
 from harness.errors import UserError
 from harness.gin_rows import table_rows
-from harness.predictions import member_diversity, pair_diversity
 from harness.record import write_json
 from harness.run_lock import training_lock
 from harness.run_store import RunStore

@@ -87,7 +87,7 @@ def test_pair_disagreement_and_kl():
 def test_non_finite_logits_are_an_error_naming_the_set_and_member():
     """A NaN row used to count as a prediction of class 0 in accuracy."""
     from harness.evaluate import EvalSet, evaluate
-    from harness.predictors import Predictor
+    from harness.predictor_interface import Predictor
 
     class Members(Predictor):
         num_members = 3

@@ -9,15 +9,15 @@ import torch
 from torch import nn
 
 from harness.batching import MimoBatch, TiledBatch, tile_members
+from harness.cached_predictions import load_predictions
 from harness.data.arrays import ArrayDataset, Augment
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.models import STAGES, build_model
-from harness.predictions import load_predictions
 from harness.robustness import fgsm_batches
 from harness.models.variants import (AlwaysOnDropout, BatchEnsembleLayer, fast_weights,
                                      member_biases, rank_one_factors)
-from harness.predictors import MimoPredictor, SampledPredictor, TiledPredictor
+from harness.predictor_interface import MimoPredictor, SampledPredictor, TiledPredictor
 from harness.train import Hook, Trainer
 from methods.one_network import BatchEnsemble
 

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 
 from harness.config import config_differences, parse
-from harness.errors import UserError
-from harness.long_tables import LONG_COLUMNS, Missing
+from harness.long_tables import LONG_COLUMNS, MissingCell
 from harness.record import write_metrics
-from harness.rescore import rescored_path
+from harness.rescore import failure_path, rescored_path
 from harness.robustness_tables import FGSM_SETTING, fgsm_cells, ood_cells
 from harness.sweep import correlations, sweep_correlation
 
@@ -79,8 +78,14 @@ def metric_rows(suite, corruption, member, metric, value):
             "severity": 0, "metric": metric, "value": value}
 
 
-def test_m1_cells_score_member_0_alone_and_missing_sets_keep_their_reason(tmp_path,
-                                                                         monkeypatch):
+def record_failure(run: Path, suite: str, settings: dict, reason: str) -> None:
+    """What the rescoring phase leaves for a set it could not load."""
+    path = failure_path(run, suite, settings)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"error": reason}))
+
+
+def test_m1_cells_score_member_0_alone_and_missing_sets_keep_their_reason(tmp_path):
     run = fake_run(tmp_path, 3)
     auroc = {"ensemble": 0.9, "0": 0.7, "1": 0.8, "2": 0.6}
     path = rescored_path(run, "ood", {"sets": ["gaussian_noise"]})
@@ -89,22 +94,19 @@ def test_m1_cells_score_member_0_alone_and_missing_sets_keep_their_reason(tmp_pa
                          for member, value in auroc.items()
                          for metric, value in (("auroc_maxprob", value),
                                                ("auroc_entropy", value / 2))])
-    import harness.robustness_tables as tables
-    from harness.rescore import rescore
-
-    def rescore_offline(run_dir, suite, settings=None):
-        if settings == {"sets": ["svhn"]}:
-            raise UserError("OoD set svhn not found or corrupt (...): put test_32x32.mat ...")
-        return rescore(run_dir, suite, settings)
-
-    monkeypatch.setattr(tables, "rescore", rescore_offline)
-    cells = ood_cells(run, ("svhn", "gaussian_noise"))
+    record_failure(run, "ood", {"sets": ["svhn"]},
+                   "OoD set svhn not found or corrupt (...): put test_32x32.mat ...")
+    cells = ood_cells(run, 11)
     assert cells[("gaussian_noise", "auroc", 3)] == 0.9
     assert cells[("gaussian_noise", "auroc", 1)] == 0.7  # member 0, not the ensemble
-    assert set(cells) == {(name, "auroc", m) for name in ("svhn", "gaussian_noise")
+    assert set(cells) == {(name, "auroc", m) for name in ("svhn", "cifar100", "gaussian_noise")
                           for m in (1, 3)}
-    assert isinstance(cells[("svhn", "auroc", 1)], Missing)
+    assert isinstance(cells[("svhn", "auroc", 1)], MissingCell)
     assert "test_32x32.mat" in cells[("svhn", "auroc", 3)]
+    # never rescored: missing, naming the command that rescores it
+    assert cells[("cifar100", "auroc", 3)] == (
+        'not rescored yet (ood {"sets": ["cifar100"]}): `python -m harness.tables --table=11` '
+        "(at the table's --scale) rescores it")
 
 
 def test_fgsm_cells_are_min_mean_max_over_the_attacks_of_each_member(tmp_path):
@@ -134,6 +136,7 @@ def test_fgsm_cells_are_min_mean_max_over_the_attacks_of_each_member(tmp_path):
 
 
 def configuration(*files: str) -> str:
+    import harness.experiment  # noqa: F401  registers Experiment and the methods with gin
     parse([str(ROOT / file) for file in files])
     return gin.config_str()
 
@@ -146,12 +149,10 @@ def test_sweep_levels_differ_only_in_sparsity():
         assert [d.split(" ")[0] for d in differences] == ["DSTEnsemble.sparsity"]
 
 
-def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tmp_path,
-                                                                             monkeypatch):
+def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tmp_path):
     from harness.catalogue import PAPER
     from harness.gin_rows import TableRow
     from harness.long_tables import build_long_table
-    import harness.robustness_tables as tables
     from harness.table_sources import RowRuns
 
     run = tmp_path / "static_m3_s08" / "seed0"
@@ -166,13 +167,7 @@ def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tm
                              for k, member in enumerate(("ensemble", "0", "1", "2"))])
     reason = "OoD set svhn not found or corrupt: put test_32x32.mat (md5 eb5a98...) in data/"
 
-    def rescore_offline(run_dir, suite, settings=None):
-        from harness.rescore import rescore
-        if settings == {"sets": ["svhn"]}:
-            raise UserError(reason)
-        return rescore(run_dir, suite, settings)
-
-    monkeypatch.setattr(tables, "rescore", rescore_offline)
+    record_failure(run, "ood", {"sets": ["svhn"]}, reason)
     row = RowRuns(TableRow("static_m3_s08", "Static Sparse Ensemble", ()), [run], [])
     frame = build_long_table(PAPER.table(11), "smoke", [row])
     static = frame[frame.method == "Static Sparse Ensemble"].set_index(["M", "setting"])
@@ -184,3 +179,31 @@ def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tm
         assert svhn.status == "missing" and svhn.reason == f"static_m3_s08: {reason}"
     dst = frame[(frame.method == "DST Ensemble") & (frame.setting == "svhn")]
     assert set(dst.status) == {"missing"} and all("no run of ours" in r for r in dst.reason)
+
+
+def test_building_a_table_never_rescores_a_run_that_lacks_it(tmp_path, monkeypatch):
+    from harness import replay, rescore
+    from harness.catalogue import PAPER
+    from harness.gin_rows import TableRow
+    from harness.long_tables import build_long_table
+    from harness.table_sources import RowRuns
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("building a table rescored a run")
+
+    monkeypatch.setattr(replay, "refit", forbidden)
+    monkeypatch.setattr(rescore, "rescore", forbidden)
+    for table, row in ((11, "static_m3_s08"), (13, "static_m3_s08_c10")):
+        run = tmp_path / row / "seed0"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({
+            "dataset": "cifar10", "model": "wrn28_10", "num_members": 3, "sparsity": 0.8,
+            "git_commit": "abc", "config_hash": "def"}))
+        runs = RowRuns(TableRow(row, "Static Sparse Ensemble", ()), [run], [])
+        frame = build_long_table(PAPER.table(table), "smoke", [runs])
+        static = frame[(frame.method == "Static Sparse Ensemble") & (frame.M == 3)
+                       & (frame.dataset == "cifar10")]
+        assert len(static) and set(static.status) == {"missing"}
+        command = f"`python -m harness.tables --table={table}` (at the table's --scale)"
+        assert all(reason.startswith(f"{row}: not rescored yet (")
+                   and reason.endswith(f"{command} rescores it") for reason in static.reason)

@@ -13,7 +13,8 @@ import harness.train
 from harness.config import parse
 from harness.data import DATASETS, Geometry
 from harness.errors import UserError
-from harness.experiment import Experiment, run_experiment
+from harness.execute import run_experiment
+from harness.experiment import Experiment
 from harness.flops import FlopsLedger, layer_forward_flops, sparse_forward_flops
 from harness.schedules import Continued, MultiStep, compose
 from harness.train import Hook

@@ -9,8 +9,8 @@ from torch import nn
 
 from harness import experiment  # noqa: F401  its configurables
 from harness.config import parse
+from methods.checkpoint_ensembles import FastGeometricEnsemble
 from methods.sparse.pruned_ensembles import PFEnsemble
-from methods.trajectory import FastGeometricEnsemble
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ def cells(markdown: str, first: str) -> list[str]:
 def fake_run(run_dir: Path, *, method="dense_ensemble", members=2, sparsity=0.0, seed=0,
              acc=0.9, nll=0.3, ece=0.05, train_flops=4e9, ratio=4.0, classes=3,
              examples=40, seconds_per_image=None) -> Path:
-    """A finished run directory as Prepared.run leaves it, without training anything."""
+    """A finished run directory as harness/execute.py leaves it, without training anything."""
     run_dir.mkdir(parents=True)
     rows = [{"member": "ensemble", "metric": metric, "value": value}
             for metric, value in (("accuracy", acc), ("nll", nll), ("ece", ece))]

@@ -48,9 +48,24 @@ def test_pair_matrix_from_the_cached_predictions_and_layer_densities(tmp_path):
 def test_every_ensemble_method_gets_its_heatmaps_and_size_curve(tmp_path, method, members):
     row = fake_row(tmp_path, method, method, members=members)
     runs = [(method, row.finished[0])]
-    assert figures.heatmap_figure(runs, "disagreement", "t") is not None
-    assert figures.heatmap_figure(runs, "kl", "t") is not None
-    assert figures.ensemble_size_figure(runs) is not None
+    for metric in ("disagreement", "kl"):
+        panel = figures.heatmap_figure(runs, metric, "t").axes[0]  # then its colour bar
+        assert panel.get_title() == method
+        drawn = panel.images[0].get_array()
+        assert drawn.shape == (members, members)
+        assert np.allclose(drawn, figures.pair_matrix(row.finished[0], metric))
+    with np.load(row.finished[0] / "predictions" / "test.npz") as arrays:
+        log_probs, labels = arrays["log_probs"].astype(np.float64), arrays["labels"]
+    probs = np.exp(log_probs)
+    ensemble, individual = figures.ensemble_size_figure(runs).axes[0].lines
+    assert ensemble.get_label() == f"{method}: ensemble"
+    assert individual.get_label() == f"{method}: individual"
+    assert list(ensemble.get_xdata()) == list(range(1, members + 1))
+    expected = [100 * np.mean(probs[:m].mean(0).argmax(-1) == labels)  # first m members
+                for m in range(1, members + 1)]
+    assert ensemble.get_ydata() == pytest.approx(expected)
+    assert individual.get_ydata()[-1] == pytest.approx(
+        100 * np.mean(probs.argmax(-1) == labels))  # the members' mean accuracy
 
 
 def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys):
@@ -58,7 +73,8 @@ def test_a_run_without_cached_predictions_is_left_out_and_named(tmp_path, capsys
     bare = fake_row(tmp_path, "edst", "EDST Ensemble", members=3)
     (bare.finished[0] / "predictions" / "test.npz").unlink()
     runs = [("dst", kept.finished[0]), ("edst", bare.finished[0])]
-    assert figures.heatmap_figure(runs, "disagreement", "t") is not None
+    drawn = figures.heatmap_figure(runs, "disagreement", "t")
+    assert [ax.get_title() for ax in drawn.axes if ax.images] == ["dst"]  # one panel, dst's
     assert "edst left out" in capsys.readouterr().out
     assert figures.heatmap_figure(runs[1:], "disagreement", "t") is None
 
@@ -116,6 +132,7 @@ def test_diversity_beside_the_printed_values_of_figure_2_right(tmp_path):
                                     ("Snapshot (snapshot)", other.finished[0])])
     ours, paper = fig.axes[1].containers  # KL: ours beside the printed 0.095
     assert [bar.get_height() for bar in paper] == [0.095]
+    assert [bar.get_height() for bar in fig.axes[0].containers[1]] == [0.035]  # d_dis
     with np.load(dst.finished[0] / "predictions" / "test.npz") as arrays:
         log_probs = arrays["log_probs"].astype(np.float64)
     p = np.exp(log_probs)

@@ -1,16 +1,18 @@
 """`python -m harness.tables`: one run per row of gin/table<N>/, reused when finished, several
 seeds as mean and std, rows of methods not built yet shown as missing."""
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from harness import table_runs, tables
+from harness.cached_predictions import load_predictions, subensemble_metrics
 from harness.catalogue import PAPER
 from harness.errors import UserError
 from harness.gin_rows import table_rows
 from harness.run_store import RunStore
-from harness.predictions import load_predictions, subensemble_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 # One epoch on 128 images, clean test set only: the runner's logic, not the numbers.
@@ -73,9 +75,13 @@ def test_seeds_give_mean_and_std(tmp_path, capsys):
                                                "include 'gin/dense.gin'\n"})
     frame, _ = run(tmp_path, capsys, seeds=2, gin_dir=gin_dir)
     dense = frame[frame.row == "dense"].iloc[0]
-    assert dense.seeds == 2 and dense.acc_std >= 0 and len(dense.config_hash.split(",")) == 2
-    assert sorted(run.name for run in RunStore(tmp_path / "runs").finished()) == ["seed0",
-                                                                                 "seed1"]
+    finished = RunStore(tmp_path / "runs").finished()
+    assert sorted(run.name for run in finished) == ["seed0", "seed1"]
+    accuracies = [100 * json.loads((run / "summary.json").read_text())["metrics"]
+                  ["test/accuracy"] for run in finished]
+    assert dense.seeds == 2 and len(dense.config_hash.split(",")) == 2
+    assert dense.acc == pytest.approx(np.mean(accuracies))
+    assert dense.acc_std == pytest.approx(np.std(accuracies, ddof=1))
 
 
 def test_a_row_whose_method_is_not_built_is_missing(tmp_path, capsys):

@@ -2,6 +2,7 @@
 as the run's own, no training, results kept in the run; the OoD sets behind Tables 11-12 (AUROC
 of separable and of identical scores, a missing SVHN named with the file to put where); bad
 settings as one error before anything is scored."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from harness.data import Splits
 from harness.data.arrays import ArrayDataset
 from harness.data.ood import _torchvision_test
 from harness.errors import UserError
-from harness.experiment import DataContext, run_experiment
-from harness.predictors import Predictor
+from harness.execute import run_experiment
+from harness.experiment import DataContext
+from harness.predictor_interface import Predictor
 from harness.record import foreign_entries, read_summary
 from harness.rescore import RESCORED, rescore
 from harness.robustness import fgsm, ood
@@ -63,6 +65,46 @@ def test_a_stage_without_result_is_an_error_never_a_training(static_run, tmp_pat
     (copy / "summary.json").unlink()
     with pytest.raises(UserError, match="not a finished run"):
         rescore(copy, "test")
+
+
+def test_the_rescoring_phase_says_what_it_will_do_then_does_it(static_run, tmp_path,
+                                                               capsys):
+    """Table 11 on the digits run: Gaussian noise fits it, SVHN and CIFAR-100 do not; the
+    table reads what the phase left, the failures with their reason."""
+    import shutil
+
+    from harness.catalogue import PAPER
+    from harness.gin_rows import TableRow
+    from harness.long_tables import build_long_table
+    from harness.robustness_tables import rescore_phase
+    from harness.table_sources import RowRuns
+
+    run = tmp_path / "static" / "seed0"
+    shutil.copytree(static_run, run, ignore=shutil.ignore_patterns(RESCORED))
+    rescore_phase(11, [run, run])  # a run two rows reuse is rescored once
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"rescoring: 1 run\(s\), about \d+\.\d min \[3 rescoring\(s\); "
+                        r"estimated from each run's summary.json eval_seconds\]", lines[0])
+    assert lines[1].startswith(f'  [1/3] rescoring {run} ood {{"sets": ["svhn"]}} (about ')
+    assert lines[2].startswith("    failed: OoD set svhn has images (3, 32, 32)")
+    assert lines[5].startswith(f'  [3/3] rescoring {run} ood {{"sets": ["gaussian_noise"]}}')
+    assert re.fullmatch(r"    done in \d+\.\d s", lines[6]) and len(lines) == 7
+
+    row = RowRuns(TableRow("static", "Static Sparse Ensemble", ()), [run], [])
+    frame = build_long_table(PAPER.table(11), "smoke", [row])
+    ours = frame[frame.row == "static"].set_index(["M", "setting"])
+    scored = rescore(run, "ood", {"sets": ["gaussian_noise"]})  # read back: the phase's rows
+    for m, member in ((2, "ensemble"), (1, "0")):
+        noise = ours.loc[(m, "gaussian_noise")]
+        assert noise.status == "ok" and noise.value == scored.value[
+            (scored.member == member) & (scored.metric == "auroc_maxprob")].item()
+        assert ours.loc[(m, "svhn"), "status"] == "missing"
+        assert "OoD set svhn has images (3, 32, 32)" in ours.loc[(m, "svhn"), "reason"]
+
+    rescore_phase(11, [run])  # what failed is tried again; what was scored is not
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("rescoring: 1 run(s)") and "[2 rescoring(s)" in lines[0]
+    assert "failed before: OoD set svhn has images" in lines[1]
 
 
 @pytest.mark.parametrize("suite, settings, message", [

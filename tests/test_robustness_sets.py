@@ -13,7 +13,7 @@ from harness.data.imagenet import imagenet_a_classes
 from harness.data.ood import gaussian_noise
 from harness.errors import UserError
 from harness.experiment import DataContext
-from harness.predictors import Predictor
+from harness.predictor_interface import Predictor
 from harness.robustness import cifar10_c, generated_c, imagenet_a, imagenet_c, ood
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,7 +48,12 @@ def test_dense_ensemble_run_directory(tmp_path):
     assert summary["num_members"] == 2 and summary["training_runs"] == 2
     assert summary["display_name"] == "Dense Ensemble"
     assert {"cacc", "cnll", "cece"} <= set(summary["corrupted"])  # smoke scores digits-C
-    assert 0 <= summary["metrics"]["test/accuracy"] <= 1
+    # the ensemble's accuracy is its members' mean softmax scored on the saved predictions
+    with np.load(out / "predictions" / "test.npz") as arrays:
+        probs, labels = np.exp(arrays["log_probs"].astype(np.float64)), arrays["labels"]
+    assert probs.shape[0] == 2
+    assert summary["metrics"]["test/accuracy"] == pytest.approx(
+        np.mean(probs.mean(0).argmax(-1) == labels))
     assert "DenseEnsemble.num_members = 2" in (out / "operative_config.gin").read_text()
 
     again = run_cli(*smoke("dense_ensemble"), *FAST, f"--output_dir={out}")

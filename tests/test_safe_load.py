@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness import safe_load
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.safe_load import UnsafeFile
 
 ROOT = Path(__file__).resolve().parents[1]

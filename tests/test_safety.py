@@ -15,7 +15,7 @@ import pytest
 from harness.data import corrupt
 from harness.data.sources import npz
 from harness.errors import Interrupted, UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.record import write_json
 from harness.demo import write_table
 from harness.gin_rows import TableRow
@@ -87,15 +87,15 @@ def test_overwrite_clears_only_its_own_leftovers(tmp_path):
 
 
 def test_ctrl_c_during_overwrite_keeps_the_previous_run(tmp_path, monkeypatch):
-    from harness import experiment
+    from harness import execute
 
     out, first = run(tmp_path / "run")
 
-    def interrupted(self, run_dir):
+    def interrupted(prepared, run_dir):
         (run_dir / "config.gin").write_text("half a new run")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment.Prepared, "run", interrupted)
+    monkeypatch.setattr(execute, "execute", interrupted)
     with pytest.raises(Interrupted, match=f"the new run was discarded; {out} still holds the "
                                           f"previous one"):
         run(out, overwrite=True)

@@ -181,7 +181,7 @@ def test_edst_smoke_run_with_sparse_kernels_matches_the_dense_kernels_run(tmp_pa
     the dense-kernel run's accuracy within seed noise (smoke test set: 360 digits)."""
     import pandas as pd
 
-    from harness.experiment import run_experiment
+    from harness.execute import run_experiment
 
     fast = ["epoch_factor.factor = 0.02", "Experiment.suites = ('test',)",
             "inference_timing.enabled = False", "SparsitySpec.update_interval = 10"]

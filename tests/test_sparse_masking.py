@@ -348,6 +348,8 @@ def test_requested_step_keeps_its_dense_gradient_for_a_callers_prune_and_grow():
     assert masking.last_update_step == 2 and masking.dense_grads is not None
     counts = {name: int(mask.sum()) for name, mask in masking.masks.items()}
     stats = masking.prune_and_grow(0.8)  # EDST's escape (App. C: q = 0.8)
+    assert stats == {name: round(0.8 * count) if count < masking.masks[name].numel() else 0
+                     for name, count in counts.items()}  # a dense layer is left alone
     assert sum(stats.values()) > 0
     assert counts == {name: int(mask.sum()) for name, mask in masking.masks.items()}
 

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from harness.config import parse
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from methods.sparse.edst import EDSTEnsemble, Escape
 from methods.sparse.masking import Masking, SparsitySpec
 
@@ -159,7 +160,10 @@ def test_float64_precision_trains_and_masks_in_float64_then_restores_the_default
     for name, mask in saved["masks"].items():
         assert not weights[f"{name}.weight"][~mask.bool()].any()
     assert torch.get_default_dtype() == torch.float32
-    assert 0 <= summary["metrics"]["test/accuracy"] <= 1
+    with np.load(run_dir / "predictions" / "test.npz") as arrays:  # the one member's
+        (log_probs,), labels = arrays["log_probs"], arrays["labels"]
+    assert summary["metrics"]["test/accuracy"] == pytest.approx(
+        np.mean(log_probs.argmax(-1) == labels))
 
 
 class Killed(Exception):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import methods.base
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.train import Hook
 from methods.base import FitContext
 from tests.test_train import blobs, tiny_model, trainer, weights

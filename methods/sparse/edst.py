@@ -22,7 +22,7 @@ from harness import scale
 from harness.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.schedules import Piecewise, collection_steps, compose
 from harness.train import Hook, Trainer, TrainState
 from methods.base import METHODS, FitContext, Method, check_members

@@ -23,7 +23,7 @@ from harness import scale
 from harness.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.schedules import Continued, Piecewise, compose
 from harness.train import Trainer
 from methods.base import METHODS, FitContext, Method, check_members

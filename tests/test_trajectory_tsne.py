@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from harness.errors import UserError
-from harness.experiment import run_experiment
+from harness.execute import run_experiment
 from harness.feature_maps import feature_map_kl
 from harness.replay import replay
-from harness.trajectories import checkpoint_epoch, member_trajectories, trajectory_embedding
+from harness.trajectory_tsne import checkpoint_epoch, member_trajectories, trajectory_embedding
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")

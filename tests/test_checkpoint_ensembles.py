@@ -1,6 +1,6 @@
-"""Ensembles along one trajectory (methods/trajectory.py): cyclic schedules that know where
-their members are, the collector that saves them there, Snapshot and FGE end to end (distinct
-members, FLOPs as planned, exact resume), and Table 6's planned ratios."""
+"""Ensembles along one trajectory (methods/checkpoint_ensembles.py): cyclic schedules that know
+where their members are, the collector that saves them there, Snapshot and FGE end to end
+(distinct members, FLOPs as planned, exact resume), and Table 6's planned ratios."""
 import json
 from pathlib import Path
 
@@ -11,7 +11,8 @@ import pytest
 import harness.train
 from harness.config import parse
 from harness.errors import UserError
-from harness.experiment import Experiment, run_experiment
+from harness.execute import run_experiment
+from harness.experiment import Experiment
 from harness.schedules import (Constant, CosineRestarts, FastGeometric, MultiStep, Piecewise,
                                collection_steps, compose)
 from harness.train import Hook

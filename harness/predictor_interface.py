@@ -7,7 +7,7 @@ stochastic passes of one network. Evaluation only ever sees [M, B, C].
 
 Everything that needs one member (FGSM crafts its attack on one member) goes through
 `member_logits`; test FLOPs are measured by probing the whole predictor with one example
-(harness/experiment.py), so a shared network is charged for every row it really processes.
+(harness/execute.py), so a shared network is charged for every row it really processes.
 """
 from typing import Sequence
 

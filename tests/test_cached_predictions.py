@@ -1,15 +1,16 @@
-"""Cached member predictions (harness/predictions.py): an ensemble of M' < M members is scored
-again from the cache exactly as evaluation scored it, without retraining."""
+"""Cached member predictions (harness/cached_predictions.py): an ensemble of M' < M members is
+scored again from the cache exactly as evaluation scored it, without retraining."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from harness.cached_predictions import (TEST_PREDICTIONS, PredictionCollector,
+                                        ensemble_size_curve, load_predictions,
+                                        subensemble_metrics)
 from harness.errors import UserError
 from harness.evaluate import EvalSet, evaluate
-from harness.predictions import (TEST_PREDICTIONS, PredictionCollector, ensemble_size_curve,
-                                 load_predictions, subensemble_metrics)
-from harness.predictors import MemberEnsemble
+from harness.predictor_interface import MemberEnsemble
 
 
 def linear_ensemble(members=3, features=5, classes=4):

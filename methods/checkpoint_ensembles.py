@@ -14,7 +14,7 @@ from harness.data.arrays import ArrayDataset
 from harness.errors import UserError
 from harness.flops import training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictors import MemberEnsemble, Predictor
+from harness.predictor_interface import MemberEnsemble, Predictor
 from harness.schedules import CosineRestarts, FastGeometric, collection_steps, compose
 from harness.train import Trainer
 from methods.base import METHODS, FitContext, Method, check_members
