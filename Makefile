@@ -68,8 +68,9 @@ paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
 	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS) $(if $(CATALOGUE),--catalogue=$(CATALOGUE))
 endif
 
-# The golden smoke tables (Table 1, Table 6's Snapshot and FGE rows, since its other rows are
-# Table 1's methods again, and Table 4, whose rows reuse Table 1's runs: seconds on top):
+# The golden smoke tables (Table 1; Table 6, training only its Snapshot and FGE rows: its other
+# rows are Table 1's configurations, so the table shows Table 1's runs, and at smoke scale its
+# CIFAR-100 rows are its CIFAR-10 ones; Table 4, whose rows are Table 1's runs: seconds on top):
 # `make golden` rewrites
 # reports/golden/ (commit it when a change is meant to move numbers, e.g. a new row);
 # `make golden-check`, part of `make test`, rebuilds them from scratch and fails when any cell
