@@ -88,6 +88,28 @@ def test_sparse_conv_edge_cases(case):
     check_equal(conv, mask, 11 if case == "odd channels" else 6, batch=3)
 
 
+@needs_kernels
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "direct"])
+def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_evenly(
+        columns, monkeypatch):
+    """The forward kernel reads a weight's shifted input straight from the input or from a
+    per-tile copy of the columns (chosen by how many weights share a column), in groups of
+    input channels; here each is forced, with groups that do not divide the channels."""
+    monkeypatch.setattr(sparse_conv, "COLUMN_REUSE", 0 if columns else 10 ** 9)
+    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * sparse_conv.TILE if columns else 1000)
+    generator = torch.Generator().manual_seed(3)
+    for conv in (torch.nn.Conv2d(7, 13, 3, stride=2, padding=1),
+                 torch.nn.Conv2d(11, 5, 3, padding=1), torch.nn.Conv2d(7, 6, 1)):
+        mask = torch.rand(conv.weight.shape, generator=generator) < 0.4
+        pattern = sparse_conv.Pattern(mask)
+        geometry = sparse_conv.Geometry(conv.kernel_size[0], conv.stride[0], conv.padding[0],
+                                        3, 9, 9)
+        plan = pattern.forward_plan(geometry)
+        assert (plan.shifts.numel() > 0) == columns
+        assert plan.group < plan.in_channels or conv.kernel_size[0] == 1  # several groups
+        check_equal(conv, mask, 9, batch=3)
+
+
 def train(kernels: str, steps: int = 6, interval: int = 2, hooks=lambda masking: []):
     torch.manual_seed(0)
     model = wide_resnet(10, 2)
