@@ -161,9 +161,13 @@ def test_a_step_that_grows_by_gradient_runs_densely():
 
 
 @needs_kernels
-def test_auto_measures_each_layer_once():
-    _, masking, _ = train("auto", steps=2, interval=100)
+def test_auto_chooses_each_layer_from_its_first_batches_then_keeps_the_choice():
+    from methods.sparse.kernels import AUTO_BATCHES, AUTO_ROUNDS
+
+    _, masking, _ = train("auto", steps=AUTO_BATCHES + 2, interval=100)
     assert set(masking.kernels.timings) == set(masking.kernels.layers)
+    assert {timing["rounds"] for timing in masking.kernels.timings.values()} == \
+        {AUTO_BATCHES * AUTO_ROUNDS}
 
 
 def test_bad_kernels_setting_is_one_clear_error():
