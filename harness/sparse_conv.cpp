@@ -52,17 +52,23 @@ struct Layout {
   int64_t span() const { return batch * hq * wq; }
 };
 
-// Copies the valid pixels of `count` output pixels from p0 of output channel r into out
-// [B, C, H, W].
-inline void store_tile(const float* tile, int64_t p0, int64_t count, const Layout& l,
-                       int64_t channels, int64_t r, float* out) {
+// The runs of valid output pixels in tile [p0, p0 + count): where each starts in the tile,
+// where in out [B, C, H, W] for channel 0 (channel r adds r * H * W), and its length. The
+// same for every output channel of the tile, so the divisions are done once.
+struct Run {
+  int64_t from, to, length;
+};
+
+inline void valid_runs(int64_t p0, int64_t count, const Layout& l, int64_t channels,
+                       std::vector<Run>& runs) {
+  runs.clear();
   const int64_t plane = l.hq * l.wq, end = std::min(p0 + count, l.span());
   for (int64_t q = p0; q < end;) {
     const int64_t b = q / plane, rest = q % plane, oh = rest / l.wq, ow = rest % l.wq;
     const int64_t segment = std::min(end - q, l.wq - ow);
     if (oh < l.out_h && ow < l.out_w)
-      std::memcpy(out + ((b * channels + r) * l.out_h + oh) * l.out_w + ow, tile + (q - p0),
-                  std::min(segment, l.out_w - ow) * sizeof(float));
+      runs.push_back({q - p0, (b * channels * l.out_h + oh) * l.out_w + ow,
+                      std::min(segment, l.out_w - ow)});
     q += segment;
   }
 }
@@ -118,6 +124,7 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     // Kept per thread between calls: a fresh buffer of this size costs page faults.
     thread_local std::vector<vec> acc, columns;
+    thread_local std::vector<Run> runs;
     acc.resize(channels * VECTORS);
     if (positions) columns.resize(group * positions * VECTORS);
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -151,9 +158,13 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
           for (int64_t v = 0; v < VECTORS; ++v) a[v] = sum[v];
         }
       }
-      for (int64_t r = 0; r < channels; ++r)
-        store_tile(reinterpret_cast<const float*>(acc.data() + r * VECTORS), p, BLOCK, l,
-                   channels, r, os);
+      valid_runs(p, BLOCK, l, channels, runs);
+      for (int64_t r = 0; r < channels; ++r) {
+        const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
+        float* out_r = os + r * out_h * out_w;
+        for (const Run& run : runs)
+          std::memcpy(out_r + run.to, tile_r + run.from, run.length * sizeof(float));
+      }
     }
   });
   return out;
