@@ -235,6 +235,39 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at
   return totals.sum(0);
 }
 
+// x [B, C, H, W] (any strides) into the flat layout of the header: channel c, phase
+// (y % stride, x % stride) of the padded image, image b, row y / stride, column x / stride.
+// Only the image's own pixels are written; the caller's zeros stay as the padding.
+void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t padding, int64_t hq,
+            int64_t wq) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 4, "x: float32 [B, C, H, W]");
+  TORCH_CHECK(flat.is_contiguous(), "flat: contiguous");
+  const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  const int64_t span = batch * hq * wq, channel_size = stride * stride * span;
+  TORCH_CHECK(flat.numel() >= channels * channel_size, "flat: too small");
+  const int64_t sb = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
+  const float* xs = x.data_ptr<float>();
+  float* fs = flat.data_ptr<float>();
+  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t h = 0; h < height; ++h) {
+          const float* row = xs + b * sb + c * sc + h * sh;
+          const int64_t y = h + padding;
+          float* out = fs + c * channel_size + (y % stride) * stride * span + b * hq * wq
+                       + y / stride * wq;
+          if (stride == 1 && sw == 1) {
+            std::memcpy(out + padding, row, width * sizeof(float));
+            continue;
+          }
+          for (int64_t w = 0; w < width; ++w) {
+            const int64_t column = w + padding;
+            out[(column % stride) * span + column / stride] = row[w * sw];
+          }
+        }
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(freetickets_sparse, m) {
@@ -245,4 +278,6 @@ TORCH_LIBRARY(freetickets_sparse, m) {
   m.def("weight_grad(Tensor x, Tensor grad_out, Tensor rows, Tensor where, Tensor shifts, "
         "int channel_size, int group, int in_channels, int padded) -> Tensor",
         &weight_grad);
+  m.def("spread(Tensor x, Tensor(a!) flat, int stride, int padding, int hq, int wq) -> ()",
+        &spread);
 }

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
@@ -169,17 +168,8 @@ class Geometry:
     def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
         slack (zero where nothing is written: the padding stays zero)."""
-        channels = x.shape[1]
-        s, hq, wq, p, batch = self.stride, self.hq, self.wq, self.padding, self.batch
-        size = channels * self.channel_size
-        planes = x.transpose(0, 1)
-        if s == 1:
-            flat[:size].view(channels, batch, hq, wq)[:, :, p:p + self.height,
-                                                        p:p + self.width] = planes
-        else:
-            padded = F.pad(planes, (p, wq * s - self.width - p, p, hq * s - self.height - p))
-            phases = flat[:size].view(channels, s, s, batch, hq, wq).permute(0, 3, 4, 1, 5, 2)
-            phases.copy_(padded.view(channels, batch, hq, s, wq, s))
+        torch.ops.freetickets_sparse.spread(x, flat, self.stride, self.padding, self.hq,
+                                            self.wq)
         return flat
 
 

@@ -111,6 +111,19 @@ def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_eve
         check_equal(conv, mask, 9, batch=3)
 
 
+@needs_kernels
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_channel_major_input_reads_as_its_contiguous_copy(stride):
+    """What a CSR layer of sparse inference hands on: [C, B, H, W] memory seen as [B, C, H, W]."""
+    generator = torch.Generator().manual_seed(4)
+    mask = torch.rand(6, 5, 3, 3, generator=generator) < 0.5
+    weight = torch.randn(mask.shape, generator=generator) * mask
+    x = torch.randn(5, 3, 7, 7, generator=generator).transpose(0, 1)
+    got = sparse_conv.sparse_conv2d(x, weight, None, sparse_conv.Pattern(mask), stride, 1)
+    torch.testing.assert_close(got, F.conv2d(x.contiguous(), weight, None, stride, 1),
+                               atol=1e-5, rtol=1e-5)
+
+
 def train(kernels: str, steps: int = 6, interval: int = 2, hooks=lambda masking: []):
     torch.manual_seed(0)
     model = wide_resnet(10, 2)
