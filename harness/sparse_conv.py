@@ -32,9 +32,6 @@ BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "kernels"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
 TILE = 128  # output pixels the forward kernel holds in registers at once
 L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may take per tile
-# The columns of a group, per tile: in L2 (aligned loads from there ran as fast as from L1;
-# larger groups mean fewer reloads of each output channel's partial sums).
-COLUMN_FLOATS = 32768
 # Nonzeros per input column (input channel and kernel position) from which the forward copies
 # each tile's columns into an aligned buffer rather than reading the input unaligned: measured
 # on WRN-16-4 layers (harness/sparse_conv.cpp, conv_forward).
@@ -196,7 +193,7 @@ def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int]
     kernel = geometry.kernel
     positions = kernel * kernel
     columns = index.numel() >= COLUMN_REUSE * in_channels * positions
-    group = COLUMN_FLOATS // (positions * TILE) if columns else L1_FLOATS // geometry.footprint
+    group = L1_FLOATS // (positions * TILE if columns else geometry.footprint)
     group = min(max(group, 1), in_channels)
     part = in_channel // group
     position = row * kernel + column
