@@ -89,7 +89,7 @@ class SparseConv2d(nn.Module):
         self.register_buffer("weight", weight.clone() if kernels & {"direct", "gemm", "dense"}
                              else None)
         if "direct" in kernels and sparse_conv.available():
-            self.pattern = sparse_conv.Pattern(weight != 0)
+            self.pattern = sparse_conv.Pattern(weight != 0, frozen=self.weight)
         if "csr" in kernels:
             csr = weight.reshape(weight.shape[0], -1).to_sparse_csr()
             self.register_buffer("crow_indices", csr.crow_indices())
