@@ -24,14 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sparse_conv.cpp")
 BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "kernels"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
-TILE = 64  # output pixels a kernel holds in registers at once
+TILE = 128  # output pixels the forward kernel holds in registers at once
+L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may take per tile
+# Nonzeros per input column (input channel and kernel position) from which the forward copies
+# each tile's columns into an aligned buffer rather than reading the input unaligned: measured
+# on WRN-16-4 layers (harness/sparse_conv.cpp, conv_forward).
+COLUMN_REUSE = 12
 
 _state: dict = {}
 
@@ -135,6 +139,17 @@ class Geometry:
     def out_w(self) -> int:
         return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
 
+    @property
+    def footprint(self) -> int:
+        """Floats of one input channel that one tile of output pixels reads (direct mode)."""
+        return self.stride ** 2 * (TILE + (self.kernel - 1) // self.stride * (self.wq + 1))
+
+    def shifts(self) -> torch.Tensor:
+        """Where each kernel position (row-major) starts within an input channel."""
+        position = torch.arange(self.kernel ** 2)
+        return self.offsets(torch.zeros_like(position), position // self.kernel,
+                            position % self.kernel)
+
     def flat_size(self, channels: int) -> int:
         return channels * self.channel_size + self.slack
 
@@ -150,46 +165,77 @@ class Geometry:
     def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
         slack (zero where nothing is written: the padding stays zero)."""
-        channels = x.shape[1]
-        s, hq, wq, p, batch = self.stride, self.hq, self.wq, self.padding, self.batch
-        size = channels * self.channel_size
-        planes = x.transpose(0, 1)
-        if s == 1:
-            flat[:size].view(channels, batch, hq, wq)[:, :, p:p + self.height,
-                                                        p:p + self.width] = planes
-        else:
-            padded = F.pad(planes, (p, wq * s - self.width - p, p, hq * s - self.height - p))
-            phases = flat[:size].view(channels, s, s, batch, hq, wq).permute(0, 3, 4, 1, 5, 2)
-            phases.copy_(padded.view(channels, batch, hq, s, wq, s))
+        torch.ops.freetickets_sparse.spread(x, flat, self.stride, self.padding, self.hq,
+                                            self.wq)
         return flat
 
-    def chunk(self, channels: int) -> int:
-        """Pixels per chunk of work: the chunk of every input channel fits in L2 (~128 kB
-        of floats on one side), in whole tiles."""
-        return max(TILE, (32768 // max(channels, 1)) // TILE * TILE)
+
+@dataclass(frozen=True)
+class Plan:
+    """The weights of a conv in the order the forward kernel reads them for one input size:
+    by input-channel group, then output channel (`rows`: row pointers over group * out_channels
+    + output channel); `where` each weight's offset in the input (direct) or its column
+    (when `shifts` is not empty); `index` its position in the flattened weight; `values` the
+    weights themselves where they never change (`Pattern`'s `frozen`), else None."""
+
+    rows: torch.Tensor
+    where: torch.Tensor
+    index: torch.Tensor
+    shifts: torch.Tensor
+    channel_size: int
+    group: int
+    in_channels: int
+    values: torch.Tensor | None
+
+
+def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int],
+          geometry: Geometry, frozen: torch.Tensor | None) -> Plan:
+    """The forward kernel's plan for a conv with these nonzeros and (out, in) `channels`."""
+    out_channels, in_channels = channels
+    kernel = geometry.kernel
+    positions = kernel * kernel
+    columns = index.numel() >= COLUMN_REUSE * in_channels * positions
+    group = L1_FLOATS // (positions * TILE if columns else geometry.footprint)
+    group = min(max(group, 1), in_channels)
+    part = in_channel // group
+    position = row * kernel + column
+    order = torch.argsort(((part * out_channels + out_channel) * in_channels + in_channel)
+                          * positions + position)
+    groups = -(-in_channels // group)
+    rows = _row_pointers((part * out_channels + out_channel)[order], groups * out_channels)
+    if columns:
+        where = ((in_channel - part * group) * positions + position)[order].to(torch.int32)
+        shifts = geometry.shifts()
+    else:
+        where = geometry.offsets(in_channel, row, column)[order]
+        shifts = torch.empty(0, dtype=torch.int32)
+    index = index[order]
+    values = None if frozen is None else frozen.detach().reshape(-1).index_select(0, index)
+    return Plan(rows, where, index, shifts, geometry.channel_size, group, in_channels, values)
 
 
 class Pattern:
-    """The non-zero positions of a conv weight [C_out, C_in, k, k], in the orders the kernels
-    read them: by output channel (forward, weight gradient) and by input channel with the kernel
-    flipped (input gradient). Built once per mask; the offsets once per input size."""
+    """The non-zero positions of a conv weight [C_out, C_in, k, k] and, per input size, the
+    orders the kernels read them in: the forward's plan (which the weight gradient follows
+    too) and the input gradient's (the transposed conv: input and output channels swapped,
+    the kernel flipped). Built once per mask; the plans once per input size.
 
-    def __init__(self, nonzero: torch.Tensor):
-        out_channels, in_channels, kernel, _ = nonzero.shape
+    `frozen`: the weight of a layer that never changes (inference), whose values each plan
+    then keeps; gathering them from the dense weight at every call read the whole weight
+    (a 256 x 256 x 3 x 3 weight at density 0.06 has a nonzero in nearly every cache line):
+    a batch-1 forward of WRN-16-4 at S = 0.9 through these kernels took 5.9-6.1 ms that way,
+    4.7 ms with the values kept."""
+
+    def __init__(self, nonzero: torch.Tensor, frozen: torch.Tensor | None = None):
+        _, in_channels, kernel, _ = nonzero.shape
         self.shape = tuple(nonzero.shape)
         self.index = nonzero.reshape(-1).nonzero().squeeze(1)  # row-major: by output channel
         self.out_channel, rest = self.index // (in_channels * kernel * kernel), \
             self.index % (in_channels * kernel * kernel)
         self.in_channel, rest = rest // (kernel * kernel), rest % (kernel * kernel)
         self.row, self.column = rest // kernel, rest % kernel
-        self.rows = _row_pointers(self.out_channel, out_channels)
-        # Transposed: by input channel, then output channel and flipped kernel position.
-        flipped = (kernel - 1 - self.row) * kernel + (kernel - 1 - self.column)
-        self.order_t = torch.argsort(self.in_channel * (out_channels * kernel * kernel)
-                                     + self.out_channel * kernel * kernel + flipped)
-        self.rows_t = _row_pointers(self.in_channel[self.order_t], in_channels)
-        self.index_t = self.index[self.order_t]
-        self._offsets: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.frozen = frozen
+        self._plans: dict[tuple, Plan] = {}
         # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
         # as a sparse layer's arithmetic); its zeros (padding, dilation) are never written.
         self._workspaces: dict[tuple, torch.Tensor] = {}
@@ -210,26 +256,26 @@ class Pattern:
     def release(self, key: tuple) -> None:
         self._busy.discard(key)
 
-    def values(self, weight: torch.Tensor) -> torch.Tensor:
-        """The weights at the pattern, in its forward order."""
-        return weight.reshape(-1).index_select(0, self.index)
-
     @property
     def nonzeros(self) -> int:
         return self.index.numel()
 
-    def offsets(self, geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward offsets in `geometry`'s input layout, and input-gradient offsets in the
-        layout of the dilated output gradient."""
-        if geometry not in self._offsets:
-            kernel = self.shape[2]
-            forward = geometry.offsets(self.in_channel, self.row, self.column)
-            dilated = _dilated(geometry)
-            order = self.order_t
-            backward = dilated.offsets(self.out_channel[order], kernel - 1 - self.row[order],
-                                       kernel - 1 - self.column[order])
-            self._offsets[geometry] = forward, backward
-        return self._offsets[geometry]
+    def forward_plan(self, geometry: Geometry) -> Plan:
+        key = ("forward", geometry)
+        if key not in self._plans:
+            self._plans[key] = _plan(self.out_channel, self.in_channel, self.row, self.column,
+                                     self.index, self.shape[:2], geometry, self.frozen)
+        return self._plans[key]
+
+    def input_grad_plan(self, geometry: Geometry) -> Plan:
+        """The plan of the transposed conv on the dilated output gradient (`_dilated`)."""
+        key = ("input grad", geometry)
+        if key not in self._plans:
+            flip = self.shape[2] - 1
+            self._plans[key] = _plan(self.in_channel, self.out_channel, flip - self.row,
+                                     flip - self.column, self.index, self.shape[1::-1],
+                                     _dilated(geometry), self.frozen)
+        return self._plans[key]
 
 
 def _row_pointers(rows: torch.Tensor, count: int) -> torch.Tensor:
@@ -270,20 +316,14 @@ def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.T
 
 class _SparseConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool,
-                values: torch.Tensor | None):
+    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
         geometry = Geometry(pattern.shape[2], stride, padding, *x.shape[:1], *x.shape[2:])
-        offsets, _ = pattern.offsets(geometry)
         key = ("input", geometry)
         flat = pattern.workspace(key, geometry.flat_size(x.shape[1]), keep)
         geometry.spread(x.detach(), flat)
-        if values is None:
-            values = pattern.values(weight.detach())
-        out = torch.ops.freetickets_sparse.conv_forward(
-            flat, pattern.rows, offsets, values,
-            _empty() if bias is None else bias.detach().contiguous(),
-            geometry.batch, geometry.hq, geometry.wq, geometry.out_h, geometry.out_w,
-            geometry.chunk(x.shape[1]))
+        out = _conv(flat, pattern.forward_plan(geometry), weight,
+                    _empty() if bias is None else bias.detach().contiguous(), geometry,
+                    geometry.out_h, geometry.out_w)
         ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
         ctx.key = key if keep else None
         ctx.save_for_backward(flat, weight)
@@ -296,26 +336,31 @@ class _SparseConv(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            _, offsets_t = pattern.offsets(geometry)
-            dilated = _dilated(geometry)
-            values_t = weight.detach().reshape(-1).index_select(0, pattern.index_t)
-            grad_x = torch.ops.freetickets_sparse.conv_forward(
-                _dilate(grad, geometry, pattern), pattern.rows_t, offsets_t, values_t, _empty(),
-                geometry.batch, dilated.hq, dilated.wq, geometry.height, geometry.width,
-                dilated.chunk(grad.shape[1]))
+            grad_x = _conv(_dilate(grad, geometry, pattern), pattern.input_grad_plan(geometry),
+                           weight, _empty(), _dilated(geometry), geometry.height,
+                           geometry.width)
         if ctx.needs_input_grad[1]:
-            offsets, _ = pattern.offsets(geometry)
-            values = torch.ops.freetickets_sparse.weight_grad(
-                flat, _planes(grad, geometry, pattern), pattern.rows, offsets, geometry.padded,
-                geometry.chunk(pattern.shape[1]))
+            plan = pattern.forward_plan(geometry)
+            grad_w = weight.new_zeros(weight.numel())
+            grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
+                flat, _planes(grad, geometry, pattern), plan.rows, plan.where, plan.shifts,
+                plan.channel_size, plan.group, plan.in_channels, geometry.padded)
+            grad_w = grad_w.view_as(weight)
         if ctx.key is not None:
             pattern.release(ctx.key)
-            grad_w = weight.new_zeros(weight.numel())
-            grad_w[pattern.index] = values
-            grad_w = grad_w.view_as(weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tensor,
+          geometry: Geometry, out_h: int, out_w: int) -> torch.Tensor:
+    values = plan.values
+    if values is None:
+        values = weight.detach().reshape(-1).index_select(0, plan.index)
+    return torch.ops.freetickets_sparse.conv_forward(
+        flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
+        plan.in_channels, geometry.batch, geometry.hq, geometry.wq, out_h, out_w)
 
 
 def _empty() -> torch.Tensor:
@@ -334,11 +379,9 @@ def supported(conv: torch.nn.Module) -> bool:
 
 
 def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  pattern: Pattern, stride: int, padding: int,
-                  values: torch.Tensor | None = None) -> torch.Tensor:
+                  pattern: Pattern, stride: int, padding: int) -> torch.Tensor:
     """F.conv2d(x, weight, bias, stride, padding) computed only at `pattern`'s weights (the
-    others are taken as zero); needs `available()`. `values`: `pattern.values(weight)` kept
-    by a caller whose weight does not change (inference)."""
+    others are taken as zero); needs `available()`."""
     # Under autograd the input buffer is saved for the weight gradient: not reused until then.
     keep = torch.is_grad_enabled() and weight.requires_grad
-    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep, values)
+    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep)

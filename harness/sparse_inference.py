@@ -89,8 +89,7 @@ class SparseConv2d(nn.Module):
         self.register_buffer("weight", weight.clone() if kernels & {"direct", "gemm", "dense"}
                              else None)
         if "direct" in kernels and sparse_conv.available():
-            self.pattern = sparse_conv.Pattern(weight != 0)
-            self.register_buffer("direct_values", self.pattern.values(weight).float())
+            self.pattern = sparse_conv.Pattern(weight != 0, frozen=self.weight)
         if "csr" in kernels:
             csr = weight.reshape(weight.shape[0], -1).to_sparse_csr()
             self.register_buffer("crow_indices", csr.crow_indices())
@@ -107,7 +106,7 @@ class SparseConv2d(nn.Module):
         kernel = self.kernel_for(x.shape[0])
         if kernel == "direct":
             return sparse_conv.sparse_conv2d(x, self.weight, self.bias, self.pattern,
-                                             self.stride, self.padding, self.direct_values)
+                                             self.stride, self.padding)
         if kernel == "dense":
             # oneDNN needs a contiguous input: on a channel-major view conv2d falls back to
             # its slow im2col path (torch.profiler: aten::_slow_conv2d_forward).

@@ -88,6 +88,41 @@ def test_sparse_conv_edge_cases(case):
     check_equal(conv, mask, 11 if case == "odd channels" else 6, batch=3)
 
 
+@needs_kernels
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "direct"])
+def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_evenly(
+        columns, monkeypatch):
+    """The forward kernel reads a weight's shifted input straight from the input or from a
+    per-tile copy of the columns (chosen by how many weights share a column), in groups of
+    input channels; here each is forced, with groups that do not divide the channels."""
+    monkeypatch.setattr(sparse_conv, "COLUMN_REUSE", 0 if columns else 10 ** 9)
+    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * sparse_conv.TILE if columns else 1000)
+    generator = torch.Generator().manual_seed(3)
+    for conv in (torch.nn.Conv2d(7, 13, 3, stride=2, padding=1),
+                 torch.nn.Conv2d(11, 5, 3, padding=1), torch.nn.Conv2d(7, 6, 1)):
+        mask = torch.rand(conv.weight.shape, generator=generator) < 0.4
+        pattern = sparse_conv.Pattern(mask)
+        geometry = sparse_conv.Geometry(conv.kernel_size[0], conv.stride[0], conv.padding[0],
+                                        3, 9, 9)
+        plan = pattern.forward_plan(geometry)
+        assert (plan.shifts.numel() > 0) == columns
+        assert plan.group < plan.in_channels or conv.kernel_size[0] == 1  # several groups
+        check_equal(conv, mask, 9, batch=3)
+
+
+@needs_kernels
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_channel_major_input_reads_as_its_contiguous_copy(stride):
+    """What a CSR layer of sparse inference hands on: [C, B, H, W] memory seen as [B, C, H, W]."""
+    generator = torch.Generator().manual_seed(4)
+    mask = torch.rand(6, 5, 3, 3, generator=generator) < 0.5
+    weight = torch.randn(mask.shape, generator=generator) * mask
+    x = torch.randn(5, 3, 7, 7, generator=generator).transpose(0, 1)
+    got = sparse_conv.sparse_conv2d(x, weight, None, sparse_conv.Pattern(mask), stride, 1)
+    torch.testing.assert_close(got, F.conv2d(x.contiguous(), weight, None, stride, 1),
+                               atol=1e-5, rtol=1e-5)
+
+
 def train(kernels: str, steps: int = 6, interval: int = 2, hooks=lambda masking: []):
     torch.manual_seed(0)
     model = wide_resnet(10, 2)
@@ -139,9 +174,13 @@ def test_a_step_that_grows_by_gradient_runs_densely():
 
 
 @needs_kernels
-def test_auto_measures_each_layer_once():
-    _, masking, _ = train("auto", steps=2, interval=100)
+def test_auto_chooses_each_layer_from_its_first_batches_then_keeps_the_choice():
+    from methods.sparse.kernels import AUTO_BATCHES, AUTO_ROUNDS
+
+    _, masking, _ = train("auto", steps=AUTO_BATCHES + 2, interval=100)
     assert set(masking.kernels.timings) == set(masking.kernels.layers)
+    assert {timing["rounds"] for timing in masking.kernels.timings.values()} == \
+        {AUTO_BATCHES * AUTO_ROUNDS}
 
 
 def test_bad_kernels_setting_is_one_clear_error():

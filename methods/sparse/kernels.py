@@ -6,7 +6,8 @@ training; App. D counts a sparse step's FLOPs as the active weights' share of a 
     sparse  every masked float32 CPU conv runs the direct sparse kernels (harness/sparse_conv.py):
             forward, input gradient and the weight gradient at the active weights only
     auto    per layer, whichever of the two was faster, fwd + bwd, timed on the layer's first
-            training batch on this machine
+            AUTO_BATCHES batches on this machine (alternating rounds on each, medians over
+            all: one batch on a loaded machine picked sparse kernels where dense was faster)
 
 Steps whose prune-and-grow needs the dense gradient (RigL growth; EDST's escape) run densely,
 as the FLOPs convention counts them. The weight gradient off the mask is exactly zero either
@@ -15,6 +16,7 @@ path only by float summation order. After each mask change the kernel's format o
 is rebuilt at its next forward; `rebuild_seconds` sums that cost. Without a C++ compiler the
 kernels are unavailable and every layer stays dense (one log line says why).
 """
+import statistics
 import time
 from typing import Callable
 
@@ -24,7 +26,8 @@ from torch import nn
 from harness import sparse_conv
 
 KERNEL_CHOICES = ("dense", "sparse", "auto")
-AUTO_ROUNDS = 3
+AUTO_BATCHES = 3
+AUTO_ROUNDS = 2  # per batch
 
 
 class TrainingKernels:
@@ -42,6 +45,7 @@ class TrainingKernels:
         self.patterns: dict[str, sparse_conv.Pattern] = {}
         self.sparse_layers: dict[str, bool] = {}  # auto's measured choice per layer
         self.timings: dict[str, dict[str, float]] = {}
+        self._rounds: dict[str, tuple[list[float], list[float]]] = {}  # auto, while measuring
         self.rebuild_seconds = 0.0
         self.rebuilds = 0
 
@@ -87,14 +91,27 @@ class TrainingKernels:
     def _sparse_wins(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> bool:
         if self.choice == "sparse":
             return True
-        if name not in self.sparse_layers:
-            self.sparse_layers[name] = self._measure(name, layer, x)
-        return self.sparse_layers[name]
+        if name in self.sparse_layers:
+            return self.sparse_layers[name]
+        dense_s, sparse_s = self._rounds.setdefault(name, ([], []))
+        dense, sparse = self._measure(name, layer, x)
+        dense_s += dense
+        sparse_s += sparse
+        wins = statistics.median(sparse_s) < statistics.median(dense_s)
+        if len(dense_s) >= AUTO_BATCHES * AUTO_ROUNDS:
+            self.sparse_layers[name] = wins
+            self.timings[name] = {"dense_seconds": statistics.median(dense_s),
+                                  "sparse_seconds": statistics.median(sparse_s),
+                                  "rounds": len(dense_s),
+                                  "density": self._pattern(name).nonzeros / layer.weight.numel()}
+            del self._rounds[name]
+        return wins
 
-    def _measure(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> bool:
-        """Whether the sparse kernels run this layer's forward and backward faster than the
-        dense conv, medians of alternating rounds on a copy of this batch."""
-        from harness.sparse_inference import median_seconds
+    def _measure(self, name: str, layer: nn.Conv2d, x: torch.Tensor
+                 ) -> tuple[list[float], list[float]]:
+        """Seconds of this layer's forward and backward, dense conv and sparse kernels, in
+        alternating rounds on a copy of this batch."""
+        from harness.sparse_inference import round_seconds
 
         pattern = self._pattern(name)
         weight = layer.weight.detach().clone().requires_grad_()
@@ -107,10 +124,8 @@ class TrainingKernels:
                     conv(inputs, weight).sum().backward()
             return run
 
-        dense_s, sparse_s = median_seconds(
+        dense_s, sparse_s = round_seconds(
             [step(lambda i, w: dense(layer, i, w, None)),
              step(lambda i, w: sparse_conv.sparse_conv2d(i, w, None, pattern, layer.stride[0],
                                                          layer.padding[0]))], AUTO_ROUNDS)
-        self.timings[name] = {"dense_seconds": dense_s, "sparse_seconds": sparse_s,
-                              "density": pattern.nonzeros / layer.weight.numel()}
-        return sparse_s < dense_s
+        return dense_s, sparse_s
