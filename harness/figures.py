@@ -41,14 +41,14 @@ except ImportError:  # an extra: the harness runs and scores without it
           file=sys.stderr)
     sys.exit(2)
 
-from harness import catalogue, cli
+from harness import cli
 from harness.cached_predictions import (TEST_PREDICTIONS, ensemble_size_curve,
                                         load_predictions, member_diversity, pair_diversity)
 from harness.durable import atomic_write
 from harness.errors import UserError
 from harness.record import read_metrics, read_summary
 from harness.reference import figure_2_right
-from harness.report import CATALOGUE_HELP, tables_with_runs
+from harness.report import chosen_tables, table_flags
 from harness.run_store import RunStore
 from harness.table_sources import first_seeds, table_runs
 
@@ -347,25 +347,11 @@ def figures(table, scale: str, store: RunStore, output_dir: Path, gin_dir: Path 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.figures", __doc__)
-    parser.integers("table", None, "table numbers, comma-separated (default: every table "
-                                   "with runs)")
-    parser.string("scale", "paper", "paper, cpu, tiny or smoke")
-    parser.path("runs_dir", "runs", "the run store")
-    parser.repeated("gin_file", "extra gin files the tables were run with")
-    parser.repeated("gin_bindings", "bindings the tables were run with")
-    parser.path("gin_dir", "gin", "folder of the table gin files")
+    table_flags(parser)
     parser.path("output_dir", "reports/figures", "where the figures go")
-    parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
     try:
-        contents = catalogue.load(args.catalogue)
-        store = RunStore(args.runs_dir)
-        tables = ([contents.table(number) for number in args.table] if args.table else
-                  tables_with_runs(contents, store, args.scale, args.gin_dir, args.gin_file,
-                                   args.gin_bindings))
-        if not tables:
-            raise UserError(f"no table runs at scale {args.scale!r} under {args.runs_dir}: "
-                            f"run `make table1 SCALE={args.scale}` first")
+        store, tables = chosen_tables(args)
         for table in tables:
             for path in figures(table, args.scale, store, args.output_dir, args.gin_dir,
                                 args.gin_file, args.gin_bindings):

@@ -66,28 +66,39 @@ def tables_with_runs(contents: catalogue.Catalogue, store: RunStore, scale: str,
                                                       require_finished=False))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.Flags("python -m harness.report", __doc__)
+def table_flags(parser: cli.Flags) -> None:
+    """The flags that choose tables and find their runs (here and `python -m harness.figures`)."""
     parser.integers("table", None, "table numbers, comma-separated (default: every table "
                                    "with runs)")
     parser.string("scale", "paper", "paper, cpu, tiny or smoke")
-    parser.integer("seeds", None, "use seeds 0..N-1 (default: all finished)")
     parser.path("runs_dir", "runs", "the run store")
     parser.repeated("gin_file", "extra gin files the tables were run with")
     parser.repeated("gin_bindings", "bindings the tables were run with")
     parser.path("gin_dir", "gin", "folder of the table gin files")
-    parser.path("output_dir", "reports", "where the tables go")
     parser.path("catalogue", None, CATALOGUE_HELP)
+
+
+def chosen_tables(args) -> tuple[RunStore, list[catalogue.Table]]:
+    """The store and the tables `table_flags` chose; a UserError when none has runs."""
+    contents = catalogue.load(args.catalogue)
+    store = RunStore(args.runs_dir)
+    entries = ([contents.table(number) for number in args.table] if args.table else
+               tables_with_runs(contents, store, args.scale, args.gin_dir, args.gin_file,
+                                args.gin_bindings))
+    if not entries:
+        raise UserError(f"no table runs at scale {args.scale!r} under {args.runs_dir}: "
+                        f"run `make table1 SCALE={args.scale}` first")
+    return store, entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.report", __doc__)
+    table_flags(parser)
+    parser.integer("seeds", None, "use seeds 0..N-1 (default: all finished)")
+    parser.path("output_dir", "reports", "where the tables go")
     args = parser.parse(argv)
     try:
-        contents = catalogue.load(args.catalogue)
-        store = RunStore(args.runs_dir)
-        entries = ([contents.table(number) for number in args.table] if args.table else
-                   tables_with_runs(contents, store, args.scale, args.gin_dir, args.gin_file,
-                                    args.gin_bindings))
-        if not entries:
-            raise UserError(f"no table runs at scale {args.scale!r} under {args.runs_dir}: "
-                            f"run `make table1 SCALE={args.scale}` first")
+        store, entries = chosen_tables(args)
         for entry in entries:
             print(report(entry, args.scale, store, args.output_dir, seeds=args.seeds,
                          gin_dir=args.gin_dir, extra_files=args.gin_file,

@@ -106,6 +106,23 @@ inline void prefetch_ahead(const float* tile, int64_t first, int64_t last,
       __builtin_prefetch(tile + c * channel_size + 2 * BLOCK + line);
 }
 
+// One tile's input for the channels [first, last) of a group: the input itself, read at shifted
+// offsets, or (`positions` > 0) its columns copied into `columns`, aligned, where many weights
+// share each of them.
+inline const float* group_input(const float* xs, int64_t p, int64_t first, int64_t last,
+                                int64_t channel_size, const int32_t* shift, int64_t positions,
+                                vec* columns) {
+  prefetch_ahead(xs + p, first, last, channel_size);
+  if (!positions) return xs + p;
+  vec* column = columns;
+  for (int64_t c = first; c < last; ++c)
+    for (int64_t k = 0; k < positions; ++k, column += VECTORS) {
+      const float* s = xs + c * channel_size + shift[k] + p;
+      for (int64_t v = 0; v < VECTORS; ++v) column[v] = load(s + v * LANES);
+    }
+  return reinterpret_cast<const float*>(columns);
+}
+
 at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
                         const at::Tensor& values, const at::Tensor& bias,
                         const at::Tensor& shifts, int64_t channel_size, int64_t group,
@@ -136,18 +153,9 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t p = tile * BLOCK;
       for (int64_t g = 0; g < groups; ++g) {
-        const float* base = xs + p;
         const int64_t first = g * group, last = std::min(first + group, in_channels);
-        prefetch_ahead(xs + p, first, last, channel_size);
-        if (positions) {
-          vec* column = columns.data();
-          for (int64_t c = first; c < last; ++c)
-            for (int64_t k = 0; k < positions; ++k, column += VECTORS) {
-              const float* s = xs + c * channel_size + shift[k] + p;
-              for (int64_t v = 0; v < VECTORS; ++v) column[v] = load(s + v * LANES);
-            }
-          base = reinterpret_cast<const float*>(columns.data());
-        }
+        const float* base = group_input(xs, p, first, last, channel_size, shift, positions,
+                                        columns.data());
         const int64_t scale = positions ? BLOCK : 1;
         for (int64_t r = 0; r < channels; ++r) {
           const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
@@ -207,18 +215,9 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t p = tile * BLOCK;
       for (int64_t g = 0; g < groups; ++g) {
-        const float* base = xs + p;
         const int64_t first = g * group, last = std::min(first + group, in_channels);
-        prefetch_ahead(xs + p, first, last, channel_size);
-        if (positions) {
-          vec* column = columns.data();
-          for (int64_t c = first; c < last; ++c)
-            for (int64_t k = 0; k < positions; ++k, column += VECTORS) {
-              const float* s = xs + c * channel_size + shift[k] + p;
-              for (int64_t v = 0; v < VECTORS; ++v) column[v] = load(s + v * LANES);
-            }
-          base = reinterpret_cast<const float*>(columns.data());
-        }
+        const float* base = group_input(xs, p, first, last, channel_size, shift, positions,
+                                        columns.data());
         const int64_t scale = positions ? BLOCK : 1;
         for (int64_t r = 0; r < channels; ++r) {
           const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
