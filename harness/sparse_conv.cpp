@@ -9,9 +9,9 @@
 // value): its output channel, where its shifted input starts, and its value. The flat input
 // carries slack at its end for the reads of the last tile.
 //
-// Both kernels go tile by tile of output pixels (the threads split the tiles) and, within a
-// tile, by groups of input channels whose share of the tile fits L1, so that all output
-// channels read it from there. Measured on a 64 -> 64 3x3 layer at 32x32, batch 64, density
+// Both kernels go tile by tile of output pixels (the threads split the tiles, and for small
+// inputs the forward's output channels too) and, within a tile, by groups of input channels
+// whose share of the tile fits L1, so that all output channels read it from there. Measured on a 64 -> 64 3x3 layer at 32x32, batch 64, density
 // 0.25-0.35, on a core whose multiply-adds peak at about 117 GFLOP/s (AVX-512, Zen 4): about
 // 45 GFLOP/s reading each shifted input unaligned from L2 (the kernel this one replaced), 50
 // with the groups in L1, 55-65 from aligned per-tile columns. Not kept, measured alike at
@@ -21,7 +21,8 @@
 // GFLOP/s), 256-bit vectors (as fast as 512-bit), groups sized for L2 (1.2-1.5x slower).
 //
 // GCC vector extensions compile to AVX-512 (or AVX2, twice as many instructions) under
-// -march=native; the threads are ATen's (torch.set_num_threads).
+// -march=native; the threads are ATen's (torch.set_num_threads), OpenMP's: built without
+// -fopenmp, at::parallel_for runs everything on the calling thread.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -123,6 +124,16 @@ inline const float* group_input(const float* xs, int64_t p, int64_t first, int64
   return reinterpret_cast<const float*>(columns);
 }
 
+// How many slices of output channels the forward's threads split besides the tiles: none on
+// one thread or where there are tiles enough to share evenly, else one per thread (at batch 1
+// an 8x8 layer is one tile, a 16x16 one three), of at least 8 channels. A slice per thread
+// rather than more: each slice copies the tile's columns again.
+inline int64_t channel_parts(int64_t tiles, int64_t channels) {
+  const int64_t threads = at::get_num_threads();
+  if (threads == 1 || tiles >= 16 * threads) return 1;
+  return std::max<int64_t>(1, std::min(threads, channels / 8));
+}
+
 at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
                         const at::Tensor& values, const at::Tensor& bias,
                         const at::Tensor& shifts, int64_t channel_size, int64_t group,
@@ -144,20 +155,24 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
   const int32_t* shift = positions ? shifts.data_ptr<int32_t>() : nullptr;
   float* os = out.data_ptr<float>();
   const int64_t tiles = (l.span() + BLOCK - 1) / BLOCK;
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+  const int64_t parts = channel_parts(tiles, channels);
+  // Work items part-major: with `parts` a multiple of the threads, each thread computes whole
+  // slices of output channels over every tile, the same share of the work for each.
+  at::parallel_for(0, parts * tiles, 1, [&](int64_t begin, int64_t end) {
     // Kept per thread between calls: a fresh buffer of this size costs page faults.
     thread_local std::vector<vec> acc, columns;
     thread_local std::vector<Run> runs;
     acc.resize(channels * VECTORS);
     if (positions) columns.resize(group * positions * VECTORS);
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t p = tile * BLOCK;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t tile = item % tiles, part = item / tiles, p = tile * BLOCK;
+      const int64_t from = part * channels / parts, to = (part + 1) * channels / parts;
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t first = g * group, last = std::min(first + group, in_channels);
         const float* base = group_input(xs, p, first, last, channel_size, shift, positions,
                                         columns.data());
         const int64_t scale = positions ? BLOCK : 1;
-        for (int64_t r = 0; r < channels; ++r) {
+        for (int64_t r = from; r < to; ++r) {
           const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
           vec* a = acc.data() + r * VECTORS;
           if (g > 0 && first == last) continue;
@@ -173,7 +188,7 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
         }
       }
       valid_runs(p, BLOCK, l, channels, runs);
-      for (int64_t r = 0; r < channels; ++r) {
+      for (int64_t r = from; r < to; ++r) {
         const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
         float* out_r = os + r * out_h * out_w;
         for (const Run& run : runs)

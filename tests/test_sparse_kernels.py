@@ -89,6 +89,22 @@ def test_sparse_conv_edge_cases(case):
 
 
 @needs_kernels
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("batch", [1, 64], ids=["few tiles", "many tiles"])
+def test_threads_split_output_channels_or_tiles_to_the_same_numbers(threads, batch):
+    """With few output tiles the forward's threads split the output channels (29 do not
+    divide by 3), with many the tiles; the backward's threads split the tiles."""
+    conv = torch.nn.Conv2d(7, 29, 3, padding=1)
+    mask = torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(4)) < 0.3
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check_equal(conv, mask, 8, batch=batch)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_kernels
 @pytest.mark.parametrize("columns", [True, False], ids=["columns", "direct"])
 def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_evenly(
         columns, monkeypatch):
