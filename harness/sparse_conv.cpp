@@ -56,25 +56,25 @@ inline float reduce(vec v) {
 
 struct Layout {
   int64_t batch, hq, wq, out_h, out_w;
+  int64_t image_stride, row_stride;  // of out
   int64_t span() const { return batch * hq * wq; }
 };
 
 // The runs of valid output pixels in tile [p0, p0 + count): where each starts in the tile,
-// where in out [B, C, H, W] for channel 0 (channel r adds r * H * W), and its length. The
-// same for every output channel of the tile, so the divisions are done once.
+// where in out [B, C, H, W] for channel 0 (channel r adds r times out's channel stride), and
+// its length. The same for every output channel of the tile, so the divisions are done once.
 struct Run {
   int64_t from, to, length;
 };
 
-inline void valid_runs(int64_t p0, int64_t count, const Layout& l, int64_t channels,
-                       std::vector<Run>& runs) {
+inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<Run>& runs) {
   runs.clear();
   const int64_t plane = l.hq * l.wq, end = std::min(p0 + count, l.span());
   for (int64_t q = p0; q < end;) {
     const int64_t b = q / plane, rest = q % plane, oh = rest / l.wq, ow = rest % l.wq;
     const int64_t segment = std::min(end - q, l.wq - ow);
     if (oh < l.out_h && ow < l.out_w)
-      runs.push_back({q - p0, (b * channels * l.out_h + oh) * l.out_w + ow,
+      runs.push_back({q - p0, b * l.image_stride + oh * l.row_stride + ow,
                       std::min(segment, l.out_w - ow)});
     q += segment;
   }
@@ -134,18 +134,19 @@ inline int64_t channel_parts(int64_t tiles, int64_t channels) {
   return std::max<int64_t>(1, std::min(threads, channels / 8));
 }
 
-at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
-                        const at::Tensor& values, const at::Tensor& bias,
-                        const at::Tensor& shifts, int64_t channel_size, int64_t group,
-                        int64_t in_channels, int64_t batch, int64_t hq, int64_t wq,
-                        int64_t out_h, int64_t out_w) {
+void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
+                  const at::Tensor& values, const at::Tensor& bias, const at::Tensor& shifts,
+                  int64_t channel_size, int64_t group, int64_t in_channels, int64_t batch,
+                  int64_t hq, int64_t wq, at::Tensor& out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "x: contiguous float32");
   TORCH_CHECK(group > 0 && in_channels > 0, "group and in_channels must be positive");
-  const Layout l{batch, hq, wq, out_h, out_w};
+  TORCH_CHECK(out.dim() == 4 && out.size(0) == batch && out.scalar_type() == at::kFloat &&
+              out.stride(3) == 1, "out: float32 [batch, out_channels, H, W], rows contiguous");
+  const Layout l{batch, hq, wq, out.size(2), out.size(3), out.stride(0), out.stride(2)};
   const int64_t groups = (in_channels + group - 1) / group;
   TORCH_CHECK((rows.size(0) - 1) % groups == 0, "rows: groups * out_channels + 1 pointers");
   const int64_t channels = (rows.size(0) - 1) / groups;
-  at::Tensor out = at::empty({batch, channels, out_h, out_w}, x.options());
+  TORCH_CHECK(out.size(1) == channels, "out: one plane per output channel");
   const float* xs = x.data_ptr<float>();
   const int64_t* row = rows.data_ptr<int64_t>();
   const int32_t* at_ = where.data_ptr<int32_t>();
@@ -154,6 +155,7 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
   const int64_t positions = shifts.numel();
   const int32_t* shift = positions ? shifts.data_ptr<int32_t>() : nullptr;
   float* os = out.data_ptr<float>();
+  const int64_t channel_stride = out.stride(1);
   const int64_t tiles = (l.span() + BLOCK - 1) / BLOCK;
   const int64_t parts = channel_parts(tiles, channels);
   // Work items part-major: with `parts` a multiple of the threads, each thread computes whole
@@ -187,16 +189,15 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::T
           for (int64_t v = 0; v < VECTORS; ++v) a[v] = sum[v];
         }
       }
-      valid_runs(p, BLOCK, l, channels, runs);
+      valid_runs(p, BLOCK, l, runs);
       for (int64_t r = from; r < to; ++r) {
         const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
-        float* out_r = os + r * out_h * out_w;
+        float* out_r = os + r * channel_stride;
         for (const Run& run : runs)
           std::memcpy(out_r + run.to, tile_r + run.from, run.length * sizeof(float));
       }
     }
   });
-  return out;
 }
 
 // The weight gradient at the given weights only (a sampled dense-dense product), in the
@@ -255,36 +256,73 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at
   return totals.sum(0);
 }
 
-// x [B, C, H, W] (any strides) into the flat layout of the header: channel c, phase
-// (y % stride, x % stride) of the padded image, image b, row y / stride, column x / stride.
-// Only the image's own pixels are written; the caller's zeros stay as the padding.
+// x [B, C, H, W] (any strides) into the flat layout of the header: channel c (at
+// c * channel_size), phase (y % stride, x % stride) of the padded image, image b, row
+// y / stride, column x / stride. Only the image's own pixels are written; the caller's zeros
+// stay as the padding.
 void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t padding, int64_t hq,
-            int64_t wq) {
+            int64_t wq, int64_t channel_size) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 4, "x: float32 [B, C, H, W]");
   TORCH_CHECK(flat.is_contiguous(), "flat: contiguous");
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
-  const int64_t span = batch * hq * wq, channel_size = stride * stride * span;
-  TORCH_CHECK(flat.numel() >= channels * channel_size, "flat: too small");
+  const int64_t span = batch * hq * wq;
+  TORCH_CHECK(channel_size >= stride * stride * span, "channel_size: under one channel");
+  TORCH_CHECK(flat.numel() >= (channels - 1) * channel_size + stride * stride * span,
+              "flat: too small");
   const int64_t sb = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const float* xs = x.data_ptr<float>();
   float* fs = flat.data_ptr<float>();
-  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c)
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t h = 0; h < height; ++h) {
-          const float* row = xs + b * sb + c * sc + h * sh;
-          const int64_t y = h + padding;
-          float* out = fs + c * channel_size + (y % stride) * stride * span + b * hq * wq
-                       + y / stride * wq;
-          if (stride == 1 && sw == 1) {
-            std::memcpy(out + padding, row, width * sizeof(float));
-            continue;
-          }
-          for (int64_t w = 0; w < width; ++w) {
-            const int64_t column = w + padding;
-            out[(column % stride) * span + column / stride] = row[w * sw];
-          }
+  at::parallel_for(0, channels * batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t c = item / batch, b = item % batch;
+      for (int64_t h = 0; h < height; ++h) {
+        const float* row = xs + b * sb + c * sc + h * sh;
+        const int64_t y = h + padding;
+        float* out = fs + c * channel_size + (y % stride) * stride * span + b * hq * wq
+                     + y / stride * wq;
+        if (stride == 1 && sw == 1) {
+          std::memcpy(out + padding, row, width * sizeof(float));
+          continue;
         }
+        // Column phase by phase: its pixels are every stride-th of the row, written in turn.
+        for (int64_t phase = 0; phase < stride; ++phase) {
+          const int64_t first = ((phase - padding) % stride + stride) % stride;
+          float* to = out + phase * span + (first + padding) / stride;
+          for (int64_t w = first, i = 0; w < width; w += stride, ++i) to[i] = row[w * sw];
+        }
+      }
+    }
+  });
+}
+
+// Row y of out from the phases' rows of its parity: pixel x from phase x % S at x / S (S a
+// compile-time stride, so that the stores vectorise).
+template <int64_t S>
+inline void interleave_row(float* to, const float* from, int64_t phase_size, int64_t width) {
+  const int64_t whole = width / S;
+  for (int64_t i = 0; i < whole; ++i)
+    for (int64_t phase = 0; phase < S; ++phase) to[i * S + phase] = from[phase * phase_size + i];
+  for (int64_t x = whole * S; x < width; ++x) to[x] = from[(x - whole * S) * phase_size + whole];
+}
+
+// The input gradient of a stride-2 conv from its phases: out [B, C, H, W] (contiguous) at row
+// y, column x is phases[(y % 2) * 2 + x % 2] [B, C, rows, columns] at y / 2, x / 2. One pass
+// in the order of out: writing each phase straight into out, every other pixel, fetched each
+// line of out four times.
+void interleave(const at::Tensor& phases, at::Tensor& out) {
+  TORCH_CHECK(phases.is_contiguous() && out.is_contiguous() && phases.dim() == 5 &&
+              phases.size(0) == 4, "phases: contiguous [4, B, C, H, W]");
+  const int64_t images = out.size(0) * out.size(1), height = out.size(2), width = out.size(3);
+  const int64_t rows = phases.size(3), columns = phases.size(4);
+  const int64_t phase_size = images * rows * columns;
+  const float* ps = phases.data_ptr<float>();
+  float* os = out.data_ptr<float>();
+  at::parallel_for(0, images, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane)
+      for (int64_t y = 0; y < height; ++y)
+        interleave_row<2>(os + (plane * height + y) * width,
+                          ps + (y % 2) * 2 * phase_size + (plane * rows + y / 2) * columns,
+                          phase_size, width);
   });
 }
 
@@ -293,11 +331,13 @@ void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t paddi
 TORCH_LIBRARY(freetickets_sparse, m) {
   m.def("conv_forward(Tensor x, Tensor rows, Tensor where, Tensor values, Tensor bias, "
         "Tensor shifts, int channel_size, int group, int in_channels, int batch, int hq, "
-        "int wq, int out_h, int out_w) -> Tensor",
+        "int wq, Tensor(a!) out) -> ()",
         &conv_forward);
   m.def("weight_grad(Tensor x, Tensor grad_out, Tensor rows, Tensor where, Tensor shifts, "
         "int channel_size, int group, int in_channels, int padded) -> Tensor",
         &weight_grad);
-  m.def("spread(Tensor x, Tensor(a!) flat, int stride, int padding, int hq, int wq) -> ()",
+  m.def("spread(Tensor x, Tensor(a!) flat, int stride, int padding, int hq, int wq, "
+        "int channel_size) -> ()",
         &spread);
+  m.def("interleave(Tensor phases, Tensor(a!) out) -> ()", &interleave);
 }

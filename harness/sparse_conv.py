@@ -2,9 +2,9 @@
 
 A conv whose weight is mostly zero costs, with these kernels, one multiply-add of a shifted
 input plane per non-zero weight (harness/sparse_conv.cpp): the forward pass, the input
-gradient (the transposed conv: the same kernel on the zero-dilated output gradient with the
-kernel flipped) and the weight gradient at the non-zero weights only (a sampled product of the
-output gradient and the input). `sparse_conv2d` is differentiable in the input, the weight and
+gradient (the same kernel, flipped, on the output gradient: for stride 2 one stride-1 conv per
+input phase, `_GradientLayout`) and the weight gradient at the non-zero weights only (a sampled
+product of the output gradient and the input). `sparse_conv2d` is differentiable in the input, the weight and
 the bias, and equals F.conv2d of the masked weight within float32 summation order; the weight
 gradient is exactly zero off the pattern, where the dense gradient (RigL's growth signal) is not
 computed.
@@ -165,9 +165,7 @@ class Geometry:
     def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
         slack (zero where nothing is written: the padding stays zero)."""
-        torch.ops.freetickets_sparse.spread(x, flat, self.stride, self.padding, self.hq,
-                                            self.wq)
-        return flat
+        return _spread(x, flat, self.stride, self.padding, self.hq, self.wq, self.channel_size)
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,7 @@ class Pattern:
         self.frozen = frozen
         self._plans: dict[tuple, Plan] = {}
         # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
-        # as a sparse layer's arithmetic); its zeros (padding, dilation) are never written.
+        # as a sparse layer's arithmetic); its zeros (the padding) are never written.
         self._workspaces: dict[tuple, torch.Tensor] = {}
         self._busy: set[tuple] = set()
 
@@ -267,14 +265,27 @@ class Pattern:
                                      self.index, self.shape[:2], geometry, self.frozen)
         return self._plans[key]
 
-    def input_grad_plan(self, geometry: Geometry) -> Plan:
-        """The plan of the transposed conv on the dilated output gradient (`_dilated`)."""
+    def input_grad_plans(self, geometry: Geometry) -> list[tuple[tuple[int, int], Plan]]:
+        """Per phase (row and column parity of the input for stride 2; one for stride 1) with
+        weights, the plan of its stride-1 conv on the output gradient (`_GradientLayout`)."""
         key = ("input grad", geometry)
         if key not in self._plans:
-            flip = self.shape[2] - 1
-            self._plans[key] = _plan(self.in_channel, self.out_channel, flip - self.row,
-                                     flip - self.column, self.index, self.shape[1::-1],
-                                     _dilated(geometry), self.frozen)
+            layout = _GradientLayout.of(geometry)
+            stride, padding = geometry.stride, geometry.padding
+            plans = []
+            for a in range(stride):
+                for b in range(stride):
+                    taken = ((a + padding - self.row) % stride == 0) & \
+                            ((b + padding - self.column) % stride == 0)
+                    if not taken.any():
+                        continue  # e.g. odd rows under a 1x1 stride-2 conv: gradient zero
+                    row = (a + padding - self.row[taken]) // stride - layout.low
+                    column = (b + padding - self.column[taken]) // stride - layout.low
+                    plans.append(((a, b), _plan(self.in_channel[taken], self.out_channel[taken],
+                                                row, column, self.index[taken],
+                                                self.shape[1::-1], layout.geometry,
+                                                self.frozen)))
+            self._plans[key] = plans
         return self._plans[key]
 
 
@@ -284,34 +295,70 @@ def _row_pointers(rows: torch.Tensor, count: int) -> torch.Tensor:
     return pointers
 
 
-def _dilated(geometry: Geometry) -> Geometry:
-    """The layout of the output gradient for the input gradient: zero-dilated by the stride and
-    padded to (H + k - 1) x (W + k - 1), a stride-1 conv of the flipped kernel yields H x W."""
-    k = geometry.kernel
-    return Geometry(k, 1, 0, geometry.batch, geometry.height + k - 1, geometry.width + k - 1)
+@dataclass(frozen=True)
+class _GradientLayout:
+    """The input gradient of a conv as stride-1 convs on its output gradient, one per phase of
+    the input (rows y = stride * u + a, columns x = stride * v + b): input row y takes kernel
+    row i from output row (y + padding - i) / stride where that divides, i.e. from output row
+    u + d with d = (a + padding - i) / stride. Each phase is a conv whose kernel is the
+    weights with i, j of that phase, at shift (d - low) from the output gradient padded by
+    -low, `low` the least d of all phases. For stride 1 this is the transposed conv with the
+    kernel flipped; for stride 2 it is a quarter of the multiply-adds of that conv on the
+    zero-dilated gradient, three in four of which would be by zero."""
+
+    geometry: Geometry  # of the padded output gradient, as the phases' input
+    low: int
+
+    @staticmethod
+    def of(forward: Geometry) -> "_GradientLayout":
+        s, k, p = forward.stride, forward.kernel, forward.padding
+        shifts = [(a + p - i) // s for a in range(s) for i in range(k) if (a + p - i) % s == 0]
+        low, span = min(shifts), max(shifts) - min(shifts) + 1
+        rows, columns = -(-forward.height // s), -(-forward.width // s)
+        return _GradientLayout(Geometry(span, 1, 0, forward.batch, rows + span - 1,
+                                        columns + span - 1), low)
+
+    def flat(self, grad: torch.Tensor, forward: Geometry, pattern: Pattern) -> torch.Tensor:
+        """`grad` [B, C, out_h, out_w] in this layout: output row r at row r - low (low <= 0
+        and the whole gradient fits wherever padding < kernel, as `supported` requires)."""
+        target = self.geometry
+        flat = pattern.workspace(("output grad", forward), target.flat_size(grad.shape[1]))
+        return _spread(grad, flat, 1, -self.low, target.height, target.width,
+                       target.channel_size)
 
 
-def _dilate(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
-    target = _dilated(geometry)
-    channels = grad.shape[1]
-    flat = pattern.workspace(("dilated", geometry), target.flat_size(channels))
-    start, s = geometry.kernel - 1 - geometry.padding, geometry.stride
-    planes = flat[:channels * target.channel_size].view(channels, geometry.batch,
-                                                         target.height, target.width)
-    planes[:, :, start:start + s * (geometry.out_h - 1) + 1:s,
-           start:start + s * (geometry.out_w - 1) + 1:s] = grad.transpose(0, 1)
-    return flat
+def _input_grad(grad: torch.Tensor, weight: torch.Tensor, pattern: Pattern,
+                forward: Geometry) -> torch.Tensor:
+    layout = _GradientLayout.of(forward)
+    flat = layout.flat(grad, forward, pattern)
+    target, s = layout.geometry, forward.stride
+    plans = pattern.input_grad_plans(forward)
+    shape = (forward.batch, pattern.shape[1], forward.height, forward.width)
+    if s == 1:
+        return _conv(flat, plans[0][1], weight, _empty(), target, grad.new_empty(shape)) \
+            if plans else grad.new_zeros(shape)
+    # Kept between calls: each phase with weights is overwritten whole, one without (odd rows
+    # under a 1x1 stride-2 conv) stays zero, its gradient.
+    phases = pattern.workspace(("phases", forward), 4 * math.prod(shape[:2]) * target.out_h
+                               * target.out_w).view(4, *shape[:2], target.out_h, target.out_w)
+    for (a, b), plan in plans:
+        _conv(flat, plan, weight, _empty(), target, phases[a * 2 + b])
+    grad_x = grad.new_empty(shape)
+    torch.ops.freetickets_sparse.interleave(phases, grad_x)
+    return grad_x
 
 
 def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
     """The output gradient laid out as the forward's output pixels [C, padded], zero wherever
     the forward threw its result away."""
-    channels = grad.shape[1]
-    planes = pattern.workspace(("planes", geometry), channels * geometry.padded
-                               ).view(channels, geometry.padded)
-    planes[:, :geometry.span].view(channels, geometry.batch, geometry.hq, geometry.wq)[
-        :, :, :geometry.out_h, :geometry.out_w] = grad.transpose(0, 1)
-    return planes
+    planes = pattern.workspace(("planes", geometry), grad.shape[1] * geometry.padded)
+    return _spread(grad, planes, 1, 0, geometry.hq, geometry.wq, geometry.padded)
+
+
+def _spread(x: torch.Tensor, flat: torch.Tensor, stride: int, padding: int, hq: int, wq: int,
+            channel_size: int) -> torch.Tensor:
+    torch.ops.freetickets_sparse.spread(x, flat, stride, padding, hq, wq, channel_size)
+    return flat
 
 
 def _forward(x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
@@ -321,7 +368,7 @@ def _forward(x, weight, bias, pattern: Pattern, stride: int, padding: int, keep:
     geometry.spread(x.detach(), flat)
     out = _conv(flat, pattern.forward_plan(geometry), weight,
                 _empty() if bias is None else bias.detach().contiguous(), geometry,
-                geometry.out_h, geometry.out_w)
+                x.new_empty(geometry.batch, pattern.shape[0], geometry.out_h, geometry.out_w))
     return out, flat, geometry
 
 
@@ -342,9 +389,7 @@ class _SparseConv(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _conv(_dilate(grad, geometry, pattern), pattern.input_grad_plan(geometry),
-                           weight, _empty(), _dilated(geometry), geometry.height,
-                           geometry.width)
+            grad_x = _input_grad(grad, weight, pattern, geometry)
         if ctx.needs_input_grad[1]:
             plan = pattern.forward_plan(geometry)
             grad_w = weight.new_zeros(weight.numel())
@@ -360,13 +405,16 @@ class _SparseConv(torch.autograd.Function):
 
 
 def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tensor,
-          geometry: Geometry, out_h: int, out_w: int) -> torch.Tensor:
+          geometry: Geometry, out: torch.Tensor) -> torch.Tensor:
+    """The conv of `plan` on the flat input into `out` [B, C_out, H, W] (rows contiguous; the
+    pixels past H or W that the layout computes are dropped)."""
     values = plan.values
     if values is None:
         values = weight.detach().reshape(-1).index_select(0, plan.index)
-    return torch.ops.freetickets_sparse.conv_forward(
+    torch.ops.freetickets_sparse.conv_forward(
         flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
-        plan.in_channels, geometry.batch, geometry.hq, geometry.wq, out_h, out_w)
+        plan.in_channels, geometry.batch, geometry.hq, geometry.wq, out)
+    return out
 
 
 def _empty() -> torch.Tensor:
@@ -374,13 +422,14 @@ def _empty() -> torch.Tensor:
 
 
 def supported(conv: torch.nn.Module) -> bool:
-    """Convs the kernels cover: float32 on the CPU, square kernel and stride, symmetric zero
-    padding, no groups or dilation."""
+    """Convs the kernels cover: float32 on the CPU, square kernel, stride 1 or 2, symmetric
+    zero padding under the kernel's size, no groups or dilation."""
     return (isinstance(conv, torch.nn.Conv2d) and conv.groups == 1
             and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and len(set(conv.padding)) == 1
+            and conv.padding[0] < conv.kernel_size[0]
             and conv.kernel_size[0] == conv.kernel_size[1]
-            and conv.stride[0] == conv.stride[1]
+            and conv.stride[0] == conv.stride[1] and conv.stride[0] in (1, 2)
             and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu")
 
 
