@@ -11,8 +11,8 @@
 //
 // Both kernels go tile by tile of output pixels (the threads split the tiles, and for small
 // inputs the forward's output channels too) and, within a tile, by groups of input channels
-// whose share of the tile fits L1, so that all output channels read it from there. Measured on a 64 -> 64 3x3 layer at 32x32, batch 64, density
-// 0.25-0.35, on a core whose multiply-adds peak at about 117 GFLOP/s (AVX-512, Zen 4): about
+// whose share of the tile fits L1, so that all output channels read it from there. Measured
+// on a 64 -> 64 3x3 layer at 32x32, batch 64, density 0.25-0.35, on a core whose multiply-adds peak at about 117 GFLOP/s (AVX-512, Zen 4): about
 // 45 GFLOP/s reading each shifted input unaligned from L2 (the kernel this one replaced), 50
 // with the groups in L1, 55-65 from aligned per-tile columns. Not kept, measured alike at
 // densities 0.1-0.35: blocks of 2, 4 or 8 output channels sharing each shifted input load,
@@ -158,8 +158,8 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
   const int64_t channel_stride = out.stride(1);
   const int64_t tiles = (l.span() + BLOCK - 1) / BLOCK;
   const int64_t parts = channel_parts(tiles, channels);
-  // Work items part-major: with `parts` a multiple of the threads, each thread computes whole
-  // slices of output channels over every tile, the same share of the work for each.
+  // Work items part-major: with one slice per thread, each thread computes its slice of the
+  // output channels over every tile, the same share of the work for each.
   at::parallel_for(0, parts * tiles, 1, [&](int64_t begin, int64_t end) {
     // Kept per thread between calls: a fresh buffer of this size costs page faults.
     thread_local std::vector<vec> acc, columns;
@@ -295,34 +295,30 @@ void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t paddi
   });
 }
 
-// Row y of out from the phases' rows of its parity: pixel x from phase x % S at x / S (S a
-// compile-time stride, so that the stores vectorise).
-template <int64_t S>
-inline void interleave_row(float* to, const float* from, int64_t phase_size, int64_t width) {
-  const int64_t whole = width / S;
-  for (int64_t i = 0; i < whole; ++i)
-    for (int64_t phase = 0; phase < S; ++phase) to[i * S + phase] = from[phase * phase_size + i];
-  for (int64_t x = whole * S; x < width; ++x) to[x] = from[(x - whole * S) * phase_size + whole];
-}
-
 // The input gradient of a stride-2 conv from its phases: out [B, C, H, W] (contiguous) at row
 // y, column x is phases[(y % 2) * 2 + x % 2] [B, C, rows, columns] at y / 2, x / 2. One pass
-// in the order of out: writing each phase straight into out, every other pixel, fetched each
-// line of out four times.
+// in the order of out, rather than each phase written into out every other pixel, which
+// fetches each line of out once per phase.
 void interleave(const at::Tensor& phases, at::Tensor& out) {
   TORCH_CHECK(phases.is_contiguous() && out.is_contiguous() && phases.dim() == 5 &&
               phases.size(0) == 4, "phases: contiguous [4, B, C, H, W]");
   const int64_t images = out.size(0) * out.size(1), height = out.size(2), width = out.size(3);
   const int64_t rows = phases.size(3), columns = phases.size(4);
-  const int64_t phase_size = images * rows * columns;
+  const int64_t phase_size = images * rows * columns, pairs = width / 2;
   const float* ps = phases.data_ptr<float>();
   float* os = out.data_ptr<float>();
   at::parallel_for(0, images, 1, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane)
-      for (int64_t y = 0; y < height; ++y)
-        interleave_row<2>(os + (plane * height + y) * width,
-                          ps + (y % 2) * 2 * phase_size + (plane * rows + y / 2) * columns,
-                          phase_size, width);
+      for (int64_t y = 0; y < height; ++y) {
+        float* to = os + (plane * height + y) * width;
+        const float* even = ps + (y % 2) * 2 * phase_size + (plane * rows + y / 2) * columns;
+        const float* odd = even + phase_size;
+        for (int64_t i = 0; i < pairs; ++i) {  // a pair of stores a step: they vectorise
+          to[2 * i] = even[i];
+          to[2 * i + 1] = odd[i];
+        }
+        if (width % 2) to[width - 1] = even[pairs];
+      }
   });
 }
 
