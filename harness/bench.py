@@ -53,7 +53,7 @@ from harness.models.wide_resnet import wide_resnet
 from harness.predictor_interface import MemberEnsemble
 from harness.bench_parts import (CIFAR_MEAN, CIFAR_STD, IMAGE_SHAPE, Result, harness_epoch,
                                  masked_wrn, synthetic)
-from harness.sparse_inference import KERNELS, layer_timings, round_seconds, sparsify, spread
+from harness.sparse_inference import KERNELS, choose_kernels, round_seconds, sparsify, spread
 from harness.train import Trainer
 
 def side_by_side(functions, rounds: int) -> tuple[list[float], list[list[float]]]:
@@ -308,11 +308,7 @@ def bench_sparse_inference(depth: int, width: int, batch_sizes: tuple[int, ...],
     results = []
     for sparsity in sparsities:
         model = masked_wrn(depth, width, sparsity)
-        timings = {batch: layer_timings(model, IMAGE_SHAPE, batch, rounds=2)
-                   for batch in batch_sizes}
-        plans = {name: {batch: min(timings[batch][name]["seconds"],
-                                   key=timings[batch][name]["seconds"].get)
-                        for batch in batch_sizes} for name in timings[batch_sizes[0]]}
+        plans, timings = choose_kernels(model, IMAGE_SHAPE, batch_sizes, rounds=2)
         sparse = sparsify(model, plans)
         for batch in batch_sizes:
             x = torch.randn(batch, *IMAGE_SHAPE)

@@ -37,6 +37,7 @@ from torch import nn
 from harness import sparse_conv
 
 KERNELS = ("direct", "csr", "gemm", "dense")
+IM2COL_GIVE_UP = 3.0
 
 # torch marks CSR tensors as beta; the product used here is stable since torch 2.0.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -237,13 +238,27 @@ def layer_timings(model: nn.Module, image_shape: Sequence[int], batch: int, roun
     for name, shape in layer_inputs(model, image_shape, batch).items():
         conv = model.get_submodule(name)
         x = torch.randn(shape[1], shape[0], *shape[2:], device=device).transpose(0, 1)
-        candidates = available_kernels(conv)
-        seconds = median_seconds([lambda c=SparseConv2d(conv, {batch: kernel}): c(x)
-                                  for kernel in candidates], rounds)
+        runs = {kernel: lambda c=SparseConv2d(conv, {batch: kernel}): c(x)
+                for kernel in available_kernels(conv)}
+        first = {kernel: _seconds(run) for kernel, run in runs.items()}
+        # An im2col kernel (no one-time cost in its first call, unlike a direct plan or a
+        # oneDNN primitive) that took IM2COL_GIVE_UP times as long as dense is not timed further:
+        # a CSR product of a WRN-28-10 layer at batch 64 takes seconds a call.
+        candidates = [kernel for kernel in runs if kernel not in ("csr", "gemm")
+                      or first[kernel] <= IM2COL_GIVE_UP * first["dense"]]
+        seconds = median_seconds([runs[kernel] for kernel in candidates], rounds)
         timings[name] = {"shape": list(conv.weight.shape), "input": list(shape),
                          "density": density(conv.weight),
-                         "seconds": dict(zip(candidates, seconds))}
+                         "seconds": dict(zip(candidates, seconds)),
+                         "given_up": {kernel: first[kernel] for kernel in runs
+                                      if kernel not in candidates}}
     return timings
+
+
+def _seconds(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def choose_kernels(model: nn.Module, image_shape: Sequence[int], batch_sizes: Sequence[int],
