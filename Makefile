@@ -30,9 +30,9 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo
 
-# Every table of the catalogue (harness/catalogue.py; CATALOGUE=my_tables.py adds yours) goes
+# Every table of the catalogue (harness/tables/catalogue.py; CATALOGUE=my_tables.py adds yours) goes
 # through one rule, `make tableN`: every row of the table (one run per seed in the run store,
-# harness/run_store.py: a finished run is reused, wherever it was asked for first, and an
+# harness/store/runs.py: a finished run is reused, wherever it was asked for first, and an
 # unfinished one resumed), then reports/tableN.{parquet,md} beside the paper's numbers.
 SCALE ?= paper
 SEEDS ?= 1
@@ -56,8 +56,8 @@ figures: $(STAMP)
 
 # The whole paper on one static page, reports/paper/$(SCALE)/index.html: every table through
 # `python -m harness.tables --table=N` (finished runs reused), every figure, what is missing
-# and why (harness/paper.py). At smoke scale Table 3 stands in at its tiny scale.
-# `make paper SCALE=paper PLAN=1` prints the compute plan instead (harness/compute_plan.py):
+# and why (harness/paper/build.py). At smoke scale Table 3 stands in at its tiny scale.
+# `make paper SCALE=paper PLAN=1` prints the compute plan instead (harness/tables/compute_plan.py):
 # every distinct run of the page, its status, FLOPs and GPU-hours; nothing runs.
 ifdef PLAN
 paper: $(STAMP)
@@ -74,7 +74,7 @@ endif
 # `make golden` rewrites
 # reports/golden/ (commit it when a change is meant to move numbers, e.g. a new row);
 # `make golden-check`, part of `make test`, rebuilds them from scratch and fails when any cell
-# drifts past harness/diff.py's tolerances.
+# drifts past harness/tables/diff.py's tolerances.
 # In float64 (golden.gin), so that CPUs of other vector widths agree far within the tolerances;
 # one thread keeps it bit-exact on one machine besides.
 GOLDEN_TABLES := 1 6 4
@@ -94,7 +94,7 @@ golden-check: $(STAMP)
 	$(foreach table,$(GOLDEN_TABLES),$(PY) -m harness.diff reports/golden/table$(table).parquet \
 		build/golden/table$(table).parquet &&) true
 
-# Speed, as ratios measured side by side in one process (harness/bench.py): harness vs bare
+# Speed, as ratios measured side by side in one process (harness/bench/suite.py): harness vs bare
 # PyTorch loops, sparse vs dense steps, peak memory on corrupted sets, sparse inference.
 # Not part of `make test`; about an hour on 2 busy CPU cores with the sparse kernels (`--quick`: about 20 minutes). Writes build/bench/bench.json.
 BENCH_THREADS ?= 1
@@ -104,7 +104,7 @@ bench: $(STAMP)
 
 # What one GPU does with the harness's training steps, in at most 5 minutes: images/s and
 # fraction of peak per model and precision, sparse and tiled steps, bf16 against fp32, DDP
-# masks (harness/gpu_check.py). Writes build/gpu_check/gpu_check.json, which the compute plan
+# masks (harness/bench/gpu_check.py). Writes build/gpu_check/gpu_check.json, which the compute plan
 # and `make bench` read. Without CUDA it runs on the CPU at reduced sizes.
 gpu-check: $(STAMP)
 	$(PY) -m harness.gpu_check --output_dir=build/gpu_check

@@ -1,66 +1,7 @@
-"""`make demo`: every method that has a `gin/<method>.gin`, at smoke scale on the embedded
-digits set, then a small Table 1 in `<output_dir>/table1.{parquet,md}`. Finished runs under
-`<output_dir>/runs/` are reused, so an interrupted demo resumes."""
+"""`python -m harness.demo`: harness/tables/demo.py."""
 import sys
-from pathlib import Path
 
-import pandas as pd
-
-from harness import cli, render
-from harness.durable import write_report
-from harness.errors import UserError, first_line
-from harness.execute import run_experiment
-from harness.record import is_finished
-from harness.run_numbers import TIMING, run_row
-from methods import METHODS
-
-DEMO_COLUMNS = ("method", "dataset", "model", "M", "sparsity", "acc", "nll", "ece", "cacc",
-                "cnll", "cece", "train_flops", "train_flops_ratio", "test_flops_ratio",
-                *TIMING, "training_runs", "seed", "epoch_factor")
-
-
-def write_table(rows: list[dict], stem: Path, title: str) -> pd.DataFrame:
-    """A plain table of `run_row`s (`make demo`): `<stem>.parquet` and `<stem>.md`."""
-    frame = pd.DataFrame(rows, columns=list(DEMO_COLUMNS))
-    write_report(frame, stem, render.frame_markdown(frame, title))
-    return frame
-
-
-def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
-    rows = []
-    for method in METHODS.names():
-        config = gin_dir / f"{method}.gin"
-        if not config.is_file():
-            print(f"skipping {method}: no {config}")
-            continue
-        run_dir = output_dir / "runs" / method
-        if not is_finished(run_dir):
-            print(f"running {method} (smoke scale)")
-            run_experiment([str(config), str(gin_dir / "scale" / "smoke.gin")],
-                           output_dir=str(run_dir), resume=True, progress=progress)
-        rows.append(run_row(run_dir))
-    write_table(rows, output_dir / "table1", "Table 1 (demo: smoke scale, digits, CPU)")
-    return output_dir / "table1.md"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.Flags("python -m harness.demo", __doc__)
-    parser.path("output_dir", "reports/demo", "where runs and the table go")
-    parser.path("gin_dir", "gin", "folder of the method gin files")
-    parser.progress()
-    args = parser.parse(argv)
-    try:
-        table = demo(args.output_dir, args.gin_dir, args.progress)
-    except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue the demo where it stopped",
-              file=sys.stderr)
-        return 130
-    print(table.read_text())
-    return 0
-
+from harness.tables.demo import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,21 +3,21 @@
     python -m harness.run --gin_file=gin/dense.gin [--gin_file=gin/scale/smoke.gin]
         [--gin_bindings='Experiment.seed = 1'] [--output_dir=DIR] [--resume | --overwrite]
     python -m harness.run --resume --output_dir=DIR   # with the gin files and bindings it
-                                                      # recorded (harness/record.py)
+                                                      # recorded (harness/store/record.py)
     python -m harness.run --list                      # methods, tables and their rows
     python -m harness.run --gin_file=... --dry_run    # the plan and an estimated time
 
-writes the run directory described in harness/record.py. A configuration, data or flag
+writes the run directory described in harness/store/record.py. A configuration, data or flag
 mistake is reported in one line with exit status 2, before any output directory is created;
 Ctrl-C prints one line saying how to continue the run, exit status 130.
 """
 import sys
 from pathlib import Path
 
-from harness import cli, distributed
-from harness.catalog import catalog
-from harness.errors import Interrupted, UserError, first_line
-from harness.record import recorded_configuration
+from harness.core import cli, distributed
+from harness.tables.listing import catalog
+from harness.core.errors import Interrupted, UserError, first_line
+from harness.store.record import recorded_configuration
 
 
 def flags() -> cli.Flags:
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(catalog())
         return 0
     # torch and the methods load only now: --help and flag mistakes stay instant
-    from harness.dry_run import describe
-    from harness.execute import plan_experiment, run_experiment
+    from harness.experiment.dry_run import describe
+    from harness.experiment.execute import plan_experiment, run_experiment
 
     output_dir = None if args.output_dir is None else str(args.output_dir)
     gin_files, bindings = args.gin_file, args.gin_bindings

@@ -10,19 +10,21 @@ import gin
 import torch
 from torch import nn
 
-from harness import distributed, safe_load, scale
-from harness.batching import BatchFormat, PlainBatch
+from harness.core import distributed, safe_load
+
+from harness.engine import scale
+from harness.engine.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset
-from harness.durable import atomic_write
-from harness.errors import UserError, check_integer, first_line
+from harness.core.durable import atomic_write
+from harness.core.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.history import RunHistory
-from harness.predictor_interface import MemberEnsemble, Predictor
-from harness.registry import Registry
-from harness.safe_load import UnsafeFile
-from harness.schedules import collection_steps
-from harness.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
+from harness.evaluation.history import RunHistory
+from harness.evaluation.predictors import MemberEnsemble, Predictor
+from harness.core.registry import Registry
+from harness.core.safe_load import UnsafeFile
+from harness.engine.schedules import collection_steps
+from harness.engine.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
                            classification_loss)
 
 
@@ -61,7 +63,7 @@ class Stopwatch(Hook):
 
     @contextlib.contextmanager
     def paused(self):
-        """Time spent within is not training (per-epoch validation, harness/history.py)."""
+        """Time spent within is not training (per-epoch validation, harness/evaluation/history.py)."""
         start = time.perf_counter()
         try:
             yield
@@ -125,10 +127,10 @@ class FitContext:
     model_factory: Callable[..., nn.Module]  # options: harness.models.build_model
     seed: int
     checkpoint_dir: Path
-    # Only load finished stages (a finished run scored again, harness/rescore.py): a stage
+    # Only load finished stages (a finished run scored again, harness/experiment/rescore.py): a stage
     # that has no result is an error, never a training.
     load_only: bool = False
-    # The run's training curve (harness/history.py); none where a caller keeps no run directory.
+    # The run's training curve (harness/evaluation/history.py); none where a caller keeps no run directory.
     history: RunHistory | None = None
     accounting: Accounting = field(init=False, default_factory=Accounting)
 

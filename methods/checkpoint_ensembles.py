@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from harness.data.arrays import ArrayDataset
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.flops import training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictor_interface import MemberEnsemble, Predictor
-from harness.schedules import CosineRestarts, FastGeometric, collection_steps, compose
-from harness.train import Trainer
+from harness.evaluation.predictors import MemberEnsemble, Predictor
+from harness.engine.schedules import CosineRestarts, FastGeometric, collection_steps, compose
+from harness.engine.train import Trainer
 from methods.base import METHODS, FitContext, Method, check_members
 
 

@@ -2,7 +2,7 @@
 rows taken from Havasi et al. 2021): MC Dropout, BatchEnsemble, MIMO and TreeNet.
 
 Each method names its architecture variant (harness/models/variants.py, built through the
-model factory), its batch format (harness/batching.py), its loss, its optimizer parameter
+model factory), its batch format (harness/engine/batching.py), its loss, its optimizer parameter
 groups where it has them, and the predictor that turns the trained network into M members.
 Planned FLOPs probe the same variant with the same format's rows, so that planned and
 measured figures count the same thing: every row the network processes.
@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
-from harness.errors import UserError
+from harness.engine.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
+from harness.core.errors import UserError
 from harness.flops import dense_forward_flops, layer_forward_flops
 from harness.flops.plan import FlopsPlan, PlanContext
 from harness.models.variants import member_biases, rank_one_factors
-from harness.predictor_interface import (MimoPredictor, MultiHeadPredictor, Predictor,
+from harness.evaluation.predictors import (MimoPredictor, MultiHeadPredictor, Predictor,
                                          SampledPredictor, TiledPredictor)
-from harness.train import ParamGroups, classification_loss
+from harness.engine.train import ParamGroups, classification_loss
 from methods.base import METHODS, FitContext, Method, check_members
 
 STAGE = "network"
@@ -158,7 +158,7 @@ def mimo_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> 
 @gin.configurable
 class MIMO(OneNetworkMethod):
     """MIMO (Havasi et al. 2021): M subnetworks in one network with M inputs and M outputs;
-    training rows carry M independently shuffled images (harness/batching.py `MimoBatch`),
+    training rows carry M independently shuffled images (harness/engine/batching.py `MimoBatch`),
     test rows the same image M times."""
 
     name = "mimo"

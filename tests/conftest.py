@@ -4,7 +4,7 @@ import subprocess
 import gin
 import pytest
 
-from harness.train import Trainer
+from harness.engine.train import Trainer
 
 
 def pytest_addoption(parser):

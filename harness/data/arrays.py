@@ -15,7 +15,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
-from harness.errors import UserError, check_integer
+from harness.core.errors import UserError, check_integer
 
 
 class Standardized:

@@ -14,7 +14,7 @@ import torch
 
 from harness.data.arrays import ArrayDataset
 from harness.data.corrupt import SEVERITIES, read_marker
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from harness import cli
+from harness.core import cli
 from harness.data.corruptions import CORRUPTIONS
-from harness.durable import sync_path
-from harness.errors import UserError
-from harness.progress import draws_bars
+from harness.core.durable import sync_path
+from harness.core.errors import UserError
+from harness.core.progress import draws_bars
 
 MARKER = "GENERATED.json"
 VERSION = 1  # of the corruption code: a cached suite of another version is made again

@@ -32,7 +32,7 @@ class DatasetFacts:
     #    gives 4.7e18 against the quoted 4.8e18, RigL's dense ResNet-50 at 1.5x its 100-epoch
     #    budget.
     reference_epochs: int = 250
-    corrupted_suite: str | None = None  # the published one (harness/robustness.py SUITES)
+    corrupted_suite: str | None = None  # the published one (harness/evaluation/suites.py SUITES)
     # App. K's OoD sets for a model trained on it (harness/data/ood.py); Gaussian noise alone
     # where the paper names none.
     ood_sets: tuple[str, ...] = ("gaussian_noise",)

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 
 from harness.data.arrays import Standardized
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 UNREADABLE = "unreadable image"
 

@@ -19,7 +19,7 @@ import gin
 import torch
 
 from harness.data.cifar_c import Archive
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

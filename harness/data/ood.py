@@ -20,7 +20,7 @@ import torch
 
 from harness.data.arrays import ArrayDataset
 from harness.data.corrupt import load_test_split
-from harness.errors import UserError, first_line
+from harness.core.errors import UserError, first_line
 
 # SVHN's and CIFAR's images, [C, H, W].
 PUBLISHED_SHAPE = (3, 32, 32)

@@ -5,7 +5,7 @@ from typing import Callable
 
 from harness.data.arrays import ArrayDataset
 from harness.data.facts import FAMILIES
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 @dataclass(frozen=True)

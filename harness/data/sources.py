@@ -10,7 +10,7 @@ import torch
 
 from harness.data.registry import DATASETS, Splits
 from harness.data.arrays import ArrayDataset, channel_stats
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 DEFAULT_DATA_DIR = os.environ.get("FREETICKETS_DATA", "data")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import cli
+from harness.core import cli
 
 MARKER = ".written-by-harness.data.tiny_imagenet"
 

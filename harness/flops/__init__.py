@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from harness.train import Hook, TrainState
+from harness.engine.train import Hook, TrainState
 
 COUNTED_LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -120,7 +120,7 @@ _DENSE_KERNELS = contextvars.ContextVar("dense_kernels", default=False)
 def as_executed():
     """Within it, planned FLOPs count what a GPU executes rather than the paper's convention:
     masked weights are multiplied densely (zeros included), so every density is 1 and a DST
-    step costs 3 f_D. Only the compute plan (harness/compute_plan.py) uses it."""
+    step costs 3 f_D. Only the compute plan (harness/tables/compute_plan.py) uses it."""
     token = _DENSE_KERNELS.set(True)
     try:
         yield

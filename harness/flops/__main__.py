@@ -2,15 +2,15 @@
 
     python -m harness.flops --gin_file=gin/edst.gin [--gin_file=...] [--gin_bindings=...]
 
-prints one JSON object (harness.experiment.Experiment.flops_report). A configuration mistake
+prints one JSON object (harness.experiment.assemble.Experiment.flops_report). A configuration mistake
 is one line on stderr and exit status 2.
 """
 import json
 import sys
 
-from harness import cli
-from harness.config import parse
-from harness.errors import UserError, first_line
+from harness.core import cli
+from harness.experiment.config import parse
+from harness.core.errors import UserError, first_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.repeated("gin_file", "gin files, applied in order", required=True)
     parser.repeated("gin_bindings", "gin bindings applied after the files")
     args = parser.parse(argv)
-    from harness.experiment import Experiment  # after parsing: --help stays instant
+    from harness.experiment.assemble import Experiment  # after parsing: --help stays instant
 
     try:
         parse(args.gin_file, args.gin_bindings)

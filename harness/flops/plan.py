@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from harness import scale
+from harness.engine import scale
 from harness.data.facts import facts
 from harness.flops import dense_forward_flops
 

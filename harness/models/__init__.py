@@ -6,9 +6,9 @@ from typing import Callable
 import gin
 from torch import nn
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.models import resnet, variants, wide_resnet as _wrn
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 # How each backbone is cut into a chain of stages (first conv or stem, residual blocks, head).

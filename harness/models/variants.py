@@ -7,7 +7,7 @@
   * BatchEnsemble (Wen et al. 2020): every conv and linear layer keeps its weight as the
     shared slow weight and gains per-member rank-1 fast weights r (input side) and s (output
     side); the final linear layer's bias becomes per-member. The network's batch holds M
-    member-major blocks (harness/batching.py `tile_members`); BatchNorm is shared.
+    member-major blocks (harness/engine/batching.py `tile_members`); BatchNorm is shared.
   * MIMO (Havasi et al. 2021): the backbone with M x input channels and an M x C head; input
     [B, M, c, H, W] (member m's images on channels [m c, (m + 1) c)), output [B, M, C].
   * TreeNet (Lee et al. 2015): the backbone's first `split` stages as one shared trunk and the
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.flops import COUNTED_LAYERS
 
 
@@ -77,7 +77,7 @@ class BatchEnsembleLayer(nn.Module):
     def forward(self, x):
         if x.shape[0] % self.num_members:
             raise ValueError(f"BatchEnsemble with M={self.num_members} got {x.shape[0]} rows; "
-                             f"its batch holds M member-major blocks (harness/batching.py)")
+                             f"its batch holds M member-major blocks (harness/engine/batching.py)")
         out = self.layer(self._per_member(x, self.r).flatten(0, 1))
         out = self._per_member(out, self.s)
         if self.bias is not None:

@@ -18,13 +18,13 @@ tickets share the initial mask and differ only by their place on the one traject
 """
 import gin
 
-from harness import scale
-from harness.errors import UserError
+from harness.engine import scale
+from harness.core.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictor_interface import MemberEnsemble, Predictor
-from harness.schedules import Piecewise, collection_steps, compose
-from harness.train import Hook, Trainer, TrainState
+from harness.evaluation.predictors import MemberEnsemble, Predictor
+from harness.engine.schedules import Piecewise, collection_steps, compose
+from harness.engine.train import Hook, Trainer, TrainState
 from methods.base import METHODS, FitContext, Method, check_members
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 

@@ -6,10 +6,10 @@ from typing import Sequence
 import gin
 from torch import nn
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.flops import sparse_forward_flops
 from harness.flops.plan import PlanContext
-from harness.train import Hook
+from harness.engine.train import Hook
 from methods.base import METHODS, FitContext, IndependentEnsemble
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity
 

@@ -3,7 +3,7 @@ training; App. D counts a sparse step's FLOPs as the active weights' share of a 
 
     dense   every masked conv runs F.conv2d on its masked dense weight (the default, and the
             golden reports' path)
-    sparse  every masked float32 CPU conv runs the direct sparse kernels (harness/sparse_conv.py):
+    sparse  every masked float32 CPU conv runs the direct sparse kernels (harness/kernels/sparse_conv.py):
             forward, input gradient and the weight gradient at the active weights only
     auto    per layer, whichever of the two was faster, fwd + bwd, timed on the layer's first
             AUTO_BATCHES batches on this machine (alternating rounds on each, medians over
@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness import sparse_conv
+from harness.kernels import sparse_conv
 
 KERNEL_CHOICES = ("dense", "sparse", "auto")
 AUTO_BATCHES = 3
@@ -111,7 +111,7 @@ class TrainingKernels:
                  ) -> tuple[list[float], list[float]]:
         """Seconds of this layer's forward and backward, dense conv and sparse kernels, in
         alternating rounds on a copy of this batch."""
-        from harness.sparse_inference import round_seconds
+        from harness.kernels.inference import round_seconds
 
         pattern = self._pattern(name)
         weight = layer.weight.detach().clone().requires_grad_()

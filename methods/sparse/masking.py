@@ -30,9 +30,9 @@ import gin
 import torch
 from torch import nn
 
-from harness import distributed
-from harness.errors import UserError
-from harness.train import Hook, TrainState
+from harness.core import distributed
+from harness.core.errors import UserError
+from harness.engine.train import Hook, TrainState
 from methods.sparse.distributions import (DISTRIBUTIONS, layer_densities, layer_nonzeros,
                                           masked_shapes, prunable_layers)
 from methods.sparse.kernels import KERNEL_CHOICES, TrainingKernels
@@ -301,7 +301,7 @@ class Masking(Hook):
     def on_train_begin(self, state: TrainState) -> None:
         """Under torchrun every process starts from rank 0's masks; afterwards each makes the
         same prune-and-grow choices, as their scores agree: the weights are equal and the
-        dense gradients already averaged over processes (harness/distributed.py), and random
+        dense gradients already averaged over processes (harness/core/distributed.py), and random
         growth draws from a generator seeded alike."""
         self.optimizer = state.optimizer
         self.total_steps = state.total_steps

@@ -19,13 +19,13 @@ import math
 
 import gin
 
-from harness import scale
-from harness.errors import UserError
+from harness.engine import scale
+from harness.core.errors import UserError
 from harness.flops import sparse_forward_flops, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.predictor_interface import MemberEnsemble, Predictor
-from harness.schedules import Continued, Piecewise, compose
-from harness.train import Trainer
+from harness.evaluation.predictors import MemberEnsemble, Predictor
+from harness.engine.schedules import Continued, Piecewise, compose
+from harness.engine.train import Trainer
 from methods.base import METHODS, FitContext, Method, check_members
 from methods.sparse.distributions import masked_shapes, prunable_layers
 from methods.sparse.masking import Masking, SparsitySpec, check_sparsity

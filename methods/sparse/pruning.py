@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.flops import sparse_forward_flops
-from harness.train import Hook, TrainState
+from harness.engine.train import Hook, TrainState
 
 SCOPES = ("global", "layerwise")
 

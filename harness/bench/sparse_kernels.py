@@ -1,0 +1,249 @@
+"""`make bench`'s figures for the direct sparse kernels (harness/kernels/sparse_conv.py): do FLOPs
+savings become wall-clock savings, in inference and in training?
+
+    sparse_inference_speedup   masked dense WRN member / its sparse inference form
+                               (harness/kernels/inference.py, kernels chosen per conv by
+                               measurement, 'direct' among them), ERK at S = 0.8 and 0.9,
+                               batch 1 and 64, WRN-16-4 and WRN-28-10 at 32x32:
+                               >= 2.5 (S0.9_b1), >= 2 (S0.9_b64), >= 1.5 (S = 0.8)
+    sparse_train_step_speedup  dense step / sparse step (Masking with kernels = 'auto', no mask
+                               update in the window), WRN-16-4, batch 128, S = 0.8 (>= 1.25)
+                               and 0.9 (>= 1.5); beside it the whole DST step amortised over
+                               dT = 1000: one step in dT runs densely (RigL's dense gradient),
+                               plus one prune-and-grow and the rebuild of every layer's format
+    sparse_kernel_curve        per conv shape of WRN-16-4, the direct kernel's speed-up over
+                               F.conv2d against density: forward at batch 1 and 64, forward
+                               and backward at batch 128 (informational)
+
+Each ratio is measured at one thread and at two (torch.set_num_threads), as min / median / max
+over alternating rounds of the two sides; the value is the ratio of the medians. On a machine
+shared with other work the rounds spread; the medians are the figure.
+"""
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from harness.kernels import sparse_conv
+from harness.models.wide_resnet import wide_resnet
+from harness.kernels.inference import choose_kernels, round_seconds, sparsify
+
+IMAGE_SHAPE = (3, 32, 32)
+INFERENCE_TARGETS = {"S0.9_b1": ">= 2.5", "S0.9_b64": ">= 2", "S0.8_b1": ">= 1.5",
+                     "S0.8_b64": ">= 1.5"}
+TRAIN_TARGETS = {"S0.8": ">= 1.25", "S0.9": ">= 1.5"}
+DST_INTERVAL = 1000
+
+
+def spread(dense: list[float], sparse: list[float]) -> dict:
+    """Ratio of medians, and the min / max of the per-round ratios."""
+    per_round = [d / s for d, s in zip(dense, sparse)]
+    return {"value": statistics.median(dense) / statistics.median(sparse),
+            "min": min(per_round), "median": statistics.median(per_round),
+            "max": max(per_round), "dense_seconds": statistics.median(dense),
+            "sparse_seconds": statistics.median(sparse), "rounds": len(per_round)}
+
+
+def met(value: float, target: str) -> bool:
+    return value >= float(target.split()[1])
+
+
+def masked_wrn(depth: int, width: int, sparsity: float, seed: int = 0) -> torch.nn.Module:
+    from harness.bench.parts import masked_wrn as build
+
+    return build(depth, width, sparsity, seed)
+
+
+def with_threads(threads: int, run: Callable[[], object]):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return run()
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.inference_mode()
+def inference_speedups(models: Sequence[tuple[int, int]], batches: Sequence[int],
+                       sparsities: Sequence[float], threads: Sequence[int], rounds: int
+                       ) -> dict[str, list[dict]]:
+    """{'S0.9_b1': [one entry per model and thread count], ...}."""
+    figures: dict[str, list[dict]] = {}
+    for depth, width in models:
+        for sparsity in sparsities:
+            model = masked_wrn(depth, width, sparsity)
+            for count in threads:
+                for batch in batches:
+                    def measure():
+                        plans, _ = choose_kernels(model, IMAGE_SHAPE, [batch], rounds=2)
+                        sparse = sparsify(model, plans)
+                        x = torch.randn(batch, *IMAGE_SHAPE)
+                        dense_s, sparse_s = round_seconds([lambda: model(x), lambda: sparse(x)],
+                                                      rounds)
+                        chosen = [plan[batch] for plan in plans.values()]
+                        return spread(dense_s, sparse_s), {k: chosen.count(k)
+                                                           for k in set(chosen)}
+                    ratio, kernels = with_threads(count, measure)
+                    key = f"S{sparsity}_b{batch}"
+                    figures.setdefault(key, []).append(
+                        {"model": f"WRN-{depth}-{width}", "threads": count,
+                         "target": INFERENCE_TARGETS.get(key, ">= 1.5"),
+                         "met": met(ratio["value"], INFERENCE_TARGETS.get(key, ">= 1.5")),
+                         "kernels": kernels, **ratio})
+    return figures
+
+
+def train_step_speedups(depth: int, width: int, batch: int, sparsities: Sequence[float],
+                        threads: Sequence[int], rounds: int, steps: int
+                        ) -> dict[str, list[dict]]:
+    """{'S0.8': [one entry per thread count], ...}: dense / sparse step, and the DST step
+    amortised over dT = 1000."""
+    from harness.bench.parts import harness_epoch, synthetic
+    from harness.engine.train import Trainer
+    from methods.sparse.kernels import AUTO_BATCHES
+    from methods.sparse.masking import Masking, SparsitySpec
+
+    dataset = synthetic(steps * batch)
+    trainer = Trainer(batch_size=batch, lr=0.01, progress=False)
+    figures: dict[str, list[dict]] = {}
+    for sparsity in sparsities:
+        for count in threads:
+            def measure():
+                torch.manual_seed(0)
+                dense = wide_resnet(depth, width)
+                torch.manual_seed(0)
+                sparse = wide_resnet(depth, width)
+                masking = Masking(sparse, SparsitySpec(sparsity, update_interval=10 ** 9,
+                                                       kernels="auto"))
+                sparse_epoch = harness_epoch(sparse, dataset, trainer, [masking])
+                for _ in range(-(-AUTO_BATCHES // steps)):  # 'auto' measures, untimed
+                    sparse_epoch()
+                dense_s, sparse_s = round_seconds(
+                    [harness_epoch(dense, dataset, trainer, []), sparse_epoch], rounds)
+                update = update_seconds(masking)
+                return spread([s / steps for s in dense_s], [s / steps for s in sparse_s]), \
+                    update, masking
+            ratio, update, masking = with_threads(count, measure)
+            dense_step, sparse_step = ratio["dense_seconds"], ratio["sparse_seconds"]
+            # Per dT steps: dT - 1 sparse steps, one dense-gradient step (dense arithmetic
+            # plus Masking's bookkeeping, taken as the dense step), one prune-and-grow, and
+            # the rebuild of every layer's format.
+            whole = ((DST_INTERVAL - 1) * sparse_step + dense_step + update["prune_and_grow"]
+                     + update["rebuild"])
+            key = f"S{sparsity}"
+            sparse_layers = sum(masking.kernels.sparse_layers.values())
+            figures.setdefault(key, []).append(
+                {"model": f"WRN-{depth}-{width}", "batch": batch, "threads": count,
+                 "target": TRAIN_TARGETS[key], "met": met(ratio["value"], TRAIN_TARGETS[key]),
+                 **ratio, "amortised_dst_speedup": DST_INTERVAL * dense_step / whole,
+                 "dst_interval": DST_INTERVAL, "update_seconds": update,
+                 "sparse_layers": f"{sparse_layers} of {len(masking.kernels.layers)}",
+                 "layer_choice": masking.kernels.timings})
+    return figures
+
+
+def update_seconds(masking) -> dict[str, float]:
+    """One prune-and-grow by (random stand-in) dense gradient, and rebuilding every layer's
+    sparse format afterwards, in seconds."""
+    grads = {name: torch.randn(layer.weight.shape) for name, layer in masking.layers.items()}
+    start = time.perf_counter()
+    masking.prune_and_grow(masking.prune_rate, "gradient", grads)
+    pruned = time.perf_counter() - start
+    start = time.perf_counter()
+    for name in masking.kernels.layers:
+        sparse_conv.Pattern(masking.masks[name])
+    return {"prune_and_grow": pruned, "rebuild": time.perf_counter() - start}
+
+
+def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
+    """Direct kernel / F.conv2d speed-up per WRN-16-4 conv shape and density: inference
+    forward at batch 1 and 64, and forward + backward at batch 128 (one thread)."""
+    shapes = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
+    points = []
+    generator = torch.Generator().manual_seed(0)
+    for in_channels, out_channels, side in shapes:
+        for density in densities:
+            mask = torch.rand(out_channels, in_channels, 3, 3, generator=generator) < density
+            weight = (torch.randn(mask.shape, generator=generator) * mask).requires_grad_()
+            pattern = sparse_conv.Pattern(mask)
+            point = {"layer": f"3x3 conv {in_channels}->{out_channels} at {side}x{side}",
+                     "density": round(pattern.nonzeros / mask.numel(), 4)}
+            with torch.inference_mode():
+                for batch, repeats in ((1, 16), (64, 1)):  # batch 1 repeated: timer resolution
+                    x = torch.randn(batch, in_channels, side, side)
+                    dense_s, sparse_s = round_seconds(
+                        [lambda: [F.conv2d(x, weight, None, 1, 1) for _ in range(repeats)],
+                         lambda: [sparse_conv.sparse_conv2d(x, weight, None, pattern, 1, 1)
+                                  for _ in range(repeats)]], rounds)
+                    point[f"forward_b{batch}"] = spread(dense_s, sparse_s)["value"]
+            x = torch.randn(128, in_channels, side, side, requires_grad=True)
+            upstream = torch.randn(128, out_channels, side, side)
+            dense_s, sparse_s = round_seconds(
+                [lambda: torch.autograd.grad(F.conv2d(x, weight, None, 1, 1), (x, weight),
+                                             upstream),
+                 lambda: torch.autograd.grad(sparse_conv.sparse_conv2d(x, weight, None, pattern,
+                                                                       1, 1), (x, weight),
+                                             upstream)], max(1, rounds // 2))
+            point["train_b128"] = spread(dense_s, sparse_s)["value"]
+            points.append(point)
+    return points
+
+
+def results(quick: bool):
+    """The figures as harness.bench.suite Results, one per ratio, model and thread count, yielded as
+    they are measured (the whole takes tens of minutes on a shared 2-core machine)."""
+    from harness.bench.parts import Result
+
+    if not sparse_conv.available():
+        for name in ("sparse_inference_speedup", "sparse_train_step_speedup"):
+            yield Result(name, None, "see docstring", None,
+                         "skipped: sparse kernels unavailable (no C++ compiler; see the log)")
+        return
+    rounds = 3 if quick else 5
+    threads = (1, 2)
+    models = ((16, 4),) if quick else ((16, 4), (28, 10))
+    for model in models:
+        for key, entries in inference_speedups([model], (1, 64), (0.8, 0.9), threads,
+                                               rounds).items():
+            for entry in entries:
+                yield _result(Result, "sparse_inference_speedup", key, entry)
+    for key, entries in train_step_speedups(16, 4, 128, (0.8, 0.9), threads, 3,
+                                            2 if quick else 3).items():
+        for entry in entries:
+            yield _result(Result, "sparse_train_step_speedup", key, entry,
+                          f"; DST step at dT = {DST_INTERVAL}: "
+                          f"{entry['amortised_dst_speedup']:.2f}x; sparse kernels in "
+                          f"{entry['sparse_layers']} convs")
+    curve = kernel_curve((0.05, 0.1, 0.2, 0.35, 0.5), 3)
+    yield Result("sparse_kernel_curve", None, "informational", None,
+                        "direct / F.conv2d per WRN-16-4 conv shape and density: "
+                        + "; ".join(f"{p['layer'].split(' at ')[1]} d={p['density']:.2f} "
+                                    f"fwd b1 {p['forward_b1']:.2f}x b64 {p['forward_b64']:.2f}x "
+                                    f"train {p['train_b128']:.2f}x"
+                                    for p in curve[::2]),
+                        {"points": curve})
+
+
+def _result(result_type, name: str, key: str, entry: dict, extra: str = ""):
+    return result_type(
+        f"{name} {key} {entry['model']} {entry['threads']}t", entry["value"], entry["target"],
+        entry["met"], f"rounds min {entry['min']:.2f} / median {entry['median']:.2f} / max "
+                      f"{entry['max']:.2f}; dense {entry['dense_seconds'] * 1e3:.1f} ms, sparse "
+                      f"{entry['sparse_seconds'] * 1e3:.1f} ms" + extra,
+        {"figure": name, "key": key, **entry})
+
+
+def summary(found: list) -> dict:
+    """bench.json's top-level `sparse_inference_speedup` and `sparse_train_step_speedup`:
+    key (e.g. S0.9_b1) -> one entry per model and thread count."""
+    tables: dict[str, dict[str, list]] = {"sparse_inference_speedup": {},
+                                          "sparse_train_step_speedup": {}}
+    for result in found:
+        figure = result.detail.get("figure")
+        if figure in tables:
+            entry = {k: v for k, v in result.detail.items()
+                     if k not in ("figure", "key", "layer_choice", "bench_seconds")}
+            tables[figure].setdefault(result.detail["key"], []).append(entry)
+    return {name: table for name, table in tables.items() if table}

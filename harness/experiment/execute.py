@@ -1,0 +1,227 @@
+"""An assembled experiment (harness/experiment/assemble.py `Prepared`) executed and recorded: trained
+by its method, scored on its suites, and written as a run directory (harness/store/record.py) with
+its metrics, predictions, FLOPs, timings and provenance.
+
+    run_experiment(gin_files, bindings, output_dir)  parse, check, then execute
+    plan_experiment(...)                             everything before the first write
+    execute(prepared, run_dir)                       train, evaluate, record
+"""
+import hashlib
+import itertools
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gin
+import pandas as pd
+from tqdm.auto import tqdm
+
+from harness.core import distributed
+
+from harness.engine import scale
+from harness.evaluation.cached_predictions import TEST_PREDICTIONS, PredictionCollector
+from harness.experiment.config import parse
+from harness.core.errors import Interrupted, UserError, first_line
+from harness.evaluation.evaluate import evaluate
+from harness.experiment.assemble import PRECISIONS, Experiment, Prepared, default_dtype
+from harness.flops import layer_forward_flops, sparse_forward_flops, weight_densities
+from harness.evaluation.history import RunHistory
+from harness.evaluation.predictors import Predictor
+from harness.core.progress import draws_bars
+from harness.store.record import (command_line, make_run_dir, plan_run_dir, record_command,
+                            staging_dir, swap_in, write_json, write_metrics, write_text)
+from harness.evaluation.suite_summary import corrupted_summary
+from harness.evaluation.member_structure import structure_rows
+from harness.evaluation.inference_timing import SUITE as TIMING_SUITE, inference_timing
+from methods import FitContext
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def execute(prepared: Prepared, run_dir: Path) -> dict | None:
+    """Trains, evaluates and writes the run record; returns the summary. Under torchrun every
+    process trains; rank 0 alone evaluates and writes, and the others return None."""
+    if distributed.is_main():
+        write_text(run_dir / "config.gin", gin.config_str())
+    history = RunHistory(run_dir, validation=prepared.data.validation,
+                         eval_batch_size=prepared.experiment.eval_batch_size,
+                         log=not draws_bars(prepared.progress),
+                         tensorboard=prepared.experiment.tensorboard)
+    context = FitContext(trainer=prepared.trainer, train_set=prepared.data.splits.train,
+                         model_factory=prepared.model_factory, seed=prepared.experiment.seed,
+                         checkpoint_dir=run_dir / "checkpoints", history=history)
+    with default_dtype(PRECISIONS[prepared.experiment.precision]):
+        predictor = prepared.method.fit(context)
+        if not distributed.is_main():
+            return None
+        start = time.perf_counter()
+        rows = []
+        test_predictions = PredictionCollector()
+        for suite, eval_sets in itertools.groupby(prepared.eval_sets, lambda s: s.suite):
+            eval_sets = list(eval_sets)  # one bar per suite, not per corrupted set
+            for eval_set in tqdm(eval_sets, desc=f"eval {suite}", unit="set", leave=False,
+                                 disable=not draws_bars(prepared.progress)):
+                clean_test = (eval_set.suite, eval_set.corruption) == ("test", "clean")
+                scored = (evaluate(predictor, eval_set, progress=False,
+                                   collect=test_predictions) if clean_test else
+                          eval_set.score(predictor, False))
+                for row in scored:  # a scored set's rows may name their own corruption
+                    rows.append({"method": prepared.method.name, "suite": eval_set.suite,
+                                 "corruption": eval_set.corruption,
+                                 "severity": eval_set.severity, **row})
+            if not draws_bars(prepared.progress):
+                print(f"eval {suite}: {len(eval_sets)} set(s) scored", file=sys.stderr,
+                      flush=True)
+        eval_seconds = time.perf_counter() - start
+        timing_rows, timing = inference_timing(
+            predictor, prepared.data.splits.test.image_shape, prepared.data.device,
+            prepared.method.sparsity > 0)
+    rows += [{"method": prepared.method.name, "suite": TIMING_SUITE, "corruption": "clean",
+              "severity": 0, **row} for row in timing_rows]
+    if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
+        test_predictions.write(run_dir / TEST_PREDICTIONS)
+
+    rows += [{"method": prepared.method.name, "suite": "structure", "corruption": "clean",
+              "severity": 0, **row} for row in structure_rows(predictor.members())]
+    flops = measured_flops(prepared, predictor, context)
+    rows += [{"method": prepared.method.name, "member": "ensemble", "suite": "flops",
+              "corruption": "clean", "severity": 0, "metric": name, "value": flops[name]}
+             for name in ("train_flops", "train_flops_ratio", "test_flops",
+                          "test_flops_ratio", "planned_train_flops",
+                          "planned_train_flops_ratio")]
+    operative = gin.operative_config_str()
+    write_text(run_dir / "operative_config.gin", operative)
+    write_json(run_dir / "flops.json", flops)
+    write_metrics(run_dir / "metrics.parquet", rows)
+    summary = {**run_summary(prepared, rows, context, eval_seconds, operative),
+               "inference_timing": timing}
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def measured_flops(prepared: Prepared, predictor: Predictor, context: FitContext) -> dict:
+    """The run's own figures: training FLOPs from the ledgers of its training runs, test
+    FLOPs from one prediction of the predictor on one example (every member's forward,
+    every tiled row, every MC pass), scaled by the nonzero weights of its layers; planned
+    ones beside. `forward_flops` is that test figure spread evenly over the M members."""
+    planned = prepared.planned_flops
+    image_shape = prepared.data.splits.train.image_shape
+    test_flops = sparse_forward_flops(layer_forward_flops(predictor, image_shape),
+                                      weight_densities(predictor))
+    members = predictor.num_members
+    train_flops = context.accounting.train_flops
+    dense = planned["dense_forward_flops"]
+    return {**planned, "forward_flops": [test_flops / members] * members,
+            "forward_ratio": test_flops / members / dense,
+            "train_flops": train_flops,
+            "train_flops_ratio": train_flops / planned["reference_train_flops"],
+            "test_flops": test_flops, "test_flops_ratio": test_flops / dense,
+            "planned_train_flops": planned["train_flops"],
+            "planned_train_flops_ratio": planned["train_flops_ratio"],
+            "planned_test_flops_ratio": planned["test_flops_ratio"]}
+
+
+def run_summary(prepared: Prepared, rows: list[dict], context: FitContext,
+                eval_seconds: float, operative: str) -> dict:
+    """summary.json: the headline numbers, timings and provenance of the finished run."""
+    headline = {f"{row['suite']}/{row['metric']}": row["value"] for row in rows
+                if row["member"] == "ensemble" and row["corruption"] == "clean"}
+    accounting = context.accounting
+    return {
+        "method": prepared.method.name,
+        "display_name": prepared.method.display_name or prepared.method.name,
+        "dataset": prepared.data.splits.name,
+        "model": prepared.planned_flops["model"],
+        "num_members": prepared.method.num_members,
+        "sparsity": prepared.method.sparsity,
+        "training_runs": prepared.method.training_runs,
+        "seed": prepared.experiment.seed,
+        "epoch_factor": scale.epoch_factor(),
+        "device": str(prepared.data.device),
+        "train_examples": len(prepared.data.splits.train),
+        "metrics": headline,
+        # cacc/cnll/cece (+ the extra corruptions), aacc/anll/aece where the run scored
+        # those sets: what the tables and `python -m harness.compare` print
+        "corrupted": corrupted_summary(pd.DataFrame(rows)),
+        "train_seconds": round(accounting.train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "train_images_per_second": (
+            round(accounting.examples_seen / accounting.train_seconds, 1)
+            if accounting.train_seconds > 0 else None),
+        "git_commit": git_commit(),
+        "config_hash": hashlib.sha256(operative.encode()).hexdigest()[:16],
+    }
+
+
+def plan_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
+                    overwrite: bool = False, resume: bool = False, progress: bool = True
+                    ) -> tuple[Path, str, Prepared]:
+    """Everything `run_experiment` does before it writes: the configuration parsed and
+    checked, the run directory and what will become of it ("create", "resume", "replace",
+    harness/store/record.py), the experiment prepared. Raises UserError, having written nothing."""
+    if overwrite and resume:
+        raise UserError("--overwrite and --resume exclude each other")
+    if resume and not output_dir:
+        raise UserError("--resume needs --output_dir, the run directory to continue")
+    parse(gin_files, bindings)
+    try:
+        experiment = Experiment()
+        run_dir = Path(output_dir or f"runs/{experiment.method_name}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+        # Under torchrun rank 0 alone decides and makes the run directory.
+        mode = distributed.from_main(lambda: plan_run_dir(
+            run_dir, overwrite=overwrite, resume=resume, config=gin.config_str()))
+        prepared = experiment.prepare(progress=progress and distributed.is_main())
+    except UserError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise UserError(first_line(error)) from error
+    return run_dir, mode, prepared
+
+
+def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
+                   overwrite: bool = False, resume: bool = False,
+                   progress: bool = True) -> tuple[Path, dict]:
+    """Parses the configuration, checks it, then trains and evaluates into the run directory.
+
+    A mistake found before training leaves no directory behind; one found during training
+    (a diverging loss) removes the directory it created. `resume` continues an unfinished run
+    only if its recorded configuration equals this one (a missing or empty directory starts a
+    fresh run); `overwrite` replaces only a run directory (harness/store/record.py), and only once
+    the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
+    `Interrupted`, whose message says what became of the run."""
+    run_dir, mode, prepared = plan_experiment(gin_files, bindings, output_dir,
+                                              overwrite=overwrite, resume=resume,
+                                              progress=progress)
+    target = staging_dir(run_dir) if mode == "replace" else run_dir
+    created = distributed.from_main(lambda: make_run_dir(target))
+    if mode != "resume" and distributed.is_main():
+        record_command(target, gin_files, bindings)
+    try:
+        summary = execute(prepared, target)
+    except KeyboardInterrupt:
+        if mode == "replace":
+            shutil.rmtree(target, ignore_errors=True)
+            raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
+                              f"holds the previous one") from None
+        raise Interrupted("interrupted: continue this run with: " + command_line(
+            [sys.argv[0], "--resume", f"--output_dir={run_dir}"])) from None
+    except (UserError, FloatingPointError) as error:
+        if created and distributed.is_main():
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(error, FloatingPointError):
+            kept = {"replace": f"; {run_dir} still holds the previous run",
+                    "resume": f"; {run_dir} keeps its checkpoints for inspection"}.get(mode, "")
+            raise UserError(f"training diverged: {error}{kept}") from error
+        raise
+    if mode == "replace" and distributed.is_main():
+        swap_in(target, run_dir)
+    return run_dir, summary

@@ -1,0 +1,462 @@
+"""Direct sparse convolution (Park et al. 2017) for training and inference on the CPU.
+
+A conv whose weight is mostly zero costs, with these kernels, one multiply-add of a shifted
+input plane per non-zero weight (harness/kernels/sparse_conv.cpp): the forward pass, the input
+gradient (the same kernel, flipped, on the output gradient: for stride 2 one stride-1 conv per
+input phase, `_GradientLayout`) and the weight gradient at the non-zero weights only (a sampled
+product of the output gradient and the input). `sparse_conv2d` is differentiable in the input, the weight and
+the bias, and equals F.conv2d of the masked weight within float32 summation order; the weight
+gradient is exactly zero off the pattern, where the dense gradient (RigL's growth signal) is not
+computed.
+
+The kernels are C++ (this package's data file sparse_conv.cpp, so an installed wheel has it)
+compiled once per source, flags and torch version into the user's cache,
+`$FREETICKETS_CACHE` or `$XDG_CACHE_HOME/freetickets-bench` (default ~/.cache/freetickets-bench),
+under kernels/ (g++ or $CXX, -O3 -march=native: AVX-512 or AVX2), never into the source tree.
+Without a compiler, or when the build fails, `available()` is False, one log line says why, and
+callers keep the masked dense path (F.conv2d), which gives the same numbers.
+"""
+import hashlib
+import logging
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("sparse_conv.cpp")
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: outside the source tree, which may be read-only (an
+    installed wheel)."""
+    if os.environ.get("FREETICKETS_CACHE"):
+        return Path(os.environ["FREETICKETS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "freetickets-bench"
+
+
+FLAGS = ["-O3", "-march=native", "-std=c++20", "-fopenmp", "-shared", "-fPIC", "-w"]
+TILE = 128  # output pixels the forward kernel holds in registers at once
+L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may take per tile
+# Nonzeros per input column (input channel and kernel position) from which the forward copies
+# each tile's columns into an aligned buffer rather than reading the input unaligned: measured
+# on WRN-16-4 layers (harness/kernels/sparse_conv.cpp, conv_forward).
+COLUMN_REUSE = 12
+
+_state: dict = {}
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
+def _build() -> str | None:
+    """Path of the compiled library, building it if needed; None (and the reason logged once)
+    when no compiler is found or the build fails."""
+    compiler = _compiler()
+    if compiler is None:
+        return _unavailable("no C++ compiler on PATH (g++, c++ or $CXX)")
+    # ATen and the op registry only (no Python, no torch.utils.cpp_extension and its ninja).
+    torch_dir = Path(torch.__file__).parent
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    command = [compiler, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{torch_dir / 'include'}",
+               str(SOURCE), f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu"]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), torch.__version__, *command[:1],
+                                    *FLAGS]).encode()).hexdigest()[:16]
+    build_dir = cache_dir() / "kernels"
+    library = build_dir / f"sparse_conv-{key}.so"
+    if library.is_file():
+        return str(library)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return _unavailable(f"cannot create the kernel cache {build_dir} ({error.strerror}); "
+                            f"set FREETICKETS_CACHE to a writable folder")
+    partial = library.with_suffix(f".{os.getpid()}.partial")
+    try:
+        result = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
+    except OSError as error:
+        return _unavailable(f"{compiler} did not run ({error})")
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        reason = (errors or result.stderr.strip().splitlines() or ["no message"])[0]
+        return _unavailable(f"{compiler} failed to build {SOURCE.name}: {reason}")
+    partial.replace(library)  # atomic: concurrent builds agree on the same file
+    return str(library)
+
+
+def _unavailable(reason: str) -> None:
+    log.warning("sparse kernels unavailable, using the masked dense conv: %s", reason)
+    return None
+
+
+def available() -> bool:
+    """Whether the compiled kernels are loaded (built on first call)."""
+    if "loaded" not in _state:
+        library = _build()
+        if library is not None:
+            torch.ops.load_library(library)
+        _state["loaded"] = library is not None
+    return _state["loaded"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A conv's shape arithmetic on a batch of `batch` inputs of height x width, and the flat
+    layout the kernel reads: channel-major, per channel stride^2 phases (the zero-padded input
+    split by row and column parity; one for stride 1), each phase the whole batch of hq x wq
+    planes. Output pixel p = (b * hq + oh) * wq + ow."""
+
+    kernel: int
+    stride: int
+    padding: int
+    batch: int
+    height: int
+    width: int
+
+    @property
+    def hq(self) -> int:
+        return math.ceil((self.height + 2 * self.padding) / self.stride)
+
+    @property
+    def wq(self) -> int:
+        return math.ceil((self.width + 2 * self.padding) / self.stride)
+
+    @property
+    def span(self) -> int:
+        """Pixels of one phase of one channel, the whole batch."""
+        return self.batch * self.hq * self.wq
+
+    @property
+    def padded(self) -> int:
+        """`span` in whole tiles."""
+        return -(-self.span // TILE) * TILE
+
+    @property
+    def channel_size(self) -> int:
+        return self.stride * self.stride * self.span
+
+    @property
+    def slack(self) -> int:
+        """Elements past the last channel that the last tile's shifted reads may touch."""
+        return self.padded - self.span + self.kernel * (self.wq + 1) + TILE
+
+    @property
+    def out_h(self) -> int:
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def footprint(self) -> int:
+        """Floats of one input channel that one tile of output pixels reads (direct mode)."""
+        return self.stride ** 2 * (TILE + (self.kernel - 1) // self.stride * (self.wq + 1))
+
+    def shifts(self) -> torch.Tensor:
+        """Where each kernel position (row-major) starts within an input channel."""
+        position = torch.arange(self.kernel ** 2)
+        return self.offsets(torch.zeros_like(position), position // self.kernel,
+                            position % self.kernel)
+
+    def flat_size(self, channels: int) -> int:
+        return channels * self.channel_size + self.slack
+
+    def offsets(self, channel, row, column) -> torch.Tensor:
+        """Where the input shifted by kernel position (row, column) of `channel` starts."""
+        s = self.stride
+        if channel.numel() and int(channel.max() + 1) * self.channel_size >= 2 ** 31:
+            raise ValueError(f"a batch of {self.batch} inputs of {self.height}x{self.width} "
+                             f"is too large for the sparse kernels' 32-bit offsets")
+        return (channel * self.channel_size + ((row % s) * s + column % s) * self.span
+                + (row // s) * self.wq + column // s).to(torch.int32)
+
+    def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
+        slack (zero where nothing is written: the padding stays zero)."""
+        return _spread(x, flat, self.stride, self.padding, self.hq, self.wq, self.channel_size)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The weights of a conv in the order the forward kernel reads them for one input size:
+    by input-channel group, then output channel (`rows`: row pointers over group * out_channels
+    + output channel); `where` each weight's offset in the input (direct) or its column
+    (when `shifts` is not empty); `index` its position in the flattened weight; `values` the
+    weights themselves where they never change (`Pattern`'s `frozen`), else None."""
+
+    rows: torch.Tensor
+    where: torch.Tensor
+    index: torch.Tensor
+    shifts: torch.Tensor
+    channel_size: int
+    group: int
+    in_channels: int
+    values: torch.Tensor | None
+
+
+def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int],
+          geometry: Geometry, frozen: torch.Tensor | None) -> Plan:
+    """The forward kernel's plan for a conv with these nonzeros and (out, in) `channels`."""
+    out_channels, in_channels = channels
+    kernel = geometry.kernel
+    positions = kernel * kernel
+    columns = index.numel() >= COLUMN_REUSE * in_channels * positions
+    group = L1_FLOATS // (positions * TILE if columns else geometry.footprint)
+    group = min(max(group, 1), in_channels)
+    part = in_channel // group
+    position = row * kernel + column
+    order = torch.argsort(((part * out_channels + out_channel) * in_channels + in_channel)
+                          * positions + position)
+    groups = -(-in_channels // group)
+    rows = _row_pointers((part * out_channels + out_channel)[order], groups * out_channels)
+    if columns:
+        where = ((in_channel - part * group) * positions + position)[order].to(torch.int32)
+        shifts = geometry.shifts()
+    else:
+        where = geometry.offsets(in_channel, row, column)[order]
+        shifts = torch.empty(0, dtype=torch.int32)
+    index = index[order]
+    values = None if frozen is None else frozen.detach().reshape(-1).index_select(0, index)
+    return Plan(rows, where, index, shifts, geometry.channel_size, group, in_channels, values)
+
+
+class Pattern:
+    """The non-zero positions of a conv weight [C_out, C_in, k, k] and, per input size, the
+    orders the kernels read them in: the forward's plan (which the weight gradient follows
+    too) and the input gradient's (the transposed conv: input and output channels swapped,
+    the kernel flipped). Built once per mask; the plans once per input size.
+
+    `frozen`: the weight of a layer that never changes (inference), whose values each plan
+    then keeps; gathering them from the dense weight at every call read the whole weight
+    (a 256 x 256 x 3 x 3 weight at density 0.06 has a nonzero in nearly every cache line):
+    a batch-1 forward of WRN-16-4 at S = 0.9 through these kernels took 5.9-6.1 ms that way,
+    4.7 ms with the values kept."""
+
+    def __init__(self, nonzero: torch.Tensor, frozen: torch.Tensor | None = None):
+        _, in_channels, kernel, _ = nonzero.shape
+        self.shape = tuple(nonzero.shape)
+        self.index = nonzero.reshape(-1).nonzero().squeeze(1)  # row-major: by output channel
+        self.out_channel, rest = self.index // (in_channels * kernel * kernel), \
+            self.index % (in_channels * kernel * kernel)
+        self.in_channel, rest = rest // (kernel * kernel), rest % (kernel * kernel)
+        self.row, self.column = rest // kernel, rest % kernel
+        self.frozen = frozen
+        self._plans: dict[tuple, Plan] = {}
+        # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
+        # as a sparse layer's arithmetic); its zeros (the padding) are never written.
+        self._workspaces: dict[tuple, torch.Tensor] = {}
+        self._busy: set[tuple] = set()
+
+    def workspace(self, key: tuple, size: int, keep: bool = False) -> torch.Tensor:
+        """A zeroed float32 buffer of `size` whose zeros outside what a caller writes stay
+        zero. `keep`: it is saved for a backward pass, so it is not handed out again until
+        `release(key)` (a second forward before then gets a fresh buffer)."""
+        if key in self._busy:
+            return torch.zeros(size)
+        if key not in self._workspaces:
+            self._workspaces[key] = torch.zeros(size)
+        if keep:
+            self._busy.add(key)
+        return self._workspaces[key]
+
+    def release(self, key: tuple) -> None:
+        self._busy.discard(key)
+
+    @property
+    def nonzeros(self) -> int:
+        return self.index.numel()
+
+    def forward_plan(self, geometry: Geometry) -> Plan:
+        key = ("forward", geometry)
+        if key not in self._plans:
+            self._plans[key] = _plan(self.out_channel, self.in_channel, self.row, self.column,
+                                     self.index, self.shape[:2], geometry, self.frozen)
+        return self._plans[key]
+
+    def input_grad_plans(self, geometry: Geometry) -> list[tuple[tuple[int, int], Plan]]:
+        """Per phase (row and column parity of the input for stride 2; one for stride 1) with
+        weights, the plan of its stride-1 conv on the output gradient (`_GradientLayout`)."""
+        key = ("input grad", geometry)
+        if key not in self._plans:
+            layout = _GradientLayout.of(geometry)
+            stride, padding = geometry.stride, geometry.padding
+            plans = []
+            for a in range(stride):
+                for b in range(stride):
+                    taken = ((a + padding - self.row) % stride == 0) & \
+                            ((b + padding - self.column) % stride == 0)
+                    if not taken.any():
+                        continue  # e.g. odd rows under a 1x1 stride-2 conv: gradient zero
+                    row = (a + padding - self.row[taken]) // stride - layout.low
+                    column = (b + padding - self.column[taken]) // stride - layout.low
+                    plans.append(((a, b), _plan(self.in_channel[taken], self.out_channel[taken],
+                                                row, column, self.index[taken],
+                                                self.shape[1::-1], layout.geometry,
+                                                self.frozen)))
+            self._plans[key] = plans
+        return self._plans[key]
+
+
+def _row_pointers(rows: torch.Tensor, count: int) -> torch.Tensor:
+    pointers = torch.zeros(count + 1, dtype=torch.int64)
+    pointers[1:] = torch.bincount(rows, minlength=count).cumsum(0)
+    return pointers
+
+
+@dataclass(frozen=True)
+class _GradientLayout:
+    """The input gradient of a conv as stride-1 convs on its output gradient, one per phase of
+    the input (rows y = stride * u + a, columns x = stride * v + b): input row y takes kernel
+    row i from output row (y + padding - i) / stride where that divides, i.e. from output row
+    u + d with d = (a + padding - i) / stride. Each phase is a conv whose kernel is the
+    weights with i, j of that phase, at shift (d - low) from the output gradient padded by
+    -low, `low` the least d of all phases. For stride 1 this is the transposed conv with the
+    kernel flipped; for stride 2 it is a quarter of the multiply-adds of that conv on the
+    zero-dilated gradient, three in four of which would be by zero."""
+
+    geometry: Geometry  # of the padded output gradient, as the phases' input
+    low: int
+
+    @staticmethod
+    def of(forward: Geometry) -> "_GradientLayout":
+        s, k, p = forward.stride, forward.kernel, forward.padding
+        shifts = [(a + p - i) // s for a in range(s) for i in range(k) if (a + p - i) % s == 0]
+        low, span = min(shifts), max(shifts) - min(shifts) + 1
+        rows, columns = -(-forward.height // s), -(-forward.width // s)
+        return _GradientLayout(Geometry(span, 1, 0, forward.batch, rows + span - 1,
+                                        columns + span - 1), low)
+
+    def flat(self, grad: torch.Tensor, forward: Geometry, pattern: Pattern) -> torch.Tensor:
+        """`grad` [B, C, out_h, out_w] in this layout: output row r at row r - low (low <= 0
+        and the whole gradient fits wherever padding < kernel, as `supported` requires)."""
+        target = self.geometry
+        flat = pattern.workspace(("output grad", forward), target.flat_size(grad.shape[1]))
+        return _spread(grad, flat, 1, -self.low, target.height, target.width,
+                       target.channel_size)
+
+
+def _input_grad(grad: torch.Tensor, weight: torch.Tensor, pattern: Pattern,
+                forward: Geometry) -> torch.Tensor:
+    layout = _GradientLayout.of(forward)
+    flat = layout.flat(grad, forward, pattern)
+    target, s = layout.geometry, forward.stride
+    plans = pattern.input_grad_plans(forward)
+    shape = (forward.batch, pattern.shape[1], forward.height, forward.width)
+    if s == 1:
+        return _conv(flat, plans[0][1], weight, _empty(), target, grad.new_empty(shape)) \
+            if plans else grad.new_zeros(shape)
+    # Kept between calls: each phase with weights is overwritten whole, one without (odd rows
+    # under a 1x1 stride-2 conv) stays zero, its gradient.
+    phases = pattern.workspace(("phases", forward), 4 * math.prod(shape[:2]) * target.out_h
+                               * target.out_w).view(4, *shape[:2], target.out_h, target.out_w)
+    for (a, b), plan in plans:
+        _conv(flat, plan, weight, _empty(), target, phases[a * 2 + b])
+    grad_x = grad.new_empty(shape)
+    torch.ops.freetickets_sparse.interleave(phases, grad_x)
+    return grad_x
+
+
+def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
+    """The output gradient laid out as the forward's output pixels [C, padded], zero wherever
+    the forward threw its result away."""
+    planes = pattern.workspace(("planes", geometry), grad.shape[1] * geometry.padded)
+    return _spread(grad, planes, 1, 0, geometry.hq, geometry.wq, geometry.padded)
+
+
+def _spread(x: torch.Tensor, flat: torch.Tensor, stride: int, padding: int, hq: int, wq: int,
+            channel_size: int) -> torch.Tensor:
+    torch.ops.freetickets_sparse.spread(x, flat, stride, padding, hq, wq, channel_size)
+    return flat
+
+
+def _forward(x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
+    """The output, and the flat input and geometry the backward reads."""
+    geometry = Geometry(pattern.shape[2], stride, padding, *x.shape[:1], *x.shape[2:])
+    flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]), keep)
+    geometry.spread(x.detach(), flat)
+    out = _conv(flat, pattern.forward_plan(geometry), weight,
+                _empty() if bias is None else bias.detach().contiguous(), geometry,
+                x.new_empty(geometry.batch, pattern.shape[0], geometry.out_h, geometry.out_w))
+    return out, flat, geometry
+
+
+class _SparseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
+        out, flat, geometry = _forward(x, weight, bias, pattern, stride, padding, keep)
+        key = ("input", geometry)
+        ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
+        ctx.key = key if keep else None
+        ctx.save_for_backward(flat, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, weight = ctx.saved_tensors
+        pattern, geometry = ctx.pattern, ctx.geometry
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _input_grad(grad, weight, pattern, geometry)
+        if ctx.needs_input_grad[1]:
+            plan = pattern.forward_plan(geometry)
+            grad_w = weight.new_zeros(weight.numel())
+            grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
+                flat, _planes(grad, geometry, pattern), plan.rows, plan.where, plan.shifts,
+                plan.channel_size, plan.group, plan.in_channels, geometry.padded)
+            grad_w = grad_w.view_as(weight)
+        if ctx.key is not None:
+            pattern.release(ctx.key)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tensor,
+          geometry: Geometry, out: torch.Tensor) -> torch.Tensor:
+    """The conv of `plan` on the flat input into `out` [B, C_out, H, W] (rows contiguous; the
+    pixels past H or W that the layout computes are dropped)."""
+    values = plan.values
+    if values is None:
+        values = weight.detach().reshape(-1).index_select(0, plan.index)
+    torch.ops.freetickets_sparse.conv_forward(
+        flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
+        plan.in_channels, geometry.batch, geometry.hq, geometry.wq, out)
+    return out
+
+
+def _empty() -> torch.Tensor:
+    return torch.empty(0)
+
+
+def supported(conv: torch.nn.Module) -> bool:
+    """Convs the kernels cover: float32 on the CPU, square kernel, stride 1 or 2, symmetric
+    zero padding under the kernel's size, no groups or dilation."""
+    return (isinstance(conv, torch.nn.Conv2d) and conv.groups == 1
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and len(set(conv.padding)) == 1
+            and conv.padding[0] < conv.kernel_size[0]
+            and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.stride[0] == conv.stride[1] and conv.stride[0] in (1, 2)
+            and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu")
+
+
+def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  pattern: Pattern, stride: int, padding: int) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding) computed only at `pattern`'s weights (the
+    others are taken as zero); needs `available()`."""
+    if not torch.is_grad_enabled() or not (
+            x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        # No graph to record, so none of autograd.Function's bookkeeping (about 5 us a call).
+        return _forward(x, weight, bias, pattern, stride, padding, False)[0]
+    # Under autograd the input buffer is saved for the weight gradient: not reused until then.
+    keep = weight.requires_grad
+    return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep)

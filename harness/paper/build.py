@@ -1,0 +1,188 @@
+"""`make paper SCALE=smoke|cpu|paper`: every table and figure of the paper regenerated beside
+the published numbers, on one static page:
+
+    python -m harness.paper [--scale=smoke] [--seeds=1] [--runs_dir=runs]
+        [--output_dir=reports/paper] [--page_only]
+
+1. Tables: each table of the catalogue (harness/tables/catalogue.py) runs (or reuses) its rows through `python -m harness.tables
+   --table=N` (one process per table; a finished run is reused, an unfinished one resumed),
+   which writes `<output_dir>/<scale>/tables/table<N>.{parquet,md}`. A table that cannot be
+   made (a missing dataset, ...) is named missing with the reason its command gave.
+2. Figures: the runs a figure needs beyond the tables' (Fig. 3's trajectory checkpoints,
+   `gin/figure3/`) run or are reused the same way; then each figure of the catalogue is drawn
+   from the runs and tables into `<output_dir>/<scale>/figures/`.
+3. The page `<output_dir>/<scale>/index.html` (harness/paper/page.py): static HTML (pandas and matplotlib, figures
+   embedded, readable offline and without a server), every table with ours, the paper's
+   number and the difference (at scale `paper` coloured green where ours is better than the
+   paper's, red where worse; harness/tables/render.py, which also writes the tables' markdown), which
+   data and model our numbers come from, every figure, the scale and the git commits it came
+   from, what each table took to make, and every missing table, row, cell and figure with
+   why.
+
+`--page_only` skips steps 1 and 2's training: the page from what exists.
+"""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.core import cli
+
+from harness.paper import figures
+
+from harness.tables import catalogue
+from harness.tables.catalogue import Catalogue, Figure, Table
+from harness.core.durable import atomic_write
+from harness.core.errors import UserError
+from harness.tables.rows import figure_rows
+from harness.paper.page import Outcome, page, table_layers
+from harness.tables.report import CATALOGUE_HELP
+from harness.store.runs import RunStore
+from harness.tables.sources import FigureUnavailable, Sources
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+def last_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no output"])[-1].removeprefix("error:").strip()
+
+
+def make_table(table: Table, scale: str, seeds: int, runs_dir: Path, out: Path,
+               gin_dir: Path, catalogue_file: Path | None = None) -> Outcome:
+    """Runs (or reuses) the table's rows and writes it, in its own process. A long table
+    written although some rows could not run (harness/tables/make.py) is kept, with the error
+    beside it."""
+    start, started = time.perf_counter(), time.time()
+    command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
+               f"--scale={table.scale(scale)}", f"--seeds={seeds}", f"--runs_dir={runs_dir}",
+               f"--output_dir={out / 'tables'}", f"--gin_dir={gin_dir}", "--noprogress",
+               *([f"--catalogue={catalogue_file}"] if catalogue_file else [])]
+    print(f"table {table.number}: {' '.join(command[1:])}", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    log = out / "logs" / f"table{table.number}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+    seconds = time.perf_counter() - start
+    if done.returncode == 130:
+        raise KeyboardInterrupt
+    path = out / "tables" / f"table{table.number}.parquet"
+    if done.returncode == 0:
+        return Outcome(seconds, path=path)
+    written = path.is_file() and path.stat().st_mtime >= started
+    return Outcome(seconds, path=path if written else None,
+                   missing=f"`python -m harness.tables --table={table.number} "
+                           f"--scale={table.scale(scale)}` failed: "
+                           f"{last_error(done.stderr or done.stdout)}")
+
+
+def run_figure_rows(contents: Catalogue, scale: str, runs_dir: Path, gin_dir: Path
+                    ) -> dict[str, Outcome]:
+    """Runs (or reuses) every figure's own rows, seed 0; per figure folder the seconds it took
+    and, where a run failed, why."""
+    from harness.tables.run_rows import run_seed
+
+    outcomes = {}
+    for item in contents.figures:
+        if item.folder in outcomes:
+            continue
+        start, failure = time.perf_counter(), None
+        for row in figure_rows(item, scale, gin_dir):
+            print(f"{item.folder} [{scale}] {row.name}", flush=True)
+            try:
+                outcome = run_seed(row, 0, [], RunStore(runs_dir), progress=False)
+            except UserError as error:
+                failure = f"its run {row.name} failed: {error}"
+                break
+            print(f"  {outcome}", flush=True)
+        outcomes[item.folder] = Outcome(time.perf_counter() - start, missing=failure)
+    return outcomes
+
+
+def draw_figure(item: Figure, sources: Sources, out: Path, runs: Outcome | None
+                ) -> Outcome:
+    """Draws one figure; `runs` is how its own rows went, if it has any."""
+    before = runs.seconds if runs else 0.0
+    if runs and runs.missing:
+        return Outcome(before, missing=runs.missing)
+    if item.draw is None:
+        return Outcome(0.0)
+    start = time.perf_counter()
+    try:
+        fig = getattr(figures, item.draw)(*item.inputs(sources))
+    except (FigureUnavailable, UserError) as error:
+        return Outcome(before + time.perf_counter() - start, missing=str(error))
+    if fig is None:
+        return Outcome(before + time.perf_counter() - start,
+                       missing="nothing to draw: no run of the kind it shows")
+    path = figures.save_png(fig, out / "figures" / f"figure{item.key}.png")
+    return Outcome(before + time.perf_counter() - start, path=path)
+
+
+def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
+               output_dir: Path = Path("reports/paper"), gin_dir: Path = Path("gin"),
+               page_only: bool = False, catalogue_file: Path | None = None) -> Path:
+    """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
+    `catalogue_file` defines) needs, draws them and writes the page; returns its path."""
+    from harness.experiment.execute import git_commit
+
+    contents = catalogue.load(catalogue_file)
+    if scale not in SCALES:
+        raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    out = output_dir / scale
+    recorded = (json.loads((out / "timings.json").read_text())
+                if page_only and (out / "timings.json").is_file() else {})
+    tables = {}
+    for table in contents.tables:
+        if page_only:  # the seconds the table took when it was made
+            path = out / "tables" / f"table{table.number}.parquet"
+            tables[table.number] = (
+                Outcome(recorded.get(f"table{table.number}", 0.0), path=path) if path.is_file()
+                else Outcome(0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
+        else:
+            tables[table.number] = make_table(table, scale, seeds, runs_dir, out, gin_dir,
+                                              catalogue_file)
+    figure_runs = {} if page_only else run_figure_rows(contents, scale, runs_dir, gin_dir)
+    sources = Sources(scale, RunStore(runs_dir), out / "tables", contents.tables,
+                      contents.figures, gin_dir)
+    figure_outcomes = {}
+    for item in contents.figures:
+        print(f"figure {item.key}", flush=True)
+        figure_outcomes[item.key] = draw_figure(item, sources, out,
+                                                figure_runs.get(item.folder))
+    timings = {**{f"table{number}": round(o.seconds, 1) for number, o in tables.items()},
+               **{f"figure{key}": round(o.seconds, 1) for key, o in figure_outcomes.items()}}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
+    path = out / "index.html"
+    text = page(contents, scale, git_commit(), tables, figure_outcomes,
+                {table.number: table_layers(table, scale, gin_dir) for table in contents.tables})
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.paper", __doc__)
+    parser.string("scale", "paper", ", ".join(SCALES))
+    parser.integer("seeds", 1, "seeds 0..N-1 per table row")
+    parser.path("runs_dir", "runs", "the run store")
+    parser.path("output_dir", "reports/paper", "where the page goes")
+    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.boolean("page_only", False, "no training: the page from the tables and runs that "
+                                       "exist")
+    parser.path("catalogue", None, CATALOGUE_HELP)
+    args = parser.parse(argv)
+    try:
+        path = make_paper(args.scale, args.seeds, args.runs_dir, args.output_dir, args.gin_dir,
+                          args.page_only, args.catalogue)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue where it stopped",
+              file=sys.stderr)
+        return 130
+    print(path)
+    return 0

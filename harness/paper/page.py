@@ -1,0 +1,144 @@
+"""The page of `make paper` (harness/paper/build.py makes what it shows): static HTML, every table of
+the catalogue through harness/tables/render.py (the same model as its markdown) with ours, the
+paper's number and the difference, every figure embedded (readable offline and without a
+server), the scale and the git commits it came from, what each table took to make, and every
+missing table, row, cell and figure with why."""
+import base64
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.tables import long, render, wide
+from harness.tables.catalogue import Catalogue, Table
+from harness.core.errors import UserError
+from harness.tables.rows import common_layers, table_rows
+
+
+@dataclass
+class Outcome:
+    """What making one table or figure gave: a file, or why not (a long table can have both:
+    written with the rows that could not run missing), and the seconds it took."""
+
+    seconds: float
+    path: Path | None = None
+    missing: str | None = None
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 100em; }
+table { border-collapse: collapse; font-size: 0.8em; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th { background: #eee; } td.name { text-align: left; }
+td.better { background: #d4f4d4; } td.worse { background: #f8d4d4; }
+td.missing, li.missing { color: #a00; } .note { color: #555; font-size: 0.9em; }
+td.missing { text-align: left; }
+img { max-width: 100%; border: 1px solid #ddd; }
+"""
+
+
+def table_model(table: Table, frame: pd.DataFrame, scale: str, layered: list[str]
+                ) -> render.Table:
+    """A table of either kind (harness/tables/wide.py's Tables 1-3 and 6, harness/
+    long.py's one printed number per row) with its intro and notes."""
+    if table.kind == "long":
+        return long.table_model(frame, table, scale, layered)
+    return wide.table_model(frame, table.number, scale, layered)
+
+
+def table_layers(table: Table, page_scale: str, gin_dir: Path) -> list[str]:
+    """The gin files every row of the table is layered with besides its own (none where its
+    rows cannot be listed: the page names why)."""
+    try:
+        return common_layers(table_rows(table, table.scale(page_scale), gin_dir))
+    except UserError:
+        return []
+
+
+def commits(frame: pd.DataFrame) -> list[str]:
+    if "git_commit" not in frame.columns:
+        return []
+    return sorted({commit for value in frame.git_commit.dropna() for commit in
+                   str(value).split(",") if commit})
+
+
+def embedded(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+
+
+def grouped(missing: list[str]) -> dict[str, list[str]]:
+    """Missing items by the table or figure they belong to ('Table 4: ...'), in page order."""
+    groups: dict[str, list[str]] = {}
+    for text in missing:
+        groups.setdefault(text.split(":")[0], []).append(text)
+    return groups
+
+
+def heading(anchor: str, label: str, title: str, outcome: Outcome,
+            missing: list[str]) -> list[str]:
+    """A table's or figure's heading and, if it is missing, why (also added to `missing`, the
+    list at the top of the page)."""
+    parts = [f'<h2 id="{anchor}">{label}: {html.escape(title)}</h2>']
+    if outcome.missing:
+        parts.append(f'<p class="missing">Missing: {html.escape(outcome.missing)}</p>')
+        missing.append(f"{label}: {outcome.missing}")
+    return parts
+
+
+def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome],
+         figure_outcomes: dict[str, Outcome], layered: dict[int, list[str]] | None = None
+         ) -> str:
+    """The whole page as HTML text; `layered`: per table the gin files its rows were layered
+    with besides their own."""
+    parts, missing, run_commits = [], [], set()
+    for table in contents.tables:
+        outcome = tables[table.number]
+        parts += heading(f"table{table.number}", f"Table {table.number}", table.title, outcome,
+                         missing)
+        if outcome.path is None:
+            continue
+        frame = pd.read_parquet(outcome.path)
+        model = table_model(table, frame, table.scale(scale),
+                            (layered or {}).get(table.number, []))
+        run_commits.update(commits(frame))
+        note = (f" (rows at scale <code>{table.scale(scale)}</code>)"
+                if table.scale(scale) != scale else "")
+        parts.append(f'<p class="note">{len(frame)} rows{note}; made in '
+                     f"{outcome.seconds:.0f} s.</p>{render.html(model)}")
+        missing += [f"Table {table.number}: {text}" for text in model.missing]
+    for item in contents.figures:
+        outcome = figure_outcomes[item.key]
+        parts += heading(f"figure{item.key}", f"Figure {item.key}", item.title, outcome, missing)
+        if outcome.missing:
+            continue
+        if outcome.path is not None:
+            parts.append(embedded(outcome.path))
+        else:
+            parts.append('<p class="note">Nothing to regenerate.</p>')
+    contents = " · ".join([*(f'<a href="#table{t.number}">Table {t.number}</a>'
+                             for t in contents.tables),
+                           *(f'<a href="#figure{f.key}">Figure {f.key}</a>'
+                             for f in contents.figures)])
+    missing_html = "".join(
+        f"<details><summary>{html.escape(section)}: {len(texts)} missing</summary><ul>"
+        + "".join(f'<li class="missing">{html.escape(text)}</li>' for text in texts)
+        + "</ul></details>"
+        for section, texts in grouped(missing).items()) or "<p>Nothing is missing.</p>"
+    total = sum(o.seconds for o in [*tables.values(), *figure_outcomes.values()])
+    header = (f"<h1>FreeTickets (ICLR 2022), regenerated at scale <code>{scale}</code></h1>"
+              f'<p class="note">Harness commit <code>{html.escape(commit)}</code>; runs from '
+              f"commit(s) <code>{html.escape(', '.join(sorted(run_commits)) or '-')}</code>; "
+              f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; tables and "
+              f"figures took {total:.0f} s this time (reused runs cost nothing). Ours beside "
+              f"the paper's printed numbers; each table says which data and model ours come "
+              f"from, its units and conventions. At scale <code>paper</code> Δ = ours − paper "
+              f"is green where ours is better, red where worse; at another scale the data, "
+              f"models and lengths are reduced, so Δ measures the scale as much as the method "
+              f"and is not coloured.</p><p>{contents}</p>"
+              f"<h2 id=\"missing\">Missing ({len(missing)})</h2>{missing_html}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>FreeTickets at scale "
+            f"{scale}</title><style>{STYLE}</style></head><body>{header}"
+            + "\n".join(parts) + "</body></html>\n")

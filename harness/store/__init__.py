@@ -1,0 +1,3 @@
+"""Where runs live: the run store (a run's identity is its configuration), the run
+directory's records, who is on a run (locks, job records), and moving runs of older layouts in.
+It needs only the core, so every wing above may ask it where a run's files are."""

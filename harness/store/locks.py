@@ -1,0 +1,165 @@
+"""Who is on a run directory: the lock its trainer holds, and the launcher's job records.
+
+Beside each run directory `<configuration>/seed<k>/` of the run store (harness/store/runs.py;
+never inside: a run directory holds only what harness/store/record.py lists) live
+
+    seed<k>.lock         locked (flock, exclusive) by the process training the run, for as
+                         long as it trains; its text names the holder: host, pid, job id
+    seed<k>.job.json     written by harness/tables/launch.py when it submits the run: executor,
+                         job id, host, log path, time
+    seed<k>.failed.json  written by a job whose run failed: the error and the log path; the
+                         launcher does not submit the run again until it is removed
+                         (`--retry_failed`)
+
+The lock is a kernel lock, not the file's existence: it goes when its process goes, however it
+ends (a killed or preempted job leaves the file, unlocked), so a stale lock needs no cleaning.
+Across nodes this needs a shared file system with coherent locks: NFS (the Linux client maps
+flock to NLM / NFSv4 byte-range locks; a crashed node's lock is freed when its lease expires,
+about 90 s), Lustre mounted with `-o flock`, GPFS / Spectrum Scale, BeeGFS with global locks.
+A file system without locks fails loudly (one line naming it), never silently unlocked.
+"""
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from harness.core.errors import UserError
+from harness.store.record import write_json
+
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")
+
+
+def lock_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.lock")
+
+
+def job_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.job.json")
+
+
+def failure_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.failed.json")
+
+
+class Busy(Exception):
+    """The run is being trained by another process; the message names it."""
+
+
+def holder() -> dict:
+    job = next((os.environ[name] for name in JOB_ID_VARIABLES if name in os.environ), None)
+    return {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def describe(record: dict) -> str:
+    job = f", job {record['job_id']}" if record.get("job_id") else ""
+    return f"pid {record.get('pid')} on {record.get('host')}{job} since {record.get('since')}"
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as error:
+        if error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise UserError(f"the file system of {path} does not support file locks "
+                            f"({error.strerror}); put --runs_dir on one that does (Lustre: "
+                            f"mount with -o flock)") from error
+        raise
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path):
+    """Held while this process trains `run_dir`; Busy (naming the holder) when another process
+    holds it. The lock file stays afterwards, unlocked."""
+    path = lock_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # A few tries: `running()` (the plan, the launcher) takes the lock for an instant.
+        if not any(_try_lock(fd, path) or time.sleep(0.2) for _ in range(10)):
+            raise Busy(f"{run_dir} is being trained by {describe(read_holder(path))}")
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(holder()).encode())
+        os.fsync(fd)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def running(run_dir: Path) -> dict | None:
+    """The holder of `run_dir`'s lock while one holds it, else None."""
+    path = lock_path(run_dir)
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDWR)  # NFS's emulated flock wants a writable descriptor
+    try:
+        if _try_lock(fd, path):
+            return None
+        return read_holder(path)
+    finally:
+        os.close(fd)
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def record_failure(run_dir: Path, error: str, log: str | None) -> None:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_json(failure_path(run_dir), {"error": error, "log": log, **holder()})
+
+
+def job_alive(record: dict) -> bool:
+    """Whether a submitted job may still run: a local job's controller process is alive
+    (known on its own host only), a SLURM job is still in squeue. When this cannot be told
+    (another host, no squeue here), it is taken as alive: a run is never submitted twice."""
+    job_id = str(record.get("job_id"))
+    if record.get("executor") == "local":
+        if record.get("host") != socket.gethostname():
+            return True
+        try:
+            os.kill(int(job_id), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def own_job(record: dict) -> bool:
+    return str(record.get("job_id")) == str(holder()["job_id"])
+
+
+def waiting_job(run_dir: Path) -> str | None:
+    """Why `run_dir` must not be trained here now: a job (not this one) that the launcher
+    submitted for it is still queued; None otherwise."""
+    record = read_record(job_path(run_dir))
+    if (record is None or own_job(record) or running(run_dir) is not None
+            or not job_alive(record)):
+        return None
+    return (f"queued as {record['executor']} job {record['job_id']} (log {record['log']}); "
+            f"remove {job_path(run_dir)} if that job is gone")

@@ -1,0 +1,99 @@
+"""Moves runs of the layout of earlier versions into the run store (harness/store/runs.py):
+
+    python -m harness.migrate_runs [--runs_dir=runs] [--dry_run]
+
+Earlier versions filed runs by the table or figure that asked for them,
+`<runs_dir>/table<N>/<scale>/<row>/seed<k>/` (and `figure<N>/...`), with a `row.json` per row.
+Each run there (a folder holding the `config.gin` a run writes first) moves to its place in the
+store, `<runs_dir>/<method>-<configuration id>/seed<k>/`, with the lock, job and failure
+records beside it. Then the `row.json` files these versions wrote and the folders left empty
+are removed. Nothing else is touched: a run whose place in the store is taken (the same
+configuration and seed twice, e.g. one finished and one interrupted) or that is being trained
+now stays where it is and is named, and so is anything the harness did not write.
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness.core import cli
+from harness.core.errors import UserError
+from harness.store.record import check_is_run, is_finished
+from harness.store.locks import failure_path, job_path, lock_path, running
+from harness.store.runs import OLD_LAYOUT, RunStore
+
+ROW_FILE = "row.json"
+
+
+def old_runs(runs_dir: Path) -> list[Path]:
+    return sorted(path for pattern in OLD_LAYOUT for path in runs_dir.glob(pattern)
+                  if path.is_dir() and (path / "config.gin").is_file())
+
+
+def is_row_record(path: Path) -> bool:
+    """A row.json as earlier versions of harness/tables/make.py wrote it."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"row", "method", "gin_files"} <= record.keys()
+
+
+def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]]:
+    """(what was moved or removed, what was left and why)."""
+    if not runs_dir.is_dir():
+        raise UserError(f"--runs_dir {runs_dir} is not a folder")
+    store = RunStore(runs_dir)
+    done, left = [], []
+    for old in old_runs(runs_dir):
+        try:
+            check_is_run(old)
+        except UserError as error:
+            left.append(str(error))
+            continue
+        config = (old / "config.gin").read_text()
+        new = store.configuration_dir(config) / old.name
+        if running(old) is not None:
+            left.append(f"{old}: being trained now; migrate once it is done")
+        elif new.exists():
+            finished = "finished" if is_finished(new) else "unfinished"
+            left.append(f"{old}: the store already has this configuration and seed ({new}, "
+                        f"{finished}); compare them and remove the one you do not want")
+        else:
+            done.append(f"{old} -> {new}")
+            if not dry_run:
+                new.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(old, new)
+                for record in (lock_path, job_path, failure_path):
+                    if record(old).is_file():
+                        os.replace(record(old), record(new))
+    if not dry_run:
+        for pattern in ("table*/*/*", "figure*/*/*"):
+            for row_dir in sorted(runs_dir.glob(pattern)):
+                if is_row_record(row_dir / ROW_FILE):
+                    (row_dir / ROW_FILE).unlink()
+                    done.append(f"removed {row_dir / ROW_FILE}")
+        for top in (*runs_dir.glob("table*"), *runs_dir.glob("figure*")):
+            for folder, _, _ in os.walk(top, topdown=False):
+                if not any(Path(folder).iterdir()):
+                    Path(folder).rmdir()
+    return done, left
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Flags("python -m harness.migrate_runs", __doc__)
+    parser.path("runs_dir", "runs", "the runs folder to migrate in place")
+    parser.boolean("dry_run", False, "say what would move; move nothing")
+    args = parser.parse(argv)
+    try:
+        done, left = migrate(args.runs_dir, args.dry_run)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in done:
+        print(("would move " if args.dry_run and "->" in line else "") + line)
+    for line in left:
+        print(f"left: {line}", file=sys.stderr)
+    print(f"{sum('->' in line for line in done)} run(s) {'to move' if args.dry_run else 'moved'}"
+          f", {len(left)} left")
+    return 1 if left else 0

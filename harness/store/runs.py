@@ -1,0 +1,94 @@
+"""The run store: every run of the harness filed by its configuration, so that the same
+configuration is the same run wherever a table, a figure or a user asks for it (as open_lth
+names its runs by a hash of their hyperparameters).
+
+    <runs_dir>/<method>-<configuration id>/seed<k>/   one run (harness/store/record.py)
+    <runs_dir>/<method>-<configuration id>/seed<k>.lock, .job.json, .failed.json
+                                                      who is on it (harness/store/locks.py)
+    <runs_dir>/<method>-<configuration id>/seed<k>.error.json
+                                                      why its last attempt could not start
+                                                      (e.g. its data set is not on disk)
+
+The configuration id is a hash of every gin binding of the run but `Experiment.seed`
+(`configuration_id`), so the seeds of one configuration sit side by side. This module is the
+only one that builds paths into the store; everything else asks it. Runs in the layout of
+earlier versions (`<runs_dir>/table<N>/<scale>/<row>/seed<k>/`) are moved in by
+`python -m harness.migrate_runs`; until then the store refuses to read them.
+"""
+import json
+import re
+from pathlib import Path
+
+from harness.store.configuration import ID_LENGTH, configuration_id, method_of, seed_of
+from harness.core.errors import UserError
+from harness.store.record import is_finished, write_json
+
+ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
+SEED_ENTRY = re.compile(r"^seed(\d+)(\.[a-z]+\.json)?$")
+OLD_LAYOUT = ("table*/*/*/seed*", "figure*/*/*/seed*")
+
+
+class RunStore:
+    """The runs under one folder."""
+
+    def __init__(self, runs_dir: Path):
+        self.root = Path(runs_dir)
+
+    def configuration_dir(self, config: str) -> Path:
+        return self.root / f"{method_of(config)}-{configuration_id(config)}"
+
+    def run_dir(self, config: str, seed: int | None = None) -> Path:
+        """Where the run of `config` (its own seed, or `seed`) is or will be."""
+        self.check_layout()
+        return self.configuration_dir(config) / f"seed{seed_of(config) if seed is None else seed}"
+
+    def seeds(self, config: str, seeds: int | None = None) -> list[Path]:
+        """The run folders of `config`'s seeds 0..seeds-1, or of every seed present (None): a
+        run folder, or a record beside one that never started (a failure, an error)."""
+        folder = self.configuration_dir(config)
+        if seeds is not None:
+            return [folder / f"seed{k}" for k in range(seeds)]
+        self.check_layout()
+        found = {int(match.group(1)) for path in folder.glob("seed*")
+                 if (match := SEED_ENTRY.match(path.name))}
+        return [folder / f"seed{k}" for k in sorted(found)]
+
+    def runs(self) -> list[Path]:
+        """Every run folder in the store, finished or not."""
+        self.check_layout()
+        return sorted(path for folder in self.root.glob("*-*") if ENTRY.match(folder.name)
+                      for path in folder.glob("seed*")
+                      if path.is_dir() and path.name[4:].isdigit())
+
+    def finished(self) -> list[Path]:
+        return [path for path in self.runs() if is_finished(path)]
+
+    def check_layout(self) -> None:
+        """A UserError when runs of the earlier layout are under the store's folder."""
+        old = next((path for pattern in OLD_LAYOUT for path in self.root.glob(pattern)
+                    if (path / "config.gin").is_file()), None)
+        if old is not None:
+            raise UserError(f"{self.root} holds runs in the layout of earlier versions (e.g. "
+                            f"{old}): move them into the run store with `python -m "
+                            f"harness.store.migrate --runs_dir={self.root}`")
+
+
+def error_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f"{run_dir.name}.error.json")
+
+
+def record_error(run_dir: Path, error: str) -> None:
+    """Why the last attempt at `run_dir` could not start; it does not block the next one."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_json(error_path(run_dir), {"error": error})
+
+
+def clear_error(run_dir: Path) -> None:
+    error_path(run_dir).unlink(missing_ok=True)
+
+
+def last_error(run_dir: Path) -> str:
+    try:
+        return json.loads(error_path(run_dir).read_text())["error"]
+    except (OSError, ValueError, KeyError):
+        return ""

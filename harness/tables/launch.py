@@ -1,0 +1,295 @@
+"""Sends the runs that tables need to a cluster, one job per unfinished run (submitit):
+
+    python -m harness.launch --table=1,2 --scale=paper --executor=slurm --partition=gpu \\
+        [--gpus_per_run=1] [--cpus_per_run=8] [--mem_gb=64] [--time_min=1440] \\
+        [--max_parallel=16] [--slurm_setting=account=ABC,qos=high] [--wait]
+    python -m harness.launch --table=1 --scale=smoke --executor=local --max_parallel=2
+
+The runs are the compute plan's (harness/tables/compute_plan.py: deduplicated by configuration; no
+--table: every table and figure of the page). A run finished, running (its lock is held),
+queued (its job is still waiting) or failed is not submitted; a failed one again only with
+--retry_failed. Each job trains its run through `harness.tables.run_rows.run_seed`, under the run's
+lock (harness/store/locks.py), so that no run is trained by two jobs at once:
+
+  * one GPU: in the job's own process; several: `torchrun --nproc_per_node=G -m harness.run`
+    inside the job (harness/core/distributed.py);
+  * preemption or the time limit: submitit's signal makes the job requeue itself (the same
+    call again, `checkpoint` below), and the run continues from its last epoch (`--resume`);
+  * failure (an error in the run): `seed<k>.failed.json` beside the run in the run store
+    (harness/store/runs.py) names the error and
+    the job's log, the launcher reports it and does not submit it again.
+
+`--executor=local` runs the jobs as processes of this machine (submitit's LocalExecutor), at
+most --max_parallel at a time, this launcher waiting for them; with GPUs each job sees its own
+(CUDA_VISIBLE_DEVICES). `--executor=slurm` submits them as one job array (at most
+--max_parallel running) and returns, unless --wait. Job logs: `<runs_dir>/launch/<job id>_*`.
+Once every job is done (local, or --wait), the tables are built from the finished runs
+(`python -m harness.tables`), which name the runs still missing and why.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import flags
+
+
+from harness.tables import catalogue
+from harness.tables.compute_plan import PlannedRun, plan
+from harness.core.errors import UserError, first_line
+from harness.store.record import write_json
+from harness.store.locks import failure_path, job_path, read_record, record_failure
+
+flags.DEFINE_list("table", None, "tables (comma-separated); none: every table and figure")
+flags.DEFINE_string("scale", "paper", "paper, cpu or smoke")
+flags.DEFINE_integer("seeds", 1, "seeds 0..N-1 per row")
+flags.DEFINE_list("gin_file", [], "extra gin files layered after the scale")
+flags.DEFINE_string("gin_dir", "gin", "where the rows are")
+flags.DEFINE_string("catalogue", None, "a Python file defining CATALOGUE: the paper's tables "
+                    "and your own (harness/tables/catalogue.py `load`)")
+flags.DEFINE_string("runs_dir", "runs", "the runs (on a file system every node shares)")
+flags.DEFINE_string("output_dir", "reports", "where the tables are written")
+flags.DEFINE_enum("executor", "slurm", ["slurm", "local"], "where the jobs run")
+flags.DEFINE_string("partition", None, "SLURM partition")
+flags.DEFINE_integer("gpus_per_run", 1, "GPUs per run (several: torchrun inside the job)")
+flags.DEFINE_integer("cpus_per_run", 8, "CPU cores per run (DataLoader workers)")
+flags.DEFINE_integer("mem_gb", 64, "memory per run, GB (SLURM)")
+flags.DEFINE_integer("time_min", 24 * 60, "time limit of one job, minutes; a run longer than "
+                     "this continues in its requeued job")
+flags.DEFINE_integer("max_parallel", 16, "jobs running at once")
+flags.DEFINE_integer("max_requeues", 10, "times a job may be requeued at its time limit")
+flags.DEFINE_list("slurm_setting", [], "more sbatch settings as key=value (account=..., "
+                  "qos=..., constraint=...)")
+flags.DEFINE_bool("wait", False, "SLURM: wait for the jobs, then build the tables")
+flags.DEFINE_bool("retry_failed", False, "submit failed runs again")
+flags.DEFINE_bool("progress", False, "progress bars in the job logs")
+FLAGS = flags.FLAGS
+
+
+class RunJob:
+    """One run, as a submitit job; requeued with the same call on preemption or timeout."""
+
+    def __init__(self, run: PlannedRun, gpus: int, progress: bool):
+        self.row, self.seed, self.store = run.row, run.seed, run.store
+        self.run_dir = run.run_dir
+        self.gpus, self.progress = gpus, progress
+
+    def __call__(self) -> str:
+        from harness.tables.run_rows import run_seed
+
+        run_dir = self.run_dir
+        train = torchrun(self.gpus) if self.gpus > 1 else None
+        terminated = note_termination()
+        try:
+            outcome = run_seed(self.row, self.seed, [], self.store, self.progress, train)
+        except Exception as error:
+            if terminated:  # preempted: SLURM killed torchrun's processes, not the run's fault
+                raise SystemExit(f"{run_dir}: terminated by the scheduler") from error
+            record_failure(run_dir, first_line(error), job_log())
+            raise
+        print(f"{run_dir}: {outcome}", flush=True)
+        return outcome
+
+    def checkpoint(self):
+        """submitit calls it on preemption or at the time limit: requeue the same call, which
+        resumes the run (its lock went with this process)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def note_termination() -> list:
+    """A list that SIGTERM appends to (then handled as before: submitit ignores it in the
+    job's own process). SLURM sends it to every process of a preempted job, so torchrun's
+    processes die of it while this one lives on until the grace time ends."""
+    received = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def note(signum, frame):
+        received.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
+    return received
+
+
+def job_log() -> str | None:
+    import submitit
+
+    try:
+        return str(submitit.JobEnvironment().paths.stdout)
+    except RuntimeError:  # not inside a submitit job
+        return None
+
+
+def torchrun(gpus: int):
+    """Training over `gpus` processes of this node (harness/core/distributed.py)."""
+
+    def train(gin_files, bindings, run_dir: Path, progress: bool) -> None:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={gpus}", "-m", "harness.run",
+                   *[f"--gin_file={file}" for file in gin_files],
+                   *[f"--gin_bindings={binding}" for binding in bindings],
+                   f"--output_dir={run_dir}", "--resume",
+                   "--progress" if progress else "--noprogress"]
+        # Its own process group, so that a requeue or Ctrl-C here ends torchrun's workers too
+        # rather than leaving them training without the lock.
+        process = subprocess.Popen(command, start_new_session=True)
+        try:
+            code = process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            raise
+        if code != 0:
+            raise UserError(f"torchrun over {gpus} GPUs exited with status {code}")
+
+    return train
+
+
+def executor(log_dir: Path):
+    import submitit
+
+    if FLAGS.executor == "local":
+        chosen = submitit.LocalExecutor(folder=log_dir, max_num_timeout=FLAGS.max_requeues)
+        chosen.update_parameters(timeout_min=FLAGS.time_min, tasks_per_node=1)
+        return chosen
+    chosen = submitit.SlurmExecutor(folder=log_dir, max_num_timeout=FLAGS.max_requeues)
+    extra = {}
+    for setting in FLAGS.slurm_setting:
+        key, equals, value = setting.partition("=")
+        if not equals:
+            raise UserError(f"--slurm_setting takes key=value, got {setting!r}")
+        extra[key] = value
+    chosen.update_parameters(
+        partition=FLAGS.partition, gpus_per_node=FLAGS.gpus_per_run, ntasks_per_node=1,
+        cpus_per_task=FLAGS.cpus_per_run, mem=f"{FLAGS.mem_gb}GB", time=FLAGS.time_min,
+        array_parallelism=FLAGS.max_parallel, signal_delay_s=120,
+        job_name="freetickets", additional_parameters=extra)
+    return chosen
+
+
+def to_submit(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs to submit now, after saying what becomes of the others."""
+    chosen = []
+    for run in runs:
+        if run.status == "failed" and FLAGS.retry_failed:
+            failure_path(run.run_dir).unlink(missing_ok=True)
+            run.status = "missing"
+        if run.status == "missing":
+            chosen.append(run)
+        elif run.status != "finished":
+            print(f"  {run.name} seed {run.seed}: {run.status}"
+                  f"{': ' + run.detail if run.detail else ''}", flush=True)
+    return chosen
+
+
+def record_job(run: PlannedRun, job) -> None:
+    run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_json(job_path(run.run_dir), {
+        "executor": FLAGS.executor, "job_id": job.job_id, "host": os.uname().nodename,
+        "log": str(job.paths.stdout), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def outcome_of(run: PlannedRun, job) -> str:
+    try:
+        return job.result()
+    except Exception as error:  # noqa: BLE001  the job's error, reported with its log
+        failed = read_record(failure_path(run.run_dir)) or {"error": first_line(error)}
+        return f"failed: {failed['error']} (log {job.paths.stdout})"
+
+
+def launch_local(submitter, runs: list[PlannedRun]) -> list[str]:
+    """At most --max_parallel jobs at a time, each on GPUs of its own when this machine has
+    CUDA (on CPUs alone every job runs on CPUs)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    per_run = FLAGS.gpus_per_run if count else 0
+    if per_run > count:
+        raise UserError(f"--gpus_per_run={per_run} but this machine has {count} GPUs")
+    free, waiting, active, outcomes = list(range(count)), list(runs), {}, []
+    while waiting or active:
+        while waiting and len(active) < FLAGS.max_parallel and len(free) >= per_run:
+            run, own, free = waiting.pop(0), free[:per_run], free[per_run:]
+            submitter.update_parameters(gpus_per_node=per_run, visible_gpus=own)
+            job = submitter.submit(RunJob(run, per_run, FLAGS.progress))
+            record_job(run, job)
+            print(f"submitted {run.name} seed {run.seed}: local job {job.job_id}", flush=True)
+            active[job.job_id] = (run, job, own)
+        time.sleep(0.2)
+        for job_id, (run, job, own) in list(active.items()):
+            if job.done():
+                outcomes.append(f"{run.name} seed {run.seed}: {outcome_of(run, job)}")
+                print(outcomes[-1], flush=True)
+                free += own
+                del active[job_id]
+    return outcomes
+
+
+def build_tables(tables: list[int] | None, contents: catalogue.Catalogue) -> None:
+    for table in contents.tables:
+        if tables is not None and table.number not in tables:
+            continue
+        command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
+                   f"--scale={table.scale(FLAGS.scale)}", f"--seeds={FLAGS.seeds}",
+                   f"--runs_dir={FLAGS.runs_dir}", f"--output_dir={FLAGS.output_dir}",
+                   f"--gin_dir={FLAGS.gin_dir}", "--noprogress",
+                   *[f"--gin_file={file}" for file in FLAGS.gin_file],
+                   *([f"--catalogue={FLAGS.catalogue}"] if FLAGS.catalogue else [])]
+        done = subprocess.run(command, capture_output=True, text=True)
+        print(f"table {table.number}: "
+              f"{'written to ' + FLAGS.output_dir if done.returncode == 0 else 'incomplete'}"
+              f"{'' if done.returncode == 0 else ': ' + (done.stderr or done.stdout).strip()}",
+              flush=True)
+
+
+def launch() -> int:
+    tables = None if FLAGS.table is None else [int(number) for number in FLAGS.table]
+    for name, value in (("--gpus_per_run", FLAGS.gpus_per_run),
+                        ("--max_parallel", FLAGS.max_parallel)):
+        if value < 1:
+            raise UserError(f"{name} must be >= 1, got {value}")
+    if FLAGS.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise UserError("--executor=slurm needs sbatch and srun on this machine; use "
+                        "--executor=local to run the jobs here")
+    runs_dir = Path(FLAGS.runs_dir)
+    contents = catalogue.load(FLAGS.catalogue)
+    runs = plan(tables, FLAGS.scale, FLAGS.seeds, gin_dir=Path(FLAGS.gin_dir),
+                runs_dir=runs_dir, extra_files=FLAGS.gin_file, contents=contents)
+    finished = sum(run.status == "finished" for run in runs)
+    print(f"{len(runs)} distinct runs, {finished} finished", flush=True)
+    chosen = to_submit(runs)
+    if not chosen:
+        print("nothing to submit", flush=True)
+    submitter = executor(runs_dir / "launch")
+    if FLAGS.executor == "local":
+        launch_local(submitter, chosen)
+    elif chosen:
+        with submitter.batch():
+            jobs = [submitter.submit(RunJob(run, FLAGS.gpus_per_run, FLAGS.progress))
+                    for run in chosen]
+        for run, job in zip(chosen, jobs):
+            record_job(run, job)
+            print(f"submitted {run.name} seed {run.seed}: SLURM job {job.job_id}", flush=True)
+        if not FLAGS.wait:
+            print("the tables: run this again with --wait, or `python -m harness.tables` "
+                  "once the jobs are done", flush=True)
+            return 0
+        for run, job in zip(chosen, jobs):
+            print(f"{run.name} seed {run.seed}: {outcome_of(run, job)}", flush=True)
+    build_tables(tables, contents)
+    return 0
+
+
+def main(argv):
+    del argv
+    try:
+        sys.exit(launch())
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        sys.exit(2)

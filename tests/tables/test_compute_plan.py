@@ -1,0 +1,72 @@
+"""`python -m harness.tables --plan`: one line per distinct configuration, FLOPs as the paper
+counts them and as dense GPU kernels execute them, status from the run directories."""
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.tables import compute_plan, make as tables
+from harness.tables.catalogue import PAPER, Catalogue
+from harness.store.record import write_json
+from harness.store.locks import failure_path
+
+# Table 4 with a row of its own (Table 1's DST configuration again) instead of its reuses.
+TABLES_1_4 = Catalogue((PAPER.table(1), replace(PAPER.table(4), reuses=())))
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def gin_dir(tmp_path):
+    folder = tmp_path / "gin"
+    for table in ("table1", "table4"):
+        (folder / table).mkdir(parents=True)
+    (folder / "scale").mkdir()
+    (folder / "scale" / "smoke.gin").write_text((ROOT / "gin/scale/smoke.gin").read_text())
+    (folder / "table1" / "dense.gin").write_text("# row: Single Dense Model\n"
+                                                  "include 'gin/dense.gin'\n")
+    (folder / "table1" / "dst.gin").write_text("# row: DST Ensemble\ninclude 'gin/dst.gin'\n")
+    # Table 4's row is Table 1's DST run again: the same bindings.
+    (folder / "table4" / "dst.gin").write_text("# row: DST Ensemble\ninclude 'gin/dst.gin'\n")
+    return folder
+
+
+def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir):
+    runs = compute_plan.plan([1, 4], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
+                             contents=TABLES_1_4)
+    assert [run.name for run in runs] == ["table1/dense", "table1/dst"]
+    dense, dst = runs
+    assert dst.same_as == ["table4/dst"]
+    assert dense.executed_flops == dense.paper_flops  # nothing masked
+    # S = 0.8: the paper counts about a fifth of the dense multiply-adds, a GPU does them all.
+    assert 2.5 < dst.executed_flops / dst.paper_flops < 4
+    assert {run.status for run in runs} == {"missing"}
+
+
+def test_status_finished_failed_and_the_totals(tmp_path, gin_dir):
+    runs_dir = tmp_path / "runs"
+    dense, dst = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
+    dst.run_dir.mkdir(parents=True)  # finished, by whichever table asked for it first
+    (dst.run_dir / "config.gin").write_text(dst.config)
+    (dst.run_dir / "summary.json").write_text("{}")
+    dense.run_dir.parent.mkdir(parents=True)
+    write_json(failure_path(dense.run_dir),
+               {"error": "training diverged", "log": "/logs/7_0_log.out"})
+    runs = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
+    assert [run.status for run in runs] == ["failed", "finished"]
+    text = compute_plan.plan_text(runs, 2, tmp_path / "no_check.json", "smoke")
+    assert "2 distinct runs" in text and "Still to run: 1 runs" in text
+    assert "training diverged (log /logs/7_0_log.out)" in text
+    assert "assumed: 40% of an H100" in text
+
+
+def test_plan_from_the_command_line_runs_nothing(tmp_path, gin_dir, capsys):
+    code = tables.main(["--plan", "--table=1", "--scale=smoke", f"--gin_dir={gin_dir}",
+                        f"--runs_dir={tmp_path / 'runs'}"])
+    assert code == 0 and "Compute plan, scale smoke: 2 distinct runs" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
