@@ -1,8 +1,7 @@
 """`python -m harness.gpu_check`: harness/bench/gpu_check.py."""
-from absl import app
+import sys
 
-from harness.bench import gpu_check
-from harness.core import cli
+from harness.bench.gpu_check import main
 
 if __name__ == "__main__":
-    app.run(gpu_check.main, flags_parser=cli.app_flags_parser(gpu_check))
+    sys.exit(main())

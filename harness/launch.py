@@ -1,8 +1,7 @@
 """`python -m harness.launch`: harness/tables/launch.py."""
-from absl import app
+import sys
 
-from harness.tables import launch
-from harness.core import cli
+from harness.tables.launch import main
 
 if __name__ == "__main__":
-    app.run(launch.main, flags_parser=cli.app_flags_parser(launch))
+    sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.core import cli, distributed
 from harness.tables.listing import catalog
-from harness.core.errors import Interrupted, UserError, first_line
+from harness.core.errors import UserError
 from harness.store.record import recorded_configuration
 
 
@@ -38,6 +38,8 @@ def flags() -> cli.Flags:
     return parser
 
 
+@cli.command(interrupted_outside_a_run="interrupted before the run started; nothing was "
+                                       "written")
 def main(argv: list[str] | None = None) -> int:
     args = flags().parse(argv)
     if args.list:
@@ -49,29 +51,21 @@ def main(argv: list[str] | None = None) -> int:
 
     output_dir = None if args.output_dir is None else str(args.output_dir)
     gin_files, bindings = args.gin_file, args.gin_bindings
-    try:
-        if args.resume and output_dir and not gin_files:
-            gin_files, recorded = recorded_configuration(Path(output_dir))
-            bindings = [*recorded, *bindings]
-        if not gin_files:
-            raise UserError("give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
-        if args.dry_run:
-            run_dir, mode, prepared = plan_experiment(
-                gin_files, bindings, output_dir, overwrite=args.overwrite,
-                resume=args.resume, progress=args.progress)
-            print(describe(prepared, run_dir, mode))
-            return 0
-        distributed.init_from_environment()  # under torchrun
-        run_dir, summary = run_experiment(gin_files, bindings, output_dir,
-                                          overwrite=args.overwrite, resume=args.resume,
-                                          progress=args.progress)
-    except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as interrupt:
-        print(interrupt if isinstance(interrupt, Interrupted) else
-              "interrupted before the run started; nothing was written", file=sys.stderr)
-        return 130
+    if args.resume and output_dir and not gin_files:
+        gin_files, recorded = recorded_configuration(Path(output_dir))
+        bindings = [*recorded, *bindings]
+    if not gin_files:
+        raise UserError("give at least one --gin_file (e.g. --gin_file=gin/dense.gin)")
+    if args.dry_run:
+        run_dir, mode, prepared = plan_experiment(
+            gin_files, bindings, output_dir, overwrite=args.overwrite,
+            resume=args.resume, progress=args.progress)
+        print(describe(prepared, run_dir, mode))
+        return 0
+    distributed.init_from_environment()  # under torchrun
+    run_dir, summary = run_experiment(gin_files, bindings, output_dir,
+                                      overwrite=args.overwrite, resume=args.resume,
+                                      progress=args.progress)
     if summary is None:  # a torchrun process other than rank 0
         return 0
     metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items()

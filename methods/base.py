@@ -23,6 +23,7 @@ from harness.evaluation.history import RunHistory
 from harness.evaluation.predictors import MemberEnsemble, Predictor
 from harness.core.registry import Registry
 from harness.core.safe_load import UnsafeFile
+from harness.store import paths
 from harness.engine.schedules import collection_steps
 from harness.engine.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
                            classification_loss)
@@ -100,9 +101,6 @@ class MemberCollector(Hook):
             self.save(self.steps.index(state.step), state.model)
 
 
-TRAJECTORY = "trajectory"  # checkpoints/<TRAJECTORY>/<stage>/epoch_<e>.pt
-
-
 @gin.configurable
 def trajectory_checkpoints(every_epochs: int = 0) -> int:
     """Every how many epochs (paper epochs, scaled like every length) each training stage
@@ -143,9 +141,6 @@ class FitContext:
         torch.manual_seed(seed)
         return self.model_factory(**options).to(self.train_set.device)
 
-    def stage_path(self, name: str) -> Path:
-        return self.checkpoint_dir / f"{name}.pt"
-
     def stage(self, name: str, model: nn.Module, *, seed: int, hooks: Sequence[Hook] = (),
               epochs: int | None = None, schedule: Schedule | None = None,
               objective: Objective = classification_loss,
@@ -163,8 +158,8 @@ class FitContext:
         saved and the result is not, or the reverse. While the stage trains it checkpoints
         itself to `<name>.resume.pt` after every epoch and resumes from there. The ledger
         counts the rows `batch_format` feeds the network, probed with the real input shape."""
-        path = self.stage_path(name)
-        resume = self.checkpoint_dir / f"{name}.resume.pt"
+        path = paths.stage_checkpoint(self.checkpoint_dir, name)
+        resume = paths.resume_checkpoint(self.checkpoint_dir, name)
         if path.is_file():
             saved = self._load(path)
             model.load_state_dict(saved["model"])
@@ -202,10 +197,11 @@ class FitContext:
 
     def collector(self, points: Sequence[float],
                   extra: Callable[[], dict] | None = None) -> MemberCollector:
-        """A hook that saves member k (`member_path(k)`, with `extra()` beside its weights)
-        when the run reaches `points[k]` (fractions of the run)."""
+        """A hook that saves member k (`paths.member_checkpoint`, with `extra()` beside its
+        weights) when the run reaches `points[k]` (fractions of the run)."""
         return MemberCollector(points, lambda index, model: self._save(
-            self.member_path(index), {"model": model.state_dict(), **(extra() if extra else {})}))
+            paths.member_checkpoint(self.checkpoint_dir, index),
+            {"model": model.state_dict(), **(extra() if extra else {})}))
 
     def trajectory_collector(self, name: str, epochs: int | None) -> list[MemberCollector]:
         """A collector of stage `name`'s model every `trajectory_checkpoints()` epochs (none
@@ -217,18 +213,12 @@ class FitContext:
         epochs = self.trainer.scaled_epochs if epochs is None else epochs
         ends = list(range(every, epochs + 1, every))
         return [MemberCollector([end / epochs for end in ends], lambda index, model: self._save(
-            self.trajectory_path(name, ends[index]), {"model": model.state_dict(),
-                                                      "epoch": ends[index]}))]
-
-    def trajectory_path(self, name: str, epoch: int) -> Path:
-        return self.checkpoint_dir / TRAJECTORY / name / f"epoch_{epoch}.pt"
-
-    def member_path(self, index: int) -> Path:
-        return self.checkpoint_dir / f"member_{index}.pt"
+            paths.trajectory_checkpoint(self.checkpoint_dir, name, ends[index]),
+            {"model": model.state_dict(), "epoch": ends[index]}))]
 
     def load_member(self, index: int, model: nn.Module) -> dict:
         """Loads collected member `index` into `model`; returns what was saved with it."""
-        saved = self._load(self.member_path(index))
+        saved = self._load(paths.member_checkpoint(self.checkpoint_dir, index))
         model.load_state_dict(saved["model"])
         return saved
 

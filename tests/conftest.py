@@ -11,19 +11,7 @@ def pytest_addoption(parser):
     parser.addoption("--fast", action="store_true",
                      help="the suite a maintainer runs every minute (make test-fast): every "
                           "test that trains a network or starts a process is skipped at that "
-                          "point, and so is every test marked slow")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: left out of make test-fast (it takes seconds "
-                                       "without training: a whole corrupted suite, a t-SNE)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--fast"):
-        for item in items:
-            if "slow" in item.keywords:
-                item.add_marker(pytest.mark.skip(reason="slow: not in make test-fast"))
+                          "point")
 
 
 def _skip(what: str):

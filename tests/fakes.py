@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 
 from harness.store.record import write_json, write_metrics
+from harness.store.configuration import seed_binding
 from harness.store.runs import RunStore
 from harness.tables import catalogue
+from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, table_rows
 from harness.tables.sources import RowRuns, row_configuration
 
@@ -72,14 +74,15 @@ def stored_run(runs_dir: Path, table: int, name: str, seed: int = 0, scale: str 
                extra_files=(), bindings=(), **run) -> Path:
     """A finished fake run of a catalogue row, filed in the run store under the row's
     configuration, as `python -m harness.tables` would have left it."""
-    [row] = [row for row in table_rows(catalogue.PAPER.table(table), scale, ROOT / "gin",
-                                       extra_files) if row.name == name]
+    context = TableContext(scale, gin_dir=ROOT / "gin", extra_files=extra_files)
+    [row] = [row for row in table_rows(catalogue.PAPER.table(table), context)
+             if row.name == name]
     return store_fake(runs_dir, row, seed, bindings, **run)
 
 
 def store_fake(runs_dir: Path, row: TableRow, seed: int = 0, bindings=(), **run) -> Path:
     """A finished fake run of `row` in the run store."""
-    config = row_configuration(row, [*bindings, f"Experiment.seed = {seed}"])
-    run_dir = fake_run(RunStore(runs_dir).run_dir(config), seed=seed, **run)
+    config = row_configuration(row, [*bindings, seed_binding(seed)])
+    run_dir = fake_run(RunStore(runs_dir).run_dir(config, seed), seed=seed, **run)
     (run_dir / "config.gin").write_text(config)
     return run_dir

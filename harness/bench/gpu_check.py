@@ -34,22 +34,15 @@ import time
 from pathlib import Path
 
 import torch
-from absl import flags
 
+from harness.core import cli
+from harness.core.errors import UserError
 from harness.engine.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
 from harness.experiment.config import parse
 from harness.data.arrays import ArrayDataset, Augment
 from harness.flops import dense_forward_flops, layer_forward_flops
 from harness.store.record import write_json
 from harness.engine.train import Hook, TrainState, Trainer, classification_loss
-
-flags.DEFINE_string("output_dir", "build/gpu_check", "where gpu_check.json is written")
-flags.DEFINE_string("device", "auto", "auto (CUDA when present), cuda or cpu")
-flags.DEFINE_bool("reduced", None, "small models and batches (default: on a CPU)")
-flags.DEFINE_integer("steps", None, "timed steps per configuration (default 30; reduced 3)")
-flags.DEFINE_integer("warmup", None, "untimed steps first (default 10; reduced 1)")
-flags.DEFINE_bool("ddp_probe", False, "internal: one rank of the 2-process DDP check")
-FLAGS = flags.FLAGS
 
 # Dense peak FLOP/s by device name (NVIDIA data sheets, SXM parts; fp32 = TF32 tensor cores).
 PEAKS = {"H100": {"bf16": 989e12, "fp32": 494e12}, "H200": {"bf16": 989e12, "fp32": 494e12},
@@ -277,25 +270,40 @@ def gpu_check(output_dir: Path, device: torch.device, reduced: bool, steps: int,
     return report
 
 
-def main(argv):
-    del argv
-    output_dir = Path(FLAGS.output_dir)
-    if FLAGS.ddp_probe:
-        ddp_probe(output_dir)
-        return
-    name = FLAGS.device
+
+def flags() -> cli.Flags:
+    parser = cli.Flags("python -m harness.gpu_check", __doc__)
+    parser.path("output_dir", "build/gpu_check", "where gpu_check.json is written")
+    parser.string("device", "auto", "auto (CUDA when present), cuda or cpu")
+    parser.boolean("reduced", None, "small models and batches (default: on a CPU)")
+    parser.integer("steps", None, "timed steps per configuration (default 30; reduced 3)")
+    parser.integer("warmup", None, "untimed steps first (default 10; reduced 1)")
+    parser.boolean("ddp_probe", False, "internal: one rank of the 2-process DDP check")
+    return parser
+
+
+def chosen_device(name: str) -> torch.device:
+    """`--device`; asking for CUDA where there is none is the user's mistake, not a crash."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device=cuda but no CUDA device is available; use --device=cpu",
-              file=sys.stderr)
-        sys.exit(2)
-    device = torch.device(name)
-    reduced = device.type == "cpu" if FLAGS.reduced is None else FLAGS.reduced
-    steps = FLAGS.steps or (3 if reduced else 30)
-    warmup = FLAGS.warmup or (1 if reduced else 10)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    report = gpu_check(output_dir, device, reduced, steps, warmup)
-    write_json(output_dir / "gpu_check.json", report)
+        raise UserError("--device=cuda but no CUDA device is available; use --device=cpu")
+    return torch.device(name)
+
+
+@cli.command
+def main(argv: list[str] | None = None) -> int:
+    args = flags().parse(argv)
+    if args.ddp_probe:
+        ddp_probe(args.output_dir)
+        return 0
+    device = chosen_device(args.device)
+    reduced = device.type == "cpu" if args.reduced is None else args.reduced
+    steps = args.steps or (3 if reduced else 30)
+    warmup = args.warmup or (1 if reduced else 10)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    report = gpu_check(args.output_dir, device, reduced, steps, warmup)
+    write_json(args.output_dir / "gpu_check.json", report)
     print(json.dumps(report, indent=2))
-    print(f"written to {output_dir / 'gpu_check.json'}")
+    print(f"written to {args.output_dir / 'gpu_check.json'}")
+    return 0

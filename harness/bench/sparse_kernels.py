@@ -20,7 +20,6 @@ over alternating rounds of the two sides; the value is the ratio of the medians.
 shared with other work the rounds spread; the medians are the figure.
 """
 import statistics
-import time
 from typing import Callable, Sequence
 
 import torch
@@ -28,7 +27,8 @@ import torch.nn.functional as F
 
 from harness.kernels import sparse_conv
 from harness.models.wide_resnet import wide_resnet
-from harness.kernels.inference import choose_kernels, round_seconds, sparsify
+from harness.kernels.inference import choose_kernels, sparsify
+from harness.kernels.timing import call_seconds, ratio_spread, round_seconds
 
 IMAGE_SHAPE = (3, 32, 32)
 INFERENCE_TARGETS = {"S0.9_b1": ">= 2.5", "S0.9_b64": ">= 2", "S0.8_b1": ">= 1.5",
@@ -37,13 +37,11 @@ TRAIN_TARGETS = {"S0.8": ">= 1.25", "S0.9": ">= 1.5"}
 DST_INTERVAL = 1000
 
 
-def spread(dense: list[float], sparse: list[float]) -> dict:
-    """Ratio of medians, and the min / max of the per-round ratios."""
-    per_round = [d / s for d, s in zip(dense, sparse)]
+def speedup(dense: list[float], sparse: list[float]) -> dict:
+    """Ratio of medians, and the min / median / max of the per-round ratios."""
     return {"value": statistics.median(dense) / statistics.median(sparse),
-            "min": min(per_round), "median": statistics.median(per_round),
-            "max": max(per_round), "dense_seconds": statistics.median(dense),
-            "sparse_seconds": statistics.median(sparse), "rounds": len(per_round)}
+            **ratio_spread(dense, sparse), "dense_seconds": statistics.median(dense),
+            "sparse_seconds": statistics.median(sparse), "rounds": len(dense)}
 
 
 def met(value: float, target: str) -> bool:
@@ -83,8 +81,8 @@ def inference_speedups(models: Sequence[tuple[int, int]], batches: Sequence[int]
                         dense_s, sparse_s = round_seconds([lambda: model(x), lambda: sparse(x)],
                                                       rounds)
                         chosen = [plan[batch] for plan in plans.values()]
-                        return spread(dense_s, sparse_s), {k: chosen.count(k)
-                                                           for k in set(chosen)}
+                        return speedup(dense_s, sparse_s), {k: chosen.count(k)
+                                                            for k in set(chosen)}
                     ratio, kernels = with_threads(count, measure)
                     key = f"S{sparsity}_b{batch}"
                     figures.setdefault(key, []).append(
@@ -123,7 +121,7 @@ def train_step_speedups(depth: int, width: int, batch: int, sparsities: Sequence
                 dense_s, sparse_s = round_seconds(
                     [harness_epoch(dense, dataset, trainer, []), sparse_epoch], rounds)
                 update = update_seconds(masking)
-                return spread([s / steps for s in dense_s], [s / steps for s in sparse_s]), \
+                return speedup([s / steps for s in dense_s], [s / steps for s in sparse_s]), \
                     update, masking
             ratio, update, masking = with_threads(count, measure)
             dense_step, sparse_step = ratio["dense_seconds"], ratio["sparse_seconds"]
@@ -148,13 +146,10 @@ def update_seconds(masking) -> dict[str, float]:
     """One prune-and-grow by (random stand-in) dense gradient, and rebuilding every layer's
     sparse format afterwards, in seconds."""
     grads = {name: torch.randn(layer.weight.shape) for name, layer in masking.layers.items()}
-    start = time.perf_counter()
-    masking.prune_and_grow(masking.prune_rate, "gradient", grads)
-    pruned = time.perf_counter() - start
-    start = time.perf_counter()
-    for name in masking.kernels.layers:
-        sparse_conv.Pattern(masking.masks[name])
-    return {"prune_and_grow": pruned, "rebuild": time.perf_counter() - start}
+    pruned = call_seconds(lambda: masking.prune_and_grow(masking.prune_rate, "gradient", grads))
+    rebuilt = call_seconds(lambda: [sparse_conv.Pattern(masking.masks[name])
+                                    for name in masking.kernels.layers])
+    return {"prune_and_grow": pruned, "rebuild": rebuilt}
 
 
 def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
@@ -177,7 +172,7 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
                         [lambda: [F.conv2d(x, weight, None, 1, 1) for _ in range(repeats)],
                          lambda: [sparse_conv.sparse_conv2d(x, weight, None, pattern, 1, 1)
                                   for _ in range(repeats)]], rounds)
-                    point[f"forward_b{batch}"] = spread(dense_s, sparse_s)["value"]
+                    point[f"forward_b{batch}"] = speedup(dense_s, sparse_s)["value"]
             x = torch.randn(128, in_channels, side, side, requires_grad=True)
             upstream = torch.randn(128, out_channels, side, side)
             dense_s, sparse_s = round_seconds(
@@ -186,7 +181,7 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
                  lambda: torch.autograd.grad(sparse_conv.sparse_conv2d(x, weight, None, pattern,
                                                                        1, 1), (x, weight),
                                              upstream)], max(1, rounds // 2))
-            point["train_b128"] = spread(dense_s, sparse_s)["value"]
+            point["train_b128"] = speedup(dense_s, sparse_s)["value"]
             points.append(point)
     return points
 

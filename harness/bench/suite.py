@@ -32,7 +32,6 @@ depend on pixel values), with the cpu scale's WRN-10-2 at batch 128 unless said 
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from harness.bench import sparse_kernels
 
 from harness.core import cli
+from harness.core.errors import UserError
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluation.evaluate import EvalSet, evaluate
 from harness.bench.loader import bench_imagenet_loader
@@ -55,18 +55,9 @@ from harness.models.wide_resnet import wide_resnet
 from harness.evaluation.predictors import MemberEnsemble
 from harness.bench.parts import (CIFAR_MEAN, CIFAR_STD, IMAGE_SHAPE, Result, harness_epoch,
                                  masked_wrn, synthetic)
-from harness.kernels.inference import KERNELS, choose_kernels, round_seconds, sparsify, spread
+from harness.kernels.inference import KERNELS, choose_kernels, sparsify
+from harness.kernels.timing import ratio_spread, side_by_side, spread
 from harness.engine.train import Trainer
-
-def side_by_side(functions, rounds: int) -> tuple[list[float], list[list[float]]]:
-    """Medians of each function's seconds, and the seconds of every round
-    (`sparse_inference.round_seconds`)."""
-    times = round_seconds(functions, rounds)
-    return [statistics.median(series) for series in times], times
-
-
-def ratio_spread(numerators: list[float], denominators: list[float]) -> dict:
-    return spread([top / bottom for top, bottom in zip(numerators, denominators)])
 
 
 def small_model(seed: int = 0) -> torch.nn.Module:
@@ -374,8 +365,8 @@ def run_all(only: list[str] | None, sparse_model: tuple[int, int],
     }
     unknown = set(only or ()) - set(benches)
     if unknown:
-        raise SystemExit(f"error: unknown benchmark(s) {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(benches)}")
+        raise UserError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: "
+                        f"{', '.join(benches)}")
     results = []
     for name, bench in benches.items():
         if only and name not in only:
@@ -397,6 +388,7 @@ def line(result: Result) -> str:
             f"{result.note}{rounds}")
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.bench", __doc__)
     parser.path("output_dir", "build/bench", "where bench.json goes")

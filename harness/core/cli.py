@@ -8,15 +8,60 @@ flags as the design and uncertainty-baselines use them:
   bindings, which hold commas, are repeated flags (`--gin_file=a.gin --gin_file=b.gin`);
 * `--help` prints the usage and exits 0; a flag mistake is one line `error: ...`, exit 2.
 
-Each entry point keeps its own `FlagValues`, so entry points imported together (the tests)
-never share or clash over a flag, and `main(argv)` can be called more than once.
+Each entry point keeps its own `Flags` (absl `FlagValues`), so entry points imported together
+(the tests) never share or clash over a flag, and `main(argv)` can be called more than once.
+Each entry point's `main` is a `command`, which keeps the promises of what a command does
+with a mistake, Ctrl-C or a bug, so that no entry point writes them by hand.
 """
+import functools
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import flags
+
+from harness.core.errors import Interrupted, UserError, first_line
+
+Main = Callable[[Sequence[str] | None], int]
+
+
+class HelpShown(Exception):
+    """`--help` was given and the usage printed: the command has done all it was asked to."""
+
+
+def command(main: Main | None = None, *, interrupted: str | None = None,
+            interrupted_outside_a_run: str = "interrupted") -> Main:
+    """The contract of every entry point's `main(argv=None)`, kept here once. The exit status is
+    returned rather than raised, so that a test calling `main([...])` sees what the shell sees
+    of `sys.exit(main())`:
+
+    * `--help`: the usage on stdout, 0;
+    * a user's mistake (`UserError`, a flag mistake): one line `error: <first line>` on
+      stderr, 2 (gin appends call and file context the user does not need);
+    * Ctrl-C: one line on stderr, 130: `interrupted`, where the command gives it (a command
+      that continues by being run again, whichever of its runs was cut short); else an
+      `Interrupted`'s own message (the run says what became of it and how to continue it);
+      else `interrupted_outside_a_run`;
+    * anything else is a bug: it propagates with its traceback.
+
+    Used bare (`@cli.command`) or with the Ctrl-C lines (`@cli.command(interrupted=...)`)."""
+    def keep_contract(main: Main) -> Main:
+        @functools.wraps(main)
+        def run(argv: Sequence[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except HelpShown:
+                return 0
+            except UserError as error:
+                print(f"error: {first_line(error)}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt as interrupt:
+                reported = first_line(interrupt) if isinstance(interrupt, Interrupted) else None
+                print(interrupted or reported or interrupted_outside_a_run, file=sys.stderr)
+                return 130
+        return run
+    return keep_contract if main is None else keep_contract(main)
 
 
 class Flags:
@@ -54,8 +99,12 @@ class Flags:
         self._define(flags.DEFINE_integer, name, default, help, required,
                      lower_bound=lower_bound)
 
-    def boolean(self, name: str, default: bool, help: str = "") -> None:
+    def boolean(self, name: str, default: bool | None, help: str = "") -> None:
+        """`default` None: the command decides when the flag is not given."""
         self._define(flags.DEFINE_bool, name, default, help)
+
+    def choice(self, name: str, default: str, choices: Sequence[str], help: str = "") -> None:
+        flags.DEFINE_enum(name, default, list(choices), help, flag_values=self.values)
 
     def strings(self, name: str, default: Sequence[str] | None = None, help: str = "") -> None:
         """A comma-separated list."""
@@ -95,35 +144,35 @@ class Flags:
         return "\n".join(lines)
 
     def parse(self, argv: Sequence[str] | None) -> SimpleNamespace:
-        """`argv` without the program name (None: the command line). Exits 0 after `--help`,
-        2 with one line after a mistake."""
+        """`argv` without the program name (None: the command line). Raises `HelpShown` after
+        printing the usage for `--help`, and `UserError` for a mistake (see `command`)."""
         argv = sys.argv[1:] if argv is None else list(argv)
         self.values.unparse_flags()
         try:
             rest = self.values([self.prog, *argv])[1:]
         except flags.Error as error:
-            usage_error(str(error).splitlines()[0])
+            raise UserError(str(error)) from None
         if self.values.help:
             print(self.help())
-            raise SystemExit(0)
+            raise HelpShown
         missing = sorted(name for name in self.required if self.values[name].value in (None, []))
         if missing:
-            usage_error(f"--{missing[0]} is required (see --help)")
+            raise UserError(f"--{missing[0]} is required (see --help)")
         if self.variadic:
             if not rest:
-                usage_error(f"expected one or more {self.variadic.upper()} (see --help)")
+                raise UserError(f"expected one or more {self.variadic.upper()} (see --help)")
         elif len(rest) != len(self.positionals):
             given = f"got {len(rest)}: {' '.join(rest)}" if rest else "got none"
-            usage_error(f"expected {len(self.positionals)} argument(s) "
-                        f"{' '.join(self.positionals).upper()}, {given}")
+            raise UserError(f"expected {len(self.positionals)} argument(s) "
+                            f"{' '.join(self.positionals).upper()}, {given}")
         parsed = {name: self.values[name].value for name in self.values}
         for name in self.integer_lists:
             if parsed[name] is not None:
                 try:
                     parsed[name] = [int(value) for value in parsed[name]]
                 except ValueError:
-                    usage_error(f"--{name} must be comma-separated integers, got "
-                                f"{','.join(parsed[name])!r}")
+                    raise UserError(f"--{name} must be comma-separated integers, got "
+                                    f"{','.join(parsed[name])!r}") from None
         for name in self.paths:
             if parsed[name] is not None:
                 parsed[name] = Path(parsed[name])
@@ -133,23 +182,3 @@ class Flags:
             parsed.update({name: Path(value) for name, value in zip(self.positionals, rest)})
         return SimpleNamespace(**parsed)
 
-
-def usage_error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def app_flags_parser(module):
-    """The `flags_parser` of an entry point that absl's `app.run` starts on absl's global
-    flags (harness.launch, harness.gpu_check), with the same promises: `--help` prints the
-    docstring of `module` (the one that defines the flags) and its flags and exits 0; a flag
-    mistake is one line, exit 2."""
-    def parse(argv: list[str]) -> list[str]:
-        if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-            print(f"{module.__doc__}\n{flags.FLAGS.module_help(module.__name__)}")
-            raise SystemExit(0)
-        try:
-            return flags.FLAGS(argv)
-        except flags.Error as error:
-            usage_error(str(error).splitlines()[0])
-    return parse

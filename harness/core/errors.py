@@ -1,8 +1,9 @@
 """The one exception type for mistakes a user can fix (bad config, missing data, bad paths),
 and the checks of settings that raise it.
 
-Entry points catch it, print its message as one line, and exit non-zero; anything else is a
-bug and keeps its traceback. `Interrupted` (Ctrl-C) is printed as one line too, exit 130.
+Every entry point's `main` is a `harness.core.cli.command`, which prints its first line and
+exits 2; anything else is a bug and keeps its traceback. `Interrupted` (Ctrl-C) is printed as
+one line too, exit 130.
 """
 import math
 import numbers

@@ -151,7 +151,8 @@ def random_subset(images: np.ndarray, labels: np.ndarray, limit: int | None, see
     return images[chosen], labels[chosen]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@cli.command
+def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.data.corrupt", __doc__.split("\n\n")[0])
     parser.path("npz", None, "array dataset whose x_test/y_test are corrupted", required=True)
     parser.path("output_dir", None, "folder to write", required=True)
@@ -160,21 +161,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.integer("limit", None, "corrupt LIMIT test images drawn at random (seeded by --seed)")
     parser.progress()
     args = parser.parse(argv)
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise UserError(f"--limit must be >= 1, got {args.limit}")
-        check_replaceable(args.output_dir)
-        images, labels = load_test_split(args.npz)
-        images, labels = random_subset(images, labels, args.limit, args.seed)
-        names = [name for name in args.corruptions if name]
-        out = generate(images, labels, args.output_dir, source=str(args.npz), seed=args.seed,
-                       corruptions=names, progress=args.progress)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    check_replaceable(args.output_dir)
+    images, labels = load_test_split(args.npz)
+    images, labels = random_subset(images, labels, args.limit, args.seed)
+    names = [name for name in args.corruptions if name]
+    out = generate(images, labels, args.output_dir, source=str(args.npz), seed=args.seed,
+                   corruptions=names, progress=args.progress)
     print(f"wrote {len(names)} corruptions x 5 severities of {len(images)} images to {out} "
           f"(generated, not the published CIFAR-10-C)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core import cli
+from harness.core.errors import UserError
 
 MARKER = ".written-by-harness.data.tiny_imagenet"
 
@@ -40,6 +41,7 @@ def write_tiny_imagenet(root: Path, classes: int = 10, train_per_class: int = 8,
     return root
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.data.tiny_imagenet", __doc__)
     parser.path("output_dir", None, "the folder to write", required=True)
@@ -48,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{root} was written before; left alone")
         return 0
     if root.exists() and not (root.is_dir() and not any(root.iterdir())):
-        print(f"error: {root} exists and was not written by this generator; it is left as it "
-              f"is: choose another --output_dir", file=sys.stderr)
-        return 2
+        raise UserError(f"{root} exists and was not written by this generator; it is left as "
+                        f"it is: choose another --output_dir")
     staging = root.with_name(f".{root.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)  # a staging folder of an interrupted call
     write_tiny_imagenet(staging)

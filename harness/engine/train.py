@@ -49,6 +49,7 @@ from harness.core.errors import UserError, check_integer, check_number
 from harness.core.progress import draws_bars
 from harness.core.safe_load import UnsafeFile
 from harness.engine.schedules import MultiStep, compose
+from harness.store import paths
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Schedule = Callable[[float], float]
@@ -222,7 +223,8 @@ class Trainer:
                            steps_per_epoch=self.steps_per_epoch(len(dataset)),
                            batch_size=self.batch_size)
         within = {}  # where a checkpoint taken mid-epoch left the epoch
-        if checkpoint is not None and (checkpoint.exists() or _previous(checkpoint).exists()):
+        if checkpoint is not None and (checkpoint.exists()
+                                       or paths.previous_checkpoint(checkpoint).exists()):
             within = _restore(checkpoint, state, hooks)
         for hook in hooks:
             hook.on_train_begin(state)
@@ -293,14 +295,11 @@ class Trainer:
                 _save(checkpoint, state, hooks)
         bar.close()
         if checkpoint is not None and distributed.is_main():
-            _previous(checkpoint).unlink(missing_ok=True)  # the last one is complete
+            # the last one is complete
+            paths.previous_checkpoint(checkpoint).unlink(missing_ok=True)
         for hook in hooks:
             hook.on_train_end(state)
         return state
-
-
-def _previous(path: Path) -> Path:
-    return path.with_name(path.name + ".previous")
 
 
 def _rng_states() -> dict:
@@ -327,9 +326,10 @@ def _set_rng_states(states: dict) -> None:
 
 def _save(path: Path, state: TrainState, hooks: Sequence[Hook], within: dict | None = None
           ) -> None:
-    """Durable (harness/core/durable.py); the checkpoint it replaces is kept as `<name>.previous`,
-    the fallback should the new one be found damaged. `within`: the RNG and loss state of a
-    checkpoint taken mid-epoch. Every process holds the same state; rank 0 writes it."""
+    """Durable (harness/core/durable.py); the checkpoint it replaces is kept
+    (`paths.previous_checkpoint`), the fallback should the new one be found damaged.
+    `within`: the RNG and loss state of a checkpoint taken mid-epoch. Every process holds the
+    same state; rank 0 writes it."""
     if not distributed.is_main():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,14 +339,14 @@ def _save(path: Path, state: TrainState, hooks: Sequence[Hook], within: dict | N
                 "hooks": [hook.state_dict() for hook in hooks], "within": within or {}},
                partial)
     if path.exists():
-        os.replace(path, _previous(path))
+        os.replace(path, paths.previous_checkpoint(path))
     durable_replace(partial, path)
 
 
 def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> dict:
     """From `path`, or from the previous checkpoint where `path` is missing or damaged;
     returns the mid-epoch state (`_save`'s `within`), empty after a whole epoch."""
-    for candidate in (path, _previous(path)):
+    for candidate in (path, paths.previous_checkpoint(path)):
         try:
             saved = safe_load.load(candidate, next(state.model.parameters()).device)
             break
@@ -356,8 +356,8 @@ def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> dict:
             continue
     else:
         raise UserError(f"checkpoint {path} is damaged and no earlier one is usable; delete it "
-                        f"(and {_previous(path).name}) to restart this training run from its "
-                        f"first epoch")
+                        f"(and {paths.previous_checkpoint(path).name}) to restart this training "
+                        f"run from its first epoch")
     if len(saved["hooks"]) != len(hooks):
         raise ValueError(f"{path} was written by a run with other hooks; delete it to restart")
     state.model.load_state_dict(saved["model"])

@@ -20,8 +20,7 @@ import torch
 from harness.core.durable import atomic_write
 from harness.core.errors import UserError
 from harness.evaluation.metrics import MetricSums, PairSums, ensemble_log_probs, member_pairs
-
-TEST_PREDICTIONS = Path("predictions") / "test.npz"
+from harness.store import paths
 
 
 class PredictionCollector:
@@ -48,9 +47,9 @@ class PredictionCollector:
 
 def load_predictions(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(log_probs [M, N, C], labels [N]) of a finished run."""
-    path = run_dir / TEST_PREDICTIONS
+    path = paths.test_predictions(run_dir)
     if not path.is_file():
-        raise UserError(f"{run_dir} has no cached predictions ({TEST_PREDICTIONS}): it ran "
+        raise UserError(f"{run_dir} has no cached predictions ({paths.TEST_PREDICTIONS}): it ran "
                         f"without the 'test' suite or before predictions were cached")
     with np.load(path, allow_pickle=False) as arrays:
         return torch.from_numpy(arrays["log_probs"]), torch.from_numpy(arrays["labels"])

@@ -29,9 +29,8 @@ from harness.core.errors import UserError
 from harness.evaluation.metrics import MetricSums, ensemble_log_probs
 from harness.evaluation.predictors import MimoPredictor, TiledPredictor
 from harness.engine.train import Hook, TrainState
+from harness.store import paths
 
-HISTORY = "history.csv"
-TENSORBOARD = "tensorboard"
 COLUMNS = ("stage", "epoch", "step", "loss", "lr", "seconds", "images_per_second",
            "val_accuracy", "val_nll")
 
@@ -68,12 +67,12 @@ class RunHistory:
 
     def __init__(self, run_dir: Path, *, validation: ArrayDataset | None = None,
                  eval_batch_size: int = 500, log: bool = False, tensorboard: bool = False):
-        self.path = run_dir / HISTORY
+        self.path = paths.history(run_dir)
         self.validation = validation
         self.eval_batch_size = eval_batch_size
         self.writes = distributed.is_main()
         self.log = log and self.writes
-        self.tensorboard_dir = run_dir / TENSORBOARD if tensorboard and self.writes else None
+        self.tensorboard_dir = paths.tensorboard(run_dir) if tensorboard and self.writes else None
         if tensorboard:
             summary_writer()  # its check, before training
 
@@ -147,4 +146,4 @@ def summary_writer():
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / HISTORY)
+    return pd.read_csv(paths.history(run_dir))

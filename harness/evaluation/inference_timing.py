@@ -17,7 +17,8 @@ import gin
 import torch
 
 from harness.evaluation.predictors import MemberEnsemble, Predictor
-from harness.kernels.inference import choose_kernels, round_seconds, sparsify, spread
+from harness.kernels.inference import choose_kernels, sparsify
+from harness.kernels.timing import round_seconds, spread
 
 SUITE = "timing"
 DENSE = "inference_seconds_per_image"

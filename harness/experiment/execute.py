@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from harness.core import distributed
 
 from harness.engine import scale
-from harness.evaluation.cached_predictions import TEST_PREDICTIONS, PredictionCollector
+from harness.evaluation.cached_predictions import PredictionCollector
 from harness.experiment.config import parse
 from harness.core.errors import Interrupted, UserError, first_line
 from harness.evaluation.evaluate import evaluate
@@ -30,6 +30,7 @@ from harness.flops import layer_forward_flops, sparse_forward_flops, weight_dens
 from harness.evaluation.history import RunHistory
 from harness.evaluation.predictors import Predictor
 from harness.core.progress import draws_bars
+from harness.store import paths
 from harness.store.record import (command_line, make_run_dir, plan_run_dir, record_command,
                             staging_dir, swap_in, write_json, write_metrics, write_text)
 from harness.evaluation.suite_summary import corrupted_summary
@@ -50,14 +51,14 @@ def execute(prepared: Prepared, run_dir: Path) -> dict | None:
     """Trains, evaluates and writes the run record; returns the summary. Under torchrun every
     process trains; rank 0 alone evaluates and writes, and the others return None."""
     if distributed.is_main():
-        write_text(run_dir / "config.gin", gin.config_str())
+        write_text(paths.config(run_dir), gin.config_str())
     history = RunHistory(run_dir, validation=prepared.data.validation,
                          eval_batch_size=prepared.experiment.eval_batch_size,
                          log=not draws_bars(prepared.progress),
                          tensorboard=prepared.experiment.tensorboard)
     context = FitContext(trainer=prepared.trainer, train_set=prepared.data.splits.train,
                          model_factory=prepared.model_factory, seed=prepared.experiment.seed,
-                         checkpoint_dir=run_dir / "checkpoints", history=history)
+                         checkpoint_dir=paths.checkpoints(run_dir), history=history)
     with default_dtype(PRECISIONS[prepared.experiment.precision]):
         predictor = prepared.method.fit(context)
         if not distributed.is_main():
@@ -87,7 +88,7 @@ def execute(prepared: Prepared, run_dir: Path) -> dict | None:
     rows += [{"method": prepared.method.name, "suite": TIMING_SUITE, "corruption": "clean",
               "severity": 0, **row} for row in timing_rows]
     if test_predictions.labels:  # for sub-ensembles without retraining (Fig. 5)
-        test_predictions.write(run_dir / TEST_PREDICTIONS)
+        test_predictions.write(paths.test_predictions(run_dir))
 
     rows += [{"method": prepared.method.name, "suite": "structure", "corruption": "clean",
               "severity": 0, **row} for row in structure_rows(predictor.members())]
@@ -98,12 +99,12 @@ def execute(prepared: Prepared, run_dir: Path) -> dict | None:
                           "test_flops_ratio", "planned_train_flops",
                           "planned_train_flops_ratio")]
     operative = gin.operative_config_str()
-    write_text(run_dir / "operative_config.gin", operative)
-    write_json(run_dir / "flops.json", flops)
-    write_metrics(run_dir / "metrics.parquet", rows)
+    write_text(paths.operative_config(run_dir), operative)
+    write_json(paths.flops(run_dir), flops)
+    write_metrics(paths.metrics(run_dir), rows)
     summary = {**run_summary(prepared, rows, context, eval_seconds, operative),
                "inference_timing": timing}
-    write_json(run_dir / "summary.json", summary)
+    write_json(paths.summary(run_dir), summary)
     return summary
 
 

@@ -23,8 +23,6 @@ import hashlib
 import json
 import math
 import shutil
-import statistics
-import sys
 from pathlib import Path
 
 import torch
@@ -33,9 +31,10 @@ from torch import nn
 from harness.core import cli
 from harness.core.errors import UserError
 from harness.evaluation.predictors import MemberEnsemble
+from harness.store import paths
 from harness.store.record import is_finished, read_summary
-from harness.kernels.inference import (KERNELS, choose_kernels, conv_names, density,
-                                      round_seconds, sparsify, spread)
+from harness.kernels.inference import KERNELS, choose_kernels, conv_names, density, sparsify
+from harness.kernels.timing import ratio_spread, side_by_side
 
 FORMAT = "freetickets-sparse-inference"
 VERSION = 1
@@ -60,7 +59,7 @@ def run_architecture(run_dir: Path) -> dict:
 
     from harness.experiment.assemble import Experiment  # registers every configurable it names
 
-    parse([str(run_dir / "operative_config.gin")])
+    parse([str(paths.operative_config(run_dir))])
     experiment = Experiment()
     geometry = PUBLISHED_GEOMETRY.get(experiment.dataset_name)
     if geometry is None:
@@ -128,7 +127,7 @@ def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
     if not batch_sizes or min(batch_sizes) < 1:
         raise UserError(f"--batch_sizes must be positive integers, got {batch_sizes}")
     if not is_finished(run_dir):
-        raise UserError(f"{run_dir} is not a finished run (no summary.json)")
+        raise UserError(f"{run_dir} is not a finished run (no {paths.SUMMARY})")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--output_dir {out} exists and is not empty; choose a new folder")
     partial = out.with_name(out.name + ".partial")
@@ -237,15 +236,16 @@ def speedups(dense: nn.Module, sparse: nn.Module, image_shape, batch_sizes, roun
     result = {}
     for batch in batch_sizes:
         x = torch.randn(batch, *image_shape)
-        dense_s, sparse_s = round_seconds([lambda: dense(x), lambda: sparse(x)], rounds)
-        ratios = spread([d / s for d, s in zip(dense_s, sparse_s)])
-        result[batch] = {"dense_seconds": statistics.median(dense_s),
-                         "sparse_seconds": statistics.median(sparse_s),
+        (dense_median, sparse_median), (dense_s, sparse_s) = side_by_side(
+            [lambda: dense(x), lambda: sparse(x)], rounds)
+        ratios = ratio_spread(dense_s, sparse_s)
+        result[batch] = {"dense_seconds": dense_median, "sparse_seconds": sparse_median,
                          "speedup": ratios["median"], "speedup_min": ratios["min"],
                          "speedup_max": ratios["max"]}
     return result
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.export", __doc__, positionals=("run_dir",))
     parser.path("output_dir", None, "the export folder (new)", required=True)
@@ -253,15 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.string("kernels", "auto", f"auto or one of {', '.join(KERNELS)}")
     parser.integer("rounds", 3, "timing rounds per kernel and per speed-up")
     args = parser.parse(argv)
-    try:
-        manifest = export(args.run_dir, args.output_dir, tuple(args.batch_sizes), args.kernels,
-                          args.rounds)
-        architecture = manifest["architecture"]
-        exported = load_export(args.output_dir)
-        dense = load_run_members(args.run_dir)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    manifest = export(args.run_dir, args.output_dir, tuple(args.batch_sizes), args.kernels,
+                      args.rounds)
+    architecture = manifest["architecture"]
+    exported = load_export(args.output_dir)
+    dense = load_run_members(args.run_dir)
     print(f"exported {len(manifest['members'])} member(s) of {args.run_dir} to {args.output_dir}")
     for index, (entry, network) in enumerate(zip(manifest["members"], exported.networks)):
         kernels = {}

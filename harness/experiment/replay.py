@@ -22,6 +22,7 @@ from harness.data.arrays import ArrayDataset, split_holdout, take
 from harness.core.errors import UserError
 from harness.experiment.assemble import PRECISIONS, Experiment, default_dtype
 from harness.evaluation.predictors import Predictor
+from harness.store import paths
 from harness.store.record import is_finished
 from methods.base import FitContext, Method
 
@@ -58,8 +59,8 @@ class Replayed:
 def finished_run(run_dir: Path) -> tuple[Experiment, Splits]:
     """The experiment of a finished run, from its recorded configuration, and its data."""
     if not is_finished(run_dir):
-        raise UserError(f"{run_dir} is not a finished run (no summary.json)")
-    parse([str(run_dir / "config.gin")])
+        raise UserError(f"{run_dir} is not a finished run (no {paths.SUMMARY})")
+    parse([str(paths.config(run_dir))])
     experiment = Experiment()
     return experiment, DATASETS.get(experiment.dataset_name)()
 
@@ -75,7 +76,7 @@ def refit(run_dir: Path, experiment: Experiment, splits: Splits
     geometry = Geometry(len(splits.train), splits.train.image_shape, splits.train.num_classes)
     context = FitContext(trainer=trainer, train_set=train,
                          model_factory=experiment.model_factory(geometry),
-                         seed=experiment.seed, checkpoint_dir=run_dir / "checkpoints",
+                         seed=experiment.seed, checkpoint_dir=paths.checkpoints(run_dir),
                          load_only=True)
     with default_dtype(PRECISIONS[experiment.precision]):
         return method, method.fit(context), context

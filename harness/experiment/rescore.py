@@ -28,9 +28,9 @@ from typing import Sequence
 import pandas as pd
 
 from harness.core.errors import UserError, first_line
+from harness.store import paths
 from harness.store.record import metrics_frame, read_metrics, read_summary, write_json, write_metrics
 
-RESCORED = "rescored"  # the run directory's entry (harness/store/record.py RUN_ENTRIES)
 # Bump when the same suite and settings would score differently (a set's definition moved).
 VERSION = 1
 # Suites whose rows are not a pass over an evaluation set (harness/experiment/execute.py).
@@ -41,17 +41,21 @@ class NotRescored(UserError):
     """A table cell's rescoring is not in the run: the reason, and the command that does it."""
 
 
-def rescored_path(run_dir: Path, suite: str, settings: dict) -> Path:
-    """Where the rows of `suite` with `settings` are kept inside the run."""
+def settings_key(suite: str, settings: dict) -> str:
+    """What tells the rescorings of one run apart: a hash of the suite and its settings."""
     text = json.dumps({"suite": suite, "settings": settings, "version": VERSION},
                       sort_keys=True)
-    key = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return run_dir / RESCORED / f"{suite}-{key}.parquet"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def rescored_path(run_dir: Path, suite: str, settings: dict) -> Path:
+    """Where the rows of `suite` with `settings` are kept inside the run."""
+    return paths.rescored(run_dir, suite, settings_key(suite, settings))
 
 
 def failure_path(run_dir: Path, suite: str, settings: dict) -> Path:
     """Where a rescoring that failed keeps its reason until it succeeds."""
-    return rescored_path(run_dir, suite, settings).with_suffix(".failed.json")
+    return paths.rescore_failure(run_dir, suite, settings_key(suite, settings))
 
 
 def read_rescored(run_dir: Path, suite: str, settings: dict, how: str) -> pd.DataFrame:
@@ -72,7 +76,7 @@ def seconds_per_pass(run_dir: Path) -> float | None:
     `eval_seconds` over the sets metrics.parquet says it scored (the test set, each corrupted
     set); None for a run that recorded neither."""
     seconds = read_summary(run_dir).get("eval_seconds")
-    if seconds is None or not (run_dir / "metrics.parquet").is_file():
+    if seconds is None or not paths.metrics(run_dir).is_file():
         return None
     rows = read_metrics(run_dir)
     rows = rows[(rows.member == "ensemble") & ~rows.suite.isin(NOT_SCORED)]
@@ -140,9 +144,9 @@ def run_rescorings(rescorings: Sequence[Rescoring], progress: bool = False) -> N
         try:
             rescore(rescoring.run_dir, rescoring.suite, rescoring.settings, progress)
         except UserError as error:
-            (rescoring.run_dir / RESCORED).mkdir(exist_ok=True)
-            write_json(failure_path(rescoring.run_dir, rescoring.suite, rescoring.settings),
-                       {"error": first_line(error)})
+            failed = failure_path(rescoring.run_dir, rescoring.suite, rescoring.settings)
+            failed.parent.mkdir(exist_ok=True)
+            write_json(failed, {"error": first_line(error)})
             print(f"    failed: {first_line(error)}", flush=True)
             continue
         print(f"    done in {time.perf_counter() - start:.1f} s", flush=True)

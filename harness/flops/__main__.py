@@ -13,6 +13,7 @@ from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.flops", __doc__)
     parser.repeated("gin_file", "gin files, applied in order", required=True)
@@ -20,12 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse(argv)
     from harness.experiment.assemble import Experiment  # after parsing: --help stays instant
 
+    parse(args.gin_file, args.gin_bindings)
     try:
-        parse(args.gin_file, args.gin_bindings)
         report = Experiment().plan_flops()
-    except (UserError, ValueError, TypeError, KeyError, RuntimeError) as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
+        # gin's, of a configurable that the configuration gives a value it cannot take
+        raise UserError(first_line(error)) from error
     print(json.dumps(report, indent=2))
     return 0
 

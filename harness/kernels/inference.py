@@ -25,16 +25,15 @@ weight that is exactly zero is exact whatever its mask), so any network converts
 """
 import copy
 import math
-import statistics
-import time
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness.kernels import sparse_conv
+from harness.kernels.timing import call_seconds, median_seconds
 
 KERNELS = ("direct", "csr", "gemm", "dense")
 IM2COL_GIVE_UP = 3.0
@@ -171,31 +170,6 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def round_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
-    """Wall-clock of each function in each of `rounds`, run alternately (round-robin) after
-    one warm-up each, so that load on a shared machine hits all of them alike."""
-    for function in functions:
-        function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(rounds):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return times
-
-
-def median_seconds(functions: Sequence[Callable[[], object]], rounds: int) -> list[float]:
-    """Median wall-clock of each function over `rounds` (`round_seconds`)."""
-    return [statistics.median(series) for series in round_seconds(functions, rounds)]
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """min, median and max over rounds: how every time or speed-up is printed and stored, since
-    one figure on a shared machine can be off by half."""
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
 def available_kernels(conv: nn.Conv2d) -> tuple[str, ...]:
     """The kernels that can run `conv` here: direct only with the compiled kernels and a
     float32 CPU weight."""
@@ -240,7 +214,7 @@ def layer_timings(model: nn.Module, image_shape: Sequence[int], batch: int, roun
         x = torch.randn(shape[1], shape[0], *shape[2:], device=device).transpose(0, 1)
         runs = {kernel: lambda c=SparseConv2d(conv, {batch: kernel}): c(x)
                 for kernel in available_kernels(conv)}
-        first = {kernel: _seconds(run) for kernel, run in runs.items()}
+        first = {kernel: call_seconds(run) for kernel, run in runs.items()}
         # An im2col kernel (no one-time cost in its first call, unlike a direct plan or a
         # oneDNN primitive) that took IM2COL_GIVE_UP times as long as dense is not timed further:
         # a CSR product of a WRN-28-10 layer at batch 64 takes seconds a call.
@@ -253,12 +227,6 @@ def layer_timings(model: nn.Module, image_shape: Sequence[int], batch: int, roun
                          "given_up": {kernel: first[kernel] for kernel in runs
                                       if kernel not in candidates}}
     return timings
-
-
-def _seconds(function: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def choose_kernels(model: nn.Module, image_shape: Sequence[int], batch_sizes: Sequence[int],

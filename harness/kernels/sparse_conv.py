@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sparse_conv.cpp")
 
+
 def cache_dir() -> Path:
     """Where compiled kernels are kept: outside the source tree, which may be read-only (an
     installed wheel)."""

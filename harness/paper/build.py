@@ -25,6 +25,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness.core import cli
@@ -35,6 +36,7 @@ from harness.tables import catalogue
 from harness.tables.catalogue import Catalogue, Figure, Table
 from harness.core.durable import atomic_write
 from harness.core.errors import UserError
+from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.tables.rows import figure_rows
 from harness.paper.page import Outcome, page, table_layers
 from harness.tables.report import CATALOGUE_HELP
@@ -50,15 +52,17 @@ def last_error(text: str) -> str:
     return (errors or lines or ["no output"])[-1].removeprefix("error:").strip()
 
 
-def make_table(table: Table, scale: str, seeds: int, runs_dir: Path, out: Path,
-               gin_dir: Path, catalogue_file: Path | None = None) -> Outcome:
-    """Runs (or reuses) the table's rows and writes it, in its own process. A long table
-    written although some rows could not run (harness/tables/make.py) is kept, with the error
-    beside it."""
+def make_table(table: Table, context: TableContext, out: Path,
+               catalogue_file: Path | None = None) -> Outcome:
+    """Runs (or reuses) the table's rows and writes it, in its own process, at its scale of
+    the page's (the context's). A long table written although some rows could not run
+    (harness/tables/make.py) is kept, with the error beside it."""
     start, started = time.perf_counter(), time.time()
+    scale = context.for_table(table).scale
     command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
-               f"--scale={table.scale(scale)}", f"--seeds={seeds}", f"--runs_dir={runs_dir}",
-               f"--output_dir={out / 'tables'}", f"--gin_dir={gin_dir}", "--noprogress",
+               f"--scale={scale}", f"--seeds={context.seeds}",
+               f"--runs_dir={context.store.root}", f"--output_dir={out / 'tables'}",
+               f"--gin_dir={context.gin_dir}", "--noprogress",
                *([f"--catalogue={catalogue_file}"] if catalogue_file else [])]
     print(f"table {table.number}: {' '.join(command[1:])}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
@@ -74,12 +78,11 @@ def make_table(table: Table, scale: str, seeds: int, runs_dir: Path, out: Path,
     written = path.is_file() and path.stat().st_mtime >= started
     return Outcome(seconds, path=path if written else None,
                    missing=f"`python -m harness.tables --table={table.number} "
-                           f"--scale={table.scale(scale)}` failed: "
+                           f"--scale={scale}` failed: "
                            f"{last_error(done.stderr or done.stdout)}")
 
 
-def run_figure_rows(contents: Catalogue, scale: str, runs_dir: Path, gin_dir: Path
-                    ) -> dict[str, Outcome]:
+def run_figure_rows(contents: Catalogue, context: TableContext) -> dict[str, Outcome]:
     """Runs (or reuses) every figure's own rows, seed 0; per figure folder the seconds it took
     and, where a run failed, why."""
     from harness.tables.run_rows import run_seed
@@ -89,10 +92,10 @@ def run_figure_rows(contents: Catalogue, scale: str, runs_dir: Path, gin_dir: Pa
         if item.folder in outcomes:
             continue
         start, failure = time.perf_counter(), None
-        for row in figure_rows(item, scale, gin_dir):
-            print(f"{item.folder} [{scale}] {row.name}", flush=True)
+        for row in figure_rows(item, context):
+            print(f"{item.folder} [{context.scale}] {row.name}", flush=True)
             try:
-                outcome = run_seed(row, 0, [], RunStore(runs_dir), progress=False)
+                outcome = run_seed(row, 0, context, progress=False)
             except UserError as error:
                 failure = f"its run {row.name} failed: {error}"
                 break
@@ -121,14 +124,15 @@ def draw_figure(item: Figure, sources: Sources, out: Path, runs: Outcome | None
     return Outcome(before + time.perf_counter() - start, path=path)
 
 
-def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
-               output_dir: Path = Path("reports/paper"), gin_dir: Path = Path("gin"),
+def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
                page_only: bool = False, catalogue_file: Path | None = None) -> Path:
     """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
-    `catalogue_file` defines) needs, draws them and writes the page; returns its path."""
+    `catalogue_file` defines) needs at the context's (page) scale and seeds, draws them and
+    writes the page; returns its path."""
     from harness.experiment.execute import git_commit
 
     contents = catalogue.load(catalogue_file)
+    scale = context.scale
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     out = output_dir / scale
@@ -142,11 +146,11 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
                 Outcome(recorded.get(f"table{table.number}", 0.0), path=path) if path.is_file()
                 else Outcome(0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
         else:
-            tables[table.number] = make_table(table, scale, seeds, runs_dir, out, gin_dir,
-                                              catalogue_file)
-    figure_runs = {} if page_only else run_figure_rows(contents, scale, runs_dir, gin_dir)
-    sources = Sources(scale, RunStore(runs_dir), out / "tables", contents.tables,
-                      contents.figures, gin_dir)
+            tables[table.number] = make_table(table, context, out, catalogue_file)
+    figure_runs = {} if page_only else run_figure_rows(contents, context)
+    # The figures draw from the first finished seed of each row, whichever seeds ran.
+    sources = Sources(replace(context, seeds=None), out / "tables", contents.tables,
+                      contents.figures)
     figure_outcomes = {}
     for item in contents.figures:
         print(f"figure {item.key}", flush=True)
@@ -158,31 +162,25 @@ def make_paper(scale: str, seeds: int = 1, runs_dir: Path = Path("runs"),
     atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
     path = out / "index.html"
     text = page(contents, scale, git_commit(), tables, figure_outcomes,
-                {table.number: table_layers(table, scale, gin_dir) for table in contents.tables})
+                {table.number: table_layers(table, context) for table in contents.tables})
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
 
 
+@cli.command(interrupted="interrupted: run the same command again to continue where it "
+                          "stopped")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.paper", __doc__)
     parser.string("scale", "paper", ", ".join(SCALES))
     parser.integer("seeds", 1, "seeds 0..N-1 per table row")
     parser.path("runs_dir", "runs", "the run store")
     parser.path("output_dir", "reports/paper", "where the page goes")
-    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the table gin files")
     parser.boolean("page_only", False, "no training: the page from the tables and runs that "
                                        "exist")
     parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
-    try:
-        path = make_paper(args.scale, args.seeds, args.runs_dir, args.output_dir, args.gin_dir,
-                          args.page_only, args.catalogue)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue where it stopped",
-              file=sys.stderr)
-        return 130
+    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, seeds=args.seeds)
+    path = make_paper(context, args.output_dir, args.page_only, args.catalogue)
     print(path)
     return 0

@@ -42,14 +42,15 @@ except ImportError:  # an extra: the harness runs and scores without it
     sys.exit(2)
 
 from harness.core import cli
-from harness.evaluation.cached_predictions import (TEST_PREDICTIONS, ensemble_size_curve,
-                                        load_predictions, member_diversity, pair_diversity)
+from harness.evaluation.cached_predictions import (ensemble_size_curve, load_predictions,
+                                                   member_diversity, pair_diversity)
 from harness.core.durable import atomic_write
 from harness.core.errors import UserError
+from harness.store import paths
 from harness.store.record import read_metrics, read_summary
 from harness.paper.reference import figure_2_right
 from harness.tables.report import chosen_tables, table_flags
-from harness.store.runs import RunStore
+from harness.tables.context import TableContext
 from harness.tables.sources import first_seeds, table_runs
 
 
@@ -68,11 +69,11 @@ def with_predictions(runs: list[tuple[str, Path]], figure: str) -> list[tuple[st
     """The runs whose predictions were cached; the others are named and left out."""
     kept = []
     for label, run_dir in runs:
-        if (run_dir / TEST_PREDICTIONS).is_file():
+        if paths.test_predictions(run_dir).is_file():
             kept.append((label, run_dir))
         else:
             print(f"{figure}: {label} left out, {run_dir} has no cached predictions "
-                  f"({TEST_PREDICTIONS})")
+                  f"({paths.TEST_PREDICTIONS})")
     return kept
 
 
@@ -323,12 +324,10 @@ def save_png(fig, path: Path) -> Path:
     return path
 
 
-def figures(table, scale: str, store: RunStore, output_dir: Path, gin_dir: Path = Path("gin"),
-            extra_files=(), bindings=()) -> list[Path]:
+def figures(table, context: TableContext, output_dir: Path) -> list[Path]:
     """Writes the figures of a catalogue table's runs; returns their paths."""
-    runs = first_seeds(table_runs(table, scale, store, gin_dir=gin_dir, extra_files=extra_files,
-                                  bindings=bindings))
-    table = table.number
+    runs = first_seeds(table_runs(table, context))
+    table, scale = table.number, context.scale
     makers = {"ensemble_size": lambda: ensemble_size_figure(runs),
               "disagreement": lambda: heatmap_figure(
                   runs, "disagreement", "Prediction disagreement (paper Figs. 6-7)"),
@@ -345,18 +344,14 @@ def figures(table, scale: str, store: RunStore, output_dir: Path, gin_dir: Path 
     return written
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.figures", __doc__)
     table_flags(parser)
     parser.path("output_dir", "reports/figures", "where the figures go")
     args = parser.parse(argv)
-    try:
-        store, tables = chosen_tables(args)
-        for table in tables:
-            for path in figures(table, args.scale, store, args.output_dir, args.gin_dir,
-                                args.gin_file, args.gin_bindings):
-                print(path)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    context, tables = chosen_tables(args)
+    for table in tables:
+        for path in figures(table, context, args.output_dir):
+            print(path)
     return 0

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.tables import long, render, wide
+from harness.tables import render
 from harness.tables.catalogue import Catalogue, Table
 from harness.core.errors import UserError
+from harness.tables.context import TableContext
+from harness.tables.kinds import kind_of
 from harness.tables.rows import common_layers, table_rows
 
 
@@ -39,20 +41,11 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def table_model(table: Table, frame: pd.DataFrame, scale: str, layered: list[str]
-                ) -> render.Table:
-    """A table of either kind (harness/tables/wide.py's Tables 1-3 and 6, harness/
-    long.py's one printed number per row) with its intro and notes."""
-    if table.kind == "long":
-        return long.table_model(frame, table, scale, layered)
-    return wide.table_model(frame, table.number, scale, layered)
-
-
-def table_layers(table: Table, page_scale: str, gin_dir: Path) -> list[str]:
-    """The gin files every row of the table is layered with besides its own (none where its
-    rows cannot be listed: the page names why)."""
+def table_layers(table: Table, context: TableContext) -> list[str]:
+    """The gin files every row of the table is layered with besides its own, at its scale of
+    the page's (the context's); none where its rows cannot be listed: the page names why."""
     try:
-        return common_layers(table_rows(table, table.scale(page_scale), gin_dir))
+        return common_layers(table_rows(table, context.for_table(table)))
     except UserError:
         return []
 
@@ -101,8 +94,8 @@ def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome
         if outcome.path is None:
             continue
         frame = pd.read_parquet(outcome.path)
-        model = table_model(table, frame, table.scale(scale),
-                            (layered or {}).get(table.number, []))
+        model = kind_of(table).model(frame, table, table.scale(scale),
+                                     (layered or {}).get(table.number, []))
         run_commits.update(commits(frame))
         note = (f" (rows at scale <code>{table.scale(scale)}</code>)"
                 if table.scale(scale) != scale else "")

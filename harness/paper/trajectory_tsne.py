@@ -30,30 +30,26 @@ from harness.core import safe_load
 from harness.engine import scale
 from harness.core.errors import UserError
 from harness.experiment.replay import Replayed
-from methods.base import TRAJECTORY
+from harness.store import paths
 
 
 WINDOW_START = 145  # paper epochs, the authors' t-SNE window
 
 
-def checkpoint_epoch(path: Path) -> int:
-    return int(path.stem.removeprefix("epoch_"))
-
-
 def member_trajectories(replayed: Replayed, run_dir: Path) -> list[list[Path]]:
     """Per member, its trajectory checkpoints in epoch order (the conventions above)."""
-    root = run_dir / "checkpoints" / TRAJECTORY
+    root = paths.trajectory_dir(paths.checkpoints(run_dir))
     if not root.is_dir():
         raise UserError(f"{run_dir} saved no trajectory checkpoints: run it with "
                         f"trajectory_checkpoints.every_epochs > 0")
-    stages = {stage.name: sorted(stage.glob("epoch_*.pt"), key=checkpoint_epoch)
+    stages = {stage.name: paths.trajectory_checkpoints(stage)
               for stage in root.iterdir() if stage.is_dir()}
     trajectories = [[path for path in stages.get(stage, [])
-                     if first < checkpoint_epoch(path) and (last is None
-                                                            or checkpoint_epoch(path) <= last)]
+                     if first < paths.trajectory_epoch(path)
+                     and (last is None or paths.trajectory_epoch(path) <= last)]
                     for stage, first, last in replayed.method.trajectory_spans()]
     start = scale.epochs(WINDOW_START)
-    trajectories = [[path for path in files if checkpoint_epoch(path) > start]
+    trajectories = [[path for path in files if paths.trajectory_epoch(path) > start]
                     for files in trajectories]
     empty = [index for index, files in enumerate(trajectories) if not files]
     if empty:
@@ -93,5 +89,5 @@ def trajectory_embedding(replayed: Replayed, run_dir: Path
     order."""
     trajectories = member_trajectories(replayed, run_dir)
     points = embed([softmax_outputs(replayed, files) for files in trajectories])
-    return [([checkpoint_epoch(path) for path in files], member_points)
+    return [([paths.trajectory_epoch(path) for path in files], member_points)
             for files, member_points in zip(trajectories, points)]

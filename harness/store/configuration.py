@@ -44,6 +44,12 @@ def configuration_id(config: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
 
 
+def seed_binding(seed: int) -> str:
+    """The binding that gives a run its seed; the configuration id leaves it out, so a run's
+    seed is its folder's name (harness/store/runs.py `RunStore.run_dir`)."""
+    return f"{SEED_BINDING} = {seed}"
+
+
 def seed_of(config: str) -> int:
     return int(bindings(config).get(SEED_BINDING, "0"))
 

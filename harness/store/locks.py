@@ -1,15 +1,13 @@
-"""Who is on a run directory: the lock its trainer holds, and the launcher's job records.
+"""Who is on a run directory: the lock its trainer holds, and the launcher's job records,
+beside the run directory (never inside: it holds only what a run writes; the names of both,
+harness/store/paths.py):
 
-Beside each run directory `<configuration>/seed<k>/` of the run store (harness/store/runs.py;
-never inside: a run directory holds only what harness/store/record.py lists) live
-
-    seed<k>.lock         locked (flock, exclusive) by the process training the run, for as
-                         long as it trains; its text names the holder: host, pid, job id
-    seed<k>.job.json     written by harness/tables/launch.py when it submits the run: executor,
-                         job id, host, log path, time
-    seed<k>.failed.json  written by a job whose run failed: the error and the log path; the
-                         launcher does not submit the run again until it is removed
-                         (`--retry_failed`)
+    lock          locked (flock, exclusive) by the process training the run, for as long as it
+                  trains; its text names the holder: host, pid, job id
+    job record    written by harness/tables/launch.py when it submits the run: executor, job
+                  id, host, log path, time
+    failure       written by a job whose run failed: the error and the log path; the launcher
+                  does not submit the run again until it is removed (`--retry_failed`)
 
 The lock is a kernel lock, not the file's existence: it goes when its process goes, however it
 ends (a killed or preempted job leaves the file, unlocked), so a stale lock needs no cleaning.
@@ -29,21 +27,10 @@ import time
 from pathlib import Path
 
 from harness.core.errors import UserError
+from harness.store import paths
 from harness.store.record import write_json
 
 JOB_ID_VARIABLES = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")
-
-
-def lock_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f"{run_dir.name}.lock")
-
-
-def job_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f"{run_dir.name}.job.json")
-
-
-def failure_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f"{run_dir.name}.failed.json")
 
 
 class Busy(Exception):
@@ -79,7 +66,7 @@ def _try_lock(fd: int, path: Path) -> bool:
 def training_lock(run_dir: Path):
     """Held while this process trains `run_dir`; Busy (naming the holder) when another process
     holds it. The lock file stays afterwards, unlocked."""
-    path = lock_path(run_dir)
+    path = paths.lock(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -103,7 +90,7 @@ def read_holder(path: Path) -> dict:
 
 def running(run_dir: Path) -> dict | None:
     """The holder of `run_dir`'s lock while one holds it, else None."""
-    path = lock_path(run_dir)
+    path = paths.lock(run_dir)
     if not path.is_file():
         return None
     fd = os.open(path, os.O_RDWR)  # NFS's emulated flock wants a writable descriptor
@@ -124,7 +111,7 @@ def read_record(path: Path) -> dict | None:
 
 def record_failure(run_dir: Path, error: str, log: str | None) -> None:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    write_json(failure_path(run_dir), {"error": error, "log": log, **holder()})
+    write_json(paths.failure_record(run_dir), {"error": error, "log": log, **holder()})
 
 
 def job_alive(record: dict) -> bool:
@@ -157,9 +144,9 @@ def own_job(record: dict) -> bool:
 def waiting_job(run_dir: Path) -> str | None:
     """Why `run_dir` must not be trained here now: a job (not this one) that the launcher
     submitted for it is still queued; None otherwise."""
-    record = read_record(job_path(run_dir))
+    record = read_record(paths.job_record(run_dir))
     if (record is None or own_job(record) or running(run_dir) is not None
             or not job_alive(record)):
         return None
     return (f"queued as {record['executor']} job {record['job_id']} (log {record['log']}); "
-            f"remove {job_path(run_dir)} if that job is gone")
+            f"remove {paths.job_record(run_dir)} if that job is gone")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from harness.core import cli
 from harness.core.errors import UserError
+from harness.store import paths
 from harness.store.record import check_is_run, is_finished
-from harness.store.locks import failure_path, job_path, lock_path, running
+from harness.store.locks import running
 from harness.store.runs import OLD_LAYOUT, RunStore
 
 ROW_FILE = "row.json"
@@ -27,7 +28,7 @@ ROW_FILE = "row.json"
 
 def old_runs(runs_dir: Path) -> list[Path]:
     return sorted(path for pattern in OLD_LAYOUT for path in runs_dir.glob(pattern)
-                  if path.is_dir() and (path / "config.gin").is_file())
+                  if path.is_dir() and paths.config(path).is_file())
 
 
 def is_row_record(path: Path) -> bool:
@@ -51,7 +52,7 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
         except UserError as error:
             left.append(str(error))
             continue
-        config = (old / "config.gin").read_text()
+        config = paths.config(old).read_text()
         new = store.configuration_dir(config) / old.name
         if running(old) is not None:
             left.append(f"{old}: being trained now; migrate once it is done")
@@ -64,7 +65,7 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
             if not dry_run:
                 new.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(old, new)
-                for record in (lock_path, job_path, failure_path):
+                for record in (paths.lock, paths.job_record, paths.failure_record):
                     if record(old).is_file():
                         os.replace(record(old), record(new))
     if not dry_run:
@@ -80,16 +81,13 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
     return done, left
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.migrate_runs", __doc__)
     parser.path("runs_dir", "runs", "the runs folder to migrate in place")
     parser.boolean("dry_run", False, "say what would move; move nothing")
     args = parser.parse(argv)
-    try:
-        done, left = migrate(args.runs_dir, args.dry_run)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    done, left = migrate(args.runs_dir, args.dry_run)
     for line in done:
         print(("would move " if args.dry_run and "->" in line else "") + line)
     for line in left:

@@ -1,24 +1,6 @@
-"""The run directory: what one experiment leaves behind, written so that a reader never sees a
-half-written file, and so that `summary.json`, written last, marks a finished run.
-
-    config.gin            the gin configuration as given (written first: it marks a run)
-    command.json          the command line, and the gin files and bindings it gave, which
-                          `--resume --output_dir=DIR` alone continues with
-    gin_files/            copies of those gin files as they were given (<i>-<name>)
-    operative_config.gin  the gin configuration the run actually used
-    metrics.parquet       long format: method, member, suite, corruption, severity, metric, value
-    summary.json          headline numbers, timings, provenance (present = finished)
-    history.csv           one row per epoch of every training stage (harness/evaluation/history.py)
-    tensorboard/          the same as TensorBoard scalars, with Experiment.tensorboard
-    flops.json            measured and planned FLOPs
-    predictions/test.npz  per-member test predictions
-    checkpoints/          <stage>.pt per finished training stage (weights, extras, its cost),
-                          member_<i>.pt for members collected within a run,
-                          <stage>.resume.pt (+ .previous) while a stage trains
-    rescored/             <suite>-<key>.parquet: the finished run scored again on a suite it
-                          did not run while training (harness/experiment/rescore.py)
-
-A folder holding anything else is not a run: it is never replaced or continued.
+"""The run directory (its layout: harness/store/paths.py), written so that a reader never sees
+a half-written file, and so that `summary.json`, written last, marks a finished run. A folder
+holding anything but what a run writes is not a run: it is never replaced or continued.
 """
 import json
 import os
@@ -30,37 +12,31 @@ from typing import Sequence
 
 import pandas as pd
 
+from harness.store import paths
 from harness.store.configuration import config_differences
 from harness.core.durable import atomic_write, sync_path
 from harness.core.errors import UserError
 
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
-SUMMARY = "summary.json"
-COMMAND = "command.json"
-# Everything a run writes at its top level; "predictions" holds harness/evaluation/cached_predictions.py's
-# file, "rescored" harness/experiment/rescore.py's.
-RUN_ENTRIES = {"config.gin", "operative_config.gin", "metrics.parquet", "flops.json", SUMMARY,
-               "checkpoints", "predictions", "rescored", "history.csv", "tensorboard",
-               "command.json", "gin_files"}
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / SUMMARY).is_file()
+    return paths.summary(run_dir).is_file()
 
 
 def foreign_entries(run_dir: Path) -> list[str]:
     """Entries of `run_dir` this harness does not write (a run directory has none)."""
     return sorted(entry.name for entry in run_dir.iterdir()
-                  if entry.name not in RUN_ENTRIES and not entry.name.endswith(".partial"))
+                  if entry.name not in paths.RUN_ENTRIES and not entry.name.endswith(".partial"))
 
 
 def check_is_run(run_dir: Path) -> None:
     """A run directory of this harness holds its `config.gin` (written first) and nothing but
     what the harness writes; `--overwrite` and `--resume` touch no other folder."""
     foreign = foreign_entries(run_dir)
-    if foreign or not (run_dir / "config.gin").is_file():
+    if foreign or not paths.config(run_dir).is_file():
         held = (f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}"
-                if foreign else "it has no config.gin")
+                if foreign else f"it has no {paths.CONFIG}")
         raise UserError(f"{run_dir} is not a run directory of this harness ({held}); it is "
                         f"left as it is: choose another --output_dir")
 
@@ -85,7 +61,7 @@ def plan_run_dir(run_dir: Path, *, overwrite: bool, resume: bool, config: str) -
     if not resume:
         raise UserError(f"{run_dir} holds an unfinished run; pass --resume to continue it "
                         f"or --overwrite to start over")
-    differences = config_differences((run_dir / "config.gin").read_text(), config)
+    differences = config_differences(paths.config(run_dir).read_text(), config)
     if differences:
         raise UserError(f"{run_dir} was started with another configuration: "
                         f"{'; '.join(differences)}; resume it with the configuration it was "
@@ -108,11 +84,11 @@ def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[s
     and a copy of each gin file as it was when the run started."""
     copies = []
     for index, file in enumerate(gin_files):
-        copy = run_dir / "gin_files" / f"{index}-{Path(file).name}"
+        copy = paths.gin_file_copy(run_dir, index, file)
         copy.parent.mkdir(exist_ok=True)
         write_text(copy, Path(file).read_text())
         copies.append(str(copy.relative_to(run_dir)))
-    write_json(run_dir / COMMAND, {"command": command_line(sys.argv), "cwd": os.getcwd(),
+    write_json(paths.command(run_dir), {"command": command_line(sys.argv), "cwd": os.getcwd(),
                                    "gin_files": list(gin_files),
                                    "gin_files_resolved": [str(Path(file).resolve())
                                                           for file in gin_files],
@@ -122,13 +98,13 @@ def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[s
 def recorded_configuration(run_dir: Path) -> tuple[list[str], list[str]]:
     """The gin files (resolved) and bindings a run was started with (`record_command`)."""
     try:
-        recorded = json.loads((run_dir / COMMAND).read_text())
+        recorded = json.loads(paths.command(run_dir).read_text())
     except FileNotFoundError:
-        raise UserError(f"{run_dir} records no command ({COMMAND}): it is no run directory, or "
-                        f"was started before runs recorded theirs; give its --gin_file and "
-                        f"--gin_bindings to resume it") from None
+        raise UserError(f"{run_dir} records no command ({paths.COMMAND}): it is no run "
+                        f"directory, or was started before runs recorded theirs; give its "
+                        f"--gin_file and --gin_bindings to resume it") from None
     except (OSError, ValueError) as error:
-        raise UserError(f"{run_dir / COMMAND} is unreadable ({error}); give the run's "
+        raise UserError(f"{paths.command(run_dir)} is unreadable ({error}); give the run's "
                         f"--gin_file and --gin_bindings to resume it") from error
     return recorded["gin_files_resolved"], recorded["gin_bindings"]
 
@@ -142,7 +118,7 @@ def make_run_dir(run_dir: Path) -> bool:
     existed = run_dir.is_dir()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test.partial"
+        probe = paths.write_probe(run_dir)
         probe.write_text("")
         probe.unlink()
     except OSError as error:
@@ -155,29 +131,21 @@ def staging_dir(run_dir: Path) -> Path:
     """Where `--overwrite` builds the new run beside the old one (`.<name>.new`). Leftovers of
     an interrupted `--overwrite` there and in `.<name>.old` (see `swap_in`) are runs written
     here, and are cleared; any other folder of those names is refused."""
-    for leftover in (_staged(run_dir), _retired(run_dir)):
+    for leftover in (paths.staging(run_dir), paths.retired(run_dir)):
         if leftover.is_dir():
             if any(leftover.iterdir()):
                 check_is_run(leftover)
             shutil.rmtree(leftover)
-    return _staged(run_dir)
+    return paths.staging(run_dir)
 
 
 def swap_in(staging: Path, run_dir: Path) -> None:
     """Replaces the run `run_dir` by the finished run `staging`; the old run is set aside
     (`.<name>.old`) before it is deleted, so a crash in between loses neither."""
-    os.replace(run_dir, _retired(run_dir))
+    os.replace(run_dir, paths.retired(run_dir))
     os.replace(staging, run_dir)
     sync_path(run_dir.parent)
-    shutil.rmtree(_retired(run_dir))
-
-
-def _staged(run_dir: Path) -> Path:
-    return run_dir.with_name(f".{run_dir.name}.new")
-
-
-def _retired(run_dir: Path) -> Path:
-    return run_dir.with_name(f".{run_dir.name}.old")
+    shutil.rmtree(paths.retired(run_dir))
 
 
 def write_text(path: Path, text: str) -> None:
@@ -202,8 +170,8 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(run_dir / "metrics.parquet", engine="pyarrow")
+    return pd.read_parquet(paths.metrics(run_dir), engine="pyarrow")
 
 
 def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / SUMMARY).read_text())
+    return json.loads(paths.summary(run_dir).read_text())

@@ -2,18 +2,16 @@
 configuration is the same run wherever a table, a figure or a user asks for it (as open_lth
 names its runs by a hash of their hyperparameters).
 
-    <runs_dir>/<method>-<configuration id>/seed<k>/   one run (harness/store/record.py)
-    <runs_dir>/<method>-<configuration id>/seed<k>.lock, .job.json, .failed.json
-                                                      who is on it (harness/store/locks.py)
-    <runs_dir>/<method>-<configuration id>/seed<k>.error.json
-                                                      why its last attempt could not start
-                                                      (e.g. its data set is not on disk)
+    <runs_dir>/<method>-<configuration id>/seed<k>/   one run, its records beside it
+                                                      (harness/store/paths.py)
 
 The configuration id is a hash of every gin binding of the run but `Experiment.seed`
 (`configuration_id`), so the seeds of one configuration sit side by side. This module is the
-only one that builds paths into the store; everything else asks it. Runs in the layout of
-earlier versions (`<runs_dir>/table<N>/<scale>/<row>/seed<k>/`) are moved in by
-`python -m harness.migrate_runs`; until then the store refuses to read them.
+only one that names the store's folders (the files in and beside a run: harness/store/paths.py);
+everything else asks it. Beside a run it keeps why its last attempt could not start (e.g. its
+data set is not on disk). Runs in the layout of earlier versions
+(`<runs_dir>/table<N>/<scale>/<row>/seed<k>/`) are moved in by `python -m harness.migrate_runs`;
+until then the store refuses to read them.
 """
 import json
 import re
@@ -21,10 +19,11 @@ from pathlib import Path
 
 from harness.store.configuration import ID_LENGTH, configuration_id, method_of, seed_of
 from harness.core.errors import UserError
+from harness.store import paths
 from harness.store.record import is_finished, write_json
 
 ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
-SEED_ENTRY = re.compile(r"^seed(\d+)(\.[a-z]+\.json)?$")
+SEED_ENTRY = re.compile(r"^seed(\d+)(\.[a-z]+\.json)?$")  # a run, or a record beside one
 OLD_LAYOUT = ("table*/*/*/seed*", "figure*/*/*/seed*")
 
 
@@ -66,29 +65,25 @@ class RunStore:
     def check_layout(self) -> None:
         """A UserError when runs of the earlier layout are under the store's folder."""
         old = next((path for pattern in OLD_LAYOUT for path in self.root.glob(pattern)
-                    if (path / "config.gin").is_file()), None)
+                    if paths.config(path).is_file()), None)
         if old is not None:
             raise UserError(f"{self.root} holds runs in the layout of earlier versions (e.g. "
                             f"{old}): move them into the run store with `python -m "
-                            f"harness.store.migrate --runs_dir={self.root}`")
-
-
-def error_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f"{run_dir.name}.error.json")
+                            f"harness.migrate_runs --runs_dir={self.root}`")
 
 
 def record_error(run_dir: Path, error: str) -> None:
     """Why the last attempt at `run_dir` could not start; it does not block the next one."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    write_json(error_path(run_dir), {"error": error})
+    write_json(paths.error_record(run_dir), {"error": error})
 
 
 def clear_error(run_dir: Path) -> None:
-    error_path(run_dir).unlink(missing_ok=True)
+    paths.error_record(run_dir).unlink(missing_ok=True)
 
 
 def last_error(run_dir: Path) -> str:
     try:
-        return json.loads(error_path(run_dir).read_text())["error"]
+        return json.loads(paths.error_record(run_dir).read_text())["error"]
     except (OSError, ValueError, KeyError):
         return ""

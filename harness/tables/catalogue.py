@@ -49,7 +49,7 @@ def reused(folder: str, stems, suffix: str = "", setting: str | None = None
 class Table:
     number: int
     title: str
-    kind: str  # 'wide' or 'long'
+    kind: str  # 'wide' or 'long': its `TableKind` (harness/tables/kinds.py)
     measure: Callable[[Path], dict] | None = None  # long tables
     across: Callable | None = None  # cells across rows (Table 8's correlations)
     per_class: bool = False  # the reference's settings are class labels, matched by position

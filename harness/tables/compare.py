@@ -25,7 +25,8 @@ import pandas as pd
 from harness.core import cli
 from harness.store.configuration import bindings
 from harness.core.errors import UserError
-from harness.store.record import SUMMARY, is_finished, read_summary
+from harness.store import paths
+from harness.store.record import is_finished, read_summary
 from harness.tables.render import MEASURES, grid, sparsity_text
 from harness.core.durable import write_report
 from harness.tables.run_numbers import METRICS, run_row
@@ -46,24 +47,25 @@ def find_runs(patterns: list[str]) -> list[Path]:
         raise UserError("give at least one run directory, folder of runs or glob")
     found: list[Path] = []
     for pattern in patterns:
-        paths = ([Path(path) for path in sorted(glob.glob(pattern))]
-                 if glob.has_magic(pattern) else [Path(pattern)])
-        if not paths or not all(path.exists() for path in paths):
+        matched = ([Path(path) for path in sorted(glob.glob(pattern))]
+                   if glob.has_magic(pattern) else [Path(pattern)])
+        if not matched or not all(path.exists() for path in matched):
             raise UserError(f"{pattern} matches no file or folder")
-        for path in paths:
+        for path in matched:
             runs = ([path] if is_finished(path)
-                    else sorted(summary.parent for summary in path.rglob(SUMMARY)))
+                    else sorted(summary.parent for summary in path.rglob(paths.SUMMARY)))
             if not runs:
-                raise UserError(f"{path} holds no finished run (no {SUMMARY} in it or below)")
+                raise UserError(f"{path} holds no finished run (no {paths.SUMMARY} in it or "
+                                f"below)")
             found += [run for run in runs if run not in found]
     return found
 
 
 def configuration_key(run_dir: Path) -> str:
     """What makes runs seeds of one row: their recorded configuration without the seed."""
-    path = run_dir / "config.gin"
+    path = paths.config(run_dir)
     if not path.is_file():
-        raise UserError(f"{run_dir} has no config.gin: it was not written by this harness")
+        raise UserError(f"{run_dir} has no {paths.CONFIG}: it was not written by this harness")
     given = bindings(path.read_text())
     given.pop(SEED_BINDING, None)
     text = "\n".join(f"{name} = {value}" for name, value in sorted(given.items()))
@@ -111,19 +113,16 @@ def markdown(table: pd.DataFrame) -> str:
                  "seeds"], rows)
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.compare", __doc__, variadic="runs")
     parser.path("output_dir", None, "also write compare.parquet and compare.md here")
     args = parser.parse(argv)
-    try:
-        table = compare(load_runs(args.runs))
-        text = markdown(table)
-        print(text)
-        if args.output_dir:
-            stem = args.output_dir / "compare"
-            write_report(table, stem, text + "\n")
-            print(f"written to {stem}.parquet and {stem}.md", file=sys.stderr)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    table = compare(load_runs(args.runs))
+    text = markdown(table)
+    print(text)
+    if args.output_dir:
+        stem = args.output_dir / "compare"
+        write_report(table, stem, text + "\n")
+        print(f"written to {stem}.parquet and {stem}.md", file=sys.stderr)
     return 0

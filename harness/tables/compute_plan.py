@@ -24,7 +24,7 @@ training FLOP/s of dense WRN-28-10 and ResNet-50 steps) when its JSON is there, 
 `ASSUMED_FLOPS_PER_S`, and the plan says which.
 """
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gin
@@ -33,12 +33,12 @@ import pandas as pd
 from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
 from harness.tables.catalogue import PAPER, Catalogue
+from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, figure_rows, table_rows
 from harness.store.record import is_finished
-from harness.store.locks import (describe, failure_path, job_alive, job_path, own_job,
-                              read_record, running)
-from harness.store.configuration import configuration_id
-from harness.store.runs import RunStore
+from harness.store import paths
+from harness.store.locks import describe, job_alive, own_job, read_record, running
+from harness.store.configuration import configuration_id, seed_binding
 
 # The assumption when no GPU check is recorded: 40 % of an H100 SXM's dense bf16 peak
 # (989 TFLOP/s), a common sustained figure for convolutional training under bf16 autocast.
@@ -52,9 +52,8 @@ GPU_CHECK_JSON = Path("build/gpu_check/gpu_check.json")
 class PlannedRun:
     source: str  # table<N> or figure<N>
     row: TableRow
-    scale: str
+    context: TableContext  # at the scale of its table (or figure)
     seed: int
-    store: RunStore
     config: str = ""
     method: str = ""
     dataset: str = ""
@@ -72,26 +71,26 @@ class PlannedRun:
     @property
     def run_dir(self) -> Path:
         """Its folder in the run store (known once `configure` gave its configuration)."""
-        return self.store.run_dir(self.config)
+        return self.context.store.run_dir(self.config, self.seed)
 
 
-def plan_sources(tables: list[int] | None, page_scale: str, gin_dir: Path, extra_files=(),
-                 contents: Catalogue = PAPER) -> list[tuple[str, str, list]]:
-    """(source, scale, rows) of the tables asked for (all of the page's when None) and, for
-    the whole page, its figures' own runs; at each table's own scale (Table 3's at smoke)."""
+def plan_sources(tables: list[int] | None, context: TableContext,
+                 contents: Catalogue = PAPER) -> list[tuple[str, TableContext, list]]:
+    """(source, its context, rows) of the tables asked for (all of the page's when None) and,
+    for the whole page, its figures' own runs; at each table's own scale (Table 3's at smoke)
+    of the page's scale, the context's."""
     chosen = [table for table in contents.tables if tables is None or table.number in tables]
     unknown = sorted(set(tables or ()) - {table.number for table in contents.tables})
     if unknown:
         raise UserError(f"--table names no table of the catalogue: {unknown}; tables: "
                         f"{', '.join(str(table.number) for table in contents.tables)}")
-    sources = [(table.folder, table.scale(page_scale),
-                table_rows(table, table.scale(page_scale), gin_dir, extra_files))
-               for table in chosen]
+    sources = [(table.folder, context.for_table(table),
+                table_rows(table, context.for_table(table))) for table in chosen]
     if tables is None:
         folders: dict[str, object] = {}
         for figure in contents.figures:
             folders.setdefault(figure.folder, figure)
-        sources += [(folder, page_scale, figure_rows(figure, page_scale, gin_dir))
+        sources += [(folder, context, figure_rows(figure, context))
                     for folder, figure in folders.items()]
     return [source for source in sources if source[2]]
 
@@ -103,7 +102,7 @@ def configure(run: PlannedRun) -> None:
     from harness.flops import as_executed
     from methods import METHODS
 
-    parse(run.row.gin_files, [f"Experiment.seed = {run.seed}"])
+    parse(run.row.gin_files, [seed_binding(run.seed)])
     run.config = gin.config_str()
     run.method = gin.query_parameter("Experiment.method")
     run.dataset = gin.query_parameter("Experiment.dataset")
@@ -119,13 +118,14 @@ def configure(run: PlannedRun) -> None:
         run.status, run.detail = "error", first_line(error)
 
 
-def distinct_runs(sources, seeds: int, store: RunStore) -> list[PlannedRun]:
-    """Every (row, seed) of the sources, one PlannedRun per distinct configuration."""
+def distinct_runs(sources) -> list[PlannedRun]:
+    """Every (row, seed) of the sources (its context's seeds), one PlannedRun per distinct
+    configuration."""
     runs: dict[tuple, PlannedRun] = {}
-    for source, scale, rows in sources:
+    for source, context, rows in sources:
         for row in rows:
-            for seed in range(seeds):
-                run = PlannedRun(source, row, scale, seed, store)
+            for seed in range(context.seeds):
+                run = PlannedRun(source, row, context, seed)
                 try:
                     configure(run)
                 except UserError as error:
@@ -150,18 +150,18 @@ def find_status(run: PlannedRun) -> None:
     if holder is not None:
         run.status, run.detail = "running", f"{place}: {describe(holder)}"
         return
-    failed = read_record(failure_path(place))
+    failed = read_record(paths.failure_record(place))
     if failed is not None:
         run.status, run.detail = "failed", f"{failed['error']} (log {failed['log']})"
         return
-    job = read_record(job_path(place))
+    job = read_record(paths.job_record(place))
     if job is not None and not own_job(job):
         if job_alive(job):
             run.status = "queued"
             run.detail = f"{job['executor']} job {job['job_id']} (log {job['log']})"
             return
         run.detail = f"its job {job['job_id']} ended unfinished (log {job['log']})"
-    if (place / "config.gin").is_file():
+    if paths.config(place).is_file():
         run.detail = f"interrupted, resumes from {place}"
 
 
@@ -183,11 +183,13 @@ def throughput(path: Path = GPU_CHECK_JSON) -> tuple[dict[str, float], str]:
                 f"cluster's GPU)")
 
 
-def plan(tables: list[int] | None, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),
-         runs_dir: Path = Path("runs"), extra_files=(), contents: Catalogue = PAPER
-         ) -> list[PlannedRun]:
-    runs = distinct_runs(plan_sources(tables, scale, gin_dir, extra_files, contents), seeds,
-                         RunStore(runs_dir))
+def plan(tables: list[int] | None, context: TableContext, contents: Catalogue = PAPER
+           ) -> list[PlannedRun]:
+    """The distinct runs of the tables (the whole page when None) at the context's scale and
+    seeds, with their status. A plan is of the rows' gin files alone, as the launcher runs
+    them: the context's bindings do not reach it."""
+    context = replace(context, bindings=())
+    runs = distinct_runs(plan_sources(tables, context, contents))
     for run in runs:
         find_status(run)
     return runs

@@ -1,7 +1,6 @@
 """`make demo`: every method that has a `gin/<method>.gin`, at smoke scale on the embedded
 digits set, then a small Table 1 in `<output_dir>/table1.{parquet,md}`. Finished runs under
 `<output_dir>/runs/` are reused, so an interrupted demo resumes."""
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -9,8 +8,8 @@ import pandas as pd
 from harness.core import cli
 
 from harness.tables import render
+from harness.tables.context import DEFAULT_GIN_DIR
 from harness.core.durable import write_report
-from harness.core.errors import UserError, first_line
 from harness.experiment.execute import run_experiment
 from harness.store.record import is_finished
 from harness.tables.run_numbers import TIMING, run_row
@@ -45,20 +44,14 @@ def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
     return output_dir / "table1.md"
 
 
+@cli.command(interrupted="interrupted: run the same command again to continue the demo "
+                          "where it stopped")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.demo", __doc__)
     parser.path("output_dir", "reports/demo", "where runs and the table go")
-    parser.path("gin_dir", "gin", "folder of the method gin files")
+    parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the method gin files")
     parser.progress()
     args = parser.parse(argv)
-    try:
-        table = demo(args.output_dir, args.gin_dir, args.progress)
-    except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue the demo where it stopped",
-              file=sys.stderr)
-        return 130
+    table = demo(args.output_dir, args.gin_dir, args.progress)
     print(table.read_text())
     return 0

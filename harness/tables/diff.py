@@ -28,7 +28,6 @@ A long-format table compares status, seeds, scale, reason and the paper's number
 accuracies in % (acc, individual_acc, robust_acc[_*]), 1e-5 for the others (disagreement, kl,
 pearson, spearman, auroc); runs, note and provenance are counted when they differ.
 """
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,16 +160,13 @@ def tolerance_summary(long: bool = False) -> str:
     return "\n".join(["tolerances (absolute, table units):", *lines])
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     args = cli.Flags("python -m harness.diff", __doc__, positionals=("old", "new")).parse(argv)
-    try:
-        old, new = read_report(args.old), read_report(args.new)
-        if is_long(old) != is_long(new):
-            raise UserError(f"{args.old} and {args.new} are tables of different schemas (one "
-                            f"long-format, Tables 4 and up; one wide, Tables 1-3 and 6)")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    old, new = read_report(args.old), read_report(args.new)
+    if is_long(old) != is_long(new):
+        raise UserError(f"{args.old} and {args.new} are tables of different schemas (one "
+                        f"long-format, Tables 4 and up; one wide, Tables 1-3 and 6)")
     print(tolerance_summary(is_long(old)))
     changes = provenance_changes(old, new)
     if changes:

@@ -33,47 +33,52 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from absl import flags
-
-
+from harness.core import cli
 from harness.tables import catalogue
 from harness.tables.compute_plan import PlannedRun, plan
+from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.core.errors import UserError, first_line
 from harness.store.record import write_json
-from harness.store.locks import failure_path, job_path, read_record, record_failure
+from harness.store import paths
+from harness.store.locks import read_record, record_failure
+from harness.store.runs import RunStore
 
-flags.DEFINE_list("table", None, "tables (comma-separated); none: every table and figure")
-flags.DEFINE_string("scale", "paper", "paper, cpu or smoke")
-flags.DEFINE_integer("seeds", 1, "seeds 0..N-1 per row")
-flags.DEFINE_list("gin_file", [], "extra gin files layered after the scale")
-flags.DEFINE_string("gin_dir", "gin", "where the rows are")
-flags.DEFINE_string("catalogue", None, "a Python file defining CATALOGUE: the paper's tables "
-                    "and your own (harness/tables/catalogue.py `load`)")
-flags.DEFINE_string("runs_dir", "runs", "the runs (on a file system every node shares)")
-flags.DEFINE_string("output_dir", "reports", "where the tables are written")
-flags.DEFINE_enum("executor", "slurm", ["slurm", "local"], "where the jobs run")
-flags.DEFINE_string("partition", None, "SLURM partition")
-flags.DEFINE_integer("gpus_per_run", 1, "GPUs per run (several: torchrun inside the job)")
-flags.DEFINE_integer("cpus_per_run", 8, "CPU cores per run (DataLoader workers)")
-flags.DEFINE_integer("mem_gb", 64, "memory per run, GB (SLURM)")
-flags.DEFINE_integer("time_min", 24 * 60, "time limit of one job, minutes; a run longer than "
-                     "this continues in its requeued job")
-flags.DEFINE_integer("max_parallel", 16, "jobs running at once")
-flags.DEFINE_integer("max_requeues", 10, "times a job may be requeued at its time limit")
-flags.DEFINE_list("slurm_setting", [], "more sbatch settings as key=value (account=..., "
-                  "qos=..., constraint=...)")
-flags.DEFINE_bool("wait", False, "SLURM: wait for the jobs, then build the tables")
-flags.DEFINE_bool("retry_failed", False, "submit failed runs again")
-flags.DEFINE_bool("progress", False, "progress bars in the job logs")
-FLAGS = flags.FLAGS
+
+def flags() -> cli.Flags:
+    parser = cli.Flags("python -m harness.launch", __doc__)
+    parser.integers("table", None, "tables (comma-separated); none: every table and figure")
+    parser.string("scale", "paper", "paper, cpu or smoke")
+    parser.integer("seeds", 1, "seeds 0..N-1 per row")
+    parser.strings("gin_file", [], "extra gin files layered after the scale")
+    parser.path("gin_dir", str(DEFAULT_GIN_DIR), "where the rows are")
+    parser.path("catalogue", None, "a Python file defining CATALOGUE: the paper's tables and "
+                "your own (harness/tables/catalogue.py `load`)")
+    parser.path("runs_dir", "runs", "the runs (on a file system every node shares)")
+    parser.path("output_dir", "reports", "where the tables are written")
+    parser.choice("executor", "slurm", ["slurm", "local"], "where the jobs run")
+    parser.string("partition", None, "SLURM partition")
+    parser.integer("gpus_per_run", 1, "GPUs per run (several: torchrun inside the job)")
+    parser.integer("cpus_per_run", 8, "CPU cores per run (DataLoader workers)")
+    parser.integer("mem_gb", 64, "memory per run, GB (SLURM)")
+    parser.integer("time_min", 24 * 60, "time limit of one job, minutes; a run longer than "
+                   "this continues in its requeued job")
+    parser.integer("max_parallel", 16, "jobs running at once")
+    parser.integer("max_requeues", 10, "times a job may be requeued at its time limit")
+    parser.strings("slurm_setting", [], "more sbatch settings as key=value (account=..., "
+                   "qos=..., constraint=...)")
+    parser.boolean("wait", False, "SLURM: wait for the jobs, then build the tables")
+    parser.boolean("retry_failed", False, "submit failed runs again")
+    parser.boolean("progress", False, "progress bars in the job logs")
+    return parser
 
 
 class RunJob:
     """One run, as a submitit job; requeued with the same call on preemption or timeout."""
 
     def __init__(self, run: PlannedRun, gpus: int, progress: bool):
-        self.row, self.seed, self.store = run.row, run.seed, run.store
+        self.row, self.seed, self.context = run.row, run.seed, run.context
         self.run_dir = run.run_dir
         self.gpus, self.progress = gpus, progress
 
@@ -84,7 +89,7 @@ class RunJob:
         train = torchrun(self.gpus) if self.gpus > 1 else None
         terminated = note_termination()
         try:
-            outcome = run_seed(self.row, self.seed, [], self.store, self.progress, train)
+            outcome = run_seed(self.row, self.seed, self.context, self.progress, train)
         except Exception as error:
             if terminated:  # preempted: SLURM killed torchrun's processes, not the run's fault
                 raise SystemExit(f"{run_dir}: terminated by the scheduler") from error
@@ -151,34 +156,34 @@ def torchrun(gpus: int):
     return train
 
 
-def executor(log_dir: Path):
+def executor(args: SimpleNamespace, log_dir: Path):
     import submitit
 
-    if FLAGS.executor == "local":
-        chosen = submitit.LocalExecutor(folder=log_dir, max_num_timeout=FLAGS.max_requeues)
-        chosen.update_parameters(timeout_min=FLAGS.time_min, tasks_per_node=1)
+    if args.executor == "local":
+        chosen = submitit.LocalExecutor(folder=log_dir, max_num_timeout=args.max_requeues)
+        chosen.update_parameters(timeout_min=args.time_min, tasks_per_node=1)
         return chosen
-    chosen = submitit.SlurmExecutor(folder=log_dir, max_num_timeout=FLAGS.max_requeues)
+    chosen = submitit.SlurmExecutor(folder=log_dir, max_num_timeout=args.max_requeues)
     extra = {}
-    for setting in FLAGS.slurm_setting:
+    for setting in args.slurm_setting:
         key, equals, value = setting.partition("=")
         if not equals:
             raise UserError(f"--slurm_setting takes key=value, got {setting!r}")
         extra[key] = value
     chosen.update_parameters(
-        partition=FLAGS.partition, gpus_per_node=FLAGS.gpus_per_run, ntasks_per_node=1,
-        cpus_per_task=FLAGS.cpus_per_run, mem=f"{FLAGS.mem_gb}GB", time=FLAGS.time_min,
-        array_parallelism=FLAGS.max_parallel, signal_delay_s=120,
+        partition=args.partition, gpus_per_node=args.gpus_per_run, ntasks_per_node=1,
+        cpus_per_task=args.cpus_per_run, mem=f"{args.mem_gb}GB", time=args.time_min,
+        array_parallelism=args.max_parallel, signal_delay_s=120,
         job_name="freetickets", additional_parameters=extra)
     return chosen
 
 
-def to_submit(runs: list[PlannedRun]) -> list[PlannedRun]:
+def to_submit(runs: list[PlannedRun], retry_failed: bool) -> list[PlannedRun]:
     """The runs to submit now, after saying what becomes of the others."""
     chosen = []
     for run in runs:
-        if run.status == "failed" and FLAGS.retry_failed:
-            failure_path(run.run_dir).unlink(missing_ok=True)
+        if run.status == "failed" and retry_failed:
+            paths.failure_record(run.run_dir).unlink(missing_ok=True)
             run.status = "missing"
         if run.status == "missing":
             chosen.append(run)
@@ -188,10 +193,10 @@ def to_submit(runs: list[PlannedRun]) -> list[PlannedRun]:
     return chosen
 
 
-def record_job(run: PlannedRun, job) -> None:
+def record_job(run: PlannedRun, job, executor_name: str) -> None:
     run.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    write_json(job_path(run.run_dir), {
-        "executor": FLAGS.executor, "job_id": job.job_id, "host": os.uname().nodename,
+    write_json(paths.job_record(run.run_dir), {
+        "executor": executor_name, "job_id": job.job_id, "host": os.uname().nodename,
         "log": str(job.paths.stdout), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
@@ -199,26 +204,26 @@ def outcome_of(run: PlannedRun, job) -> str:
     try:
         return job.result()
     except Exception as error:  # noqa: BLE001  the job's error, reported with its log
-        failed = read_record(failure_path(run.run_dir)) or {"error": first_line(error)}
+        failed = read_record(paths.failure_record(run.run_dir)) or {"error": first_line(error)}
         return f"failed: {failed['error']} (log {job.paths.stdout})"
 
 
-def launch_local(submitter, runs: list[PlannedRun]) -> list[str]:
+def launch_local(args: SimpleNamespace, submitter, runs: list[PlannedRun]) -> list[str]:
     """At most --max_parallel jobs at a time, each on GPUs of its own when this machine has
     CUDA (on CPUs alone every job runs on CPUs)."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    per_run = FLAGS.gpus_per_run if count else 0
+    per_run = args.gpus_per_run if count else 0
     if per_run > count:
         raise UserError(f"--gpus_per_run={per_run} but this machine has {count} GPUs")
     free, waiting, active, outcomes = list(range(count)), list(runs), {}, []
     while waiting or active:
-        while waiting and len(active) < FLAGS.max_parallel and len(free) >= per_run:
+        while waiting and len(active) < args.max_parallel and len(free) >= per_run:
             run, own, free = waiting.pop(0), free[:per_run], free[per_run:]
             submitter.update_parameters(gpus_per_node=per_run, visible_gpus=own)
-            job = submitter.submit(RunJob(run, per_run, FLAGS.progress))
-            record_job(run, job)
+            job = submitter.submit(RunJob(run, per_run, args.progress))
+            record_job(run, job, args.executor)
             print(f"submitted {run.name} seed {run.seed}: local job {job.job_id}", flush=True)
             active[job.job_id] = (run, job, own)
         time.sleep(0.2)
@@ -231,65 +236,60 @@ def launch_local(submitter, runs: list[PlannedRun]) -> list[str]:
     return outcomes
 
 
-def build_tables(tables: list[int] | None, contents: catalogue.Catalogue) -> None:
+def build_tables(args: SimpleNamespace, contents: catalogue.Catalogue) -> None:
     for table in contents.tables:
-        if tables is not None and table.number not in tables:
+        if args.table is not None and table.number not in args.table:
             continue
         command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
-                   f"--scale={table.scale(FLAGS.scale)}", f"--seeds={FLAGS.seeds}",
-                   f"--runs_dir={FLAGS.runs_dir}", f"--output_dir={FLAGS.output_dir}",
-                   f"--gin_dir={FLAGS.gin_dir}", "--noprogress",
-                   *[f"--gin_file={file}" for file in FLAGS.gin_file],
-                   *([f"--catalogue={FLAGS.catalogue}"] if FLAGS.catalogue else [])]
+                   f"--scale={table.scale(args.scale)}", f"--seeds={args.seeds}",
+                   f"--runs_dir={args.runs_dir}", f"--output_dir={args.output_dir}",
+                   f"--gin_dir={args.gin_dir}", "--noprogress",
+                   *[f"--gin_file={file}" for file in args.gin_file],
+                   *([f"--catalogue={args.catalogue}"] if args.catalogue else [])]
         done = subprocess.run(command, capture_output=True, text=True)
         print(f"table {table.number}: "
-              f"{'written to ' + FLAGS.output_dir if done.returncode == 0 else 'incomplete'}"
+              f"{f'written to {args.output_dir}' if done.returncode == 0 else 'incomplete'}"
               f"{'' if done.returncode == 0 else ': ' + (done.stderr or done.stdout).strip()}",
               flush=True)
 
 
-def launch() -> int:
-    tables = None if FLAGS.table is None else [int(number) for number in FLAGS.table]
-    for name, value in (("--gpus_per_run", FLAGS.gpus_per_run),
-                        ("--max_parallel", FLAGS.max_parallel)):
+def launch(args: SimpleNamespace) -> int:
+    for name, value in (("--gpus_per_run", args.gpus_per_run),
+                        ("--max_parallel", args.max_parallel)):
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    if FLAGS.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+    if args.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise UserError("--executor=slurm needs sbatch and srun on this machine; use "
                         "--executor=local to run the jobs here")
-    runs_dir = Path(FLAGS.runs_dir)
-    contents = catalogue.load(FLAGS.catalogue)
-    runs = plan(tables, FLAGS.scale, FLAGS.seeds, gin_dir=Path(FLAGS.gin_dir),
-                runs_dir=runs_dir, extra_files=FLAGS.gin_file, contents=contents)
+    contents = catalogue.load(args.catalogue)
+    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
+                           seeds=args.seeds)
+    runs = plan(args.table, context, contents)
     finished = sum(run.status == "finished" for run in runs)
     print(f"{len(runs)} distinct runs, {finished} finished", flush=True)
-    chosen = to_submit(runs)
+    chosen = to_submit(runs, args.retry_failed)
     if not chosen:
         print("nothing to submit", flush=True)
-    submitter = executor(runs_dir / "launch")
-    if FLAGS.executor == "local":
-        launch_local(submitter, chosen)
+    submitter = executor(args, args.runs_dir / "launch")
+    if args.executor == "local":
+        launch_local(args, submitter, chosen)
     elif chosen:
         with submitter.batch():
-            jobs = [submitter.submit(RunJob(run, FLAGS.gpus_per_run, FLAGS.progress))
+            jobs = [submitter.submit(RunJob(run, args.gpus_per_run, args.progress))
                     for run in chosen]
         for run, job in zip(chosen, jobs):
-            record_job(run, job)
+            record_job(run, job, args.executor)
             print(f"submitted {run.name} seed {run.seed}: SLURM job {job.job_id}", flush=True)
-        if not FLAGS.wait:
+        if not args.wait:
             print("the tables: run this again with --wait, or `python -m harness.tables` "
                   "once the jobs are done", flush=True)
             return 0
         for run, job in zip(chosen, jobs):
             print(f"{run.name} seed {run.seed}: {outcome_of(run, job)}", flush=True)
-    build_tables(tables, contents)
+    build_tables(args, contents)
     return 0
 
 
-def main(argv):
-    del argv
-    try:
-        sys.exit(launch())
-    except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        sys.exit(2)
+@cli.command
+def main(argv: list[str] | None = None) -> int:
+    return launch(flags().parse(argv))

@@ -8,6 +8,7 @@ from pathlib import Path
 import gin
 
 from harness.tables.catalogue import TABLES
+from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.experiment.config import parse
 from harness.tables.rows import table_rows
 from harness.store.configuration import configuration_id
@@ -40,7 +41,7 @@ def table_lines(gin_dir: Path) -> list[str]:
     lines = []
     for table in TABLES:
         rows = []
-        for row in table_rows(table, "paper", gin_dir):
+        for row in table_rows(table, TableContext(gin_dir=gin_dir)):
             parse(row.gin_files)
             name = f"{table.folder}/{row.name}"
             first = seen.setdefault(configuration_id(gin.config_str()), name)
@@ -50,7 +51,7 @@ def table_lines(gin_dir: Path) -> list[str]:
     return lines
 
 
-def catalog(gin_dir: Path = Path("gin")) -> str:
+def catalog(gin_dir: Path = DEFAULT_GIN_DIR) -> str:
     return "\n".join([
         "methods (python -m harness.run --gin_file=<gin file> [--gin_file=gin/scale/smoke.gin]):",
         *method_lines(gin_dir), "",

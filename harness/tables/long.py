@@ -37,6 +37,7 @@ from harness.tables import render
 from harness.data.facts import class_name, dataset_family
 from harness.core.errors import UserError
 from harness.store.record import read_summary
+from harness.tables.context import TableContext
 from harness.tables.sources import RowRuns
 from harness.tables.wide import ROOT
 
@@ -204,3 +205,19 @@ def table_model(frame: pd.DataFrame, table, scale: str, layered: list[str]) -> r
         else str(reference)
     return render.long(frame, f"Table {table.number}: {table.title}", scale, layered,
                        [f"- {note}" for note in table.notes], shown)
+
+
+class LongKind:
+    """The long kind of table (harness/tables/kinds.py `TableKind`): one line per printed
+    number, so a row that cannot run (or has no finished run) shows as missing cells with the
+    reason, and the table is written all the same."""
+
+    keeps_missing_rows = True
+
+    def build(self, context: TableContext, entry, runs: list[RowRuns]) -> pd.DataFrame:
+        reference = load_reference_extra(Path(entry.reference or REFERENCE_EXTRA))
+        return build_long_table(entry, context.scale, runs, reference)
+
+    def model(self, frame: pd.DataFrame, entry, scale: str, layered: list[str]
+              ) -> render.Table:
+        return table_model(frame, entry, scale, layered)

@@ -33,18 +33,21 @@ harness/tables/report.py writes `<output_dir>/table<N>.parquet` and `.md` (harne
 for Tables 1-3 and 6, harness/tables/long.py for 4 and up). `--plan` prints the compute plan
 instead (harness/tables/compute_plan.py) and runs nothing.
 """
-import sys
 from pathlib import Path
 
 from harness.core import cli
 
 from harness.tables import catalogue
 from harness.tables.compute_plan import GPU_CHECK_JSON, plan, plan_text
-from harness.core.errors import UserError, check_integer, first_line
+from harness.tables.context import DEFAULT_GIN_DIR, TableContext
+from harness.core.errors import UserError, check_integer
 from harness.tables.report import CATALOGUE_HELP
 from harness.tables.run_rows import run_table
+from harness.store.runs import RunStore
 
 
+@cli.command(interrupted="interrupted: run the same command again to continue the table "
+                          "where it stopped")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.tables", __doc__)
     parser.integers("table", None, "a table of the catalogue; with --plan several "
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.strings("rows", None, "only these rows (gin file stems, comma-separated)")
     parser.repeated("gin_file", "extra gin files, layered after the scale")
     parser.repeated("gin_bindings", "bindings applied after every file")
-    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the table gin files")
     parser.path("runs_dir", "runs", "the run store (<method>-<configuration id>/seed<k>)")
     parser.path("output_dir", "reports", "where the table goes")
     parser.progress()
@@ -66,28 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.path("catalogue", None, CATALOGUE_HELP)
     args = parser.parse(argv)
     if not args.plan and (args.table is None or len(args.table) != 1):
-        cli.usage_error("--table takes one table (several, or none, only with --plan)")
-    try:
-        contents = catalogue.load(args.catalogue)
-        for file in args.gin_file:
-            if not Path(file).is_file():
-                raise UserError(f"gin file {file} not found")
-        if args.plan:
-            check_integer("--gpus_per_run", args.gpus_per_run, 1)
-            runs = plan(args.table, args.scale, args.seeds, gin_dir=args.gin_dir,
-                        runs_dir=args.runs_dir, extra_files=args.gin_file, contents=contents)
-            print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
-            return 0
-        table = run_table(args.table[0], args.scale, args.seeds, gin_dir=args.gin_dir,
-                          runs_dir=args.runs_dir, output_dir=args.output_dir,
-                          extra_files=args.gin_file, bindings=args.gin_bindings,
-                          progress=args.progress, rows=args.rows, contents=contents)
-    except UserError as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue the table where it "
-              "stopped", file=sys.stderr)
-        return 130
+        raise UserError("--table takes one table (several, or none, only with --plan)")
+    contents = catalogue.load(args.catalogue)
+    for file in args.gin_file:
+        if not Path(file).is_file():
+            raise UserError(f"gin file {file} not found")
+    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
+                           args.gin_bindings, args.seeds)
+    if args.plan:
+        check_integer("--gpus_per_run", args.gpus_per_run, 1)
+        runs = plan(args.table, context, contents)
+        print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
+        return 0
+    table = run_table(args.table[0], context, output_dir=args.output_dir,
+                      progress=args.progress, rows=args.rows, contents=contents)
     print(table.read_text())
     return 0

@@ -30,13 +30,15 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from harness.store import paths
+
 UNITS = {"%": "in %", "nats": "in nats", "fraction": "as fractions",
          "ratio": "relative to the dense single model at the reference schedule",
          "FLOPs": "in FLOPs of the whole training", "count": "as counts of training runs",
          "correlation": "as correlation coefficients",
          "ms": "measured wall-clock per test image of the whole ensemble, the sparse one in "
                "sparse inference form (batch size, device and threads in each run's "
-               "summary.json; they depend on the machine and its load)"}
+               f"{paths.SUMMARY}; they depend on the machine and its load)"}
 
 
 @dataclass(frozen=True)

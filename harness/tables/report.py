@@ -12,60 +12,52 @@ comes here too). Tables 1-3 and 6 are wide (harness/tables/wide.py), 4 and up lo
 (harness/tables/long.py). Writing a table never trains or rescores.
 """
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.core import cli
 
-from harness.tables import catalogue, long, render, wide
+from harness.tables import catalogue, render
 from harness.core.durable import write_report
 from harness.core.errors import UserError
-from harness.store.record import SUMMARY
+from harness.store import paths
 from harness.store.runs import RunStore
+from harness.tables.context import DEFAULT_GIN_DIR, TableContext
+from harness.tables.kinds import TableKind, kind_of
 from harness.tables.sources import RowRuns, layered_files, table_runs
 
 CATALOGUE_HELP = ("a Python file defining CATALOGUE: the paper's tables and your own "
                   "(harness/tables/catalogue.py `load`)")
 
 
-def write_table_report(entry: catalogue.Table, scale: str, runs: list[RowRuns],
-                       output_dir: Path) -> Path:
+def write_table_report(entry: catalogue.Table, kind: TableKind, context: TableContext,
+                       runs: list[RowRuns], output_dir: Path) -> Path:
     """Builds the table from its rows' runs and writes it; returns the markdown path. Names
     the unfinished runs it skipped on stderr."""
     for path in (path for run in runs for path in run.unfinished):
-        print(f"skipped unfinished run {path} (no {SUMMARY})", file=sys.stderr)
-    if entry.kind == "long":
-        reference = long.load_reference_extra(Path(entry.reference or
-                                                          long.REFERENCE_EXTRA))
-        frame = long.build_long_table(entry, scale, runs, reference)
-        model = long.table_model(frame, entry, scale, layered_files(runs))
-    else:
-        reference = wide.load_reference(Path(entry.reference or wide.REFERENCE))
-        frame = wide.build_table(entry.number, scale, runs, reference)
-        model = wide.table_model(frame, entry.number, scale, layered_files(runs))
+        print(f"skipped unfinished run {path} (no {paths.SUMMARY})", file=sys.stderr)
+    frame = kind.build(context, entry, runs)
+    model = kind.model(frame, entry, context.scale, layered_files(runs))
     stem = output_dir / f"table{entry.number}"
     write_report(frame, stem, render.markdown(model))
     return stem.with_suffix(".md")
 
 
-def report(entry: catalogue.Table, scale: str, store: RunStore, output_dir: Path, *,
-           seeds: int | None = None, gin_dir: Path = Path("gin"), extra_files=(),
-           bindings=()) -> Path:
-    """Writes a catalogue table from the runs in the store; a UserError when a wide table has
-    no finished run (a long one is written with every cell missing and why)."""
-    runs = table_runs(entry, scale, store, gin_dir=gin_dir, extra_files=extra_files,
-                      bindings=bindings, seeds=seeds, require_finished=entry.kind == "wide")
-    return write_table_report(entry, scale, runs, output_dir)
+def report(entry: catalogue.Table, context: TableContext, output_dir: Path) -> Path:
+    """Writes a catalogue table from the runs in the store; a UserError when a table of a kind
+    that needs them (wide) has no finished run (a long one is written with every cell missing
+    and why)."""
+    kind = kind_of(entry)
+    runs = table_runs(entry, context, require_finished=not kind.keeps_missing_rows)
+    return write_table_report(entry, kind, context, runs, output_dir)
 
 
-def tables_with_runs(contents: catalogue.Catalogue, store: RunStore, scale: str,
-                     gin_dir: Path = Path("gin"), extra_files=(), bindings=()
+def tables_with_runs(contents: catalogue.Catalogue, context: TableContext
                      ) -> list[catalogue.Table]:
-    """The catalogue's tables with a finished run at `scale`."""
+    """The catalogue's tables with a finished run (of any seed) at the context's scale."""
+    any_seed = replace(context, seeds=None)
     return [entry for entry in contents.tables
-            if any(run.finished for run in table_runs(entry, scale, store, gin_dir=gin_dir,
-                                                      extra_files=extra_files,
-                                                      bindings=bindings,
-                                                      require_finished=False))]
+            if any(run.finished for run in table_runs(entry, any_seed, require_finished=False))]
 
 
 def table_flags(parser: cli.Flags) -> None:
@@ -76,36 +68,33 @@ def table_flags(parser: cli.Flags) -> None:
     parser.path("runs_dir", "runs", "the run store")
     parser.repeated("gin_file", "extra gin files the tables were run with")
     parser.repeated("gin_bindings", "bindings the tables were run with")
-    parser.path("gin_dir", "gin", "folder of the table gin files")
+    parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the table gin files")
     parser.path("catalogue", None, CATALOGUE_HELP)
 
 
-def chosen_tables(args) -> tuple[RunStore, list[catalogue.Table]]:
-    """The store and the tables `table_flags` chose; a UserError when none has runs."""
+def chosen_tables(args) -> tuple[TableContext, list[catalogue.Table]]:
+    """The context (every seed present) and the tables `table_flags` chose; a UserError when
+    none has runs."""
     contents = catalogue.load(args.catalogue)
-    store = RunStore(args.runs_dir)
+    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
+                           args.gin_bindings)
     entries = ([contents.table(number) for number in args.table] if args.table else
-               tables_with_runs(contents, store, args.scale, args.gin_dir, args.gin_file,
-                                args.gin_bindings))
+               tables_with_runs(contents, context))
     if not entries:
         raise UserError(f"no table runs at scale {args.scale!r} under {args.runs_dir}: "
                         f"run `make table1 SCALE={args.scale}` first")
-    return store, entries
+    return context, entries
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.report", __doc__)
     table_flags(parser)
     parser.integer("seeds", None, "use seeds 0..N-1 (default: all finished)")
     parser.path("output_dir", "reports", "where the tables go")
     args = parser.parse(argv)
-    try:
-        store, entries = chosen_tables(args)
-        for entry in entries:
-            print(report(entry, args.scale, store, args.output_dir, seeds=args.seeds,
-                         gin_dir=args.gin_dir, extra_files=args.gin_file,
-                         bindings=args.gin_bindings).read_text())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    context, entries = chosen_tables(args)
+    context = replace(context, seeds=args.seeds)
+    for entry in entries:
+        print(report(entry, context, args.output_dir).read_text())
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.tables.long import MissingCell
+from harness.store import paths
 from harness.store.record import read_summary
 from harness.experiment.rescore import NotRescored, read_rescored, run_rescorings, to_rescore
 
@@ -65,7 +66,8 @@ def rescore_phase(table: int, run_dirs: Sequence[Path], progress: bool = False) 
     unknown = len(todo) - len(known)
     print(f"rescoring: {runs} run(s), about {sum(known) / 60:.1f} min"
           + (f" ({unknown} of unknown duration)" if unknown else "")
-          + f" [{len(todo)} rescoring(s); estimated from each run's summary.json eval_seconds]",
+          + f" [{len(todo)} rescoring(s); estimated from each run's {paths.SUMMARY} "
+            f"eval_seconds]",
           flush=True)
     run_rescorings(todo, progress)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import UserError
+from harness.tables.context import TableContext
 
 ROW_LINE = re.compile(r"^#\s*row:\s*(\S.*?)\s*$", re.MULTILINE)
 SETTING_LINE = re.compile(r"^#\s*setting:\s*(\S.*?)\s*$", re.MULTILINE)
@@ -34,9 +35,10 @@ def row_setting(config: Path) -> str | None:
     return None if match is None else match.group(1)
 
 
-def scale_files(folder: str, scale: str, gin_dir: Path) -> list[str]:
+def scale_files(folder: str, context: TableContext) -> list[str]:
     """The scale's layers over a row of `gin_dir/<folder>/`: the general scale file, then the
     folder's own `scale/<scale>.gin` if it has one."""
+    scale, gin_dir = context.scale, context.gin_dir
     general = gin_dir / "scale" / f"{scale}.gin"
     if scale != "paper" and not general.is_file():
         known = ["paper", *sorted(path.stem for path in (gin_dir / "scale").glob("*.gin"))]
@@ -45,45 +47,45 @@ def scale_files(folder: str, scale: str, gin_dir: Path) -> list[str]:
     return [str(path) for path in (general, own) if path.is_file()]
 
 
-def layered(config: Path, scale: str, gin_dir: Path, extra_files=()) -> tuple[str, ...]:
+def layered(config: Path, context: TableContext) -> tuple[str, ...]:
     """A row file of `gin_dir/<folder>/` with its scale layers (`scale_files`), its own
     `<folder>/scale/<scale>/<row>.gin` if there is one, and the extra files."""
     folder = config.parent.name
-    own = gin_dir / folder / "scale" / scale / config.name
-    return (str(config), *scale_files(folder, scale, gin_dir),
-            *[str(path) for path in [own] if path.is_file()], *extra_files)
+    own = context.gin_dir / folder / "scale" / context.scale / config.name
+    return (str(config), *scale_files(folder, context),
+            *[str(path) for path in [own] if path.is_file()], *context.extra_files)
 
 
-def folder_rows(folder: str, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+def folder_rows(folder: str, context: TableContext) -> list[TableRow]:
     """The rows of `gin_dir/<folder>/`: its files with a `# row:` line, layered."""
     rows = []
-    for config in sorted((gin_dir / folder).glob("*.gin")):
+    for config in sorted((context.gin_dir / folder).glob("*.gin")):
         method = paper_name(config)
         if method:
-            rows.append(TableRow(config.stem, method, layered(config, scale, gin_dir,
-                                                              extra_files),
+            rows.append(TableRow(config.stem, method, layered(config, context),
                                  row_setting(config), f"{folder}/{config.stem}"))
     return rows
 
 
-def reused_row(reuse, scale: str, gin_dir: Path, extra_files=()) -> TableRow:
-    config = gin_dir / f"{reuse.row}.gin"
+def reused_row(reuse, context: TableContext) -> TableRow:
+    config = context.gin_dir / f"{reuse.row}.gin"
     method = paper_name(config) if config.is_file() else None
     if method is None:
         raise UserError(f"the catalogue reuses row {reuse.row}, but {config} is no row file "
                         f"(it is missing or has no '# row:' line)")
-    return TableRow(reuse.name, method, layered(config, scale, gin_dir, extra_files),
+    return TableRow(reuse.name, method, layered(config, context),
                     reuse.setting or row_setting(config), reuse.row)
 
 
-def table_rows(entry, scale: str, gin_dir: Path, extra_files=()) -> list[TableRow]:
+def table_rows(entry, context: TableContext) -> list[TableRow]:
     """The table's own rows, then the rows it reuses; a UserError when it has none."""
-    rows = [*folder_rows(entry.folder, scale, gin_dir, extra_files),
-            *(reused_row(reuse, scale, gin_dir, extra_files) for reuse in entry.reuses)]
+    rows = [*folder_rows(entry.folder, context),
+            *(reused_row(reuse, context) for reuse in entry.reuses)]
     if not rows:
         raise UserError(f"table {entry.number} has no rows: no gin file in "
-                        f"{gin_dir}/{entry.folder}/ has a '# row: <method as in the reference "
-                        f"table>' line, and the catalogue gives it no rows of other tables")
+                        f"{context.gin_dir}/{entry.folder}/ has a '# row: <method as in the "
+                        f"reference table>' line, and the catalogue gives it no rows of other "
+                        f"tables")
     names = [row.name for row in rows]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -92,10 +94,11 @@ def table_rows(entry, scale: str, gin_dir: Path, extra_files=()) -> list[TableRo
     return rows
 
 
-def figure_rows(figure, scale: str, gin_dir: Path) -> list[TableRow]:
+def figure_rows(figure, context: TableContext) -> list[TableRow]:
     """The runs a figure needs of its own: `gin/figure<N>/<row>.gin`, layered like a table's
-    rows; none for a figure drawn from the tables' runs."""
-    return folder_rows(figure.folder, scale, gin_dir)
+    rows but without extra files (`TableContext.without_extras`); none for a figure drawn from
+    the tables' runs."""
+    return folder_rows(figure.folder, context.without_extras())
 
 
 def common_layers(rows: list[TableRow]) -> list[str]:

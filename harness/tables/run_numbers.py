@@ -17,7 +17,8 @@ import pandas as pd
 
 from harness.tables import render
 from harness.core.errors import UserError
-from harness.store.record import SUMMARY, read_metrics, read_summary
+from harness.store import paths
+from harness.store.record import read_metrics, read_summary
 
 CLEAN = {"acc": "test/accuracy", "nll": "test/nll", "ece": "test/ece"}
 CORRUPTED = ("cacc", "cnll", "cece", "aacc", "anll", "aece")
@@ -41,7 +42,7 @@ def run_row(run_dir: Path) -> dict:
     try:
         summary = read_summary(run_dir)
     except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {run_dir / SUMMARY}: {error}") from error
+        raise UserError(f"cannot read {paths.summary(run_dir)}: {error}") from error
     try:
         row = {"method": summary["method"], "dataset": summary["dataset"],
                "model": summary["model"], "M": summary["num_members"],
@@ -50,7 +51,7 @@ def run_row(run_dir: Path) -> dict:
                "git_commit": summary["git_commit"], "config_hash": summary["config_hash"]}
         headline = summary["metrics"]
     except KeyError as key:
-        raise incompatible(run_dir / SUMMARY, key) from None
+        raise incompatible(paths.summary(run_dir), key) from None
     row.update({name: headline.get(key, np.nan) for name, key in CLEAN.items()})
     row.update({name: 1000 * headline.get(key, np.nan) for name, key in TIMING.items()})
     row.update(corrupted_numbers(run_dir, summary))
@@ -74,7 +75,7 @@ def corrupted_numbers(run_dir: Path, summary: dict) -> dict:
 
 def flops_numbers(run_dir: Path) -> dict:
     """FLOPs figures from the run's flops.json (empty where the run has none)."""
-    path = run_dir / "flops.json"
+    path = paths.flops(run_dir)
     if not path.is_file():
         return dict.fromkeys(FLOPS, np.nan)
     flops = json.loads(path.read_text())

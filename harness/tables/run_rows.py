@@ -5,44 +5,48 @@ configuration in the run store (harness/store/runs.py), trained here unless it i
 from pathlib import Path
 
 from harness.tables import catalogue
-from harness.store.configuration import config_differences
+from harness.store.configuration import config_differences, seed_binding
 from harness.core.errors import UserError, first_line
+from harness.tables.context import TableContext
+from harness.tables.kinds import kind_of
 from harness.tables.rows import TableRow, table_rows
 from harness.store.record import is_finished
 from harness.tables.report import report
 from harness.tables.robustness import rescore_phase
-from harness.store.locks import Busy, failure_path, read_record, training_lock, waiting_job
-from harness.store.runs import RunStore, clear_error, record_error
+from harness.store import paths
+from harness.store.locks import Busy, read_record, training_lock, waiting_job
+from harness.store.runs import clear_error, record_error
 from harness.tables.sources import MethodNotBuilt, row_configuration, table_runs
 
 
-def run_seed(row: TableRow, seed: int, bindings: list[str], store: RunStore,
-             progress: bool, train=None) -> str:
-    """Runs (or reuses) one seed of a row; returns what happened, for the log. The run is the
-    store's run of the row's configuration, whichever table or figure asked for it first. It
+def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, train=None
+             ) -> str:
+    """Runs (or reuses) one seed of a row with the context's bindings; returns what happened,
+    for the log. The run is the context's store's run of the row's configuration, whichever
+    table or figure asked for it first. It
     trains under its lock (harness/store/locks.py): a run another process trains, or one the
     launcher queued, is skipped and named as such. `train(gin_files, bindings, run_dir,
     progress)` trains it (default: in this process; harness/tables/launch.py passes torchrun for a
     run of several GPUs)."""
-    bindings = [*bindings, f"Experiment.seed = {seed}"]
+    bindings = [*context.bindings, seed_binding(seed)]
     try:
         config = row_configuration(row, bindings)
     except MethodNotBuilt as error:
         return f"skipped: {error}"
-    run_dir = store.run_dir(config)
+    run_dir = context.store.run_dir(config, seed)
     if is_finished(run_dir):
-        recorded = run_dir / "config.gin"
+        recorded = paths.config(run_dir)
         differences = (config_differences(recorded.read_text(), config)
-                       if recorded.is_file() else ["no config.gin recorded"])
+                       if recorded.is_file() else [f"no {paths.CONFIG} recorded"])
         if differences:
             raise UserError(f"{run_dir} is a finished run of another configuration than "
                             f"{' + '.join(row.gin_files)} gives now ({'; '.join(differences)})"
                             f"; remove it to run again")
         return f"reused {run_dir}"
-    failed = read_record(failure_path(run_dir))
+    failed = read_record(paths.failure_record(run_dir))
     if failed is not None:
         return (f"skipped: failed: {failed['error']} (log {failed['log']}); fix it, then "
-                f"remove {failure_path(run_dir)} or launch with --retry_failed")
+                f"remove {paths.failure_record(run_dir)} or launch with --retry_failed")
     queued = waiting_job(run_dir)
     if queued:
         return f"skipped: {queued}"
@@ -51,7 +55,7 @@ def run_seed(row: TableRow, seed: int, bindings: list[str], store: RunStore,
             if not is_finished(run_dir):  # another job may have finished it meanwhile
                 clear_error(run_dir)
                 (train or train_here)(row.gin_files, bindings, run_dir, progress)
-            failure_path(run_dir).unlink(missing_ok=True)
+            paths.failure_record(run_dir).unlink(missing_ok=True)
     except Busy as busy:
         return f"skipped: running: {busy}"
     except UserError as error:
@@ -79,27 +83,27 @@ def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]
     return [row for row in rows if row.name in names]
 
 
-def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin"),
-              runs_dir: Path = Path("runs"), output_dir: Path = Path("reports"),
-              extra_files=(), bindings=(), progress: bool = True,
-              rows: list[str] | None = None,
+def run_table(table: int, context: TableContext, *, output_dir: Path = Path("reports"),
+              progress: bool = True, rows: list[str] | None = None,
               contents: catalogue.Catalogue = catalogue.PAPER) -> Path:
-    """Runs every row (or the `rows` named) and seed of the table, then writes it; returns the
-    markdown path. A long-format table (4 and up) runs on past a row that cannot run (e.g.
-    CIFAR-100 absent at cpu scale): the table is written with that row's numbers missing and
-    its reason, then one UserError names every such row."""
-    if seeds < 1:
+    """Runs every row (or the `rows` named) and seed 0..context.seeds-1 of the table, then
+    writes it; returns the markdown path. A table of a kind that keeps missing rows (long:
+    4 and up) runs on past a row that cannot run (e.g. CIFAR-100 absent at cpu scale): the
+    table is written with that row's numbers missing and its reason, then one UserError names
+    every such row."""
+    seeds, scale = context.seeds, context.scale
+    if seeds is None or seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     entry = contents.table(table)
-    store = RunStore(runs_dir)
+    kind = kind_of(entry)
     failed = []
-    for row in chosen_rows(table_rows(entry, scale, gin_dir, extra_files), rows):
+    for row in chosen_rows(table_rows(entry, context), rows):
         for seed in range(seeds):
             print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
             try:
-                outcome = run_seed(row, seed, list(bindings), store, progress)
+                outcome = run_seed(row, seed, context, progress)
             except UserError as error:
-                if entry.kind != "long":
+                if not kind.keeps_missing_rows:
                     raise
                 failed.append(f"{row.name} ({first_line(error)})")
                 outcome = f"skipped: error: {first_line(error)}"
@@ -107,12 +111,10 @@ def run_table(table: int, scale: str, seeds: int, *, gin_dir: Path = Path("gin")
             if outcome.startswith("skipped"):
                 break
     # Rescoring is a phase of its own: the table below only reads what it leaves.
-    finished = table_runs(entry, scale, store, gin_dir=gin_dir, extra_files=extra_files,
-                          bindings=bindings, seeds=seeds, require_finished=False)
+    finished = table_runs(entry, context, require_finished=False)
     rescore_phase(table, [run for row in finished if not rows or row.name in rows
                           for run in row.finished], progress)
-    written = report(entry, scale, store, output_dir, seeds=seeds, gin_dir=gin_dir,
-                     extra_files=extra_files, bindings=bindings)
+    written = report(entry, context, output_dir)
     if failed:
         raise UserError(f"{len(failed)} row(s) could not run; {written} shows them missing: "
                         f"{'; '.join(failed)}")

@@ -9,9 +9,11 @@ import pandas as pd
 
 from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
+from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, common_layers, figure_rows, table_rows
 from harness.store.record import is_finished, read_summary
-from harness.store.locks import failure_path, read_record
+from harness.store import paths
+from harness.store.locks import read_record
 from harness.store.runs import RunStore, last_error
 
 
@@ -58,25 +60,25 @@ def row_runs(row: TableRow, store: RunStore, seeds: int | None, bindings=()) -> 
         config = row_configuration(row, bindings)
     except UserError as error:
         return RowRuns(row, [], [], first_line(error))
-    paths = store.seeds(config, seeds)
-    errors = [last_error(path) or (read_record(failure_path(path)) or {}).get("error", "")
-              for path in paths if not is_finished(path)]
-    return RowRuns(row, [path for path in paths if is_finished(path)],
-                   [path for path in paths if path.is_dir() and not is_finished(path)],
+    seed_dirs = store.seeds(config, seeds)
+    errors = [last_error(path) or (read_record(paths.failure_record(path)) or {}).get("error", "")
+              for path in seed_dirs if not is_finished(path)]
+    return RowRuns(row, [path for path in seed_dirs if is_finished(path)],
+                   [path for path in seed_dirs if path.is_dir() and not is_finished(path)],
                    next((error for error in errors if error), ""))
 
 
-def table_runs(entry, scale: str, store: RunStore, *, gin_dir: Path = Path("gin"),
-               extra_files=(), bindings=(), seeds: int | None = None,
-               require_finished: bool = True) -> list[RowRuns]:
-    """The runs of every row of a catalogue table; a UserError when none has a finished seed
-    (unless not `require_finished`)."""
-    runs = [row_runs(row, store, seeds, bindings)
-            for row in table_rows(entry, scale, gin_dir, extra_files)]
+def table_runs(entry, context: TableContext, *, require_finished: bool = True
+               ) -> list[RowRuns]:
+    """The runs of every row of a catalogue table (its seeds of the context); a UserError when
+    none has a finished seed (unless not `require_finished`)."""
+    runs = [row_runs(row, context.store, context.seeds, context.bindings)
+            for row in table_rows(entry, context)]
     gin.clear_config()
     if require_finished and not any(row.finished for row in runs):
-        raise UserError(f"no finished runs for table {entry.number} at scale {scale!r} under "
-                        f"{store.root}: run `make table{entry.number} SCALE={scale}` first")
+        raise UserError(f"no finished runs for table {entry.number} at scale "
+                        f"{context.scale!r} under {context.store.root}: run `make "
+                        f"table{entry.number} SCALE={context.scale}` first")
     return runs
 
 
@@ -94,18 +96,16 @@ class Sources:
     """Where the page's figures find what they are drawn from: the catalogue's tables and
     figures, their runs in the store, and the tables the page wrote."""
 
-    scale: str
-    store: RunStore
+    context: TableContext  # at the page's scale
     tables_dir: Path  # the page's table<N>.parquet files
     tables: tuple  # harness/tables/catalogue.py TABLES
     figures: tuple  # harness/tables/catalogue.py FIGURES
-    gin_dir: Path = Path("gin")
 
     def table_runs(self, number: int) -> list[tuple[str, Path]]:
         """(label, first finished seed) of every row of a table at its scale for the page."""
         entry = next(entry for entry in self.tables if entry.number == number)
         try:
-            runs = table_runs(entry, entry.scale(self.scale), self.store, gin_dir=self.gin_dir)
+            runs = table_runs(entry, self.context.for_table(entry))
         except UserError as error:
             raise FigureUnavailable(str(error)) from error
         return first_seeds(runs)
@@ -113,13 +113,14 @@ class Sources:
     def figure_runs(self, key: str) -> list[tuple[str, Path]]:
         """(label, seed 0) of every finished row of a figure's own `gin/figure<N>/`."""
         figure = next(figure for figure in self.figures if figure.key == key)
-        rows = figure_rows(figure, self.scale, self.gin_dir)
-        runs = first_seeds([row_runs(row, self.store, 1) for row in rows])
+        context = self.context
+        rows = figure_rows(figure, context)
+        runs = first_seeds([row_runs(row, context.store, 1) for row in rows])
         gin.clear_config()
         if not runs:
-            raise FigureUnavailable(f"no finished run of {self.gin_dir}/{figure.folder}/ at "
-                                    f"scale {self.scale!r}: run `make paper SCALE={self.scale}` "
-                                    f"(not --page_only)")
+            raise FigureUnavailable(f"no finished run of {context.gin_dir}/{figure.folder}/ at "
+                                    f"scale {context.scale!r}: run `make paper "
+                                    f"SCALE={context.scale}` (not --page_only)")
         return runs
 
     @staticmethod

@@ -17,6 +17,7 @@ from harness.data.facts import dataset_family
 from harness.core.errors import UserError
 from harness.tables.run_numbers import FLOPS, METRICS, PROVENANCE, TIMING, aggregate, run_row
 from harness.tables.notes import havasi_notes, pruning_notes
+from harness.tables.context import TableContext
 from harness.tables.sources import RowRuns
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +91,18 @@ def table_model(frame: pd.DataFrame, table: int, scale: str, layered: list[str]
                        layered, havasi_notes(frame.method) + pruning_notes(frame.method),
                        REFERENCE.relative_to(ROOT).as_posix(),
                        lambda row: missing_reason(row, frame))
+
+
+class WideKind:
+    """The wide kind of table (harness/tables/kinds.py `TableKind`): one line per row, so a
+    row that cannot run stops the table, and a table without a finished run is an error."""
+
+    keeps_missing_rows = False
+
+    def build(self, context: TableContext, entry, runs: list[RowRuns]) -> pd.DataFrame:
+        reference = load_reference(Path(entry.reference or REFERENCE))
+        return build_table(entry.number, context.scale, runs, reference)
+
+    def model(self, frame: pd.DataFrame, entry, scale: str, layered: list[str]
+              ) -> render.Table:
+        return table_model(frame, entry.number, scale, layered)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from harness.kernels import sparse_conv
+from harness.kernels.timing import round_seconds
 
 KERNEL_CHOICES = ("dense", "sparse", "auto")
 AUTO_BATCHES = 3
@@ -111,8 +112,6 @@ class TrainingKernels:
                  ) -> tuple[list[float], list[float]]:
         """Seconds of this layer's forward and backward, dense conv and sparse kernels, in
         alternating rounds on a copy of this batch."""
-        from harness.kernels.inference import round_seconds
-
         pattern = self._pattern(name)
         weight = layer.weight.detach().clone().requires_grad_()
         inputs = x.detach().clone().requires_grad_(x.requires_grad)

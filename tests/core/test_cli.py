@@ -1,10 +1,19 @@
 """One command-line convention for every entry point (harness/core/cli.py): `--help` exits 0 and
-names `--output_dir` where the command writes a folder; lists are comma-separated; `--list`
-and `--dry_run` show what exists and what a run would do without doing it."""
+names `--output_dir` where the command writes a folder; lists are comma-separated; a user's
+mistake is one line and exit 2, Ctrl-C one line and 130, a bug its traceback; `--list` and
+`--dry_run` show what exists and what a run would do without doing it."""
+import importlib
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from absl import flags
+
+from harness.core import cli
+from harness.core.errors import Interrupted, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -14,9 +23,10 @@ ENTRY_POINTS = {"harness.run": True, "harness.demo": True, "harness.tables": Tru
                 "harness.export": True, "harness.bench": True, "harness.data.corrupt": True,
                 "harness.data.tiny_imagenet": True, "harness.diff": False,
                 "harness.flops": False, "harness.compare": True,
-                "harness.migrate_runs": False}
-# the two that run under absl's app (their flags are absl's global ones): --help in a process
-APP_ENTRY_POINTS = ("harness.launch", "harness.gpu_check")
+                "harness.migrate_runs": False, "harness.launch": True,
+                "harness.gpu_check": True}
+# a mistake as gin reports it: the line that says what is wrong, then the call's context
+MISTAKE = UserError("what is wrong\n  In call to configurable Experiment")
 
 
 def python(*args, cwd=ROOT):
@@ -28,16 +38,98 @@ def test_every_entry_point_is_listed():
     mains = {str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
              for path in (ROOT / "harness").rglob("*.py")
              if 'if __name__ == "__main__"' in path.read_text()}
-    assert {name.removesuffix(".__main__") for name in mains} == {*ENTRY_POINTS,
-                                                                   *APP_ENTRY_POINTS}
+    assert {name.removesuffix(".__main__") for name in mains} == set(ENTRY_POINTS)
 
 
-def test_help_of_the_app_entry_points_exits_0_and_names_output_dir(tmp_path):
-    for name in APP_ENTRY_POINTS:
-        result = python("-m", name, "--help", cwd=tmp_path)
-        assert result.returncode == 0, (name, result.stderr)
-        assert "--output_dir" in result.stdout, name
-    assert list(tmp_path.iterdir()) == []
+def test_every_entry_point_imports_in_one_process_on_flags_of_its_own():
+    """No entry point defines absl's global flags, which two of them would define twice."""
+    for name in ENTRY_POINTS:
+        importlib.import_module(name)
+    assert "output_dir" not in flags.FLAGS
+
+
+def command_line_raising(name: str, error: BaseException, monkeypatch) -> int:
+    """`python -m <name>` run here, with `error` raised where its main starts (parsing its
+    flags): the exit status that `sys.exit(main())` gives the shell."""
+    def parse(self, argv):
+        raise error
+
+    monkeypatch.setattr(cli.Flags, "parse", parse)
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module(name, run_name="__main__")
+    return exit_.value.code
+
+
+# runpy runs again, as __main__, entry points that the tests have imported before
+RUN_AGAIN = pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
+
+
+@RUN_AGAIN
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_a_user_mistake_is_one_line_exit_2(name, monkeypatch, capsys):
+    assert command_line_raising(name, MISTAKE, monkeypatch) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: what is wrong"]
+
+
+@RUN_AGAIN
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_ctrl_c_is_one_line_exit_130(name, monkeypatch, capsys):
+    assert command_line_raising(name, KeyboardInterrupt(), monkeypatch) == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), lines
+
+
+@RUN_AGAIN
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_a_bug_keeps_its_traceback(name, monkeypatch, capsys):
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        command_line_raising(name, ZeroDivisionError("a bug"), monkeypatch)
+    assert capsys.readouterr().err == ""
+
+
+FAKE_COMMAND = """
+import sys
+from harness.core import cli
+from harness.core.errors import Interrupted, UserError
+
+@cli.command(interrupted_outside_a_run="interrupted: nothing ran")
+def main(argv=None):
+    raise {error}
+
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("error, status, stderr", [
+    ("UserError('what is wrong\\nIn call to configurable X')", 2, ["error: what is wrong"]),
+    ("KeyboardInterrupt()", 130, ["interrupted: nothing ran"]),
+    ("Interrupted('interrupted: continue with: resume')", 130,
+     ["interrupted: continue with: resume"]),
+])
+def test_the_contract_in_a_process(error, status, stderr):
+    result = python("-c", FAKE_COMMAND.format(error=error))
+    assert (result.returncode, result.stderr.splitlines()) == (status, stderr)
+
+
+def test_a_bug_in_a_process_prints_its_traceback():
+    result = python("-c", FAKE_COMMAND.format(error="ZeroDivisionError('a bug')"))
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and result.stderr.splitlines()[-1] == (
+        "ZeroDivisionError: a bug")
+
+
+def test_a_command_run_again_to_continue_says_so_whichever_run_was_cut_short(capsys):
+    """harness.tables: the run's own line would name the command of a run, not the table's."""
+    def main(argv):
+        raise Interrupted("interrupted: continue this run with: harness/run.py --resume")
+
+    assert cli.command(interrupted="interrupted: run the table again")(main)([]) == 130
+    assert capsys.readouterr().err.splitlines() == ["interrupted: run the table again"]
+
+
+def test_a_command_returns_what_it_decides():
+    """Statuses a command returns on purpose (harness.diff's 1 on drift) pass through."""
+    assert cli.command(lambda argv: 1)([]) == 1
 
 
 def test_help_exits_0_everywhere_with_one_convention(tmp_path):
@@ -48,12 +140,8 @@ def test_help_exits_0_everywhere_with_one_convention(tmp_path):
         "    module = importlib.import_module(name)",
         "    if not hasattr(module, 'main'):  # a wing whose __main__ is the command",
         "        module = importlib.import_module(name + '.__main__')",
-        "    try:",
-        "        module.main(['--help'])",
-        "    except SystemExit as exit_:",
-        "        print(f'EXIT {name} {exit_.code}')",
-        "    else:",
-        "        print(f'EXIT {name} none')"])
+        "    status = module.main(['--help'])",
+        "    print(f'EXIT {name} {status}')"])
     result = python("-c", script, *ENTRY_POINTS, cwd=tmp_path)  # writes nothing, anywhere
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stdout.splitlines() if line.startswith("EXIT")] == [

@@ -144,15 +144,14 @@ def test_compile_is_a_setting_that_trains():
 def test_every_table3_row_is_wired_at_tiny_scale(tmp_path):
     """What `make table3 SCALE=tiny` trains, checked up to training: each row opens the tiny
     ImageNet folder, builds its ResNet-50 and passes its method's checks."""
-    from pathlib import Path
-
     from harness.experiment.config import parse
     from harness.experiment.assemble import Experiment
     from harness.tables.catalogue import PAPER
+    from harness.tables.context import TableContext
     from harness.tables.rows import table_rows
 
     folder = write_tiny_imagenet(tmp_path / "imagenet")
-    rows = table_rows(PAPER.table(3), "tiny", Path("gin"))
+    rows = table_rows(PAPER.table(3), TableContext("tiny"))
     assert len(rows) == 8
     for row in rows:
         parse(row.gin_files, [f"imagenet.data_dir = '{folder}'"])

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from harness.evaluation.cached_predictions import (TEST_PREDICTIONS, PredictionCollector,
-                                        ensemble_size_curve, load_predictions,
-                                        subensemble_metrics)
+from harness.evaluation.cached_predictions import (PredictionCollector, ensemble_size_curve,
+                                                   load_predictions, subensemble_metrics)
 from harness.core.errors import UserError
 from harness.evaluation.evaluate import EvalSet, evaluate
 from harness.evaluation.predictors import MemberEnsemble
+from harness.store import paths
 
 
 def linear_ensemble(members=3, features=5, classes=4):
@@ -29,7 +29,7 @@ def test_cached_predictions_rescore_like_evaluation(tmp_path):
     predictor, eval_set = linear_ensemble(), batches()
     collector = PredictionCollector()
     rows = evaluate(predictor, eval_set, progress=False, collect=collector)
-    collector.write(tmp_path / TEST_PREDICTIONS)
+    collector.write(paths.test_predictions(tmp_path))
     log_probs, labels = load_predictions(tmp_path)
     assert log_probs.shape == (3, 103, 4) and log_probs.dtype == torch.float32
     assert labels.shape == (103,)

@@ -18,7 +18,8 @@ from harness.experiment.execute import run_experiment
 from harness.experiment.assemble import DataContext
 from harness.evaluation.predictors import Predictor
 from harness.store.record import foreign_entries, read_summary
-from harness.experiment.rescore import RESCORED, rescore
+from harness.experiment.rescore import rescore
+from harness.store.paths import RESCORED
 from harness.evaluation.suites import fgsm, ood
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,21 +6,7 @@ import torchvision
 from torch import nn
 
 from methods.sparse.distributions import layer_densities, layer_nonzeros, prunable_layers
-
-
-class SmallNet(nn.Module):
-    """A conv+linear net the sparse core does not special-case (grouped conv included)."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
+from tests.training import SmallNet
 
 
 def shapes_of(model: nn.Module, dense_first_layer: bool = False) -> dict[str, tuple[int, ...]]:

@@ -14,23 +14,9 @@ from harness.flops import Connectivity, counted_layer_shapes
 from harness.engine.train import Hook, Trainer, TrainState
 from methods.sparse.distributions import layer_nonzeros, prunable_layers
 from methods.sparse.masking import Masking, SparsitySpec
+from tests.training import SmallNet
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-class SmallNet(nn.Module):
-    """Conv (grouped too) + linear, with biases and a norm layer that must stay dense."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 

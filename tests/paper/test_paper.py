@@ -12,6 +12,7 @@ from harness.paper import build as paper, figures, page
 
 from harness.tables import render, wide
 from harness.tables.catalogue import FIGURES, PAPER, TABLES
+from harness.tables.context import TableContext
 from harness.tables.rows import figure_rows
 from harness.tables.long import LONG_COLUMNS
 from harness.paper.build import make_paper
@@ -37,10 +38,14 @@ def figure(key: str):
     return next(item for item in FIGURES if item.key == key)
 
 
+def at_scale(scale: str) -> TableContext:
+    return TableContext(scale, gin_dir=ROOT / "gin")
+
+
 def figure5_rows(runs) -> Path:
     """Figure 5's EDST rows: M = 2 runs on its own; M = 3 is Table 1's run (its
     configuration)."""
-    [m2] = [row for row in figure_rows(figure("5"), "smoke", ROOT / "gin")
+    [m2] = [row for row in figure_rows(figure("5"), at_scale("smoke"))
             if row.name == "edst_m2_s08"]
     return store_fake(runs, m2, method="edst", members=2, sparsity=0.8)
 
@@ -60,7 +65,7 @@ def made(tmp_path):
     table1_runs(runs)
     figure5_rows(runs)
     tables = tmp_path / "paper" / "smoke" / "tables"
-    report(PAPER.table(1), "smoke", RunStore(runs), tables)
+    report(PAPER.table(1), TableContext("smoke", RunStore(runs)), tables)
     long_table(4, [("DST Ensemble", "disagreement", 0.04, 0.035, "ok", ""),
                    ("LTR Ensemble", "kl", np.nan, 0.056, "missing",
                     "no finished run of this row")]).to_parquet(tables / "table4.parquet")
@@ -68,8 +73,8 @@ def made(tmp_path):
              for metric, value in (("individual_acc", 90.0), ("acc", 92.0), ("kl", 0.1))]
     frame = long_table(8, sweep)
     pd.concat([frame, frame.assign(sparsity=0.9)]).to_parquet(tables / "table8.parquet")
-    path = make_paper("smoke", runs_dir=runs, output_dir=tmp_path / "paper",
-                      gin_dir=Path("gin"), page_only=True)  # as Table 1 was written
+    path = make_paper(TableContext("smoke", RunStore(runs), seeds=1),  # as Table 1 was written
+                      output_dir=tmp_path / "paper", page_only=True)
     return path, path.read_text()
 
 
@@ -145,8 +150,8 @@ def test_missing_tables_rows_cells_and_figures_are_named_with_why(made):
 
 def test_figure5_draws_edst_at_a_fixed_budget_from_its_rows_and_the_runs_they_reuse(tmp_path):
     runs = tmp_path / "runs"
-    sources = Sources("smoke", RunStore(runs), tmp_path / "tables", TABLES, FIGURES,
-                      ROOT / "gin")
+    sources = Sources(TableContext("smoke", RunStore(runs), ROOT / "gin"), tmp_path / "tables",
+                      TABLES, FIGURES)
     with pytest.raises(FigureUnavailable, match="no finished run of .*figure5/ at scale"):
         sources.figure_runs("5")
     table1 = table1_runs(runs)
@@ -187,10 +192,11 @@ def test_a_table_that_cannot_be_made_is_named_with_its_command_and_error(tmp_pat
     (gin / "scale").mkdir()
     (gin / "scale" / "smoke.gin").write_text("")
     out = tmp_path / "out"
-    failed = paper.make_table(PAPER.table(5), "smoke", 1, tmp_path / "runs", out, gin)
+    context = TableContext("smoke", RunStore(tmp_path / "runs"), gin, seeds=1)
+    failed = paper.make_table(PAPER.table(5), context, out)
     assert failed.path is None and "--table=5 --scale=smoke` failed" in failed.missing
     assert "the catalogue reuses row table1/dst_m3_s08" in failed.missing
-    assert "harness.tables.make" in (out / "logs" / "table5.log").read_text()
+    assert "python -m harness.tables" in (out / "logs" / "table5.log").read_text()
 
 
 def test_unknown_scale_is_refused(tmp_path, capsys):
@@ -204,7 +210,7 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
 
     from harness.experiment.config import parse
 
-    rows = figure_rows(figure("3"), "smoke", ROOT / "gin")
+    rows = figure_rows(figure("3"), at_scale("smoke"))
     assert [(row.name, row.method) for row in rows] == [
         ("dst", "DST Ensemble"), ("dst_c100", "DST Ensemble"), ("edst", "EDST Ensemble"),
         ("edst_c100", "EDST Ensemble")]
@@ -213,9 +219,9 @@ def test_figure3_rows_are_dst_and_edst_saving_trajectories():
         parse(row.gin_files)
         assert gin.query_parameter("Experiment.method") == method
         assert gin.query_parameter("trajectory_checkpoints.every_epochs") == 10
-    assert all(len(row.gin_files) == 1 for row in figure_rows(figure("3"), "paper", ROOT / "gin"))
+    assert all(len(row.gin_files) == 1 for row in figure_rows(figure("3"), at_scale("paper")))
     # the paper's CIFAR-100 panels stay on CIFAR-100 where the scale picks CIFAR-10 arrays
-    for row in figure_rows(figure("3"), "cpu", ROOT / "gin"):
+    for row in figure_rows(figure("3"), at_scale("cpu")):
         parse(row.gin_files)
         expected = "cifar100" if row.name.endswith("_c100") else "npz"
         assert gin.query_parameter("Experiment.dataset") == expected, row.name

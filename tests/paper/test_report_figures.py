@@ -7,6 +7,7 @@ from harness.paper import figures
 from harness.tables.catalogue import PAPER
 from harness.core.errors import UserError
 from harness.store.runs import RunStore
+from harness.tables.context import TableContext
 from tests.fakes import fake_row, stored_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -113,7 +114,8 @@ def test_a_sweep_without_kl_is_named():
 def test_a_single_dense_model_alone_has_nothing_to_draw(tmp_path, capsys):
     runs = tmp_path / "runs"
     stored_run(runs, 1, "dense", members=1)
-    assert figures.figures(PAPER.table(1), "smoke", RunStore(runs), tmp_path / "figures") == []
+    context = TableContext("smoke", RunStore(runs))
+    assert figures.figures(PAPER.table(1), context, tmp_path / "figures") == []
     output = capsys.readouterr().out
     assert all(f"no run to draw {name}" in output
                for name in ("ensemble_size", "disagreement", "kl", "layer_density"))

@@ -10,7 +10,8 @@ from harness.core.errors import UserError
 from harness.experiment.execute import run_experiment
 from harness.evaluation.feature_maps import feature_map_kl
 from harness.experiment.replay import replay
-from harness.paper.trajectory_tsne import checkpoint_epoch, member_trajectories, trajectory_embedding
+from harness.paper.trajectory_tsne import member_trajectories, trajectory_embedding
+from harness.store.paths import trajectory_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "gin" / "scale" / "smoke.gin")
@@ -39,7 +40,7 @@ def test_dst_members_each_have_their_own_trajectory_after_the_authors_window(tmp
     replayed = replay(run_dir)
     trajectories = member_trajectories(replayed, run_dir)
     # the window starts after 145 x 0.02 = 3 epochs, for DST as for EDST
-    assert [[checkpoint_epoch(path) for path in files] for files in trajectories] == [[4, 5]] * 3
+    assert [[trajectory_epoch(path) for path in files] for files in trajectories] == [[4, 5]] * 3
     assert [path.parent.name for files in trajectories for path in files] == [
         "member_0", "member_0", "member_1", "member_1", "member_2", "member_2"]
     embedded = trajectory_embedding(replayed, run_dir)
@@ -60,7 +61,7 @@ def test_edst_tickets_trajectories_are_their_refinement_phases(tmp_path):
     run_dir = smoke_run("edst", tmp_path, every=50)  # every epoch of 9
     replayed = replay(run_dir)
     trajectories = member_trajectories(replayed, run_dir)
-    assert [[checkpoint_epoch(path) for path in files] for files in trajectories] == [
+    assert [[trajectory_epoch(path) for path in files] for files in trajectories] == [
         [4, 5], [6, 7], [8, 9]]
     for files, ticket in zip(trajectories, replayed.predictor.members()):
         assert same_weights(files[-1], ticket)  # a trajectory ends at its ticket

@@ -46,7 +46,7 @@ def old_layout_run(runs: Path, table: int, row: str, seed: int = 0, **run) -> Pa
 def test_runs_in_the_old_layout_are_refused_with_the_command_that_moves_them(tmp_path):
     old_layout_run(tmp_path, 1, "dense", members=1)
     with pytest.raises(UserError, match="layout of earlier versions .* `python -m "
-                                        "harness.store.migrate --runs_dir="):
+                                        "harness.migrate_runs --runs_dir="):
         RunStore(tmp_path).runs()
 
 
@@ -79,7 +79,7 @@ def test_a_migrated_run_is_reused_by_its_table(tmp_path, capsys):
     (runs / "scratch").rename(tmp_path / "scratch")
     assert tables_main(["--table=1", "--scale=smoke", f"--runs_dir={runs}",
                         "--rows=dense", "--noprogress"]) == 2
-    assert "harness.store.migrate" in capsys.readouterr().err
+    assert "harness.migrate_runs" in capsys.readouterr().err
     done, left = migrate(runs)
     assert len(done) == 2 and not left  # the run, its row.json
     assert tables_main(["--table=1", "--scale=smoke", f"--runs_dir={runs}", "--rows=dense",

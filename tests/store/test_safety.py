@@ -20,6 +20,7 @@ from harness.store.record import write_json
 from harness.tables.demo import write_table
 from harness.tables.rows import TableRow
 from harness.store.runs import RunStore
+from harness.tables.context import TableContext
 from harness.tables.run_rows import run_seed
 from harness.tables.sources import row_configuration
 
@@ -152,7 +153,7 @@ def test_tables_refuse_to_resume_an_unfinished_row_of_another_configuration(tmp_
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.gin").write_text(gin.config_str())  # edited by hand since it started
     with pytest.raises(UserError, match=r"Trainer.lr \(0.05 recorded, 0.1 now\)"):
-        run_seed(row, 0, list(FAST), store, progress=False)
+        run_seed(row, 0, TableContext(store=store, bindings=FAST), progress=False)
     assert "Trainer.lr = 0.05" in (run_dir / "config.gin").read_text()
 
 
@@ -233,10 +234,7 @@ def tiny_npz(tmp_path):
 
 
 def corrupt_cli(*args):
-    with pytest.raises(SystemExit) as exit_:
-        corrupt.main([*args, "--corruptions=fog"])
-        raise SystemExit(0)
-    return exit_.value.code
+    return corrupt.main([*args, "--corruptions=fog"])
 
 
 def test_corrupt_refuses_a_folder_it_did_not_write(tmp_path, tiny_npz, capsys):

@@ -11,6 +11,8 @@ import pytest
 from harness.tables import long, wide
 from harness.tables.catalogue import FIGURES, PAPER, TABLES, load
 from harness.core.errors import UserError
+from harness.store.runs import RunStore
+from harness.tables.context import TableContext
 from harness.tables.rows import table_rows
 from harness.paper.build import make_paper
 from tests.fakes import store_fake
@@ -29,9 +31,9 @@ def test_the_paper_is_thirteen_tables_and_its_figures_with_rows_resolving_at_eve
         assert (table.kind == "long") == (table.measure is not None), table.number
         assert table.number in (long_numbers if table.kind == "long" else wide_numbers), table.number
         for scale in ("paper", "cpu", "smoke"):
-            rows = table_rows(table, table.scale(scale), GIN)
+            rows = table_rows(table, TableContext(scale, gin_dir=GIN).for_table(table))
             assert rows and len({row.name for row in rows}) == len(rows), (table.number, scale)
-    table4 = {row.name: row for row in table_rows(PAPER.table(4), "cpu", GIN)}
+    table4 = {row.name: row for row in table_rows(PAPER.table(4), TableContext("cpu", gin_dir=GIN))}
     # A reused row is the other table's row with that table's layering: Table 2's CIFAR-100
     # scale file keeps it on CIFAR-100 at cpu scale.
     assert table4["dst_m3_s08_c100"].source == "table2/dst_m3_s08"
@@ -74,7 +76,7 @@ def table14(tmp_path):
     catalogue = tmp_path / "mine.py"
     catalogue.write_text(MEASURE.format(reference=str(reference)))
     contents = load(catalogue)
-    [row] = table_rows(contents.table(14), "smoke", gin)
+    [row] = table_rows(contents.table(14), TableContext("smoke", gin_dir=gin))
     run = store_fake(tmp_path / "runs", row, method="edst", members=3, sparsity=0.8)
     return tmp_path, catalogue, run
 
@@ -93,8 +95,8 @@ def test_a_table_of_ones_own_is_built_rendered_and_on_the_page(table14):
     cell = frame[frame.metric == "disagreement"].iloc[0]
     assert (cell.status, cell.setting, cell.paper) == ("ok", "t_ex = 200", 0.5)
     assert "# Table 14: EDST with a longer exploration (ours)" in done.stdout
-    page = make_paper("smoke", runs_dir=tmp_path / "runs", output_dir=out,
-                      gin_dir=tmp_path / "gin", page_only=True, catalogue_file=catalogue)
+    context = TableContext("smoke", RunStore(tmp_path / "runs"), tmp_path / "gin", seeds=1)
+    page = make_paper(context, output_dir=out, page_only=True, catalogue_file=catalogue)
     text = page.read_text()
     assert '<h2 id="table14">Table 14: EDST with a longer exploration (ours)</h2>' in text
     assert '<a href="#table14">Table 14</a>' in text

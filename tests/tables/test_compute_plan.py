@@ -7,8 +7,10 @@ import pytest
 
 from harness.tables import compute_plan, make as tables
 from harness.tables.catalogue import PAPER, Catalogue
+from harness.tables.context import TableContext
 from harness.store.record import write_json
-from harness.store.locks import failure_path
+from harness.store import paths
+from harness.store.runs import RunStore
 
 # Table 4 with a row of its own (Table 1's DST configuration again) instead of its reuses.
 TABLES_1_4 = Catalogue((PAPER.table(1), replace(PAPER.table(4), reuses=())))
@@ -36,9 +38,12 @@ def gin_dir(tmp_path):
     return folder
 
 
+def smoke(gin_dir: Path, runs_dir: Path) -> TableContext:
+    return TableContext("smoke", RunStore(runs_dir), gin_dir, seeds=1)
+
+
 def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir):
-    runs = compute_plan.plan([1, 4], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
-                             contents=TABLES_1_4)
+    runs = compute_plan.plan([1, 4], smoke(gin_dir, tmp_path / "runs"), TABLES_1_4)
     assert [run.name for run in runs] == ["table1/dense", "table1/dst"]
     dense, dst = runs
     assert dst.same_as == ["table4/dst"]
@@ -50,14 +55,14 @@ def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir
 
 def test_status_finished_failed_and_the_totals(tmp_path, gin_dir):
     runs_dir = tmp_path / "runs"
-    dense, dst = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
+    dense, dst = compute_plan.plan([1], smoke(gin_dir, runs_dir))
     dst.run_dir.mkdir(parents=True)  # finished, by whichever table asked for it first
     (dst.run_dir / "config.gin").write_text(dst.config)
     (dst.run_dir / "summary.json").write_text("{}")
     dense.run_dir.parent.mkdir(parents=True)
-    write_json(failure_path(dense.run_dir),
+    write_json(paths.failure_record(dense.run_dir),
                {"error": "training diverged", "log": "/logs/7_0_log.out"})
-    runs = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=runs_dir)
+    runs = compute_plan.plan([1], smoke(gin_dir, runs_dir))
     assert [run.status for run in runs] == ["failed", "finished"]
     text = compute_plan.plan_text(runs, 2, tmp_path / "no_check.json", "smoke")
     assert "2 distinct runs" in text and "Still to run: 1 runs" in text

@@ -17,9 +17,11 @@ import torch
 
 from harness.tables import compute_plan, run_rows
 from harness.tables.catalogue import PAPER
-from harness.store.locks import Busy, failure_path, job_path, lock_path, read_holder, running
+from harness.store import paths
+from harness.store.locks import Busy, read_holder, running
 from harness.store.locks import training_lock
 from harness.store.runs import RunStore
+from harness.tables.context import TableContext
 from harness.tables.sources import table_runs as runs_of_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,10 +61,15 @@ def launcher(tmp_path, gin_dir, *extra):
             f"--output_dir={tmp_path / 'reports'}", *extra]
 
 
+def smoke(runs_dir: Path, gin_dir: Path) -> TableContext:
+    """Seed 0 of the test's rows at smoke scale, in the run store `runs_dir`."""
+    return TableContext("smoke", RunStore(runs_dir), gin_dir, seeds=1)
+
+
 def run_dir(tmp_path, gin_dir, row):
     """Where the store files the row's seed 0."""
-    [run] = [run for run in compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir,
-                                              runs_dir=tmp_path / "runs") if run.row.name == row]
+    [run] = [run for run in compute_plan.plan([1], smoke(tmp_path / "runs", gin_dir))
+             if run.row.name == row]
     return run.run_dir
 
 
@@ -75,7 +82,7 @@ def wait_for(condition, what, timeout=300):
 
 
 def trainer_pid(path: Path) -> int:
-    return read_holder(lock_path(path))["pid"]
+    return read_holder(paths.lock(path))["pid"]
 
 
 def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir):
@@ -92,10 +99,10 @@ def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir)
         stopped = [trainer_pid(path) for path in dirs]
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
-        jobs = [json.loads(job_path(path).read_text())["job_id"] for path in dirs]
+        jobs = [json.loads(paths.job_record(path).read_text())["job_id"] for path in dirs]
         second = subprocess.run(launcher(tmp_path, gin_dir), env=ENV, capture_output=True,
                                 text=True, timeout=300)
-        plan = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs")
+        plan = compute_plan.plan([1], smoke(tmp_path / "runs", gin_dir))
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
@@ -110,24 +117,24 @@ def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "nothing to submit" in second.stdout and "submitted" not in second.stdout
     assert second.stdout.count(": running: ") == 2
-    assert [json.loads(job_path(path).read_text())["job_id"] for path in dirs] == jobs
+    assert [json.loads(paths.job_record(path).read_text())["job_id"] for path in dirs] == jobs
     assert sorted(run.status for run in plan) == ["running", "running"]
 
     assert first.returncode == 0, out
     assert out.count(" seed 0: ran") == 2, out
     assert trainer_pid(dst) != first_pid  # the requeued job's process finished it
-    assert "preempted" in Path(json.loads(job_path(dst).read_text())["log"]).read_text()
+    assert "preempted" in Path(json.loads(paths.job_record(dst).read_text())["log"]).read_text()
     table = pd.read_parquet(tmp_path / "reports" / "table1.parquet")
     assert (table.status == "ok").sum() == 2
-    after = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs")
+    after = compute_plan.plan([1], smoke(tmp_path / "runs", gin_dir))
     assert [run.status for run in after] == ["finished", "finished"]
 
     baseline = tmp_path / "baseline"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the jobs ran (ENV): the same sums, the same numbers
     try:
-        run_rows.run_table(1, "smoke", 1, gin_dir=gin_dir, runs_dir=baseline, rows=["dst"],
-                         output_dir=tmp_path / "baseline_reports", progress=False)
+        run_rows.run_table(1, smoke(baseline, gin_dir), rows=["dst"],
+                           output_dir=tmp_path / "baseline_reports", progress=False)
     finally:
         torch.set_num_threads(threads)
     ours = pd.read_parquet(dst / "metrics.parquet")
@@ -147,14 +154,14 @@ def test_a_failed_run_is_reported_with_its_log_and_not_submitted_again(tmp_path,
     done = subprocess.run(launcher(tmp_path, gin_dir), env=ENV, capture_output=True,
                           text=True, timeout=600)
     path = run_dir(tmp_path, gin_dir, "dst")
-    failed = json.loads(failure_path(path).read_text())
+    failed = json.loads(paths.failure_record(path).read_text())
     assert "diverged" in failed["error"] and Path(failed["log"]).is_file()
     assert f"failed: {failed['error']} (log " in done.stdout
     # Not submitted again (the launcher submits only missing runs), nor trained by a table.
-    [run] = compute_plan.plan([1], "smoke", 1, gin_dir=gin_dir, runs_dir=tmp_path / "runs")
+    [run] = compute_plan.plan([1], smoke(tmp_path / "runs", gin_dir))
     assert run.status == "failed" and failed["log"] in run.detail
-    [row] = runs_of_table(PAPER.table(1), "smoke", RunStore(tmp_path / "runs"), gin_dir=gin_dir,
-                       require_finished=False)
+    [row] = runs_of_table(PAPER.table(1), smoke(tmp_path / "runs", gin_dir),
+                          require_finished=False)
     assert row.error == failed["error"]  # the table names it
 
 
@@ -175,6 +182,6 @@ def test_the_lock_is_exclusive_and_goes_with_its_process(tmp_path):
     finally:
         holder.kill()  # SIGKILL: no cleanup runs, the lock file stays
         holder.wait()
-    assert lock_path(path).is_file() and running(path) is None
+    assert paths.lock(path).is_file() and running(path) is None
     with training_lock(path):
         assert running(path) is None or running(path)["pid"] == os.getpid()

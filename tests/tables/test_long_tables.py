@@ -19,6 +19,7 @@ from harness.tables.catalogue import PAPER
 from harness.data.facts import FAMILIES
 from harness.tables.diversity import class_disagreement
 from harness.core.errors import UserError
+from harness.tables.context import TableContext
 from harness.tables.rows import table_rows
 from harness.store.record import write_json
 from harness.store.locks import training_lock
@@ -76,17 +77,23 @@ def test_per_class_disagreement_on_a_hand_made_run(tmp_path):
                                            ("class 1: 1", "disagreement"): 0.5}
 
 
+def in_store(runs: Path) -> TableContext:
+    """The smoke-scale context of the repository's rows over the run store `runs`."""
+    return TableContext("smoke", RunStore(runs), GIN)
+
+
 def rows_of(table: int, scale: str = "smoke") -> dict:
-    return {row.name: row for row in table_rows(PAPER.table(table), scale, GIN)}
+    rows = table_rows(PAPER.table(table), TableContext(scale, gin_dir=GIN))
+    return {row.name: row for row in rows}
 
 
 def test_a_table4_row_is_the_table1_run_of_its_configuration(tmp_path):
     runs = tmp_path / "runs"
     table1 = stored_run(runs, 1, "dst_m3_s08", method="dst", members=3, sparsity=0.8)
-    outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, [], RunStore(runs), progress=False)
+    outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, in_store(runs), progress=False)
     assert outcome == f"reused {table1}"  # nothing trained, nothing copied
     assert RunStore(runs).runs() == [table1]
-    found = {row.name: row for row in table_runs(PAPER.table(4), "smoke", RunStore(runs))}
+    found = {row.name: row for row in table_runs(PAPER.table(4), in_store(runs))}
     assert found["dst_m3_s08_c10"].finished == [table1]
     assert found["dst_m3_s08_c10"].method == "DST Ensemble"
     # At smoke scale the digits stand in for CIFAR-100 too: Table 2's row is the same run.
@@ -98,7 +105,7 @@ def test_every_row_names_a_method_and_setting_of_the_reference():
     reference = long.load_reference_extra()
     for table in (4, 5, 7, 9, 10):
         printed = reference[reference.table == table]
-        rows = table_rows(PAPER.table(table), "paper", GIN)
+        rows = table_rows(PAPER.table(table), TableContext(gin_dir=GIN))
         assert rows, table
         for row in rows:
             matches = printed[printed.method == row.method]
@@ -286,8 +293,8 @@ def test_a_row_that_cannot_run_is_missing_with_its_error_and_the_rest_still_repo
     write_json(run_dir / "summary.json", {**summary, "dataset": "cifar10.npz"})
     with pytest.raises(UserError) as error:
         from harness.tables.run_rows import run_table
-        run_table(9, "smoke", 1, gin_dir=gin_dir, runs_dir=runs, output_dir=tmp_path,
-                  progress=False)
+        run_table(9, TableContext("smoke", RunStore(runs), gin_dir, seeds=1),
+                  output_dir=tmp_path, progress=False)
     message = str(error.value)
     assert "1 row(s) could not run" in message and "edst_m3_s08_q01_c10 (EDSTEnsemble." \
         "escape_fraction (q) must be in (0, 1], got 1.5)" in message
@@ -312,9 +319,9 @@ def test_a_row_skips_a_run_of_its_configuration_that_another_process_trains(tmp_
     training = stored_run(runs, 1, "dst_m3_s08", method="dst", members=3, sparsity=0.8)
     (training / "summary.json").unlink()  # Table 1 is still training it
     with training_lock(training):
-        outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, [], RunStore(runs), progress=False)
+        outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, in_store(runs), progress=False)
     assert outcome.startswith(f"skipped: running: {training} is being trained by pid")
     assert RunStore(runs).runs() == [training] and RunStore(runs).finished() == []
-    [row] = [row for row in table_runs(PAPER.table(4), "smoke", RunStore(runs),
-                                       require_finished=False) if row.name == "dst_m3_s08_c10"]
+    [row] = [row for row in table_runs(PAPER.table(4), in_store(runs), require_finished=False)
+             if row.name == "dst_m3_s08_c10"]
     assert row.finished == [] and row.unfinished == [training]

@@ -11,6 +11,7 @@ from harness.tables import make as tables, run_rows
 from harness.evaluation.cached_predictions import load_predictions, subensemble_metrics
 from harness.tables.catalogue import PAPER
 from harness.core.errors import UserError
+from harness.tables.context import TableContext
 from harness.tables.rows import table_rows
 from harness.store.runs import RunStore
 
@@ -37,8 +38,9 @@ def gin_dir_with(tmp_path: Path, rows: dict[str, str]) -> Path:
 
 
 def run(tmp_path, capsys, gin_dir, seeds=1, bindings=FAST):
-    run_rows.run_table(1, "smoke", seeds, gin_dir=gin_dir, runs_dir=tmp_path / "runs",
-                     output_dir=tmp_path / "reports", bindings=bindings, progress=False)
+    context = TableContext("smoke", RunStore(tmp_path / "runs"), gin_dir, bindings=bindings,
+                           seeds=seeds)
+    run_rows.run_table(1, context, output_dir=tmp_path / "reports", progress=False)
     return pd.read_parquet(tmp_path / "reports" / "table1.parquet"), capsys.readouterr().out
 
 
@@ -100,9 +102,9 @@ def test_bad_tables_are_one_clear_error(tmp_path, capsys):
     with pytest.raises(UserError, match="table 1 has no rows: no gin file in .* has a '# row: "):
         run(tmp_path, capsys, gin_dir=unnamed)
     with pytest.raises(UserError, match="unknown scale .huge.; known: paper, "):
-        run_rows.run_table(1, "huge", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+        run_rows.run_table(1, TableContext("huge", RunStore(tmp_path), ROOT / "gin", seeds=1))
     with pytest.raises(UserError, match="the catalogue has no table 14"):
-        run_rows.run_table(14, "smoke", 1, gin_dir=ROOT / "gin", runs_dir=tmp_path)
+        run_rows.run_table(14, TableContext("smoke", RunStore(tmp_path), ROOT / "gin", seeds=1))
     assert tables.main(["--table=1", "--scale=smoke", "--gin_file=nope.gin"]) == 2
     assert capsys.readouterr().err.strip() == "error: gin file nope.gin not found"
 
@@ -118,7 +120,7 @@ def test_table3_at_paper_scale_needs_imagenet(tmp_path, capsys):
 
 
 def test_rows_of_table6_choose_their_own_scale_and_can_be_picked():
-    rows = table_rows(PAPER.table(6), "cpu", Path("gin"))
+    rows = table_rows(PAPER.table(6), TableContext("cpu"))
     names = {row.name: row for row in rows}
     assert len(rows) == 10
     assert names["fge_m5_c100"].gin_files[-1] == "gin/table6/scale/cpu/fge_m5_c100.gin"
