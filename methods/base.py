@@ -19,12 +19,14 @@ from harness.core.durable import atomic_write
 from harness.core.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
-from harness.evaluation.history import RunHistory
+from harness.evaluation.history import RunHistory, validation_metrics
 from harness.evaluation.predictors import MemberEnsemble, Predictor
 from harness.core.registry import Registry
 from harness.core.safe_load import UnsafeFile
 from harness.store import paths
 from harness.engine.schedules import collection_steps
+from harness.engine.selection import (BEST_VALIDATION, BestValidation, checkpoint_selection,
+                                      require_validation)
 from harness.engine.train import (Hook, Objective, ParamGroups, Schedule, Trainer, TrainState,
                            classification_loss)
 
@@ -86,11 +88,19 @@ class MemberCollector(Hook):
     cycle ends (Snapshot) or minima (FGE), EDST's phase ends. The steps are the schedule's
     `collection_points` (fractions of the run) on this run's step count
     (`schedules.collection_steps`). Put it first among the hooks, so that a member is saved as
-    its step left it, before any other hook changes the model on that step."""
+    its step left it, before any other hook changes the model on that step.
 
-    def __init__(self, points: Sequence[float], save: Callable[[int, nn.Module], None]):
+    `phase_starts` (fractions of the run), where given, says where each member's phase
+    begins: under a best-validation selection (harness/engine/selection.py) the stage then
+    saves each phase's best weights in its place (`FitContext.stage`)."""
+
+    def __init__(self, points: Sequence[float], snapshot: Callable[[nn.Module], dict],
+                 write: Callable[[int, dict], None],
+                 phase_starts: Sequence[float] | None = None):
         self.points = tuple(points)
-        self.save = save
+        self.snapshot = snapshot
+        self.write = write
+        self.phase_starts = None if phase_starts is None else tuple(phase_starts)
         self.steps: list[int] = []
 
     def on_train_begin(self, state: TrainState) -> None:
@@ -98,7 +108,7 @@ class MemberCollector(Hook):
 
     def after_optimizer_step(self, state: TrainState) -> None:
         if state.step in self.steps:
-            self.save(self.steps.index(state.step), state.model)
+            self.write(self.steps.index(state.step), self.snapshot(state.model))
 
 
 @gin.configurable
@@ -146,7 +156,7 @@ class FitContext:
               objective: Objective = classification_loss,
               batch_format: BatchFormat = PlainBatch(),
               param_groups: ParamGroups | None = None,
-              extra: Callable[[], dict] | None = None) -> dict:
+              extra: Callable[[], dict] | None = None, select: bool = True) -> dict:
         """Trains `model` in the stage `name` through the shared loop, or loads the stage's
         result if it finished before; returns the stage's extras (`extra()` at its end, e.g.
         masks that a later stage starts from). Either way `model` ends with the stage's final
@@ -157,7 +167,13 @@ class FitContext:
         step by step), written in one atomic step: there is no moment at which the cost is
         saved and the result is not, or the reverse. While the stage trains it checkpoints
         itself to `<name>.resume.pt` after every epoch and resumes from there. The ledger
-        counts the rows `batch_format` feeds the network, probed with the real input shape."""
+        counts the rows `batch_format` feeds the network, probed with the real input shape.
+
+        Which weights it keeps follows `checkpoint_selection()` (harness/engine/selection.py):
+        under 'best_validation' the stage ends with those (and the extras) of its epoch of best
+        validation accuracy, or each of its phased collectors saves its phase's best; `select
+        = False` keeps the last weights of a stage whose weights no member is made of (LTR's
+        pruning run, whose final mask its retrainings take)."""
         path = paths.stage_checkpoint(self.checkpoint_dir, name)
         resume = paths.resume_checkpoint(self.checkpoint_dir, name)
         if path.is_file():
@@ -174,13 +190,21 @@ class FitContext:
             recorder = ([] if self.history is None else [self.history.hook(
                 name, batch_format, dict(self.accounting.histories), stopwatch.paused)])
             # The trajectory's collector first, so it saves the model as each step left it.
+            chosen = {}  # the selected weights and extras of a stage without phases
+            hooks, selection = (self.selection(hooks, batch_format, stopwatch.paused, extra,
+                                               chosen) if select else (list(hooks), []))
+            # The selection first, so it scores each candidate as its step left it.
             state = self.trainer.fit(model, self.train_set, seed=seed,
-                                     hooks=[*self.trajectory_collector(name, epochs), *hooks,
-                                            ledger, stopwatch, *recorder], epochs=epochs,
-                                     schedule=schedule, objective=objective,
+                                     hooks=[*selection, *self.trajectory_collector(name, epochs),
+                                            *hooks, ledger, stopwatch, *recorder],
+                                     epochs=epochs, schedule=schedule, objective=objective,
                                      batch_format=batch_format, param_groups=param_groups,
                                      checkpoint=resume, desc=name)
-            saved = {"model": model.state_dict(), **(extra() if extra else {}),
+            if chosen:
+                model.load_state_dict(chosen["model"])
+            saved = {"model": model.state_dict(),
+                     **({key: value for key, value in chosen.items() if key != "model"}
+                        if chosen else extra() if extra else {}),
                      "accounting": {"train_seconds": stopwatch.seconds(),
                                     "examples_seen": ledger.examples,
                                     "train_flops": ledger.total_flops,
@@ -195,13 +219,15 @@ class FitContext:
             model.masks = extras["masks"]
         return extras
 
-    def collector(self, points: Sequence[float],
-                  extra: Callable[[], dict] | None = None) -> MemberCollector:
+    def collector(self, points: Sequence[float], extra: Callable[[], dict] | None = None,
+                  phase_starts: Sequence[float] | None = None) -> MemberCollector:
         """A hook that saves member k (`paths.member_checkpoint`, with `extra()` beside its
-        weights) when the run reaches `points[k]` (fractions of the run)."""
-        return MemberCollector(points, lambda index, model: self._save(
-            paths.member_checkpoint(self.checkpoint_dir, index),
-            {"model": model.state_dict(), **(extra() if extra else {})}))
+        weights) when the run reaches `points[k]` (fractions of the run); with `phase_starts`,
+        member k is the best-validation weights of its phase under that selection."""
+        return MemberCollector(
+            points, lambda model: {"model": model.state_dict(), **(extra() if extra else {})},
+            lambda index, content: self._save(
+                paths.member_checkpoint(self.checkpoint_dir, index), content), phase_starts)
 
     def trajectory_collector(self, name: str, epochs: int | None) -> list[MemberCollector]:
         """A collector of stage `name`'s model every `trajectory_checkpoints()` epochs (none
@@ -212,9 +238,38 @@ class FitContext:
             return []
         epochs = self.trainer.scaled_epochs if epochs is None else epochs
         ends = list(range(every, epochs + 1, every))
-        return [MemberCollector([end / epochs for end in ends], lambda index, model: self._save(
-            paths.trajectory_checkpoint(self.checkpoint_dir, name, ends[index]),
-            {"model": model.state_dict(), "epoch": ends[index]}))]
+        return [MemberCollector(
+            [end / epochs for end in ends], lambda model: {"model": model.state_dict()},
+            lambda index, content: self._save(
+                paths.trajectory_checkpoint(self.checkpoint_dir, name, ends[index]),
+                {**content, "epoch": ends[index]}))]
+
+    def selection(self, hooks: Sequence[Hook], batch_format: BatchFormat, pause: Callable,
+                  extra: Callable[[], dict] | None, chosen: dict) -> tuple[list[Hook], list[Hook]]:
+        """The stage's hooks under `checkpoint_selection()` (harness/engine/selection.py), and
+        the selection hook to put first (none under 'last'). Member collectors with phases
+        give way to one selection of each phase's best, saved as they would save the member;
+        a stage without them keeps its best weights and extras in `chosen`."""
+        if checkpoint_selection() != BEST_VALIDATION:
+            return list(hooks), []
+        validation = None if self.history is None else self.history.validation
+        require_validation(validation is not None)
+
+        def score(model: nn.Module) -> float:
+            with pause():
+                return validation_metrics(model, batch_format, validation,
+                                          self.history.eval_batch_size)["val_accuracy"]
+
+        phased = [hook for hook in hooks
+                  if isinstance(hook, MemberCollector) and hook.phase_starts is not None]
+        if not phased:
+            return list(hooks), [BestValidation(
+                score, lambda model: {"model": model.state_dict(),
+                                      **(extra() if extra else {})},
+                [0.0], [1.0], lambda index, snapshot: chosen.update(snapshot))]
+        selections = [BestValidation(score, hook.snapshot, hook.phase_starts, hook.points,
+                                     hook.write) for hook in phased]
+        return [hook for hook in hooks if hook not in phased], selections
 
     def load_member(self, index: int, model: nn.Module) -> dict:
         """Loads collected member `index` into `model`; returns what was saved with it."""

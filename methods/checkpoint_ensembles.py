@@ -53,7 +53,9 @@ class TrajectoryEnsemble(Method):
         model = context.build_model(seed)
         schedule = self.schedule()
         context.stage(self.name, model, seed=seed,
-                      hooks=[context.collector(schedule.collection_points)], schedule=schedule)
+                      hooks=[context.collector(schedule.collection_points,
+                                               phase_starts=schedule.phase_starts)],
+                      schedule=schedule)
         members = []
         for index in range(self.num_members):
             member = context.build_model(seed)

@@ -5,7 +5,9 @@ Each method names its architecture variant (harness/models/variants.py, built th
 model factory), its batch format (harness/engine/batching.py), its loss, its optimizer parameter
 groups where it has them, and the predictor that turns the trained network into M members.
 Planned FLOPs probe the same variant with the same format's rows, so that planned and
-measured figures count the same thing: every row the network processes.
+measured figures count the same thing: every row the network processes. Every loss here smooths
+its labels by the run's `Trainer.label_smoothing` (harness/engine/train.py), as the default
+loss does.
 """
 import gin
 import torch
@@ -39,9 +41,9 @@ class OneNetworkMethod(Method):
     def batch_format(self) -> BatchFormat:
         return PlainBatch()
 
-    def objective(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
-                  ) -> torch.Tensor:
-        return classification_loss(model, inputs, targets)
+    def objective(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+        return classification_loss(model, inputs, targets, label_smoothing)
 
     def param_groups(self) -> ParamGroups | None:
         return None
@@ -146,12 +148,13 @@ class BatchEnsemble(OneNetworkMethod):
         return TiledPredictor(network, self.num_members)
 
 
-def mimo_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def mimo_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+              label_smoothing: float = 0.0) -> torch.Tensor:
     """Sum over members of each member's cross-entropy, averaged over rows (Havasi et al.
     2021; uncertainty-baselines `mimo.py`): logits [rows, M, C], targets [rows, M]."""
     logits = model(inputs)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
-                           reduction="none").view_as(targets).sum(1).mean()
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
+                           label_smoothing=label_smoothing).view_as(targets).sum(1).mean()
 
 
 @METHODS.register("mimo")
@@ -176,19 +179,20 @@ class MIMO(OneNetworkMethod):
     def batch_format(self) -> BatchFormat:
         return self.format
 
-    def objective(self, model, inputs, targets):
-        return mimo_loss(model, inputs, targets)
+    def objective(self, model, inputs, targets, label_smoothing=0.0):
+        return mimo_loss(model, inputs, targets, label_smoothing)
 
     def predictor(self, network):
         return MimoPredictor(network, self.num_members)
 
 
-def tree_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def tree_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+              label_smoothing: float = 0.0) -> torch.Tensor:
     """Sum over branches of each branch's mean cross-entropy (Lee et al. 2015): every branch
     gets the gradient it would get alone, the shared trunk the sum of theirs."""
     logits = model(inputs)  # [M, B, C]
     return F.cross_entropy(logits.flatten(0, 1), targets.repeat(logits.shape[0]),
-                           reduction="sum") / targets.shape[0]
+                           reduction="sum", label_smoothing=label_smoothing) / targets.shape[0]
 
 
 @METHODS.register("treenet")
@@ -208,8 +212,8 @@ class TreeNet(OneNetworkMethod):
     def model_options(self) -> dict:
         return {"tree_branches": self.num_members, "tree_split": self.split}
 
-    def objective(self, model, inputs, targets):
-        return tree_loss(model, inputs, targets)
+    def objective(self, model, inputs, targets, label_smoothing=0.0):
+        return tree_loss(model, inputs, targets, label_smoothing)
 
     def predictor(self, network):
         return MultiHeadPredictor(network, self.num_members)

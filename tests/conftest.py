@@ -4,7 +4,9 @@ import subprocess
 import gin
 import pytest
 
+from harness.core import provenance
 from harness.engine.train import Trainer
+from tests.fakes import git
 
 
 def pytest_addoption(parser):
@@ -31,6 +33,9 @@ def fast_suite(request):
         patch.setattr(Trainer, "fit", _skip("trains a network"))
         patch.setattr(subprocess, "Popen", _skip("starts a process"))
         patch.setattr(multiprocessing.process.BaseProcess, "start", _skip("starts a process"))
+        # Tables and the page ask git about their runs' code: here, as on a machine without
+        # git (harness/core/provenance.py), rather than skipping every test that builds one.
+        patch.setattr(provenance, "git", lambda *args, **kwargs: None)
         yield
 
 
@@ -40,3 +45,21 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A repository of two commits, the second changing harness/; returns (root, first)."""
+    root = tmp_path / "checkout"
+    (root / "harness").mkdir(parents=True)
+    git(root, "init", "-q")
+    for setting in ("user.email=test@example.com", "user.name=test"):
+        git(root, "config", *setting.split("="))
+    (root / "harness" / "a.py").write_text("A = 1\n")
+    (root / "README.md").write_text("readme\n")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "first")
+    first = git(root, "rev-parse", "--short", "HEAD")
+    (root / "harness" / "a.py").write_text("A = 2\n")
+    git(root, "commit", "-qam", "second")
+    return root, first

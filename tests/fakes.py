@@ -1,5 +1,6 @@
-"""Finished runs made without training, as harness/experiment/execute.py leaves them, and
-readers of rendered tables: what the table, report and page tests build on."""
+"""Finished runs made without training, as harness/experiment/execute.py leaves them, readers of
+rendered tables and a git helper: what the table, report and page tests build on."""
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,8 @@ def store_fake(runs_dir: Path, row: TableRow, seed: int = 0, bindings=(), **run)
     run_dir = fake_run(RunStore(runs_dir).run_dir(config, seed), seed=seed, **run)
     (run_dir / "config.gin").write_text(config)
     return run_dir
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()

@@ -111,12 +111,16 @@ class Augment:
     """The standard CIFAR augmentation: pad by `padding` and crop back at a random offset,
     then flip horizontally with probability 1/2. `padding=0, hflip=False` disables it.
 
-    `padding_mode` 'zeros' (default: torchvision's RandomCrop and uncertainty-baselines) or
-    'reflect' (the official FreeTickets code pads by reflection)."""
+    `padding_mode` 'reflect' (default) or 'zeros' (torchvision's RandomCrop default and
+    uncertainty-baselines). The paper is silent (App. C); the official FreeTickets loader pads
+    by reflection (`sparselearning/utils.py` get_cifar10_dataloaders: F.pad(..., mode='reflect')
+    before RandomCrop(32)), and where the paper is silent the authors' code decides. Its
+    CIFAR-100 loader (`get_cifar100_dataloaders`: RandomCrop(32, padding=4)) pads zeros: a
+    CIFAR-100 row faithful to it binds `Augment.padding_mode = 'zeros'`."""
 
     padding: int = 4
     hflip: bool = True
-    padding_mode: str = "zeros"
+    padding_mode: str = "reflect"
 
     def __post_init__(self):
         check_integer("Augment.padding", self.padding, 0)

@@ -166,6 +166,11 @@ class CosineRestarts:
     def collection_points(self) -> tuple[float, ...]:
         return self.ends
 
+    @property
+    def phase_starts(self) -> tuple[float, ...]:
+        """Where each snapshot's cycle begins (harness/engine/selection.py)."""
+        return (0.0, *self.ends[:-1])
+
 
 class FastGeometric:
     """Fast Geometric Ensembling (Garipov et al. 2018, Sec. 5; dnn-mode-connectivity `train.py`
@@ -207,3 +212,8 @@ class FastGeometric:
     @property
     def collection_points(self) -> tuple[float, ...]:
         return tuple(self.pretrain + (k + 0.5) * self.length for k in range(self.cycles))
+
+    @property
+    def phase_starts(self) -> tuple[float, ...]:
+        """Where each collected model's cycle begins (harness/engine/selection.py)."""
+        return tuple(self.pretrain + k * self.length for k in range(self.cycles))

@@ -7,13 +7,16 @@ Methods never write a loop of their own. They shape a run through:
   * a schedule: a multiplier of the base learning rate as a function of progress in [0, 1];
     a method's own schedule (EDST's phases, Snapshot's cycles) keeps the warm-up of
     `Trainer.lr_schedule` (`schedules.compose`);
-  * an objective: the loss of one batch (MIMO and BatchEnsemble replace the default);
+  * an objective: the loss of one batch (MIMO and TreeNet replace the default), called with
+    the run's `Trainer.label_smoothing`, which every training cross-entropy applies (evaluation
+    NLL never does: harness/evaluation/metrics.py);
   * a batch format (harness/engine/batching.py): what the network is fed from each drawn batch;
   * parameter groups: per-group weight decay and learning-rate scale (BatchEnsemble's fast
     weights), see `Trainer.make_optimizer`.
 
 Order within one optimizer step:
-  zero grads -> objective(model, *batch_format(x, y)).backward() -> hooks.before_optimizer_step
+  zero grads -> objective(model, *batch_format(x, y), label_smoothing).backward()
+  -> hooks.before_optimizer_step
   -> optimizer.step() -> state.step += 1 -> hooks.after_optimizer_step
 Gradients of the step are still in `param.grad` during both step hooks.
 
@@ -51,7 +54,8 @@ from harness.core.safe_load import UnsafeFile
 from harness.engine.schedules import MultiStep, compose
 from harness.store import paths
 
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# objective(model, inputs, targets, label_smoothing) -> the batch's training loss
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Schedule = Callable[[float], float]
 # A method's split of the model's parameters: dicts with "params" and optionally
 # "weight_decay" and "lr_scale" (a multiplier of the scheduled learning rate).
@@ -110,10 +114,12 @@ class Hook:
         del state
 
 
-def classification_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-                        ) -> torch.Tensor:
-    """Cross-entropy of a model that maps [B, ...] inputs to [B, C] logits."""
-    return F.cross_entropy(model(images), labels)
+def classification_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of a model that maps [B, ...] inputs to [B, C] logits, with the labels
+    smoothed by `label_smoothing` (torch's definition, equal to the official FreeTickets
+    `ImageNet/smoothing.py` LabelSmoothing: (1 - s) * NLL + s * mean over classes of -log p)."""
+    return F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
 
 
 def seed_everything(seed: int) -> None:
@@ -137,13 +143,19 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 @gin.configurable
 class Trainer:
     """SGD with momentum and weight decay on every parameter, as in the paper (App. C) and
-    uncertainty-baselines. `epochs` is given at paper scale; `harness.engine.scale` shortens it."""
+    uncertainty-baselines. `epochs` is given at paper scale; `harness.engine.scale` shortens it.
+
+    `label_smoothing` in [0, 1) smooths the labels of the training loss only (the paper is
+    silent; the official ImageNet script trains with `--label-smoothing 0.1`, gin/table3/).
+    `decay_norm_weights = False` exempts normalisation layers' weights and biases from weight
+    decay (the official ImageNet code's default, `ImageNet/main.py` get_optimizer)."""
 
     def __init__(self, epochs: int = 250, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
                  lr_schedule: Schedule | None = None, augment: Augment | None = None,
                  amp: bool = False, progress: bool = True, checkpoint_every: int = 0,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool = False,
+                 label_smoothing: float = 0.0, decay_norm_weights: bool = True):
         """`checkpoint_every`: also checkpoint every that many steps within an epoch (0: at
         epoch ends only), for epochs of many thousand steps (ImageNet). The GPU path: `amp`
         runs the forward in bfloat16 autocast on CUDA; `channels_last` keeps images and
@@ -155,6 +167,12 @@ class Trainer:
         check_number("Trainer.momentum", momentum)
         check_number("Trainer.weight_decay", weight_decay)
         check_integer("Trainer.checkpoint_every", checkpoint_every, 0, " (0: at epoch ends)")
+        check_number("Trainer.label_smoothing", label_smoothing)
+        if not 0 <= label_smoothing < 1:
+            raise UserError(f"Trainer.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if not isinstance(decay_norm_weights, bool):
+            raise UserError(f"Trainer.decay_norm_weights must be True or False, got "
+                            f"{decay_norm_weights!r}")
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -170,6 +188,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.channels_last = channels_last
         self.compile = compile
+        self.label_smoothing = label_smoothing
+        self.decay_norm_weights = decay_norm_weights
 
     @property
     def scaled_epochs(self) -> int:
@@ -198,6 +218,8 @@ class Trainer:
             raise ValueError("parameter groups must hold every model parameter exactly once")
         for group in groups:
             group.setdefault("lr_scale", 1.0)
+        if not self.decay_norm_weights:
+            groups = _without_norm_decay(model, groups)
         return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum,
                                nesterov=self.nesterov, weight_decay=self.weight_decay)
 
@@ -262,7 +284,7 @@ class Trainer:
                 inputs, targets = batch_format(images, labels, generator)
                 state.rows = inputs.shape[0] * shard[1]  # the global batch's rows
                 with autocast:
-                    loss = objective(network, inputs, targets)
+                    loss = objective(network, inputs, targets, self.label_smoothing)
                 loss.backward()
                 for hook in hooks:
                     hook.before_optimizer_step(state)
@@ -300,6 +322,23 @@ class Trainer:
         for hook in hooks:
             hook.on_train_end(state)
         return state
+
+
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def _without_norm_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Each group split in two: its normalisation-layer parameters with weight decay 0, the
+    rest as they were (`Trainer.decay_norm_weights = False`)."""
+    norm_ids = {id(param) for module in model.modules() if isinstance(module, NORM_LAYERS)
+                for param in module.parameters(recurse=False)}
+    split = []
+    for group in groups:
+        norm = [param for param in group["params"] if id(param) in norm_ids]
+        rest = [param for param in group["params"] if id(param) not in norm_ids]
+        split += [{**group, "params": params, **extra} for params, extra
+                  in ((rest, {}), (norm, {"weight_decay": 0.0})) if params]
+    return split
 
 
 def _rng_states() -> dict:

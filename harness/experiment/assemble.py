@@ -26,6 +26,7 @@ from harness.flops import counted_layer_shapes, ensemble_test_flops, layer_forwa
 from harness.flops.plan import PlanContext, reference_epochs, reference_train_flops
 from harness.models import build_model
 from harness.evaluation.suites import ScoredSet  # also registers the suites
+from harness.engine.selection import require_validation
 from harness.engine.train import Trainer, set_deterministic
 from methods import METHODS, Method
 from methods.base import trajectory_checkpoints
@@ -109,6 +110,7 @@ class Experiment:
         trajectory_checkpoints()  # its check, before training
         if "validation" in self.suites and self.validation_fraction <= 0:
             raise UserError("the 'validation' suite needs Experiment.validation_fraction > 0")
+        require_validation(self.validation_fraction > 0)
         return METHODS.get(self.method_name)(), Trainer(progress=progress)
 
     def model_factory(self, geometry: Geometry) -> "functools.partial[nn.Module]":

@@ -2,14 +2,14 @@
 by its method, scored on its suites, and written as a run directory (harness/store/record.py) with
 its metrics, predictions, FLOPs, timings and provenance.
 
-    run_experiment(gin_files, bindings, output_dir)  parse, check, then execute
+    run_experiment(gin_files, bindings, output_dir)  parse, check, lock, then execute
     plan_experiment(...)                             everything before the first write
     execute(prepared, run_dir)                       train, evaluate, record
 """
+import contextlib
 import hashlib
 import itertools
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,21 +30,16 @@ from harness.flops import layer_forward_flops, sparse_forward_flops, weight_dens
 from harness.evaluation.history import RunHistory
 from harness.evaluation.predictors import Predictor
 from harness.core.progress import draws_bars
+from harness.core.provenance import code_state
 from harness.store import paths
-from harness.store.record import (command_line, make_run_dir, plan_run_dir, record_command,
-                            staging_dir, swap_in, write_json, write_metrics, write_text)
+from harness.store.locks import training_lock
+from harness.store.record import (command_line, make_run_dir, plan_run_dir,
+                                  record_command, record_resume, staging_dir, swap_in,
+                                  write_json, write_metrics, write_text)
 from harness.evaluation.suite_summary import corrupted_summary
 from harness.evaluation.member_structure import structure_rows
 from harness.evaluation.inference_timing import SUITE as TIMING_SUITE, inference_timing
 from methods import FitContext
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def execute(prepared: Prepared, run_dir: Path) -> dict | None:
@@ -157,7 +152,7 @@ def run_summary(prepared: Prepared, rows: list[dict], context: FitContext,
         "train_images_per_second": (
             round(accounting.examples_seen / accounting.train_seconds, 1)
             if accounting.train_seconds > 0 else None),
-        "git_commit": git_commit(),
+        **code_state(),  # git_commit, git_dirty, git_diff_hash (harness/core/provenance.py)
         "config_hash": hashlib.sha256(operative.encode()).hexdigest()[:16],
     }
 
@@ -198,14 +193,40 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
     only if its recorded configuration equals this one (a missing or empty directory starts a
     fresh run); `overwrite` replaces only a run directory (harness/store/record.py), and only once
     the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
-    `Interrupted`, whose message says what became of the run."""
+    `Interrupted`, whose message says what became of the run. The whole run holds the run
+    directory's training lock (`hold_training_lock`)."""
     run_dir, mode, prepared = plan_experiment(gin_files, bindings, output_dir,
                                               overwrite=overwrite, resume=resume,
                                               progress=progress)
+    with contextlib.ExitStack() as held:
+        distributed.from_main(lambda: hold_training_lock(held, run_dir))
+        # Decided again under the lock: another trainer may have started or finished it since.
+        mode = distributed.from_main(lambda: plan_run_dir(
+            run_dir, overwrite=overwrite, resume=resume, config=gin.config_str()))
+        return execute_in(prepared, run_dir, mode, gin_files, bindings)
+
+
+def hold_training_lock(held: contextlib.ExitStack, run_dir: Path) -> None:
+    """One trainer per run directory, whichever command started it (harness.run, the tables,
+    a launcher's job, the page): a second is refused naming the first (harness/store/locks.py
+    `Busy`, exit status 2), and the run is left to the first."""
+    try:
+        held.enter_context(training_lock(run_dir, join=True))
+    except OSError as error:  # the lock lies beside the run directory: same folder
+        raise UserError(f"cannot write to output_dir {run_dir} ({error.strerror}); choose a "
+                        f"writable --output_dir") from error
+
+
+def execute_in(prepared: Prepared, run_dir: Path, mode: str, gin_files, bindings
+               ) -> tuple[Path, dict]:
+    """`run_experiment` once its run directory is locked and its mode decided."""
     target = staging_dir(run_dir) if mode == "replace" else run_dir
     created = distributed.from_main(lambda: make_run_dir(target))
-    if mode != "resume" and distributed.is_main():
-        record_command(target, gin_files, bindings)
+    if distributed.is_main():
+        if mode == "resume":
+            record_resume(target)
+        else:
+            record_command(target, gin_files, bindings)
     try:
         summary = execute(prepared, target)
     except KeyboardInterrupt:

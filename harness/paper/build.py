@@ -28,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness.core import cli
+from harness.core import cli, provenance
 
 from harness.paper import figures
 
@@ -129,8 +129,6 @@ def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
     """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
     `catalogue_file` defines) needs at the context's (page) scale and seeds, draws them and
     writes the page; returns its path."""
-    from harness.experiment.execute import git_commit
-
     contents = catalogue.load(catalogue_file)
     scale = context.scale
     if scale not in SCALES:
@@ -161,7 +159,7 @@ def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
     path = out / "index.html"
-    text = page(contents, scale, git_commit(), tables, figure_outcomes,
+    text = page(contents, scale, provenance.head_commit(), tables, figure_outcomes,
                 {table.number: table_layers(table, context) for table in contents.tables})
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path

@@ -1,8 +1,8 @@
 """The page of `make paper` (harness/paper/build.py makes what it shows): static HTML, every table of
 the catalogue through harness/tables/render.py (the same model as its markdown) with ours, the
 paper's number and the difference, every figure embedded (readable offline and without a
-server), the scale and the git commits it came from, what each table took to make, and every
-missing table, row, cell and figure with why."""
+server), the scale and the git commits it came from (per table, with what changed since each),
+what each table took to make, and every missing table, row, cell and figure with why."""
 import base64
 import html
 import time
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core import provenance
 from harness.tables import render
 from harness.tables.catalogue import Catalogue, Table
 from harness.core.errors import UserError
@@ -57,6 +58,17 @@ def commits(frame: pd.DataFrame) -> list[str]:
                    str(value).split(",") if commit})
 
 
+def commits_note(table_commits: list[str]) -> str:
+    """Which commits a table's runs were trained at and, for each but this checkout's, what
+    changed since (harness/core/provenance.py): a number of an older harness says so."""
+    if not table_commits:
+        return "no runs of ours."
+    drifts = [provenance.drift(commit) for commit in table_commits]
+    said = "; ".join(html.escape(d.text) for d in drifts if d.text)
+    listed = ", ".join(f"<code>{html.escape(commit)}</code>" for commit in table_commits)
+    return f"runs from commit(s) {listed}{' (' + said + ')' if said else ''}."
+
+
 def embedded(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
@@ -100,7 +112,8 @@ def page(contents: Catalogue, scale: str, commit: str, tables: dict[int, Outcome
         note = (f" (rows at scale <code>{table.scale(scale)}</code>)"
                 if table.scale(scale) != scale else "")
         parts.append(f'<p class="note">{len(frame)} rows{note}; made in '
-                     f"{outcome.seconds:.0f} s.</p>{render.html(model)}")
+                     f"{outcome.seconds:.0f} s; {commits_note(commits(frame))}</p>"
+                     f"{render.html(model)}")
         missing += [f"Table {table.number}: {text}" for text in model.missing]
     for item in contents.figures:
         outcome = figure_outcomes[item.key]

@@ -40,8 +40,12 @@ def member_trajectories(replayed: Replayed, run_dir: Path) -> list[list[Path]]:
     """Per member, its trajectory checkpoints in epoch order (the conventions above)."""
     root = paths.trajectory_dir(paths.checkpoints(run_dir))
     if not root.is_dir():
-        raise UserError(f"{run_dir} saved no trajectory checkpoints: run it with "
-                        f"trajectory_checkpoints.every_epochs > 0")
+        # The cadence only observes, so a row without it (Table 1's) shares this run
+        # (harness/store/configuration.py OBSERVING) and may have trained it first.
+        raise UserError(f"{run_dir} saved no trajectory checkpoints (it was trained without "
+                        f"trajectory_checkpoints.every_epochs > 0): train it again with them, "
+                        f"`python -m harness.run --overwrite --output_dir={run_dir}` with "
+                        f"the figure's gin file (gin/figure3/) and its scale's")
     stages = {stage.name: paths.trajectory_checkpoints(stage)
               for stage in root.iterdir() if stage.is_dir()}
     trajectories = [[path for path in stages.get(stage, [])

@@ -1,11 +1,45 @@
 """A run's configuration as text (as `gin.config_str()` writes it): its bindings, how two
-configurations differ, and the identity the run store files a run by (harness/store/runs.py)."""
+configurations differ, and the identity the run store files a run by (harness/store/runs.py).
+
+The identity is the *operative* configuration, known before training: the default of every
+parameter of every configurable the project registers with gin (harness/ and methods/),
+overridden by the configuration's bindings, hashed with the store's format. The scope is every
+project configurable rather than those a method happens to call: which ones a run calls is only
+known once it has run, and a run is looked up before it starts; so a changed default anywhere
+re-identifies every run (one retraining too many at worst, never a stale run reused). Left out:
+the seed (a run's seed is its folder), and the settings that only observe (`OBSERVING`)."""
+import ast
 import hashlib
+import inspect
+import pprint
 import re
+
+import gin
+
+from harness.core.errors import UserError
 
 SEED_BINDING = "Experiment.seed"
 ID_LENGTH = 12
 BINDING = re.compile(r"^(\S+)\s*=\s*(.*)$")
+PROJECT_MODULES = ("harness.", "methods.")
+# 1: ids hashed the explicit bindings alone; 2: the operative configuration (this module).
+STORE_FORMAT = 2
+
+# Settings that change what a run records, not what it computes: the same training, so the
+# same run whatever their value. A table or figure that needs what one of them records checks
+# that the run has it (e.g. harness/paper/trajectory_tsne.py).
+OBSERVING = {
+    "trajectory_checkpoints.every_epochs":
+        "saves copies of each member along training (Figure 3); training never reads them",
+    "SparsitySpec.kernels":
+        "dense, sparse or auto arithmetic of the masked convs: the same numbers, another speed "
+        "(methods/sparse/kernels.py)",
+    "Experiment.tensorboard": "writes the history it records anyway as TensorBoard scalars",
+    "Trainer.progress": "progress bars or log lines",
+    "inference_timing.enabled": "whether the prediction speed is measured after training",
+    "inference_timing.batch_size": "the batch the prediction speed is measured with",
+    "inference_timing.rounds": "how many times the prediction speed is measured",
+}
 
 
 def bindings(config: str) -> dict[str, str]:
@@ -24,24 +58,79 @@ def bindings(config: str) -> dict[str, str]:
             values[line.strip()] = ""
         elif name is not None:
             values[name] += line
-    return {name: " ".join(value.split()) for name, value in values.items()}
+    return {name: " ".join(value.split()).removeprefix("\\ ")  # gin's line continuation
+            for name, value in values.items()}
 
 
 def config_differences(recorded: str, now: str) -> list[str]:
     """'<binding> (<recorded value> recorded, <value now> now)' for each binding that differs
     between two configurations."""
-    old, new = bindings(recorded), bindings(now)
+    return differences(bindings(recorded), bindings(now))
+
+
+def differences(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return [f"{name} ({old.get(name, 'unset')} recorded, {new.get(name, 'unset')} now)"
             for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
 
 
+def operative_values(config: str) -> dict[str, str]:
+    """{binding: value as text} of everything that decides what the run computes: every
+    project configurable's defaults, overridden by `config`'s bindings, without the seed and
+    the observing settings. A UserError names a binding of no registered configurable (a
+    configurable renamed since the run, or its module not imported)."""
+    explicit = bindings(config)
+    registry = gin.config._REGISTRY  # gin has no public way to list its configurables
+    for name in explicit:
+        selector = name.rpartition("/")[2].rpartition(".")[0]
+        if "." in name and not name.startswith(("import ", "from ")) and (
+                registry.get_match(selector) is None):
+            raise UserError(f"the configuration binds {name}, but no configurable "
+                            f"{selector!r} is registered")
+    values = {**default_values(), **explicit}
+    for name in (SEED_BINDING, *OBSERVING):
+        values.pop(name, None)
+    return values
+
+
+def default_values() -> dict[str, str]:
+    """{binding: default as `gin.config_str()` would write it} of every parameter gin may
+    pass to a project configurable: not a denylisted one, not one outside an allowlist, not
+    *args/**kwargs, and not a default gin cannot write (a sentinel for "required")."""
+    registry = gin.config._REGISTRY
+    values = {}
+    for selector, configurable in registry.items():
+        if not configurable.module.startswith(PROJECT_MODULES):
+            continue
+        name = registry.minimal_selector(selector)
+        for parameter in inspect.signature(configurable.wrapped).parameters.values():
+            if (parameter.default is inspect.Parameter.empty
+                    or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+                    or parameter.name in (configurable.denylist or ())
+                    or (configurable.allowlist and parameter.name not in configurable.allowlist)):
+                continue
+            text = " ".join(pprint.pformat(parameter.default).split())
+            try:
+                ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                continue
+            values[f"{name}.{parameter.name}"] = text
+    return values
+
+
 def configuration_id(config: str) -> str:
-    """The hash of a configuration (as `gin.config_str()` writes it) without its seed; how its
-    lines are laid out does not count (harness/experiment/config.py `bindings`)."""
-    values = bindings(config)
-    values.pop(SEED_BINDING, None)
-    text = "\n".join(f"{name} = {value}" for name, value in sorted(values.items()))
+    """The run store's name for a configuration (as `gin.config_str()` writes it): the hash
+    of its operative values (`operative_values`) and the store format. Every place that files
+    or finds a run asks this function."""
+    values = operative_values(config)
+    text = "\n".join([f"store format {STORE_FORMAT}",
+                      *(f"{name} = {value}" for name, value in sorted(values.items()))])
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
+def identity_differences(recorded: str, now: str) -> list[str]:
+    """`config_differences` of what identifies a run: a binding equal to its default, the seed
+    and an observing setting make no difference."""
+    return differences(operative_values(recorded), operative_values(now))
 
 
 def seed_binding(seed: int) -> str:

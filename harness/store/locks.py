@@ -5,7 +5,9 @@ harness/store/paths.py):
     lock          locked (flock, exclusive) by the process training the run, for as long as it
                   trains; its text names the holder: host, pid, job id
     job record    written by harness/tables/launch.py when it submits the run: executor, job
-                  id, host, log path, time
+                  id, host, log path, time; a local launcher writes one for each run it holds
+                  back beyond --max_parallel too (`queued_record`), so that a second launch
+                  does not submit it again
     failure       written by a job whose run failed: the error and the log path; the launcher
                   does not submit the run again until it is removed (`--retry_failed`)
 
@@ -33,8 +35,15 @@ from harness.store.record import write_json
 JOB_ID_VARIABLES = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")
 
 
-class Busy(Exception):
-    """The run is being trained by another process; the message names it."""
+# The lock a parent process holds for the process it starts (torchrun inside a job).
+HELD_BY_PARENT = "FREETICKETS_TRAINING_LOCK_HELD"
+_HELD: set[str] = set()  # the locks this process holds
+QUEUED = "queued"  # the job id of a run a local launcher has not submitted yet
+
+
+class Busy(UserError):
+    """The run is being trained by another process; the message names it. A UserError: a
+    second trainer is refused in one line, exit status 2."""
 
 
 def holder() -> dict:
@@ -63,22 +72,39 @@ def _try_lock(fd: int, path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def training_lock(run_dir: Path):
+def training_lock(run_dir: Path, join: bool = False):
     """Held while this process trains `run_dir`; Busy (naming the holder) when another process
-    holds it. The lock file stays afterwards, unlocked."""
+    holds it. The lock file stays afterwards, unlocked. With `join` (run_experiment, the one
+    place every run trains), a lock this process already holds (harness.tables takes it around
+    run_experiment) or its parent holds for it (`held_for_children`: torchrun's processes
+    inside a launcher's job) is joined: nothing more is held, nothing refused."""
     path = paths.lock(run_dir)
+    key = str(path.resolve())
+    if join and (key in _HELD or os.environ.get(HELD_BY_PARENT) == key):
+        yield None
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         # A few tries: `running()` (the plan, the launcher) takes the lock for an instant.
         if not any(_try_lock(fd, path) or time.sleep(0.2) for _ in range(10)):
-            raise Busy(f"{run_dir} is being trained by {describe(read_holder(path))}")
+            raise Busy(f"{run_dir} is being trained by {describe(read_holder(path))}; it is "
+                       f"left to that process")
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(holder()).encode())
         os.fsync(fd)
-        yield fd
+        _HELD.add(key)
+        try:
+            yield fd
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)  # releases the lock
+
+
+def held_for_children(run_dir: Path) -> dict[str, str]:
+    """The environment that tells a child process this one holds `run_dir`'s lock for it."""
+    return {HELD_BY_PARENT: str(paths.lock(run_dir).resolve())}
 
 
 def read_holder(path: Path) -> dict:
@@ -114,16 +140,32 @@ def record_failure(run_dir: Path, error: str, log: str | None) -> None:
     write_json(paths.failure_record(run_dir), {"error": error, "log": log, **holder()})
 
 
+def queued_record(log_dir: Path) -> dict:
+    """The job record of a run a local launcher (this process) holds back until one of its
+    --max_parallel slots frees: another launch sees it queued for as long as this lives."""
+    return {"executor": "local", "job_id": QUEUED, "launcher_pid": os.getpid(),
+            "host": socket.gethostname(), "log": str(log_dir),
+            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def describe_job(record: dict) -> str:
+    if record.get("job_id") == QUEUED:
+        return (f"waiting in the local launcher pid {record.get('launcher_pid')} on "
+                f"{record.get('host')} for a free slot (logs in {record.get('log')})")
+    return f"{record.get('executor')} job {record.get('job_id')} (log {record.get('log')})"
+
+
 def job_alive(record: dict) -> bool:
-    """Whether a submitted job may still run: a local job's controller process is alive
-    (known on its own host only), a SLURM job is still in squeue. When this cannot be told
-    (another host, no squeue here), it is taken as alive: a run is never submitted twice."""
+    """Whether a submitted job may still run: a local job's controller process (or, while it
+    waits for a slot, its launcher) is alive (known on its own host only), a SLURM job is
+    still in squeue. When this cannot be told (another host, no squeue here), it is taken as
+    alive: a run is never submitted twice."""
     job_id = str(record.get("job_id"))
     if record.get("executor") == "local":
         if record.get("host") != socket.gethostname():
             return True
         try:
-            os.kill(int(job_id), 0)
+            os.kill(int(record["launcher_pid"] if job_id == QUEUED else job_id), 0)
         except ProcessLookupError:
             return False
         except PermissionError:
@@ -148,5 +190,4 @@ def waiting_job(run_dir: Path) -> str | None:
     if (record is None or own_job(record) or running(run_dir) is not None
             or not job_alive(record)):
         return None
-    return (f"queued as {record['executor']} job {record['job_id']} (log {record['log']}); "
-            f"remove {paths.job_record(run_dir)} if that job is gone")
+    return f"queued: {describe_job(record)}; remove {paths.job_record(run_dir)} if that is gone"

@@ -1,6 +1,14 @@
-"""Moves runs of the layout of earlier versions into the run store (harness/store/runs.py):
+"""Moves runs of the layout and the store formats of earlier versions into the run store
+(harness/store/runs.py):
 
     python -m harness.migrate_runs [--runs_dir=runs] [--dry_run]
+
+Store format 1 named a configuration by its explicit bindings alone; this version's id is its
+operative configuration (harness/store/configuration.py). Each run of a format-1 store moves,
+with the records beside it, to the id today's code gives the configuration it recorded: its
+`operative_config.gin` where it finished (the defaults it was trained under, so a default
+changed since then gives it an id of its own, not today's), else its `config.gin`. Once every
+run is in its place the store's `store.json` records the new format.
 
 Earlier versions filed runs by the table or figure that asked for them,
 `<runs_dir>/table<N>/<scale>/<row>/seed<k>/` (and `figure<N>/...`), with a `row.json` per row.
@@ -19,9 +27,10 @@ from pathlib import Path
 from harness.core import cli
 from harness.core.errors import UserError
 from harness.store import paths
-from harness.store.record import check_is_run, is_finished
+from harness.store.record import check_is_run, is_finished, write_json
 from harness.store.locks import running
 from harness.store.runs import OLD_LAYOUT, RunStore
+from harness.store.configuration import STORE_FORMAT
 
 ROW_FILE = "row.json"
 
@@ -47,27 +56,17 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
     store = RunStore(runs_dir)
     done, left = [], []
     for old in old_runs(runs_dir):
-        try:
-            check_is_run(old)
-        except UserError as error:
-            left.append(str(error))
-            continue
-        config = paths.config(old).read_text()
-        new = store.configuration_dir(config) / old.name
-        if running(old) is not None:
-            left.append(f"{old}: being trained now; migrate once it is done")
-        elif new.exists():
-            finished = "finished" if is_finished(new) else "unfinished"
-            left.append(f"{old}: the store already has this configuration and seed ({new}, "
-                        f"{finished}); compare them and remove the one you do not want")
-        else:
-            done.append(f"{old} -> {new}")
-            if not dry_run:
-                new.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(old, new)
-                for record in (paths.lock, paths.job_record, paths.failure_record):
-                    if record(old).is_file():
-                        os.replace(record(old), record(new))
+        move_run(store, old, recorded_configuration(old), dry_run, done, left)
+    if store.format() < STORE_FORMAT:
+        for old in [path for folder in store.configuration_dirs()
+                    for path in sorted(folder.glob("seed*"))
+                    if path.is_dir() and path.name[4:].isdigit()]:
+            move_run(store, old, recorded_configuration(old), dry_run, done, left)
+        for folder in store.configuration_dirs() if not dry_run else ():
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if not left and not dry_run:
+            write_json(paths.store_format(runs_dir), {"format": STORE_FORMAT})
     if not dry_run:
         for pattern in ("table*/*/*", "figure*/*/*"):
             for row_dir in sorted(runs_dir.glob(pattern)):
@@ -79,6 +78,45 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
                 if not any(Path(folder).iterdir()):
                     Path(folder).rmdir()
     return done, left
+
+
+def recorded_configuration(run_dir: Path) -> Path:
+    """The configuration a run was trained under: its operative one once it finished."""
+    operative = paths.operative_config(run_dir)
+    return operative if is_finished(run_dir) and operative.is_file() else paths.config(run_dir)
+
+
+def move_run(store: RunStore, old: Path, config: Path, dry_run: bool, done: list[str],
+             left: list[str]) -> None:
+    """Moves the run `old` (and the records beside it) to its configuration's place in the
+    store, or says in `left` why it stays."""
+    try:
+        check_is_run(old)
+    except UserError as error:
+        left.append(str(error))
+        return
+    try:
+        new = store.configuration_dir(config.read_text()) / old.name
+    except (OSError, UserError) as error:
+        left.append(f"{old}: its configuration cannot be read with this version ({error})")
+        return
+    if new == old:
+        return
+    if running(old) is not None:
+        left.append(f"{old}: being trained now; migrate once it is done")
+    elif new.exists():
+        finished = "finished" if is_finished(new) else "unfinished"
+        left.append(f"{old}: the store already has this configuration and seed ({new}, "
+                    f"{finished}); compare them and remove the one you do not want")
+    else:
+        done.append(f"{old} -> {new}")
+        if not dry_run:
+            new.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old, new)
+            for record in (paths.lock, paths.job_record, paths.failure_record,
+                           paths.error_record):
+                if record(old).is_file():
+                    os.replace(record(old), record(new))
 
 
 @cli.command

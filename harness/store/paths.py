@@ -4,6 +4,7 @@ disk, and existing run stores stay readable only while these names stay as they 
 
 The run store (harness/store/runs.py) files each run by its configuration:
 
+    <runs_dir>/store.json                              the store's format (`STORE_FORMAT`)
     <runs_dir>/<method>-<configuration id>/seed<k>/   one run directory, below
 
 A run directory holds what one experiment leaves behind, each file written whole or not at
@@ -12,7 +13,8 @@ anything else is not a run, and is never replaced or continued (harness/store/re
 
     config.gin            the gin configuration as given (written first: it marks a run)
     command.json          the command line, and the gin files and bindings it gave, which
-                          `--resume --output_dir=DIR` alone continues with
+                          `--resume --output_dir=DIR` alone continues with; the code it
+                          started and each resume continued with (harness/core/provenance.py)
     gin_files/            copies of those gin files as they were given (<i>-<name>)
     operative_config.gin  the gin configuration the run actually used
     metrics.parquet       long format: method, member, suite, corruption, severity, metric, value
@@ -33,6 +35,7 @@ Beside a run directory `seed<k>/` live the records of who is on it (harness/stor
 and of its last attempt (harness/store/runs.py):
 
     seed<k>.lock          locked (flock) by the process training the run; names the holder
+                          (any run directory X, `harness.run --output_dir=X` too: X.lock)
     seed<k>.job.json      the launcher's job record (harness/tables/launch.py)
     seed<k>.failed.json   why its job failed; not submitted again until removed
     seed<k>.error.json    why its last attempt could not start; it blocks nothing
@@ -186,3 +189,8 @@ def retired(run_dir: Path) -> Path:
 
 def _beside(run_dir: Path, suffix: str) -> Path:
     return run_dir.with_name(run_dir.name + suffix)
+
+
+def store_format(runs_dir: Path) -> Path:
+    """The record of a run store's format, at its root."""
+    return runs_dir / "store.json"

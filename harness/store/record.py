@@ -16,6 +16,7 @@ from harness.store import paths
 from harness.store.configuration import config_differences
 from harness.core.durable import atomic_write, sync_path
 from harness.core.errors import UserError
+from harness.core.provenance import code_state
 
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 
@@ -81,7 +82,8 @@ def command_line(argv: Sequence[str]) -> str:
 
 def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     """The command line of the process, its gin files (as given and resolved) and bindings,
-    and a copy of each gin file as it was when the run started."""
+    a copy of each gin file as it was when the run started, and the code it started with
+    (commit, dirty, diff hash: harness/core/provenance.py)."""
     copies = []
     for index, file in enumerate(gin_files):
         copy = paths.gin_file_copy(run_dir, index, file)
@@ -92,7 +94,21 @@ def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[s
                                    "gin_files": list(gin_files),
                                    "gin_files_resolved": [str(Path(file).resolve())
                                                           for file in gin_files],
-                                   "gin_file_copies": copies, "gin_bindings": list(bindings)})
+                                   "gin_file_copies": copies, "gin_bindings": list(bindings),
+                                   "code": code_state(), "resumed": []})
+
+
+def record_resume(run_dir: Path) -> None:
+    """Adds this continuation's command line and code (harness/core/provenance.py) to the
+    run's command.json, so that an unfinished run knows every code it was trained with. A run
+    that recorded no command (an earlier version's) is left as it is."""
+    try:
+        recorded = json.loads(paths.command(run_dir).read_text())
+    except (OSError, ValueError):
+        return
+    recorded.setdefault("resumed", []).append({"command": command_line(sys.argv),
+                                               "code": code_state()})
+    write_json(paths.command(run_dir), recorded)
 
 
 def recorded_configuration(run_dir: Path) -> tuple[list[str], list[str]]:

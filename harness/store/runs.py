@@ -5,8 +5,12 @@ names its runs by a hash of their hyperparameters).
     <runs_dir>/<method>-<configuration id>/seed<k>/   one run, its records beside it
                                                       (harness/store/paths.py)
 
-The configuration id is a hash of every gin binding of the run but `Experiment.seed`
-(`configuration_id`), so the seeds of one configuration sit side by side. This module is the
+The configuration id is a hash of the run's operative configuration, defaults included, but
+its seed and the settings that only observe (harness/store/configuration.py
+`configuration_id`), so the seeds of one configuration sit side by side. `store.json` at the
+top records the store's format (`STORE_FORMAT`): a store of an earlier format (one with
+configuration folders but no `store.json` was filed by explicit bindings alone) is refused
+until `python -m harness.migrate_runs` has moved its runs to their new ids. This module is the
 only one that names the store's folders (the files in and beside a run: harness/store/paths.py);
 everything else asks it. Beside a run it keeps why its last attempt could not start (e.g. its
 data set is not on disk). Runs in the layout of earlier versions
@@ -17,7 +21,8 @@ import json
 import re
 from pathlib import Path
 
-from harness.store.configuration import ID_LENGTH, configuration_id, method_of, seed_of
+from harness.store.configuration import (ID_LENGTH, STORE_FORMAT, configuration_id, method_of,
+                                         seed_of)
 from harness.core.errors import UserError
 from harness.store import paths
 from harness.store.record import is_finished, write_json
@@ -25,6 +30,7 @@ from harness.store.record import is_finished, write_json
 ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
 SEED_ENTRY = re.compile(r"^seed(\d+)(\.[a-z]+\.json)?$")  # a run, or a record beside one
 OLD_LAYOUT = ("table*/*/*/seed*", "figure*/*/*/seed*")
+FIRST_FORMAT = 1  # what a store without its format record but with configuration folders is
 
 
 class RunStore:
@@ -36,10 +42,18 @@ class RunStore:
     def configuration_dir(self, config: str) -> Path:
         return self.root / f"{method_of(config)}-{configuration_id(config)}"
 
-    def run_dir(self, config: str, seed: int | None = None) -> Path:
-        """Where the run of `config` (its own seed, or `seed`) is or will be."""
+    def find(self, config: str, seed: int | None = None) -> Path:
+        """Where the run of `config` (its own seed, or `seed`) is or would be; writes nothing."""
         self.check_layout()
         return self.configuration_dir(config) / f"seed{seed_of(config) if seed is None else seed}"
+
+    def run_dir(self, config: str, seed: int | None = None) -> Path:
+        """Where the run of `config` will be trained: `find`'s place, in a store whose format
+        is recorded before its first run is (a store without `store.json` but with runs is
+        taken for format 1)."""
+        place = self.find(config, seed)
+        self.record_format()
+        return place
 
     def seeds(self, config: str, seeds: int | None = None) -> list[Path]:
         """The run folders of `config`'s seeds 0..seeds-1, or of every seed present (None): a
@@ -55,15 +69,43 @@ class RunStore:
     def runs(self) -> list[Path]:
         """Every run folder in the store, finished or not."""
         self.check_layout()
-        return sorted(path for folder in self.root.glob("*-*") if ENTRY.match(folder.name)
+        return sorted(path for folder in self.configuration_dirs()
                       for path in folder.glob("seed*")
                       if path.is_dir() and path.name[4:].isdigit())
 
     def finished(self) -> list[Path]:
         return [path for path in self.runs() if is_finished(path)]
 
+    def configuration_dirs(self) -> list[Path]:
+        return sorted(folder for folder in self.root.glob("*-*")
+                      if ENTRY.match(folder.name) and folder.is_dir())
+
+    def format(self) -> int:
+        """The format the store's runs are filed by (`STORE_FORMAT` for a new store)."""
+        try:
+            return int(json.loads(paths.store_format(self.root).read_text())["format"])
+        except FileNotFoundError:
+            return FIRST_FORMAT if self.configuration_dirs() else STORE_FORMAT
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserError(f"{paths.store_format(self.root)} is not the run store's format record "
+                            f"({error}); move it out of the store") from error
+
+    def record_format(self) -> None:
+        """Writes `store.json` into a store that has none (a new one: `check_layout` passed)."""
+        if not paths.store_format(self.root).exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json(paths.store_format(self.root), {"format": STORE_FORMAT})
+
     def check_layout(self) -> None:
-        """A UserError when runs of the earlier layout are under the store's folder."""
+        """A UserError when runs of an earlier layout or format are under the store's folder."""
+        found = self.format()
+        if found > STORE_FORMAT:
+            raise UserError(f"{self.root} is a run store of format {found}, written by a newer "
+                            f"version of the harness (this one reads format {STORE_FORMAT})")
+        if found < STORE_FORMAT:
+            raise UserError(f"{self.root} holds runs filed by the ids of store format {found} "
+                            f"(this version's is {STORE_FORMAT}): move them to their new ids "
+                            f"with `python -m harness.migrate_runs --runs_dir={self.root}`")
         old = next((path for pattern in OLD_LAYOUT for path in self.root.glob(pattern)
                     if paths.config(path).is_file()), None)
         if old is not None:

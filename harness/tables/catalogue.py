@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.tables import diversity, robustness, sweep
+from harness.tables.notes import PROTOCOL_NOTE
 from harness.core.errors import UserError, first_line
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Figure:
 SPARSE_SET = ("dst_m3_s08", "edst_m3_s08", "ltr_m3_s08", "pf_m3_s08", "static_m3_s08")
 OOD_ROWS = ("dense", "dst_m3_s08", "edst_m3_s08", "edst_m7_s09", "static_m3_s08")
 OOD_NOTES = (
+    PROTOCOL_NOTE,
     "M = 1 rows: member 0 of the row's M = 3 (or 7) run, not a run of their own (the paper "
     "does not say which member it took).",
     "AUROC by the maximum softmax probability; in-distribution = the test set. "
@@ -106,7 +108,8 @@ TABLES = (
     Table(4, "Prediction disagreement and KL divergence among sparse ensembles (paper §5.1, "
              "Table 4: M = 3, S = 0.8; the dense ensemble M = 4)", "long",
           diversity.diversity_and_accuracy,
-          notes=("Rows are the runs of Tables 1 (CIFAR-10) and 2 (CIFAR-100), reused by "
+          notes=(PROTOCOL_NOTE,
+                 "Rows are the runs of Tables 1 (CIFAR-10) and 2 (CIFAR-100), reused by "
                  "configuration, not trained again.",
                  "The paper's d_dis is printed by the authors' code, which adds 0.001 to every "
                  "off-diagonal entry of the pairwise disagreement matrix before averaging: "
@@ -116,7 +119,8 @@ TABLES = (
                   *reused("table2", ("dense_ensemble", *SPARSE_SET), "_c100"))),
     Table(5, "Parameter exploration ablation (paper §5.3, Table 5: M = 3, S = 0.8)", "long",
           diversity.diversity_and_accuracy,
-          notes=("Without exploration = `SparsitySpec.exploration = False`: the masks of the "
+          notes=(PROTOCOL_NOTE,
+                 "Without exploration = `SparsitySpec.exploration = False`: the masks of the "
                  "initialisation are kept for the whole run (no prune-and-grow every dT and, "
                  "for EDST, no global escapes between refinement phases); EDST's tickets then "
                  "differ only by their place on the one trajectory. DST without exploration is "
@@ -129,7 +133,8 @@ TABLES = (
     Table(7, "Per-class prediction disagreement on the first ten CIFAR-100 classes (paper App. "
              "G, Table 7: M = 3, S = 0.8)", "long", diversity.class_disagreement,
           per_class=True,
-          notes=("By class index and name: the paper's header prints ten words ('Apple "
+          notes=(PROTOCOL_NOTE,
+                 "By class index and name: the paper's header prints ten words ('Apple "
                  "Aquarium Fish Baby ... Bicycle') over ten columns, while CIFAR-100's classes "
                  "0-9 are apple, aquarium_fish, baby, bear, beaver, bed, bee, beetle, bicycle, "
                  "bottle, so its labels from the second column on may be off by one; each "
@@ -142,7 +147,8 @@ TABLES = (
     Table(8, "Sparsity sweep of DST and EDST ensembles (paper §5.4, Figure 4) and the "
              "correlation between mean member accuracy and ensemble accuracy across it (App. "
              "H, Table 8)", "long", sweep.sweep_point, across=sweep.correlations,
-          notes=("Sweep levels S = 0.5, 0.7, 0.8, 0.9, 0.95 at M = 3 (ours: the paper lists "
+          notes=(PROTOCOL_NOTE,
+                 "Sweep levels S = 0.5, 0.7, 0.8, 0.9, 0.95 at M = 3 (ours: the paper lists "
                  "neither its levels nor M; gin/table8/). The S = 0.8 points are Table 1-2's "
                  "DST and EDST runs, reused by configuration.",
                  "Per point: individual_acc, acc, kl (what Figure 4 draws); pearson and "
@@ -152,13 +158,15 @@ TABLES = (
                   *reused("table2", ("dst_m3_s08", "edst_m3_s08"), "_c100"))),
     Table(9, "Global exploration rate q of EDST (paper App. I, Table 9: M = 3, S = 0.8)",
           "long", diversity.diversity_and_accuracy,
-          notes=("q = `EDSTEnsemble.escape_fraction`; q = 0.8 is the default, so that row is "
+          notes=(PROTOCOL_NOTE,
+                 "q = `EDSTEnsemble.escape_fraction`; q = 0.8 is the default, so that row is "
                  "the Table 1-2 EDST run (the paper prints disagreement 0.033 / 0.127 here but "
                  "0.031 / 0.126 in Table 4 for the same setting; its q = 0.5 CIFAR-100 KL "
                  "2.223 is probably 0.223).",)),
     Table(10, "Random vs gradient regrowth in EDST (paper App. J, Table 10: M = 3, S = 0.8)",
           "long", diversity.regrowth,
-          notes=("Random regrowth = `SparsitySpec.growth = 'random'` (SET), for the regular "
+          notes=(PROTOCOL_NOTE,
+                 "Random regrowth = `SparsitySpec.growth = 'random'` (SET), for the regular "
                  "prune-and-grow and the escapes alike; gradient regrowth is the default, the "
                  "Table 1-2 EDST run.",)),
     Table(11, "OoD detection AUROC of models trained on CIFAR-10 (paper App. K, Table 11)",
@@ -169,7 +177,8 @@ TABLES = (
           notes=OOD_NOTES, reuses=reused("table2", OOD_ROWS)),
     Table(13, "Robust accuracy under FGSM at 8/255 (paper App. L, Table 13)", "long",
           robustness.fgsm_cells,
-          notes=("min / mean / max over the attacks crafted on each single member of the run "
+          notes=(PROTOCOL_NOTE,
+                 "min / mean / max over the attacks crafted on each single member of the run "
                  "(App. L); the ensemble is scored on each. M = 1 rows: member 0 of the M = 3 "
                  "(or 7) run scored on the same attacks (one of them its own), not a run of "
                  "their own. A single model has one attack, its own: robust_acc.",
@@ -194,10 +203,11 @@ FIGURES = (
            "trajectory_figure", lambda src: (src.figure_runs("3"),)),
     Figure("4", "Individual and ensemble accuracy and KL against sparsity (Table 8's sweep)",
            "sparsity_figure", lambda src: (src.table_frame(8),)),
-    Figure("5", "Ensemble size M: DST as the first m members of Table 1's run, EDST at a fixed "
-                "total training budget (runs of gin/figure5/)",
+    Figure("5", "Ensemble size M up to 7: DST as the first m members of an M = 7 run, EDST at "
+                "a fixed total training budget (runs of gin/figure5/)",
            "fixed_budget_figure",
-           lambda src: (src.rows_of(src.table_runs(1), "dst"), src.figure_runs("5"))),
+           lambda src: (src.rows_of(src.figure_runs("5"), "dst"),
+                        src.rows_of(src.figure_runs("5"), "edst"))),
     Figure("6", "Prediction disagreement between members (Table 1's ensembles)",
            "heatmap_figure", lambda src: (src.table_runs(1), "disagreement",
                                           "Prediction disagreement (paper Fig. 6)")),

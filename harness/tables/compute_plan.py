@@ -37,7 +37,8 @@ from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, figure_rows, table_rows
 from harness.store.record import is_finished
 from harness.store import paths
-from harness.store.locks import describe, job_alive, own_job, read_record, running
+from harness.store.locks import (describe, describe_job, job_alive, own_job, read_record,
+                                  running)
 from harness.store.configuration import configuration_id, seed_binding
 
 # The assumption when no GPU check is recorded: 40 % of an H100 SXM's dense bf16 peak
@@ -142,7 +143,7 @@ def find_status(run: PlannedRun) -> None:
     """finished, running, failed, queued or missing, from its folder in the run store."""
     if run.status in ("not built", "error"):
         return
-    place = run.run_dir
+    place = run.context.store.find(run.config, run.seed)  # a plan writes nothing
     if is_finished(place):
         run.status, run.detail = "finished", str(place)
         return
@@ -157,10 +158,9 @@ def find_status(run: PlannedRun) -> None:
     job = read_record(paths.job_record(place))
     if job is not None and not own_job(job):
         if job_alive(job):
-            run.status = "queued"
-            run.detail = f"{job['executor']} job {job['job_id']} (log {job['log']})"
+            run.status, run.detail = "queued", describe_job(job)
             return
-        run.detail = f"its job {job['job_id']} ended unfinished (log {job['log']})"
+        run.detail = f"ended unfinished: {describe_job(job)}"
     if paths.config(place).is_file():
         run.detail = f"interrupted, resumes from {place}"
 

@@ -42,7 +42,8 @@ from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.core.errors import UserError, first_line
 from harness.store.record import write_json
 from harness.store import paths
-from harness.store.locks import read_record, record_failure
+from harness.store.locks import (held_for_children, queued_record, read_record,
+                                  record_failure)
 from harness.store.runs import RunStore
 
 
@@ -134,16 +135,19 @@ def job_log() -> str | None:
 def torchrun(gpus: int):
     """Training over `gpus` processes of this node (harness/core/distributed.py)."""
 
-    def train(gin_files, bindings, run_dir: Path, progress: bool) -> None:
+    def train(gin_files, bindings, run_dir: Path, progress: bool, overwrite: bool = False
+              ) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={gpus}", "-m", "harness.run",
                    *[f"--gin_file={file}" for file in gin_files],
                    *[f"--gin_bindings={binding}" for binding in bindings],
-                   f"--output_dir={run_dir}", "--resume",
+                   f"--output_dir={run_dir}", "--overwrite" if overwrite else "--resume",
                    "--progress" if progress else "--noprogress"]
         # Its own process group, so that a requeue or Ctrl-C here ends torchrun's workers too
-        # rather than leaving them training without the lock.
-        process = subprocess.Popen(command, start_new_session=True)
+        # rather than leaving them training without the lock, which this process holds for
+        # them (their run_experiment takes it again: harness/store/locks.py).
+        process = subprocess.Popen(command, start_new_session=True,
+                                   env={**os.environ, **held_for_children(run_dir)})
         try:
             code = process.wait()
         except BaseException:
@@ -210,7 +214,9 @@ def outcome_of(run: PlannedRun, job) -> str:
 
 def launch_local(args: SimpleNamespace, submitter, runs: list[PlannedRun]) -> list[str]:
     """At most --max_parallel jobs at a time, each on GPUs of its own when this machine has
-    CUDA (on CPUs alone every job runs on CPUs)."""
+    CUDA (on CPUs alone every job runs on CPUs). Every run has a job record from the start,
+    the ones still waiting for a slot one naming this launcher (harness/store/locks.py
+    `queued_record`)."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -218,10 +224,15 @@ def launch_local(args: SimpleNamespace, submitter, runs: list[PlannedRun]) -> li
     if per_run > count:
         raise UserError(f"--gpus_per_run={per_run} but this machine has {count} GPUs")
     free, waiting, active, outcomes = list(range(count)), list(runs), {}, []
+    for run in runs:  # seen as queued by another launch until submitted below
+        run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        write_json(paths.job_record(run.run_dir), queued_record(args.runs_dir / "launch"))
     while waiting or active:
         while waiting and len(active) < args.max_parallel and len(free) >= per_run:
             run, own, free = waiting.pop(0), free[:per_run], free[per_run:]
             submitter.update_parameters(gpus_per_node=per_run, visible_gpus=own)
+            # Its job must not find the launcher's record and take itself for queued.
+            paths.job_record(run.run_dir).unlink(missing_ok=True)
             job = submitter.submit(RunJob(run, per_run, args.progress))
             record_job(run, job, args.executor)
             print(f"submitted {run.name} seed {run.seed}: local job {job.job_id}", flush=True)

@@ -2,7 +2,7 @@
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
-        [--output_dir=reports] [--catalogue=MY_TABLES.py] [--noprogress]
+        [--output_dir=reports] [--catalogue=MY_TABLES.py] [--noprogress] [--retrain_stale]
     python -m harness.tables --plan [--table=1,2] [--scale=paper] [--gpus_per_run=1]
 
 The tables are the catalogue's (harness/tables/catalogue.py; `--catalogue` names a Python file of
@@ -23,7 +23,11 @@ Seed k of a row is the run of its configuration in the run store (harness/store/
 it first: a finished run is reused (the log names it) and an unfinished one resumed, so an
 interrupted table continues where it stopped and Table 4's rows are Table 1-2's runs. A
 finished run whose recorded configuration differs from the row's now (edited by hand) is an
-error naming the differing bindings, rather than a stale or mixed number. A row whose method
+error naming the differing bindings, rather than a stale or mixed number. A finished run
+trained at another commit is reused, and the log says which commit and whether harness/,
+methods/ or gin/ changed since (harness/core/provenance.py; without git, that provenance
+cannot be checked); `--retrain_stale` trains such a run again (one whose code changed, or
+whose commit this checkout lacks), the new run replacing it only once finished. A row whose method
 is not registered yet is skipped and shows as missing in the table. A seed trains under its
 lock (harness/store/locks.py): one that another process is training, that a launcher's job is
 queued for, or whose job failed (harness/tables/launch.py) is skipped and named so in the table.
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.path("throughput", str(GPU_CHECK_JSON), "the GPU check's JSON that --plan takes "
                                                    "its FLOP/s from")
     parser.path("catalogue", None, CATALOGUE_HELP)
+    parser.boolean("retrain_stale", False, "train again the finished runs whose code "
+                   "(harness/, methods/, gin/) changed since their commit; each replaces its "
+                   "run once finished (harness/core/provenance.py)")
     args = parser.parse(argv)
     if not args.plan and (args.table is None or len(args.table) != 1):
         raise UserError("--table takes one table (several, or none, only with --plan)")
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(plan_text(runs, args.gpus_per_run, args.throughput, args.scale))
         return 0
     table = run_table(args.table[0], context, output_dir=args.output_dir,
-                      progress=args.progress, rows=args.rows, contents=contents)
+                      progress=args.progress, rows=args.rows, contents=contents,
+                      retrain_stale=args.retrain_stale)
     print(table.read_text())
     return 0

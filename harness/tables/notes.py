@@ -1,5 +1,7 @@
 """Notes printed under the wide tables beside the rows they concern: the FLOPs conventions of
-the rows the paper quotes from Havasi et al. 2021, and of the pruning ensembles."""
+the rows the paper quotes from Havasi et al. 2021, and of the pruning ensembles, and the
+protocol (training split, checkpoint selection) each row ran under."""
+from pathlib import Path
 
 
 # Per-row notes on the FLOPs of the rows the paper quotes from Havasi et al. 2021 (marked *
@@ -59,3 +61,46 @@ def pruning_notes(methods) -> list[str]:
     present = [name for name in PRUNING_NOTES if name in set(methods)]
     return ["", "Pruning ensembles:", "",
             *(f"- {name}: {PRUNING_NOTES[name]}" for name in present)] if present else []
+
+
+# The protocol behind each printed number (gin/protocol/, README "Conventions that decide
+# numbers"): each row runs under the protocol of its printed number unless the uniform switch
+# (gin/protocol/uniform.gin, layered last) runs every row under one.
+AUTHORS_PROTOCOL = ("the authors' protocol (gin/protocol/authors.gin): trained on 90% of the "
+                    "training set, each stage's (EDST: each refinement phase's) weights of best "
+                    "validation accuracy")
+QUOTED_PROTOCOL = ("full training set, last checkpoint (gin/protocol/full_train_last.gin), "
+                   "as uncertainty-baselines and the methods' own code")
+PROTOCOLS = {
+    **dict.fromkeys(("Single Dense Model", "Dense Ensemble", "Monte Carlo Dropout",
+                     "BatchEnsemble", "MIMO", "TreeNet", "Snapshot", "FGE"), QUOTED_PROTOCOL),
+    **dict.fromkeys(("Static Sparse Ensemble", "DST Ensemble", "EDST Ensemble", "LTR Ensemble",
+                     "PF Ensemble"), AUTHORS_PROTOCOL)}
+TEST_SELECTED = ("The printed LTR and PF Ensemble numbers were selected on the TEST set by "
+                 "the authors (main_LTR.py and main_individual.py, PF's dense runs, keep the "
+                 "checkpoint of best test accuracy); ours select on the validation split.")
+PROTOCOL_NOTE = (f"Protocol: the sparse ensembles (Static, DST, EDST, LTR, PF) ran under "
+                 f"{AUTHORS_PROTOCOL}; the Dense Ensemble and single dense model under "
+                 f"{QUOTED_PROTOCOL}; with gin/protocol/uniform.gin layered last, every row "
+                 f"under the former. {TEST_SELECTED}")
+
+
+def protocol_notes(methods, table: int, layered) -> list[str]:
+    """Which protocol produced each row of a wide table among `methods`; one line when the
+    uniform switch was layered over every row (`layered`: the files common to all rows)."""
+    present = [name for name in PROTOCOLS if name in set(methods)]
+    if not present:
+        return []
+    test_selected = ([f"- {TEST_SELECTED}"] if {"LTR Ensemble", "PF Ensemble"} & set(present)
+                     else [])
+    if any(Path(file).as_posix().endswith("protocol/uniform.gin") for file in layered):
+        return ["", f"Protocol: every row ran under gin/protocol/uniform.gin, "
+                    f"{AUTHORS_PROTOCOL}, whatever protocol its printed number had.",
+                *test_selected]
+    if table == 3:
+        return ["", "Protocol: the ImageNet rows run on the full training set and keep the "
+                    "last checkpoint; the authors' ImageNet/main.py:384-407 keeps the "
+                    "checkpoint of best accuracy on ImageNet's validation set, which is the "
+                    "test set here, and we never select on it."]
+    return ["", "Protocol of each row (as the printed number's):", "",
+            *(f"- {name}: {PROTOCOLS[name]}." for name in present), *test_selected]

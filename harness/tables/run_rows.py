@@ -4,13 +4,14 @@ configuration in the run store (harness/store/runs.py), trained here unless it i
 (harness/tables/make.py, where the conventions are described) does."""
 from pathlib import Path
 
+from harness.core import provenance
 from harness.tables import catalogue
-from harness.store.configuration import config_differences, seed_binding
+from harness.store.configuration import identity_differences, seed_binding
 from harness.core.errors import UserError, first_line
 from harness.tables.context import TableContext
 from harness.tables.kinds import kind_of
 from harness.tables.rows import TableRow, table_rows
-from harness.store.record import is_finished
+from harness.store.record import is_finished, read_summary
 from harness.tables.report import report
 from harness.tables.robustness import rescore_phase
 from harness.store import paths
@@ -19,15 +20,17 @@ from harness.store.runs import clear_error, record_error
 from harness.tables.sources import MethodNotBuilt, row_configuration, table_runs
 
 
-def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, train=None
-             ) -> str:
+def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, train=None,
+             retrain_stale: bool = False) -> str:
     """Runs (or reuses) one seed of a row with the context's bindings; returns what happened,
     for the log. The run is the context's store's run of the row's configuration, whichever
     table or figure asked for it first. It
     trains under its lock (harness/store/locks.py): a run another process trains, or one the
     launcher queued, is skipped and named as such. `train(gin_files, bindings, run_dir,
-    progress)` trains it (default: in this process; harness/tables/launch.py passes torchrun for a
-    run of several GPUs)."""
+    progress, overwrite)` trains it (default: in this process; harness/tables/launch.py passes
+    torchrun for a run of several GPUs). A finished run trained at another commit is reused
+    naming what changed since (`code_drift`); with `retrain_stale`, one whose code changed is
+    trained again, replacing it only once the new run has finished (`--overwrite`)."""
     bindings = [*context.bindings, seed_binding(seed)]
     try:
         config = row_configuration(row, bindings)
@@ -36,13 +39,16 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
     run_dir = context.store.run_dir(config, seed)
     if is_finished(run_dir):
         recorded = paths.config(run_dir)
-        differences = (config_differences(recorded.read_text(), config)
+        differences = (identity_differences(recorded.read_text(), config)
                        if recorded.is_file() else [f"no {paths.CONFIG} recorded"])
         if differences:
             raise UserError(f"{run_dir} is a finished run of another configuration than "
                             f"{' + '.join(row.gin_files)} gives now ({'; '.join(differences)})"
                             f"; remove it to run again")
-        return f"reused {run_dir}"
+        drift = code_drift(run_dir)
+        if not (retrain_stale and drift.stale):
+            hint = "; --retrain_stale retrains it" if drift.stale else ""
+            return f"reused {run_dir}" + (f" ({drift.text}{hint})" if drift.text else "")
     failed = read_record(paths.failure_record(run_dir))
     if failed is not None:
         return (f"skipped: failed: {failed['error']} (log {failed['log']}); fix it, then "
@@ -52,9 +58,12 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
         return f"skipped: {queued}"
     try:
         with training_lock(run_dir):
-            if not is_finished(run_dir):  # another job may have finished it meanwhile
+            # Another job may have finished (or retrained) it meanwhile.
+            stale = is_finished(run_dir) and retrain_stale and code_drift(run_dir).stale
+            if stale or not is_finished(run_dir):
                 clear_error(run_dir)
-                (train or train_here)(row.gin_files, bindings, run_dir, progress)
+                (train or train_here)(row.gin_files, bindings, run_dir, progress,
+                                      overwrite=bool(stale))
             paths.failure_record(run_dir).unlink(missing_ok=True)
     except Busy as busy:
         return f"skipped: running: {busy}"
@@ -64,12 +73,20 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
     return f"ran {run_dir}"
 
 
-def train_here(gin_files, bindings, run_dir: Path, progress: bool) -> None:
-    """Trains (or resumes) one run in this process."""
+def train_here(gin_files, bindings, run_dir: Path, progress: bool, overwrite: bool = False
+               ) -> None:
+    """Trains (or resumes, or with `overwrite` trains again and replaces) one run in this
+    process."""
     from harness.experiment.execute import run_experiment
 
-    run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=True,
-                   progress=progress)
+    run_experiment(gin_files, bindings, output_dir=str(run_dir), resume=not overwrite,
+                   overwrite=overwrite, progress=progress)
+
+
+def code_drift(run_dir: Path) -> provenance.Drift:
+    """How the code of the finished run `run_dir` (its summary's commit) compares with this
+    checkout's (harness/core/provenance.py)."""
+    return provenance.drift(str(read_summary(run_dir).get("git_commit", provenance.UNKNOWN)))
 
 
 def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]:
@@ -85,12 +102,13 @@ def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]
 
 def run_table(table: int, context: TableContext, *, output_dir: Path = Path("reports"),
               progress: bool = True, rows: list[str] | None = None,
-              contents: catalogue.Catalogue = catalogue.PAPER) -> Path:
+              contents: catalogue.Catalogue = catalogue.PAPER,
+              retrain_stale: bool = False) -> Path:
     """Runs every row (or the `rows` named) and seed 0..context.seeds-1 of the table, then
     writes it; returns the markdown path. A table of a kind that keeps missing rows (long:
     4 and up) runs on past a row that cannot run (e.g. CIFAR-100 absent at cpu scale): the
     table is written with that row's numbers missing and its reason, then one UserError names
-    every such row."""
+    every such row. `retrain_stale`: as `run_seed`."""
     seeds, scale = context.seeds, context.scale
     if seeds is None or seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -101,7 +119,7 @@ def run_table(table: int, context: TableContext, *, output_dir: Path = Path("rep
         for seed in range(seeds):
             print(f"table {table} [{scale}] {row.name} seed {seed}", flush=True)
             try:
-                outcome = run_seed(row, seed, context, progress)
+                outcome = run_seed(row, seed, context, progress, retrain_stale=retrain_stale)
             except UserError as error:
                 if not kind.keeps_missing_rows:
                     raise

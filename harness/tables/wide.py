@@ -16,7 +16,7 @@ from harness.tables import render
 from harness.data.facts import dataset_family
 from harness.core.errors import UserError
 from harness.tables.run_numbers import FLOPS, METRICS, PROVENANCE, TIMING, aggregate, run_row
-from harness.tables.notes import havasi_notes, pruning_notes
+from harness.tables.notes import havasi_notes, protocol_notes, pruning_notes
 from harness.tables.context import TableContext
 from harness.tables.sources import RowRuns
 
@@ -88,7 +88,8 @@ def table_model(frame: pd.DataFrame, table: int, scale: str, layered: list[str]
                 ) -> render.Table:
     """The wide table (Tables 1-3, 6) with its notes, for the .md file and the page."""
     return render.wide(frame, f"Table {table}: ours at scale `{scale}` beside the paper", scale,
-                       layered, havasi_notes(frame.method) + pruning_notes(frame.method),
+                       layered, havasi_notes(frame.method) + pruning_notes(frame.method)
+                       + protocol_notes(frame.method, table, layered),
                        REFERENCE.relative_to(ROOT).as_posix(),
                        lambda row: missing_reason(row, frame))
 

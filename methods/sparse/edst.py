@@ -8,8 +8,11 @@ together with its mask (a `MemberCollector` at the phase ends); the model then e
 basin by a global exploration (`Escape`): prune the fraction q = 0.8 of each layer's active
 weights and regrow as many (by dense gradient, as in ordinary RigL steps), and the next phase
 refines from there. Ordinary DST (p, dT) continues in every phase; a cosine-annealed p restarts
-in each phase (the official ImageNet code), so the last tickets still explore. Tickets are
-saved when their phase ends; nothing is selected on held-out or test data.
+in each phase (the official ImageNet code), so the last tickets still explore. A ticket is
+saved when its phase ends: the phase's last weights, or under the authors' protocol
+(`checkpoint_selection.rule = 'best_validation'`, gin/protocol/authors.gin) its weights and
+mask of best validation accuracy within the phase (`main_EDST.py` keeps `model_k.pth` at
+`val_acc > best_acc` and resets `best_acc` at each phase start); never anything on test data.
 
 The escape regrows as the spec's `growth` says (random regrowth, App. J / Table 10, needs no
 dense gradient). `SparsitySpec.exploration = False` (the ablation of §5.3, Table 5: "without
@@ -33,7 +36,7 @@ class Escape(Hook):
     """EDST's global exploration (Algorithm 3): at each of `points` (fractions of the run; the
     ends of all refinement phases but the last) prune and regrow the fraction `fraction` of
     every layer's active weights by dense gradient. Also restarts the masking's prune-rate
-    schedule at every phase start (`phase_starts`, fractions of the run)."""
+    schedule at `phase_starts` (fractions of the run; `EDSTEnsemble.prune_rate_restarts`)."""
 
     def __init__(self, masking: Masking, points, phase_starts, fraction: float):
         self.masking = masking
@@ -56,10 +59,19 @@ class Escape(Hook):
             self.masking.prune_and_grow(self.fraction)
 
 
+PRUNE_RATE_RESTARTS = ("escapes", "phases")
+
+
 @METHODS.register("edst")
 @gin.configurable
 class EDSTEnsemble(Method):
-    """EDST Ensemble (Algorithm 3): M sparse tickets from one run, exploration then refinements."""
+    """EDST Ensemble (Algorithm 3): M sparse tickets from one run, exploration then refinements.
+
+    `prune_rate_restarts`: where a cosine prune rate (ImageNet, App. C) restarts its annealing.
+    The paper is silent; the official code (`ImageNet/main.py` main: CosineDecay over the first
+    100 epochs; train_loop: a new CosineDecay over 70 epochs at epochs 100/170/240) anneals once
+    over the exploration and the first refinement and restarts at every escape: 'escapes'
+    (default). 'phases' restarts at every phase start, the end of exploration included."""
 
     name = "edst"
     display_name = "EDST Ensemble"
@@ -67,7 +79,7 @@ class EDSTEnsemble(Method):
     def __init__(self, num_members: int = 3, sparsity: float = 0.8,
                  exploration_epochs: int = 150, refinement_epochs: int = 100,
                  escape_fraction: float = 0.8, refinement_lr_factors: tuple = (0.1, 0.01),
-                 refinement_lr_epochs: tuple = (50, 50)):
+                 refinement_lr_epochs: tuple = (50, 50), prune_rate_restarts: str = "escapes"):
         check_members("EDSTEnsemble", num_members)
         check_sparsity("EDSTEnsemble", sparsity)
         if exploration_epochs < 1 or refinement_epochs < 1:
@@ -90,6 +102,10 @@ class EDSTEnsemble(Method):
         self.escape_fraction = escape_fraction
         self.refinement_lr_factors = tuple(refinement_lr_factors)
         self.refinement_lr_epochs = tuple(refinement_lr_epochs)
+        if prune_rate_restarts not in PRUNE_RATE_RESTARTS:
+            raise UserError(f"EDSTEnsemble.prune_rate_restarts must be one of "
+                            f"{', '.join(PRUNE_RATE_RESTARTS)}, got {prune_rate_restarts!r}")
+        self.prune_rate_restarts = prune_rate_restarts
 
     @property
     def training_runs(self) -> float:
@@ -112,6 +128,13 @@ class EDSTEnsemble(Method):
         """Epoch (at the configured scale) at which each refinement phase ends."""
         explore, refine = scale.epochs(self.exploration_epochs), scale.epochs(self.refinement_epochs)
         return [explore + (ticket + 1) * refine for ticket in range(self.num_members)]
+
+    def refinement_starts(self) -> list[float]:
+        """Fraction of the run at which each refinement phase starts (the first one: where the
+        exploration ends)."""
+        total = self.phase_end_epochs()[-1]
+        refine = scale.epochs(self.refinement_epochs)
+        return [(end - refine) / total for end in self.phase_end_epochs()]
 
     def trajectory_spans(self) -> list[tuple[str, int, int | None]]:
         """Ticket k's trajectory: its refinement phase of the one run (after the exploration
@@ -139,17 +162,20 @@ class EDSTEnsemble(Method):
         masking = Masking(model, self.spec, seed=seed)
         total = self.phase_end_epochs()[-1]
         ends = [end / total for end in self.phase_end_epochs()]
-        starts = [0.0] + [(end - scale.epochs(self.refinement_epochs)) / total for end in ends]
 
         def ticket() -> dict:
             masking.apply_masks()
             return {"masks": masking.state_dict()["masks"]}
 
-        # The collector first: a ticket is saved as its phase left it, before the escape or a
-        # regular prune-and-grow on the same step.
-        escape = ([Escape(masking, ends[:-1], starts, self.escape_fraction)]
+        refinements = self.refinement_starts()
+        restarts = ends[:-1] if self.prune_rate_restarts == "escapes" else refinements
+        escape = ([Escape(masking, ends[:-1], restarts, self.escape_fraction)]
                   if self.spec.exploration else [])
-        hooks = [context.collector(ends, ticket), *escape, masking]
+        # The collector first: a ticket is saved as its phase left it, before the escape or a
+        # regular prune-and-grow on the same step. Under a best-validation selection each
+        # ticket is its refinement phase's best (`main_EDST.py` resets best_acc at every phase
+        # start), scored before the escape.
+        hooks = [context.collector(ends, ticket, phase_starts=refinements), *escape, masking]
         context.stage("edst", model, seed=seed, hooks=hooks, epochs=total,
                       schedule=self.schedule())
         tickets = []

@@ -10,7 +10,8 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C):
     fraction p of its active weights with the smallest magnitude (Eq. 1) and regrows as many
     among the positions inactive after the prune, those just pruned included, by largest
     |dense gradient| (RigL, Eq. 2) or uniformly at random (SET); regrown weights start at
-    exactly zero with their optimizer state (momentum) reset, and so do the pruned positions;
+    exactly zero with their optimizer state (momentum) reset, and so do the pruned positions
+    (`regrown_momentum = 'reset'`; 'carried' is the official CIFAR code's update, below);
   * p is constant (CIFAR, App. C) or cosine-annealed over the run (ImageNet, App. C), or over
     each phase of a method that restarts it (EDST, `restart_prune_rate_at`);
   * `exploration = False` turns parameter exploration off (the ablation of §5.3, Table 5):
@@ -19,8 +20,15 @@ Conventions (paper Sec. 3.2.1, App. A.1 and C):
     (masked dense convs, the default), 'sparse' (direct sparse kernels between the steps that
     need the dense gradient) or 'auto' (per layer, whichever is faster here).
 
-Unlike the official FreeTickets CIFAR code, the cosine decay really applies, momentum of
-regrown weights is reset, and a layer that ERK made dense has nothing to prune or grow.
+Unlike the official FreeTickets CIFAR code, the cosine decay really applies and a layer that
+ERK made dense has nothing to prune or grow. Momentum of regrown weights (`regrown_momentum`):
+§3 says "the activated weights are optimized by SGD with momentum and the non-activated weights
+are forced to zero", so by default ('reset') gradients of masked weights are masked and a
+regrown weight starts with zero momentum, as the official ImageNet code does too (its
+`ImageNet/core.py` `apply_mask` masks the momentum buffer). The official CIFAR code
+(`sparselearning/core.py` `apply_mask`, its momentum line commented out; `Masking.step`:
+optimizer.step() on unmasked gradients, then weights *= mask) is 'carried': masked weights'
+momentum buffers accumulate their dense gradient, and a regrown weight's first step applies it.
 """
 import bisect
 import math
@@ -39,6 +47,7 @@ from methods.sparse.kernels import KERNEL_CHOICES, TrainingKernels
 
 GROWTH = ("gradient", "random")
 PRUNE_RATE_SCHEDULES = ("constant", "cosine")
+REGROWN_MOMENTUM = ("reset", "carried")
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -85,11 +94,20 @@ class SparsitySpec:
     growth: str = "gradient"
     exploration: bool = True  # prune-and-grow at all (False: Table 5's ablation)
     kernels: str = "dense"  # 'dense' | 'sparse' | 'auto' (methods/sparse/kernels.py)
+    regrown_momentum: str = "reset"  # 'reset' (§3) | 'carried' (official CIFAR code)
 
     def __post_init__(self):
         if not isinstance(self.exploration, bool):
             raise UserError(f"SparsitySpec.exploration must be True or False, got "
                             f"{self.exploration!r}")
+        if self.regrown_momentum not in REGROWN_MOMENTUM:
+            raise UserError(f"SparsitySpec.regrown_momentum must be one of "
+                            f"{', '.join(REGROWN_MOMENTUM)}, got {self.regrown_momentum!r}")
+        if self.regrown_momentum == "carried" and self.kernels != "dense":
+            # sparse kernels compute no gradient of masked weights between updates
+            raise UserError(f"SparsitySpec.regrown_momentum = 'carried' needs every masked "
+                            f"weight's gradient at every step: set SparsitySpec.kernels = "
+                            f"'dense', got {self.kernels!r}")
         try:
             _check_settings(self.sparsity, self.distribution, self.update_interval,
                             self.prune_rate, self.prune_rate_schedule, self.growth,
@@ -130,6 +148,7 @@ class Masking(Hook):
         self.prune_rate_schedule = spec.prune_rate_schedule
         self.growth = spec.growth
         self.explores = spec.exploration
+        self.carries_momentum = spec.regrown_momentum == "carried"
         self.layers = prunable_layers(model, spec.dense_first_layer)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear to mask")
@@ -281,7 +300,8 @@ class Masking(Hook):
             self.kernels.masks_changed(name)
         changed = changed.view(weight.shape)
         weight.masked_fill_(changed, 0)
-        self._reset_optimizer_state(weight, changed)
+        if not self.carries_momentum:
+            self._reset_optimizer_state(weight, changed)
         return count
 
     def _growth_scores(self, weight: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
@@ -317,7 +337,9 @@ class Masking(Hook):
     @torch.no_grad()
     def before_optimizer_step(self, state: TrainState) -> None:
         """Keep the dense gradient when this step explores, then mask the gradients so that
-        neither momentum nor weight decay moves a masked weight."""
+        neither momentum nor weight decay moves a masked weight; with 'carried' momentum the
+        gradients stay dense (the official CIFAR code) and `after_optimizer_step` zeroes the
+        masked weights again."""
         self.optimizer = state.optimizer
         step = state.step + 1
         self.dense_grads = None
@@ -327,6 +349,8 @@ class Masking(Hook):
                                 else layer.weight.grad.detach().clone()
                                 for name, layer in self.layers.items()}
             self.last_update_step = step
+        if self.carries_momentum:
+            return
         for name, layer in self.layers.items():
             if layer.weight.grad is not None:
                 layer.weight.grad.mul_(self._mask(name))

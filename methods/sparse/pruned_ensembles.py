@@ -12,6 +12,9 @@
     authors' PF command (`finetune_lr_factors`). Masks differ per member. 2 M training runs.
 
 Every member carries its mask (`member.masks`, and in its stage's result) for export and FLOPs.
+Under a best-validation selection (gin/protocol/authors.gin) each member stage (`retrain_k`,
+`dense_k`, `finetune_k`) keeps its best-validation weights; the authors' `main_LTR.py` and
+`main_individual.py` (PF's dense runs) selected on the TEST set instead, which we never do.
 Stages: LTR `dense` (the pruned run; the rewind weights are its collector's member 0) then
 `retrain_k`; PF `dense_k` then `finetune_k`.
 """
@@ -108,10 +111,12 @@ class LTREnsemble(Method):
         seed = context.member_seed(0)
         model = context.build_model(seed)
         pruning = self._pruning(prunable_layers(model, self.spec.dense_first_layer))
-        # The collector first, so the rewind weights are saved as the step left them.
+        # The collector first, so the rewind weights are saved as the step left them. No
+        # checkpoint selection here: no member is made of this run's weights, and its mask
+        # is the final one, at sparsity S.
         masks = context.stage("dense", model, seed=seed,
                               hooks=[context.collector([self.rewind_fraction]), pruning],
-                              extra=lambda: pruning.state_dict())["masks"]
+                              extra=lambda: pruning.state_dict(), select=False)["masks"]
         members = []
         for index in range(self.num_members):
             member = context.build_model(seed)

@@ -56,7 +56,9 @@ def train_dst() -> dict:
     masking = Masking(model, SparsitySpec(0.5, update_interval=2), seed=dist.get_rank()
                       if dist.is_initialized() else 0)  # rank 0's masks are broadcast
     record = MaskRecord(masking)
-    Trainer(epochs=3, batch_size=16, lr=0.05, augment=Augment(1, True), progress=False
+    # Zero padding, as when MASK_TOLERANCE was measured: float summation order (2 shards vs one
+    # batch) moves near-tied magnitudes, and reflected borders on 6x6 images tie more of them.
+    Trainer(epochs=3, batch_size=16, lr=0.05, augment=Augment(1, True, "zeros"), progress=False
             ).fit(model, data(), seed=3, hooks=[masking, record])
     return {"updates": record.updates,
             "weights": torch.cat([p.detach().flatten() for p in model.parameters()])}
@@ -110,4 +112,7 @@ def test_torchrun_trains_one_run_written_by_rank_zero(tmp_path):
     assert result.stdout.count("run directory:") == 1
     flops = json.loads((run_dir / "flops.json").read_text())
     assert flops["train_flops"] == pytest.approx(flops["planned_train_flops"], rel=0.05)
-    assert (run_dir / "summary.json").is_file() and not list(tmp_path.glob("run.*"))
+    # Beside the run only its training lock (harness/store/locks.py), which stays: removing a
+    # lock file another process may have opened would let two trainers in.
+    assert (run_dir / "summary.json").is_file()
+    assert [path.name for path in tmp_path.glob("run.*")] == ["run.lock"]

@@ -21,7 +21,7 @@ def toy_dataset(n=10, size=6):
 def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     data = toy_dataset(n=64)
     generator = torch.Generator().manual_seed(0)
-    out = Augment(padding=2, hflip=False)(data.images, generator)
+    out = Augment(padding=2, hflip=False, padding_mode="zeros")(data.images, generator)
     padded = torch.nn.functional.pad(data.images, (2, 2, 2, 2))
     for index in range(len(data)):
         windows = [padded[index, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
@@ -29,10 +29,10 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     assert not torch.equal(out, data.images)  # some crops moved
 
 
-def test_reflection_padding_is_a_setting_and_zero_padding_the_default():
+def test_reflection_padding_is_the_default_of_the_official_cifar10_loader():
     data = toy_dataset(n=64)
-    assert Augment().padding_mode == "zeros"
-    out = Augment(padding=2, hflip=False, padding_mode="reflect")(
+    assert Augment().padding_mode == "reflect"
+    out = Augment(padding=2, hflip=False)(
         data.images, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(data.images.float(), (2, 2, 2, 2), mode="reflect")
     for index in range(len(data)):

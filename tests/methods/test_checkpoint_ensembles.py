@@ -38,6 +38,7 @@ def collected_steps(schedule, epochs=4):
     """Trains the tiny model with `schedule`; returns (lr of each update, collection steps)."""
     steps, lrs = [], LearningRates()
     collector = MemberCollector(schedule.collection_points,  # lrs.seen has one lr per step
+                                lambda model: model,
                                 lambda index, model: steps.append((index, len(lrs.seen))))
     trainer(epochs=epochs).fit(tiny_model(), blobs(), seed=0, hooks=[lrs, collector],
                                schedule=schedule)

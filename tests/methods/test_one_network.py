@@ -216,3 +216,17 @@ def test_fgsm_attacks_one_member_of_a_one_network_predictor():
     clean = dataset.standardize(dataset.images.to(torch.get_default_dtype()) / 255)
     assert not torch.allclose(attacks[0], clean)
     assert not torch.allclose(attacks[0], attacks[1])  # each crafted on its own member
+
+
+def test_mimo_and_treenet_losses_smooth_labels_as_torch_does():
+    """Every training cross-entropy takes Trainer.label_smoothing (gin/table3/)."""
+    import torch.nn.functional as F
+    from methods.one_network import mimo_loss, tree_loss
+    torch.manual_seed(0)
+    logits, targets = torch.randn(6, 3, 5), torch.randint(0, 5, (6, 3))
+    expected = sum(F.cross_entropy(logits[:, m], targets[:, m], label_smoothing=0.1)
+                   for m in range(3))
+    assert torch.allclose(mimo_loss(lambda _: logits, None, targets, 0.1), expected)
+    branches, labels = torch.randn(3, 6, 5), torch.randint(0, 5, (6,))
+    expected = sum(F.cross_entropy(branch, labels, label_smoothing=0.1) for branch in branches)
+    assert torch.allclose(tree_loss(lambda _: branches, None, labels, 0.1), expected)

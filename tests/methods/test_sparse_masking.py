@@ -495,3 +495,68 @@ def test_bad_prune_and_grow_arguments_raise_value_error():
         masking.prune_and_grow(1.5, growth="random")
     with pytest.raises(ValueError, match="gradient, random"):
         masking.prune_and_grow(0.5, growth="set")
+
+
+def regrowth_round(regrown_momentum: str):
+    """Two steps of the official update order (a prune-and-grow at step 2), then step 3 by hand:
+    returns the masking, the regrown positions per layer, their momentum after the update, and
+    step 3's dense gradient and resulting weights."""
+    masking = masking_of(small_net(), update_interval=2, regrown_momentum=regrown_momentum)
+    state = train_state(masking)
+    masking.on_train_begin(state)
+    images = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    drive_step(masking, state, images)
+    before = {name: mask.clone() for name, mask in masking.masks.items()}
+    drive_step(masking, state, images)  # step 2 prunes and grows
+    regrown = {name: masking.masks[name] & ~before[name] for name in masking.masks}
+    buffers = {name: momentum(state, weight).clone() for name, weight in weights(masking).items()}
+    state.optimizer.zero_grad(set_to_none=True)
+    state.model(images).square().mean().backward()
+    grads = {name: weight.grad.clone() for name, weight in weights(masking).items()}
+    masking.before_optimizer_step(state)
+    state.optimizer.step()
+    state.step += 1
+    masking.after_optimizer_step(state)
+    return masking, regrown, buffers, grads
+
+
+def test_carried_momentum_is_the_official_cifar_update_and_reset_zeroes_it():
+    carried, regrown, buffers, grads = regrowth_round("carried")
+    assert any(positions.any() for positions in regrown.values())
+    for name, weight in weights(carried).items():
+        at = regrown[name]
+        # the buffer accumulated the dense gradient while masked, and survived the regrowth
+        assert buffers[name][at].abs().sum() > 0
+        # the regrown weight's first step (lr 0.1, momentum 0.9; it was 0, so no decay term)
+        expected = -0.1 * (0.9 * buffers[name][at] + grads[name][at])
+        assert torch.allclose(weight.detach()[at], expected, atol=1e-7), name
+    assert_masked_weights_are_zero(carried)
+    reset, regrown, buffers, grads = regrowth_round("reset")
+    for name, weight in weights(reset).items():
+        at = regrown[name]
+        assert (buffers[name][at] == 0).all()
+        assert torch.allclose(weight.detach()[at], -0.1 * grads[name][at], atol=1e-7), name
+
+
+def test_regrown_momentum_names_its_setting_on_bad_values():
+    assert SparsitySpec().regrown_momentum == "reset"
+    with pytest.raises(UserError, match="SparsitySpec.regrown_momentum"):
+        SparsitySpec(regrown_momentum="kept")
+    with pytest.raises(UserError, match="SparsitySpec.regrown_momentum"):
+        SparsitySpec(regrown_momentum="carried", kernels="sparse")
+
+
+def test_edst_restarts_a_cosine_prune_rate_at_escapes_as_the_official_imagenet_code():
+    from methods.sparse.edst import EDSTEnsemble
+    assert EDSTEnsemble().prune_rate_restarts == "escapes"
+    with pytest.raises(UserError, match="EDSTEnsemble.prune_rate_restarts"):
+        EDSTEnsemble(prune_rate_restarts="never")
+
+
+def test_edst_phase_restarts_fall_where_each_refinement_phase_starts():
+    """'phases' restarts the prune rate at each refinement start, as fractions of the run
+    (the old code subtracted an epoch count from fractions: every restart fell before 0)."""
+    from methods.sparse.edst import EDSTEnsemble
+    edst = EDSTEnsemble(num_members=3, exploration_epochs=150, refinement_epochs=100,
+                        prune_rate_restarts="phases")
+    assert edst.refinement_starts() == pytest.approx([150 / 450, 250 / 450, 350 / 450])

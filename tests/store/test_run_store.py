@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import harness.experiment.assemble  # noqa: F401  every configurable: a run's id needs them all
 from harness.core.errors import UserError
 from harness.store.migrate import migrate
 from harness.store.record import write_json
@@ -21,13 +22,13 @@ CONFIG = ("Experiment.method = 'dst'\nExperiment.seed = 0\nDSTEnsemble.sparsity 
           "Experiment.suites = ['test',\n    'cifar10c']\n")
 
 
-def test_the_configuration_id_ignores_the_seed_and_layout_but_no_binding():
+def test_the_configuration_id_ignores_the_seed_and_layout_but_no_binding(tmp_path):
     same = CONFIG.replace("Experiment.seed = 0", "Experiment.seed = 3").replace(
         ",\n    ", ", ")
     assert configuration_id(same) == configuration_id(CONFIG)
     assert configuration_id(CONFIG.replace("0.8", "0.9")) != configuration_id(CONFIG)
-    store = RunStore(Path("runs"))
-    assert store.run_dir(CONFIG) == Path(f"runs/dst-{configuration_id(CONFIG)}/seed0")
+    store = RunStore(tmp_path / "runs")
+    assert store.run_dir(CONFIG) == tmp_path / f"runs/dst-{configuration_id(CONFIG)}/seed0"
     assert store.run_dir(same).name == "seed3"
     assert store.run_dir(same).parent == store.run_dir(CONFIG).parent
 

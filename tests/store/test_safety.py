@@ -66,11 +66,12 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_finished(tmp_path):
     with pytest.raises(UserError, match=f"diverged: .*; {out} still holds the previous run"):
         run(out, "Trainer.lr = 1e30", overwrite=True)  # fails mid-training
     assert json.loads((out / "summary.json").read_text()) == first  # the old run, untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left over
+    # no staging left over; the training lock beside the run (harness/store/locks.py)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]
     _, second = run(out, "Experiment.seed = 1", overwrite=True)
     assert second["seed"] == 1 and json.loads((out / "summary.json").read_text()) == second
     assert "Experiment.seed = 1" in (out / "config.gin").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]
 
 
 def test_overwrite_clears_only_its_own_leftovers(tmp_path):
@@ -79,7 +80,7 @@ def test_overwrite_clears_only_its_own_leftovers(tmp_path):
     leftover.mkdir()
     (leftover / "config.gin").write_text("")
     run(out, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]
     leftover.mkdir()
     (leftover / "mine.txt").write_text("precious")
     with pytest.raises(UserError, match=r"\.run\.new is not a run directory"):
@@ -101,7 +102,7 @@ def test_ctrl_c_during_overwrite_keeps_the_previous_run(tmp_path, monkeypatch):
                                           f"previous one"):
         run(out, overwrite=True)
     assert json.loads((out / "summary.json").read_text()) == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.lock"]
 
 
 # --- --resume -----------------------------------------------------------------------------

@@ -112,3 +112,29 @@ def test_a_catalogue_file_without_a_catalogue_is_one_clear_error(tmp_path):
     (tmp_path / "broken.py").write_text("import nowhere\n")
     with pytest.raises(UserError, match="fails to load: No module named 'nowhere'"):
         load(tmp_path / "broken.py")
+
+
+def query(row, *names):
+    """The values of gin parameters `names` as row `row` binds them at paper scale."""
+    import gin
+    from harness.experiment.config import parse
+    parse([str(GIN / row)])
+    try:
+        return [gin.query_parameter(name) for name in names]
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.parametrize("row", ["dst_m2_s08.gin", "edst_m2_s08.gin", "edst_m4_s08.gin"])
+def test_table3_rows_of_the_official_imagenet_script_train_as_it_did(row):
+    # label smoothing 0.1, 2 x 64 images per step, undecayed batch norm
+    assert query(f"table3/{row}", "Trainer.label_smoothing", "Trainer.batch_size",
+                 "Trainer.decay_norm_weights") == [0.1, 128, False]
+
+
+def test_figure5_has_dst_rows_up_to_seven_members():
+    from harness.tables.rows import figure_rows
+    figure = next(figure for figure in FIGURES if figure.key == "5")
+    rows = figure_rows(figure, TableContext("paper", gin_dir=GIN))
+    dst = [row for row in rows if row.method == "DST Ensemble"]
+    assert [query(f"figure5/{row.name}.gin", "DSTEnsemble.num_members") for row in dst] == [[7]]

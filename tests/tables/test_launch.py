@@ -185,3 +185,35 @@ def test_the_lock_is_exclusive_and_goes_with_its_process(tmp_path):
     assert paths.lock(path).is_file() and running(path) is None
     with training_lock(path):
         assert running(path) is None or running(path)["pid"] == os.getpid()
+
+
+def test_a_second_launch_sees_the_runs_the_first_holds_back_beyond_max_parallel(tmp_path,
+                                                                                  gin_dir):
+    first = subprocess.Popen(launcher(tmp_path, gin_dir, "--max_parallel=1"), env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dirs = [run_dir(tmp_path, gin_dir, row) for row in ROWS]
+    stopped = None
+    try:
+        wait_for(lambda: any(running(path) for path in dirs), "one run to hold its lock")
+        [active] = [path for path in dirs if running(path)]
+        stopped = trainer_pid(active)
+        os.kill(stopped, signal.SIGSTOP)  # the other stays waiting for the one slot
+        [waiting] = [path for path in dirs if path != active]
+        record = json.loads(paths.job_record(waiting).read_text())
+        second = subprocess.run(launcher(tmp_path, gin_dir), env=ENV, capture_output=True,
+                                text=True, timeout=300)
+        plan = {run.run_dir: run for run in compute_plan.plan([1], smoke(tmp_path / "runs",
+                                                                          gin_dir))}
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+    out, _ = first.communicate(timeout=600)
+
+    assert record["launcher_pid"] == first.pid
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "nothing to submit" in second.stdout and "submitted" not in second.stdout
+    assert ": running: " in second.stdout
+    assert f": queued: waiting in the local launcher pid {first.pid}" in second.stdout
+    assert plan[waiting].status == "queued" and plan[active].status == "running"
+    assert first.returncode == 0, out
+    assert out.count(" seed 0: ran") == 2, out

@@ -91,7 +91,7 @@ def test_a_table4_row_is_the_table1_run_of_its_configuration(tmp_path):
     runs = tmp_path / "runs"
     table1 = stored_run(runs, 1, "dst_m3_s08", method="dst", members=3, sparsity=0.8)
     outcome = run_seed(rows_of(4)["dst_m3_s08_c10"], 0, in_store(runs), progress=False)
-    assert outcome == f"reused {table1}"  # nothing trained, nothing copied
+    assert outcome.startswith(f"reused {table1}")  # nothing trained, nothing copied
     assert RunStore(runs).runs() == [table1]
     found = {row.name: row for row in table_runs(PAPER.table(4), in_store(runs))}
     assert found["dst_m3_s08_c10"].finished == [table1]

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.core import provenance
 from harness.tables import make as tables, run_rows
 from harness.evaluation.cached_predictions import load_predictions, subensemble_metrics
 from harness.tables.catalogue import PAPER
@@ -14,6 +15,7 @@ from harness.core.errors import UserError
 from harness.tables.context import TableContext
 from harness.tables.rows import table_rows
 from harness.store.runs import RunStore
+from tests.fakes import stored_run
 
 ROOT = Path(__file__).resolve().parents[2]
 # One epoch on 128 images, clean test set only: the runner's logic, not the numbers.
@@ -132,3 +134,44 @@ def test_rows_of_table6_choose_their_own_scale_and_can_be_picked():
     assert [row.name for row in picked] == ["fge_m5_c10", "snapshot_m12_c10"]
     with pytest.raises(UserError, match="--rows names no row of this table: fge"):
         run_rows.chosen_rows(rows, ["fge"])
+
+
+def test_a_run_of_another_commit_is_named_and_retrained_with_retrain_stale(
+        tmp_path, capsys, monkeypatch, checkout):
+    root, first = checkout  # harness/ changed since `first`
+    monkeypatch.setattr(provenance, "CHECKOUT", root)
+    runs = tmp_path / "runs"
+    run_dir = stored_run(runs, 1, "dense")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "git_commit": first}))
+    args = ["--table=1", "--scale=smoke", "--rows=dense", f"--runs_dir={runs}",
+            f"--output_dir={tmp_path / 'reports'}", "--noprogress"]
+    assert tables.main(args) == 0
+    assert (f"reused {run_dir} (trained at commit {first}; harness/, methods/, gin/ changed "
+            f"since: 1 file changed") in capsys.readouterr().out
+
+    retrained = []
+
+    def train(gin_files, bindings, place, progress, overwrite=False):
+        retrained.append((place, overwrite))  # as `--overwrite` leaves it: a run of HEAD
+        (place / "summary.json").write_text(json.dumps(
+            {**summary, "git_commit": provenance.head_commit(root)}))
+
+    monkeypatch.setattr(run_rows, "train_here", train)
+    assert tables.main([*args, "--retrain_stale"]) == 0
+    assert retrained == [(run_dir, True)] and f"ran {run_dir}" in capsys.readouterr().out
+    assert tables.main([*args, "--retrain_stale"]) == 0  # now of HEAD: reused as it is
+    assert retrained == [(run_dir, True)]
+    assert f"reused {run_dir}\n" in capsys.readouterr().out
+
+
+def test_without_git_a_reused_run_says_its_provenance_cannot_be_checked(tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(provenance, "CHECKOUT", tmp_path)  # no checkout there
+    monkeypatch.setattr(run_rows, "train_here", lambda *args, **kwargs: pytest.fail("trained"))
+    run_dir = stored_run(tmp_path / "runs", 1, "dense")
+    assert tables.main(["--table=1", "--scale=smoke", "--rows=dense", "--retrain_stale",
+                        f"--runs_dir={tmp_path / 'runs'}", "--noprogress",
+                        f"--output_dir={tmp_path / 'reports'}"]) == 0
+    assert (f"reused {run_dir} (provenance cannot be checked (no git checkout here))"
+            in capsys.readouterr().out)
