@@ -47,10 +47,12 @@ def find_runs(patterns: list[str]) -> list[Path]:
         raise UserError("give at least one run directory, folder of runs or glob")
     found: list[Path] = []
     for pattern in patterns:
-        matched = ([Path(path) for path in sorted(glob.glob(pattern))]
+        # A glob's files (a run's lock or job records beside it) are not runs: folders only.
+        matched = ([Path(path) for path in sorted(glob.glob(pattern)) if Path(path).is_dir()]
                    if glob.has_magic(pattern) else [Path(pattern)])
         if not matched or not all(path.exists() for path in matched):
-            raise UserError(f"{pattern} matches no file or folder")
+            raise UserError(f"{pattern} matches no file or folder" if not glob.has_magic(pattern)
+                            else f"{pattern} matches no folder")
         for path in matched:
             runs = ([path] if is_finished(path)
                     else sorted(summary.parent for summary in path.rglob(paths.SUMMARY)))
