@@ -142,7 +142,7 @@ def imagenet(data_dir: str = f"{DEFAULT_DATA_DIR}/imagenet", num_classes: int = 
     if not (root / "train").is_dir():
         raise UserError(f"ImageNet not found: {root / 'train'} is not a folder; set "
                         f"imagenet.data_dir to the folder holding train/ and val/ (for the "
-                        f"tiny scale: python -m harness.data.tiny_imagenet {root})")
+                        f"tiny scale: python -m harness.data.tiny_imagenet --output_dir={root})")
     classes, train = scan_folders(root / "train")
     if len(classes) != num_classes:
         raise UserError(f"{root / 'train'} holds {len(classes)} class folders, but "

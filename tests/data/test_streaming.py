@@ -157,4 +157,9 @@ def test_every_table3_row_is_wired_at_tiny_scale(tmp_path):
         parse(row.gin_files, [f"imagenet.data_dir = '{folder}'"])
         prepared = Experiment().prepare(progress=False)
         assert prepared.data.splits.train.num_classes == 10, row.name
-        assert len(prepared.data.splits.train) == 80, row.name
+        # The authors' rows (DST, EDST) hold 10% of the training set out to select on
+        # (gin/protocol/authors.gin); the rows quoted from Havasi et al. train on all of it.
+        held_out = 8 if row.method in ("DST Ensemble", "EDST Ensemble") else 0
+        assert len(prepared.data.splits.train) == 80 - held_out, row.name
+        assert (0 if prepared.data.validation is None else len(prepared.data.validation)
+                ) == held_out, row.name
