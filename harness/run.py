@@ -9,7 +9,11 @@
 
 writes the run directory described in harness/store/record.py. A configuration, data or flag
 mistake is reported in one line with exit status 2, before any output directory is created;
-Ctrl-C prints one line saying how to continue the run, exit status 130.
+so is a full disk (or file-size limit) met while writing, naming the file, the run kept to be
+continued with --resume. Ctrl-C prints one line saying how to continue the run, exit status
+130; SIGTERM (a scheduler preempting the job) the same, exit status 143 (128 + SIGTERM), on
+which a job script requeues itself; `--resume` then continues from the last checkpoint to the
+numbers of an uninterrupted run.
 """
 import sys
 from pathlib import Path
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # torch and the methods load only now: --help and flag mistakes stay instant
     from harness.experiment.dry_run import describe
-    from harness.experiment.execute import plan_experiment, run_experiment
+    from harness.experiment.execute import plan_experiment, preemptible, run_experiment
 
     output_dir = None if args.output_dir is None else str(args.output_dir)
     gin_files, bindings = args.gin_file, args.gin_bindings
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(prepared, run_dir, mode))
         return 0
     distributed.init_from_environment()  # under torchrun
-    run_dir, summary = run_experiment(gin_files, bindings, output_dir,
-                                      overwrite=args.overwrite, resume=args.resume,
-                                      progress=args.progress)
+    with preemptible():
+        run_dir, summary = run_experiment(gin_files, bindings, output_dir,
+                                          overwrite=args.overwrite, resume=args.resume,
+                                          progress=args.progress)
     if summary is None:  # a torchrun process other than rank 0
         return 0
     metrics = ", ".join(f"{name} {value:.4f}" for name, value in summary["metrics"].items()

@@ -15,7 +15,6 @@ from harness.core import distributed, safe_load
 from harness.engine import scale
 from harness.engine.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset
-from harness.core.durable import atomic_write
 from harness.core.errors import UserError, check_integer, first_line
 from harness.flops import layer_forward_flops, ledger_for, training_flops
 from harness.flops.plan import FlopsPlan, PlanContext
@@ -282,7 +281,7 @@ class FitContext:
         rank 0 writes it, and no process goes on before it is there."""
         if distributed.is_main():
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda partial: torch.save(content, partial))
+            safe_load.save(path, content)
         distributed.barrier()
 
     def _load(self, path: Path) -> dict:
@@ -295,10 +294,16 @@ class FitContext:
                             f"that stage again") from error
 
 
-def check_members(owner: str, num_members: int) -> None:
+# Far above any ensemble of the paper (M <= 16); a larger M is a typo, and planning it (one
+# FLOPs entry per member, one collection point per cycle) would exhaust memory first.
+MAX_MEMBERS = 1024
+
+
+def check_members(owner: str, num_members: int, setting: str = "num_members") -> None:
     """The one check of an ensemble size M (or a number of MC samples K)."""
-    if num_members < 1:
-        raise UserError(f"{owner}.num_members must be >= 1, got {num_members}")
+    check_integer(f"{owner}.{setting}", num_members, 1)
+    if num_members > MAX_MEMBERS:
+        raise UserError(f"{owner}.{setting} must be <= {MAX_MEMBERS}, got {num_members}")
 
 
 class Method:

@@ -35,15 +35,19 @@ class TrajectoryEnsemble(Method):
         raise NotImplementedError
 
     def validate(self, context: PlanContext) -> None:
+        too_few = UserError(f"{type(self).__name__}: {context.steps()} optimizer steps are too "
+                            f"few for {self.num_members} members at distinct steps; train "
+                            f"longer (Trainer.epochs, epoch_factor) or lower num_members")
+        # before the schedule, which lists every member's collection point
+        if self.num_members > context.steps():
+            raise too_few
         try:
             schedule = compose(self.schedule(), Trainer().lr_schedule)
         except ValueError as error:
             raise UserError(str(error)) from error
         steps = collection_steps(schedule.collection_points, context.steps())
         if steps[0] < 1 or any(b <= a for a, b in zip(steps, steps[1:])):
-            raise UserError(f"{type(self).__name__}: {context.steps()} optimizer steps are too "
-                            f"few for {self.num_members} members at distinct steps; train "
-                            f"longer (Trainer.epochs, epoch_factor) or lower num_members")
+            raise too_few
 
     def prepare_member(self, context: FitContext, member: nn.Module, index: int) -> None:
         """Anything a collected member needs before it predicts; nothing here."""

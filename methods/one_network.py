@@ -91,8 +91,7 @@ class MCDropout(OneNetworkMethod):
     def __init__(self, dropout_rate: float = 0.1, num_samples: int = 1):
         if not 0 <= dropout_rate < 1:
             raise UserError(f"MCDropout.dropout_rate must be in [0, 1), got {dropout_rate}")
-        if num_samples < 1:
-            raise UserError(f"MCDropout.num_samples must be >= 1, got {num_samples}")
+        check_members("MCDropout", num_samples, "num_samples")
         self.dropout_rate = dropout_rate
         self.num_members = num_samples
 

@@ -28,6 +28,7 @@ best training FLOP/s measured above. On a machine without CUDA the same code run
 at reduced sizes (`--reduced`, the default there): the figures then only show it works.
 """
 import json
+import re
 import subprocess
 import sys
 import time
@@ -286,6 +287,8 @@ def chosen_device(name: str) -> torch.device:
     """`--device`; asking for CUDA where there is none is the user's mistake, not a crash."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device=cuda but no CUDA device is available; use --device=cpu")
     return torch.device(name)

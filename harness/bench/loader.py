@@ -8,12 +8,12 @@ so its rate is timed here in this process on the same code: on the tiny ImageNet
 ImageNet's most common size (500x375). Those are noise JPEGs, which compress worse and decode
 slower than photographs: the count of workers errs on the safe side.
 """
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from harness.store import readers
 from harness.tables.compute_plan import ASSUMED_FLOPS_PER_S, GPU_CHECK_JSON
 
 IMAGENET_SIZE = (375, 500)  # height x width, ImageNet's most common
@@ -23,10 +23,11 @@ RESNET50_TRAIN_FLOPS = 3 * 8.18e9  # per 224 px image: 3 x forward (harness/flop
 def gpu_images_per_s(path: Path = GPU_CHECK_JSON) -> tuple[float, str]:
     """The ResNet-50 training rate one GPU needs fed: the GPU check's best, else the compute
     plan's assumed FLOP/s turned into images/s."""
-    check = json.loads(path.read_text()) if path.is_file() else {}
+    check = readers.gpu_check(path) if path.is_file() else {}
     if not check.get("reduced", True):
-        rates = [row["images_per_s"] for key, row in check["throughput"].items()
-                 if key.startswith("resnet50/") and "images_per_s" in row]
+        rates = [row["images_per_s"] for key, row in check.get("throughput", {}).items()
+                 if key.startswith("resnet50/") and isinstance(row, dict)
+                 and "images_per_s" in row]
         if rates:
             return max(rates), f"the GPU check's best ResNet-50 rate ({path})"
     return (ASSUMED_FLOPS_PER_S / RESNET50_TRAIN_FLOPS,

@@ -402,7 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse(argv)
     args.out = args.output_dir / "bench.json"
     if args.stream_peak:
-        stream_and_report_peak(args.stream_peak[0], int(args.stream_peak[1]))
+        if (len(args.stream_peak) != 2 or not args.stream_peak[0]
+                or not args.stream_peak[1].isdigit() or int(args.stream_peak[1]) < 1):
+            raise UserError(f"--stream_peak takes FOLDER,COUNT (COUNT an integer >= 1), got "
+                            f"{','.join(args.stream_peak)!r}")
+        folder, count = args.stream_peak
+        stream_and_report_peak(folder, int(count))
         return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{os.cpu_count()} CPU(s); ratios of medians over alternating rounds")

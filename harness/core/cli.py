@@ -41,8 +41,9 @@ def command(main: Main | None = None, *, interrupted: str | None = None,
       stderr, 2 (gin appends call and file context the user does not need);
     * Ctrl-C: one line on stderr, 130: `interrupted`, where the command gives it (a command
       that continues by being run again, whichever of its runs was cut short); else an
-      `Interrupted`'s own message (the run says what became of it and how to continue it);
-      else `interrupted_outside_a_run`;
+      `Interrupted`'s own message (the run says what became of it and how to continue it)
+      and its `exit_status` (a run preempted by SIGTERM: 143); else
+      `interrupted_outside_a_run`;
     * anything else is a bug: it propagates with its traceback.
 
     Used bare (`@cli.command`) or with the Ctrl-C lines (`@cli.command(interrupted=...)`)."""
@@ -59,7 +60,7 @@ def command(main: Main | None = None, *, interrupted: str | None = None,
             except KeyboardInterrupt as interrupt:
                 reported = first_line(interrupt) if isinstance(interrupt, Interrupted) else None
                 print(interrupted or reported or interrupted_outside_a_run, file=sys.stderr)
-                return 130
+                return getattr(interrupt, "exit_status", Interrupted.exit_status)
         return run
     return keep_contract if main is None else keep_contract(main)
 
@@ -175,10 +176,42 @@ class Flags:
                                     f"{','.join(parsed[name])!r}") from None
         for name in self.paths:
             if parsed[name] is not None:
-                parsed[name] = Path(parsed[name])
+                parsed[name] = usable_path(f"--{name}", parsed[name])
+        if parsed.get("output_dir") is not None and "output_dir" in self.paths:
+            check_folder_possible(parsed["output_dir"])
         if self.variadic:
-            parsed[self.variadic] = rest
+            parsed[self.variadic] = [str(usable_path(self.variadic.upper(), value))
+                                     for value in rest]
         else:
-            parsed.update({name: Path(value) for name, value in zip(self.positionals, rest)})
+            parsed.update({name: usable_path(name.upper(), value)
+                           for name, value in zip(self.positionals, rest)})
         return SimpleNamespace(**parsed)
+
+
+def usable_path(label: str, value: str) -> Path:
+    """`value` as a Path, or UserError where the file system refuses the name itself (too
+    long), which every later open, stat or mkdir would raise as an OSError."""
+    path = Path(value)
+    limit = 255  # NAME_MAX of the usual file systems; a longer name exists on none of them
+    long = next((part for part in path.parts if len(part.encode(errors="surrogateescape"))
+                 > limit), None)
+    if long is not None:
+        raise UserError(f"{label}: the name {long[:16]}... is too long ({len(long)} "
+                        f"characters; a file system takes at most {limit})")
+    try:
+        path.exists()
+    except OSError as error:
+        raise UserError(f"{label} {value} cannot be used ({error.strerror})") from None
+    return path
+
+
+def check_folder_possible(folder: Path) -> None:
+    """--output_dir, the folder a command writes: not a file, nor inside one."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is" if path == folder else f"is inside {path}, which is"
+                raise UserError(f"--output_dir {folder} {where} a file, not a folder; choose "
+                                f"another --output_dir")
+            return
 

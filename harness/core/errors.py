@@ -21,7 +21,10 @@ def first_line(error: BaseException) -> str:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; the message says what became of the run and how to continue."""
+    """Ctrl-C during a run; the message says what became of the run and how to continue.
+    `exit_status` is what the command exits with: 128 + the signal, as a shell reports it."""
+
+    exit_status = 128 + 2  # SIGINT
 
 
 def check_integer(setting: str, value, minimum: int | None = None, note: str = "") -> int:

@@ -1,4 +1,5 @@
-"""Loading a file of a run directory without running code from it.
+"""Saving and loading the tensor files of a run directory, durably and without running code
+from them.
 
 A run directory may come from someone else. A pickle can name any callable to rebuild an
 object, so `torch.load(..., weights_only=False)` of a planted file runs whatever it names.
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from harness.core.durable import atomic_write
 from harness.core.errors import UserError
 
 
@@ -37,3 +39,15 @@ def load(path: Path, map_location=None):
                          f"refused (this harness writes tensors and plain values only); delete "
                          f"it unless you trust where it came from") from None
 
+
+
+def save(path: Path, content, previous: Path | None = None) -> None:
+    """`torch.save(content)` to `path`, durably (harness/core/durable.py `atomic_write`, which
+    keeps the file it replaces at `previous` where given). Written through a Python file: a
+    full disk then surfaces as the OSError (ENOSPC, EFBIG) behind torch's error, which
+    `atomic_write` reports as `DiskFull`; torch's own writer of a path loses the errno."""
+    def write(partial: Path) -> None:
+        with partial.open("wb") as file:
+            torch.save(content, file)
+
+    atomic_write(path, write, previous)

@@ -27,6 +27,7 @@ from harness.core import cli
 from harness.data.corruptions import CORRUPTIONS
 from harness.core.durable import sync_path
 from harness.core.errors import UserError
+from harness.store import readers
 from harness.core.progress import draws_bars
 
 MARKER = "GENERATED.json"
@@ -117,8 +118,7 @@ def check_replaceable(out_dir: Path) -> None:
 
 def read_marker(folder: Path) -> dict | None:
     """The generation record of a folder written here, None for any other folder."""
-    marker = folder / MARKER
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    return readers.generation_marker(folder, MARKER)
 
 
 def load_test_split(path: Path) -> tuple[np.ndarray, np.ndarray]:

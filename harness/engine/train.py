@@ -47,7 +47,6 @@ from harness.core import distributed, safe_load
 from harness.engine import scale
 from harness.engine.batching import BatchFormat, PlainBatch
 from harness.data.arrays import ArrayDataset, Augment
-from harness.core.durable import durable_replace
 from harness.core.errors import UserError, check_integer, check_number
 from harness.core.progress import draws_bars
 from harness.core.safe_load import UnsafeFile
@@ -165,6 +164,8 @@ class Trainer:
         check_integer("Trainer.batch_size", batch_size, 1)
         check_number("Trainer.lr", lr, positive=True)
         check_number("Trainer.momentum", momentum)
+        if nesterov and momentum == 0:  # torch's SGD refuses it, after the run has started
+            raise UserError("Trainer.nesterov = True needs Trainer.momentum > 0, got 0")
         check_number("Trainer.weight_decay", weight_decay)
         check_integer("Trainer.checkpoint_every", checkpoint_every, 0, " (0: at epoch ends)")
         check_number("Trainer.label_smoothing", label_smoothing)
@@ -365,21 +366,18 @@ def _set_rng_states(states: dict) -> None:
 
 def _save(path: Path, state: TrainState, hooks: Sequence[Hook], within: dict | None = None
           ) -> None:
-    """Durable (harness/core/durable.py); the checkpoint it replaces is kept
-    (`paths.previous_checkpoint`), the fallback should the new one be found damaged.
+    """Durable (harness/core/durable.py: on a full disk, `DiskFull` and the last checkpoint
+    intact); the checkpoint it replaces is kept (`paths.previous_checkpoint`), the fallback
+    should the new one be found damaged.
     `within`: the RNG and loss state of a checkpoint taken mid-epoch. Every process holds the
     same state; rank 0 writes it."""
     if not distributed.is_main():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                "epoch": state.epoch, "step": state.step, "history": state.history,
-                "hooks": [hook.state_dict() for hook in hooks], "within": within or {}},
-               partial)
-    if path.exists():
-        os.replace(path, paths.previous_checkpoint(path))
-    durable_replace(partial, path)
+    saved = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+             "epoch": state.epoch, "step": state.step, "history": state.history,
+             "hooks": [hook.state_dict() for hook in hooks], "within": within or {}}
+    safe_load.save(path, saved, previous=paths.previous_checkpoint(path))
 
 
 def _restore(path: Path, state: TrainState, hooks: Sequence[Hook]) -> dict:

@@ -13,8 +13,12 @@ Rows (suite 'timing', member 'ensemble'): `inference_seconds_per_image` and, for
 summary.json (`inference_timing`). Wall-clock depends on the machine and its load: tables show
 it, harness/tables/diff.py never compares it.
 """
+import inspect
+
 import gin
 import torch
+
+from harness.core.errors import check_integer
 
 from harness.evaluation.predictors import MemberEnsemble, Predictor
 from harness.kernels.inference import choose_kernels, sparsify
@@ -39,9 +43,7 @@ def inference_timing(predictor: Predictor, image_shape: tuple[int, ...], device:
     golden table, whose numbers must not depend on the machine)."""
     if not enabled:
         return [], {"enabled": False}
-    if batch_size < 1 or rounds < 1:
-        raise ValueError(f"inference_timing needs batch_size >= 1 and rounds >= 1, got "
-                         f"{batch_size} and {rounds}")
+    check_settings(batch_size, rounds)
     predictor.eval()
     inputs = torch.randn(batch_size, *image_shape, device=device)
     forms = [predictor]
@@ -68,3 +70,18 @@ def inference_timing(predictor: Predictor, image_shape: tuple[int, ...], device:
                   "seconds_per_image": per_image,
                   "device": str(device), "threads": torch.get_num_threads(),
                   "sparse_form": sparse}
+
+
+def check_settings(batch_size: int, rounds: int) -> None:
+    check_integer("inference_timing.batch_size", batch_size, 1)
+    check_integer("inference_timing.rounds", rounds, 1)
+
+
+def check_bound_settings() -> None:
+    """The configured batch size and rounds, checked before training rather than when the
+    trained members are timed."""
+    given = {name: parameter.default
+             for name, parameter in inspect.signature(inference_timing).parameters.items()}
+    given.update(gin.get_bindings(inference_timing))
+    if given["enabled"]:
+        check_settings(given["batch_size"], given["rounds"])

@@ -108,6 +108,7 @@ class Experiment:
         for suite in self.suites:
             SUITES.get(suite)
         trajectory_checkpoints()  # its check, before training
+        inference_timing.check_bound_settings()
         if "validation" in self.suites and self.validation_fraction <= 0:
             raise UserError("the 'validation' suite needs Experiment.validation_fraction > 0")
         require_validation(self.validation_fraction > 0)

@@ -9,7 +9,9 @@ its metrics, predictions, FLOPs, timings and provenance.
 import contextlib
 import hashlib
 import itertools
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from harness.core import distributed
 from harness.engine import scale
 from harness.evaluation.cached_predictions import PredictionCollector
 from harness.experiment.config import parse
+from harness.core.durable import DiskFull
 from harness.core.errors import Interrupted, UserError, first_line
 from harness.evaluation.evaluate import evaluate
 from harness.experiment.assemble import PRECISIONS, Experiment, Prepared, default_dtype
@@ -40,6 +43,41 @@ from harness.evaluation.suite_summary import corrupted_summary
 from harness.evaluation.member_structure import structure_rows
 from harness.evaluation.inference_timing import SUITE as TIMING_SUITE, inference_timing
 from methods import FitContext
+
+
+class Preempted(Interrupted):
+    """SIGTERM during a run (`preemptible`); the message says how to continue it. A command
+    exits with 128 + SIGTERM (harness/core/cli.py), as a shell reports a process SIGTERM
+    ended; a requeueing job script tests for it."""
+
+    exit_status = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def preemptible():
+    """Within it SIGTERM raises `Preempted` where the process is, as Ctrl-C raises
+    KeyboardInterrupt: the run keeps its last durable checkpoint (every epoch, and every
+    `Trainer.checkpoint_every` steps), from which `--resume` continues to the numbers of an
+    uninterrupted run. The SIGTERMs that follow the first are ignored while the run unwinds.
+    For a command's own process only: a launcher's job (harness/tables/launch.py), whose
+    SIGTERM submitit handles, trains without it."""
+    owner = os.getpid()
+
+    def preempt(signum, frame):
+        if os.getpid() != owner:
+            # A forked child (a DataLoader worker) inherits the handler; it ends as it would
+            # have, and its parent says what became of the run.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Preempted("preempted (SIGTERM) before training began; nothing was trained")
+
+    previous = signal.signal(signal.SIGTERM, preempt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def execute(prepared: Prepared, run_dir: Path) -> dict | None:
@@ -193,8 +231,10 @@ def run_experiment(gin_files, bindings=(), output_dir: str | None = None, *,
     only if its recorded configuration equals this one (a missing or empty directory starts a
     fresh run); `overwrite` replaces only a run directory (harness/store/record.py), and only once
     the new run has finished: it is built beside it in a staging directory. Ctrl-C raises
-    `Interrupted`, whose message says what became of the run. The whole run holds the run
-    directory's training lock (`hold_training_lock`)."""
+    `Interrupted`, SIGTERM under `preemptible` `Preempted`, whose message says what became of
+    the run; a full disk (`DiskFull`) keeps the run's checkpoints and says to free space and
+    continue it. The whole run holds the run directory's training lock
+    (`hold_training_lock`)."""
     run_dir, mode, prepared = plan_experiment(gin_files, bindings, output_dir,
                                               overwrite=overwrite, resume=resume,
                                               progress=progress)
@@ -227,15 +267,26 @@ def execute_in(prepared: Prepared, run_dir: Path, mode: str, gin_files, bindings
             record_resume(target)
         else:
             record_command(target, gin_files, bindings)
+    resume = "continue this run with: " + command_line(
+        [sys.argv[0], "--resume", f"--output_dir={run_dir}"])
     try:
         summary = execute(prepared, target)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        cut_short = Preempted if isinstance(interrupt, Preempted) else Interrupted
+        what = "preempted (SIGTERM)" if cut_short is Preempted else "interrupted"
         if mode == "replace":
             shutil.rmtree(target, ignore_errors=True)
-            raise Interrupted(f"interrupted: the new run was discarded; {run_dir} still "
-                              f"holds the previous one") from None
-        raise Interrupted("interrupted: continue this run with: " + command_line(
-            [sys.argv[0], "--resume", f"--output_dir={run_dir}"])) from None
+            raise cut_short(f"{what}: the new run was discarded; {run_dir} still holds the "
+                            f"previous one") from None
+        raise cut_short(f"{what}: {resume}") from None
+    except DiskFull as full:
+        # The checkpoints written so far are the run's progress: kept, unless the run was a
+        # replacement, whose staging folder only takes room the previous run does not need.
+        if mode == "replace":
+            shutil.rmtree(target, ignore_errors=True)
+            raise DiskFull(full.path, full.reason, f"run again; {run_dir} still holds the "
+                                                   f"previous run") from full
+        raise DiskFull(full.path, full.reason, resume) from full
     except (UserError, FloatingPointError) as error:
         if created and distributed.is_main():
             shutil.rmtree(target, ignore_errors=True)

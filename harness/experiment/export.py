@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.core import cli
+from harness.core import cli, safe_load
 from harness.core.errors import UserError
 from harness.evaluation.predictors import MemberEnsemble
-from harness.store import paths
-from harness.store.record import is_finished, read_summary
+from harness.store import paths, readers
+from harness.store.record import is_finished
 from harness.kernels.inference import KERNELS, choose_kernels, conv_names, density, sparsify
 from harness.kernels.timing import ratio_spread, side_by_side
 
@@ -112,7 +112,7 @@ def load_run_members(run_dir: Path) -> list[nn.Module]:
 
     members = list(getattr(replay(run_dir).predictor, "networks", []))
     if not members or any(getattr(member, "masks", None) is None for member in members):
-        raise UserError(f"{run_dir} is a dense run (method {read_summary(run_dir)['method']!r}"
+        raise UserError(f"{run_dir} is a dense run (method {readers.summary(run_dir)['method']!r}"
                         f"): its members have no masks, so there are no zeros to skip; "
                         f"export a sparse run (static, dst, edst, ltr, pf)")
     return [member.eval() for member in members]
@@ -144,7 +144,7 @@ def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
             plans, _ = choose_kernels(member, image_shape, batch_sizes, rounds,
                                       None if kernels == "auto" else kernels)
             file = partial / f"member_{index}.pt"
-            torch.save(sparse_state(member), file)
+            safe_load.save(file, sparse_state(member))
             weights = [module.weight for module in member.modules()
                        if isinstance(module, (nn.Conv2d, nn.Linear))]
             entries.append({"file": file.name, "sha256": _sha256(file),
@@ -154,7 +154,7 @@ def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
                                                for name in plans},
                             "plan": {name: {str(b): k for b, k in plan.items()}
                                      for name, plan in plans.items()}})
-        summary = read_summary(run_dir)
+        summary = readers.summary(run_dir)
         manifest = {"format": FORMAT, "version": VERSION, "source_run": str(run_dir),
                     "method": summary["method"], "sparsity": summary["sparsity"],
                     "architecture": architecture, "batch_sizes": list(batch_sizes),

@@ -28,8 +28,8 @@ from typing import Sequence
 import pandas as pd
 
 from harness.core.errors import UserError, first_line
-from harness.store import paths
-from harness.store.record import metrics_frame, read_metrics, read_summary, write_json, write_metrics
+from harness.store import paths, readers
+from harness.store.record import metrics_frame, write_json, write_metrics
 
 # Bump when the same suite and settings would score differently (a set's definition moved).
 VERSION = 1
@@ -63,10 +63,10 @@ def read_rescored(run_dir: Path, suite: str, settings: dict, how: str) -> pd.Dat
     (the failure recorded, or none yet) and `how` to rescore it."""
     path = rescored_path(run_dir, suite, settings)
     if path.is_file():
-        return pd.read_parquet(path, engine="pyarrow")
+        return readers.rescored(path)
     failed = failure_path(run_dir, suite, settings)
     if failed.is_file():
-        raise NotRescored(json.loads(failed.read_text())["error"])
+        raise NotRescored(readers.rescore_failure(failed))
     raise NotRescored(f"not rescored yet ({suite} {json.dumps(settings, sort_keys=True)}): "
                       f"{how} rescores it")
 
@@ -75,10 +75,10 @@ def seconds_per_pass(run_dir: Path) -> float | None:
     """The run's evaluation time per pass of its predictor over a test-sized set: summary.json's
     `eval_seconds` over the sets metrics.parquet says it scored (the test set, each corrupted
     set); None for a run that recorded neither."""
-    seconds = read_summary(run_dir).get("eval_seconds")
+    seconds = readers.summary(run_dir).get("eval_seconds")
     if seconds is None or not paths.metrics(run_dir).is_file():
         return None
-    rows = read_metrics(run_dir)
+    rows = readers.metrics(run_dir)
     rows = rows[(rows.member == "ensemble") & ~rows.suite.isin(NOT_SCORED)]
     sets = len(set(zip(rows.suite, rows.corruption, rows.severity)))
     return seconds / sets if sets else None
@@ -125,13 +125,13 @@ def to_rescore(run_dirs: Sequence[Path], wanted: Sequence[tuple[str, dict]]
         if not missing:
             continue
         per_pass = seconds_per_pass(run_dir)
-        members = int(read_summary(run_dir)["num_members"])
+        members = int(readers.summary(run_dir)["num_members"])
         for suite, settings in missing:
             failed = failure_path(run_dir, suite, settings)
             todo.append(Rescoring(
                 run_dir, suite, settings,
                 None if per_pass is None else per_pass * passes(suite, settings, members),
-                json.loads(failed.read_text())["error"] if failed.is_file() else ""))
+                readers.rescore_failure(failed) if failed.is_file() else ""))
     return todo
 
 
@@ -165,7 +165,7 @@ def rescore(run_dir: Path, suite: str, settings: dict | None = None,
     settings = dict(settings or {})
     path = rescored_path(run_dir, suite, settings)
     if path.is_file():
-        return pd.read_parquet(path, engine="pyarrow")
+        return readers.rescored(path)
     experiment, splits = finished_run(run_dir)
     device = resolve_device(experiment.device)
     data = DataContext(Splits(splits.name, splits.train.to(device), splits.test.to(device)),

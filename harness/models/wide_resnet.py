@@ -3,6 +3,8 @@ and uncertainty-baselines for CIFAR. WRN-28-10 has 36.5M parameters. Variants (M
 BatchEnsemble, MIMO, TreeNet) are built from it by harness/models/variants.py."""
 from torch import nn
 
+from harness.core.errors import check_integer
+
 
 class PreActBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int):
@@ -78,4 +80,5 @@ def stages(model: WideResNet) -> list[nn.Module]:
 
 def wide_resnet(depth: int = 28, width: int = 10, num_classes: int = 10,
                 in_channels: int = 3) -> WideResNet:
+    check_integer("wide_resnet.width", width, 1)
     return WideResNet(depth, width, num_classes, in_channels)

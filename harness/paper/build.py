@@ -40,6 +40,7 @@ from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.tables.rows import figure_rows
 from harness.paper.page import Outcome, page, table_layers
 from harness.tables.report import CATALOGUE_HELP
+from harness.store import readers
 from harness.store.runs import RunStore
 from harness.tables.sources import FigureUnavailable, Sources
 
@@ -129,13 +130,12 @@ def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
     """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
     `catalogue_file` defines) needs at the context's (page) scale and seeds, draws them and
     writes the page; returns its path."""
-    contents = catalogue.load(catalogue_file)
+    contents = catalogue.load(catalogue_file, context.gin_dir)
     scale = context.scale
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     out = output_dir / scale
-    recorded = (json.loads((out / "timings.json").read_text())
-                if page_only and (out / "timings.json").is_file() else {})
+    recorded = readers.page_timings(out / "timings.json") if page_only else {}
     # The figures' rows first: a figure row that shares a table's run (Figure 3's DST and EDST
     # rows are Table 1-2's runs, their checkpoint cadence only observes) then trains it with
     # what the figure reads, and the table reuses it.

@@ -46,8 +46,7 @@ from harness.evaluation.cached_predictions import (ensemble_size_curve, load_pre
                                                    member_diversity, pair_diversity)
 from harness.core.durable import atomic_write
 from harness.core.errors import UserError
-from harness.store import paths
-from harness.store.record import read_metrics, read_summary
+from harness.store import paths, readers
 from harness.paper.reference import figure_2_right
 from harness.tables.report import chosen_tables, table_flags
 from harness.tables.context import TableContext
@@ -80,7 +79,7 @@ def with_predictions(runs: list[tuple[str, Path]], figure: str) -> list[tuple[st
 def layer_densities(run_dir: Path) -> list[dict[str, float]]:
     """Per member, its density per conv/linear layer: the run's 'structure' rows
     (metric 'density/<layer>', harness/evaluation/member_structure.py); empty for runs without them."""
-    frame = read_metrics(run_dir)
+    frame = readers.metrics(run_dir)
     rows = frame[(frame.suite == "structure") & frame.metric.str.startswith("density/")]
     return [{metric.removeprefix("density/"): value
              for metric, value in zip(group.metric, group.value)}
@@ -150,7 +149,7 @@ def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):
     """One heatmap per ensemble, on one colour scale so that methods compare at a glance."""
     matrices = [(label, pair_matrix(run_dir, metric))
                 for label, run_dir in with_predictions(runs, metric)
-                if read_summary(run_dir)["num_members"] > 1]
+                if readers.summary(run_dir)["num_members"] > 1]
     if not matrices:
         return None
     top = max(matrix.max() for _, matrix in matrices) or 1.0
@@ -176,7 +175,7 @@ def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):
 
 def density_figure(runs: list[tuple[str, Path]]):
     sparse = [(label, layer_densities(run_dir)) for label, run_dir in runs
-              if read_summary(run_dir)["sparsity"] > 0]
+              if readers.summary(run_dir)["sparsity"] > 0]
     sparse = [(label, members) for label, members in sparse if members]
     if not sparse:
         return None
@@ -249,7 +248,7 @@ def diversity_figure(runs: list[tuple[str, Path]]):
     printed = figure_2_right()
     rows = []
     for label, run_dir in with_predictions(runs, "diversity"):
-        summary = read_summary(run_dir)
+        summary = readers.summary(run_dir)
         method = label.split(" (")[0]
         if summary["num_members"] < 2 or (method not in printed
                                           or summary["sparsity"] not in (0.0, 0.8)):

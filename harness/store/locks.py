@@ -7,7 +7,9 @@ harness/store/paths.py):
     job record    written by harness/tables/launch.py when it submits the run: executor, job
                   id, host, log path, time; a local launcher writes one for each run it holds
                   back beyond --max_parallel too (`queued_record`), so that a second launch
-                  does not submit it again
+                  does not submit it again; and one before it submits (`submitting_record`),
+                  replaced by the job's once submitted, so that a launcher killed in between
+                  leaves a record the next launch can check (`job_alive`) rather than none
     failure       written by a job whose run failed: the error and the log path; the launcher
                   does not submit the run again until it is removed (`--retry_failed`)
 
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness.core.errors import UserError
-from harness.store import paths
+from harness.store import paths, readers
 from harness.store.record import write_json
 
 JOB_ID_VARIABLES = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")
@@ -39,6 +41,11 @@ JOB_ID_VARIABLES = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")
 HELD_BY_PARENT = "FREETICKETS_TRAINING_LOCK_HELD"
 _HELD: set[str] = set()  # the locks this process holds
 QUEUED = "queued"  # the job id of a run a local launcher has not submitted yet
+SUBMITTING = "submitting"  # the job id of a run whose submission has begun, not yet recorded
+# The environment variable that carries a submission's token into the job's processes: how a
+# job knows a `submitting_record` for its own, and a later launch finds a local job whose
+# launcher died before it recorded the job id.
+SUBMISSION = "FREETICKETS_SUBMISSION"
 
 
 class Busy(UserError):
@@ -88,7 +95,7 @@ def training_lock(run_dir: Path, join: bool = False):
     try:
         # A few tries: `running()` (the plan, the launcher) takes the lock for an instant.
         if not any(_try_lock(fd, path) or time.sleep(0.2) for _ in range(10)):
-            raise Busy(f"{run_dir} is being trained by {describe(read_holder(path))}; it is "
+            raise Busy(f"{run_dir} is being trained by {describe(readers.lock_holder(path))}; it is "
                        f"left to that process")
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(holder()).encode())
@@ -107,32 +114,25 @@ def held_for_children(run_dir: Path) -> dict[str, str]:
     return {HELD_BY_PARENT: str(paths.lock(run_dir).resolve())}
 
 
-def read_holder(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-
-
 def running(run_dir: Path) -> dict | None:
     """The holder of `run_dir`'s lock while one holds it, else None."""
     path = paths.lock(run_dir)
     if not path.is_file():
         return None
-    fd = os.open(path, os.O_RDWR)  # NFS's emulated flock wants a writable descriptor
+    try:
+        fd = os.open(path, os.O_RDWR)  # NFS's emulated flock wants a writable descriptor
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)  # a colleague's store, readable only
+    except OSError as error:
+        if error.errno != errno.EROFS:
+            raise
+        fd = os.open(path, os.O_RDONLY)
     try:
         if _try_lock(fd, path):
             return None
-        return read_holder(path)
+        return readers.lock_holder(path)
     finally:
         os.close(fd)
-
-
-def read_record(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def record_failure(run_dir: Path, error: str, log: str | None) -> None:
@@ -148,31 +148,81 @@ def queued_record(log_dir: Path) -> dict:
             "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def submitting_record(executor: str, log_dir: Path, token: str, job_name: str | None = None
+                      ) -> dict:
+    """The job record of a run this launcher is about to submit, its job's processes carrying
+    `token` in their environment (SUBMISSION); a SLURM job named `job_name`."""
+    return {"executor": executor, "job_id": SUBMITTING, "submission": token,
+            "job_name": job_name, "launcher_pid": os.getpid(), "host": socket.gethostname(),
+            "log": str(log_dir), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def describe_job(record: dict) -> str:
     if record.get("job_id") == QUEUED:
         return (f"waiting in the local launcher pid {record.get('launcher_pid')} on "
                 f"{record.get('host')} for a free slot (logs in {record.get('log')})")
+    if record.get("job_id") == SUBMITTING:
+        return (f"{record.get('executor')} job submitted by the launcher pid "
+                f"{record.get('launcher_pid')} on {record.get('host')}, which ended before "
+                f"recording its id (logs in {record.get('log')})")
     return f"{record.get('executor')} job {record.get('job_id')} (log {record.get('log')})"
 
 
 def job_alive(record: dict) -> bool:
     """Whether a submitted job may still run: a local job's controller process (or, while it
     waits for a slot, its launcher) is alive (known on its own host only), a SLURM job is
-    still in squeue. When this cannot be told (another host, no squeue here), it is taken as
-    alive: a run is never submitted twice."""
+    still in squeue. A submission whose launcher ended before recording the job id
+    (`submitting_record`) may still run while a process carrying its token lives (local) or a
+    job of its name is in squeue (SLURM); none: it was never submitted, or its job has ended.
+    When this cannot be told (another host, no squeue or /proc here), it is taken as alive:
+    a run is never submitted twice."""
     job_id = str(record.get("job_id"))
+    if record.get("host") == socket.gethostname() and job_id in (QUEUED, SUBMITTING):
+        if process_alive(int(record["launcher_pid"])):
+            return True
+        if job_id == QUEUED:
+            return False
     if record.get("executor") == "local":
         if record.get("host") != socket.gethostname():
             return True
-        try:
-            os.kill(int(record["launcher_pid"] if job_id == QUEUED else job_id), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
+        if job_id == SUBMITTING:
+            return carrier_alive(str(record.get("submission")))
+        return process_alive(int(job_id))
+    if job_id == SUBMITTING:
+        return in_squeue(["-n", str(record.get("job_name"))])
+    return in_squeue(["-j", job_id])
+
+
+def process_alive(pid: int) -> bool:
     try:
-        done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def carrier_alive(token: str) -> bool:
+    """Whether a process of this host carries the submission `token` (SUBMISSION) in its
+    environment: the controller or task of a local job submitted with it. Without /proc
+    (not Linux), taken as alive."""
+    processes = Path("/proc")
+    if not processes.is_dir():
+        return True
+    carried = f"{SUBMISSION}={token}".encode()
+    for environ in processes.glob("[0-9]*/environ"):
+        try:
+            if carried in environ.read_bytes().split(b"\0"):
+                return True
+        except OSError:  # ended meanwhile, or another user's
+            continue
+    return False
+
+
+def in_squeue(selection: list[str]) -> bool:
+    try:
+        done = subprocess.run(["squeue", "-h", *selection, "-o", "%T"], capture_output=True,
                               text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return True
@@ -180,13 +230,20 @@ def job_alive(record: dict) -> bool:
 
 
 def own_job(record: dict) -> bool:
-    return str(record.get("job_id")) == str(holder()["job_id"])
+    """Whether `record` is of the job this process runs in: its job id, or the token of the
+    submission that started it (a job may start before its launcher records the id)."""
+    token = os.environ.get(SUBMISSION)
+    return (str(record.get("job_id")) == str(holder()["job_id"])
+            or (token is not None and record.get("submission") == token))
 
 
 def waiting_job(run_dir: Path) -> str | None:
     """Why `run_dir` must not be trained here now: a job (not this one) that the launcher
-    submitted for it is still queued; None otherwise."""
-    record = read_record(paths.job_record(run_dir))
+    submitted for it is still queued (or its record is damaged: what to do); None otherwise."""
+    try:
+        record = readers.job(run_dir)
+    except readers.DamagedRecord as damaged:
+        return str(damaged)
     if (record is None or own_job(record) or running(run_dir) is not None
             or not job_alive(record)):
         return None

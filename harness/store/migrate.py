@@ -17,7 +17,10 @@ store, `<runs_dir>/<method>-<configuration id>/seed<k>/`, with the lock, job and
 records beside it. Then the `row.json` files these versions wrote and the folders left empty
 are removed. Nothing else is touched: a run whose place in the store is taken (the same
 configuration and seed twice, e.g. one finished and one interrupted) or that is being trained
-now stays where it is and is named, and so is anything the harness did not write.
+now stays where it is and is named, and so is anything the harness did not write. A run whose
+configuration cannot be read (a `config.gin` cut short by a crash) stays too, named with what to
+do; it does not hold the others back: once every readable run is in its place the store records
+the new format.
 """
 import json
 import os
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from harness.core import cli
 from harness.core.errors import UserError
-from harness.store import paths
+from harness.store import paths, readers
 from harness.store.record import check_is_run, is_finished, write_json
 from harness.store.locks import running
 from harness.store.runs import OLD_LAYOUT, RunStore
@@ -54,14 +57,14 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
     if not runs_dir.is_dir():
         raise UserError(f"--runs_dir {runs_dir} is not a folder")
     store = RunStore(runs_dir)
-    done, left = [], []
+    done, left, damaged = [], [], []
     for old in old_runs(runs_dir):
-        move_run(store, old, recorded_configuration(old), dry_run, done, left)
+        move_run(store, old, dry_run, done, left, damaged)
     if store.format() < STORE_FORMAT:
         for old in [path for folder in store.configuration_dirs()
                     for path in sorted(folder.glob("seed*"))
                     if path.is_dir() and path.name[4:].isdigit()]:
-            move_run(store, old, recorded_configuration(old), dry_run, done, left)
+            move_run(store, old, dry_run, done, left, damaged)
         for folder in store.configuration_dirs() if not dry_run else ():
             if not any(folder.iterdir()):
                 folder.rmdir()
@@ -77,27 +80,32 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
             for folder, _, _ in os.walk(top, topdown=False):
                 if not any(Path(folder).iterdir()):
                     Path(folder).rmdir()
-    return done, left
+    return done, left + damaged
 
 
-def recorded_configuration(run_dir: Path) -> Path:
+def recorded_configuration(run_dir: Path) -> str:
     """The configuration a run was trained under: its operative one once it finished."""
-    operative = paths.operative_config(run_dir)
-    return operative if is_finished(run_dir) and operative.is_file() else paths.config(run_dir)
+    if is_finished(run_dir) and paths.operative_config(run_dir).is_file():
+        return readers.operative_config_text(run_dir)
+    return readers.config_text(run_dir)
 
 
-def move_run(store: RunStore, old: Path, config: Path, dry_run: bool, done: list[str],
-             left: list[str]) -> None:
+def move_run(store: RunStore, old: Path, dry_run: bool, done: list[str], left: list[str],
+             damaged: list[str]) -> None:
     """Moves the run `old` (and the records beside it) to its configuration's place in the
-    store, or says in `left` why it stays."""
+    store, or says in `left` why it stays (in `damaged` where its configuration is
+    unreadable: nothing could place it)."""
     try:
         check_is_run(old)
     except UserError as error:
         left.append(str(error))
         return
     try:
-        new = store.configuration_dir(config.read_text()) / old.name
-    except (OSError, UserError) as error:
+        new = store.configuration_dir(recorded_configuration(old)) / old.name
+    except readers.DamagedRecord as error:
+        damaged.append(str(error))
+        return
+    except UserError as error:
         left.append(f"{old}: its configuration cannot be read with this version ({error})")
         return
     if new == old:

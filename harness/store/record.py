@@ -12,13 +12,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from harness.store import paths
+from harness.store import paths, readers
 from harness.store.configuration import config_differences
 from harness.core.durable import atomic_write, sync_path
 from harness.core.errors import UserError
 from harness.core.provenance import code_state
-
-METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
+from harness.store.readers import METRIC_COLUMNS
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -62,7 +61,7 @@ def plan_run_dir(run_dir: Path, *, overwrite: bool, resume: bool, config: str) -
     if not resume:
         raise UserError(f"{run_dir} holds an unfinished run; pass --resume to continue it "
                         f"or --overwrite to start over")
-    differences = config_differences(paths.config(run_dir).read_text(), config)
+    differences = config_differences(readers.config_text(run_dir), config)
     if differences:
         raise UserError(f"{run_dir} was started with another configuration: "
                         f"{'; '.join(differences)}; resume it with the configuration it was "
@@ -103,8 +102,8 @@ def record_resume(run_dir: Path) -> None:
     run's command.json, so that an unfinished run knows every code it was trained with. A run
     that recorded no command (an earlier version's) is left as it is."""
     try:
-        recorded = json.loads(paths.command(run_dir).read_text())
-    except (OSError, ValueError):
+        recorded = readers.command(run_dir)
+    except (FileNotFoundError, readers.DamagedRecord):
         return
     recorded.setdefault("resumed", []).append({"command": command_line(sys.argv),
                                                "code": code_state()})
@@ -114,14 +113,11 @@ def record_resume(run_dir: Path) -> None:
 def recorded_configuration(run_dir: Path) -> tuple[list[str], list[str]]:
     """The gin files (resolved) and bindings a run was started with (`record_command`)."""
     try:
-        recorded = json.loads(paths.command(run_dir).read_text())
+        recorded = readers.command(run_dir)
     except FileNotFoundError:
         raise UserError(f"{run_dir} records no command ({paths.COMMAND}): it is no run "
                         f"directory, or was started before runs recorded theirs; give its "
                         f"--gin_file and --gin_bindings to resume it") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{paths.command(run_dir)} is unreadable ({error}); give the run's "
-                        f"--gin_file and --gin_bindings to resume it") from error
     return recorded["gin_files_resolved"], recorded["gin_bindings"]
 
 
@@ -183,11 +179,3 @@ def metrics_frame(rows: list[dict]) -> pd.DataFrame:
 def write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: metrics_frame(rows).to_parquet(tmp, engine="pyarrow",
                                                                    index=False))
-
-
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(paths.metrics(run_dir), engine="pyarrow")
-
-
-def read_summary(run_dir: Path) -> dict:
-    return json.loads(paths.summary(run_dir).read_text())

@@ -17,14 +17,13 @@ data set is not on disk). Runs in the layout of earlier versions
 (`<runs_dir>/table<N>/<scale>/<row>/seed<k>/`) are moved in by `python -m harness.migrate_runs`;
 until then the store refuses to read them.
 """
-import json
 import re
 from pathlib import Path
 
 from harness.store.configuration import (ID_LENGTH, STORE_FORMAT, configuration_id, method_of,
                                          seed_of)
 from harness.core.errors import UserError
-from harness.store import paths
+from harness.store import paths, readers
 from harness.store.record import is_finished, write_json
 
 ENTRY = re.compile(r"^[a-z0-9_]+-[0-9a-f]{%d}$" % ID_LENGTH)
@@ -82,13 +81,10 @@ class RunStore:
 
     def format(self) -> int:
         """The format the store's runs are filed by (`STORE_FORMAT` for a new store)."""
-        try:
-            return int(json.loads(paths.store_format(self.root).read_text())["format"])
-        except FileNotFoundError:
+        recorded = readers.store_format(self.root)
+        if recorded is None:
             return FIRST_FORMAT if self.configuration_dirs() else STORE_FORMAT
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UserError(f"{paths.store_format(self.root)} is not the run store's format record "
-                            f"({error}); move it out of the store") from error
+        return recorded
 
     def record_format(self) -> None:
         """Writes `store.json` into a store that has none (a new one: `check_layout` passed)."""
@@ -115,17 +111,14 @@ class RunStore:
 
 
 def record_error(run_dir: Path, error: str) -> None:
-    """Why the last attempt at `run_dir` could not start; it does not block the next one."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    write_json(paths.error_record(run_dir), {"error": error})
+    """Why the last attempt at `run_dir` could not start; it does not block the next one, and
+    a store it cannot be written into (read-only) goes without it: the error itself is said."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        write_json(paths.error_record(run_dir), {"error": error})
+    except OSError:
+        pass
 
 
 def clear_error(run_dir: Path) -> None:
     paths.error_record(run_dir).unlink(missing_ok=True)
-
-
-def last_error(run_dir: Path) -> str:
-    try:
-        return json.loads(paths.error_record(run_dir).read_text())["error"]
-    except (OSError, ValueError, KeyError):
-        return ""

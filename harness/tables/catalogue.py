@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Callable
 
 from harness.tables import diversity, robustness, sweep
+from harness.tables.context import DEFAULT_GIN_DIR
 from harness.tables.notes import PROTOCOL_NOTE
+from harness.tables.rows import ROW_LINE
 from harness.core.errors import UserError, first_line
+
+TABLE_KINDS = ("wide", "long")  # harness/tables/kinds.py KINDS
 
 @dataclass(frozen=True)
 class Reuse:
@@ -240,18 +244,24 @@ class Catalogue:
 PAPER = Catalogue(TABLES, FIGURES)
 
 
-def load(path: Path | None) -> Catalogue:
+def load(path: Path | None, gin_dir: Path = DEFAULT_GIN_DIR) -> Catalogue:
     """The paper's catalogue, or the `CATALOGUE` that a Python file of one's own defines, e.g.
     the paper's with a table of one's own rows (`gin/table14/`) and measure:
 
         from harness.tables.catalogue import PAPER, Table
         CATALOGUE = PAPER.with_tables(Table(14, "My ablation", "long", my_measure))
+
+    A catalogue of one's own is checked here, whole (`check`), not when a table first uses
+    it: a mistake in table 14 is said before table 1 trains.
     """
     if path is None:
         return PAPER
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--catalogue {path} is not a file; give a Python file that defines "
+                        f"CATALOGUE")
+    if path.suffix != ".py":  # importlib finds no loader for any other name
+        raise UserError(f"--catalogue {path} is not a Python file (*.py) that defines "
                         f"CATALOGUE")
     spec = importlib.util.spec_from_file_location(f"catalogue_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
@@ -263,4 +273,48 @@ def load(path: Path | None) -> Catalogue:
     if not isinstance(found, Catalogue):
         raise UserError(f"--catalogue {path} defines no CATALOGUE (a harness.tables.catalogue."
                         f"Catalogue)")
+    problem = next(iter(problems(found, Path(gin_dir))), None)
+    if problem:
+        raise UserError(f"--catalogue {path}: {problem}")
     return found
+
+
+def problems(contents: Catalogue, gin_dir: Path):
+    """What is wrong with a catalogue's entries, each in words (none: it is sound)."""
+    numbers = set()
+    for entry in contents.tables:
+        if not isinstance(entry, Table):
+            yield f"its tables hold {entry!r}, which is no harness.tables.catalogue.Table"
+            continue
+        name = f"table {entry.number!r}"
+        if isinstance(entry.number, bool) or not isinstance(entry.number, int):
+            yield f"{name}: its number must be an integer"
+        elif entry.number in numbers:
+            yield f"{name} is defined twice (use Catalogue.with_tables to replace a table)"
+        numbers.add(entry.number)
+        if entry.kind not in TABLE_KINDS:
+            yield f"{name} is of kind {entry.kind!r}; one of {', '.join(TABLE_KINDS)}"
+        if entry.kind == "long" and not callable(entry.measure):
+            yield (f"{name}: a long table's measure must be a function of a run folder, got "
+                   f"{entry.measure!r}")
+        if entry.across is not None and not callable(entry.across):
+            yield f"{name}: across must be a function or None, got {entry.across!r}"
+        if entry.reference is not None and not Path(entry.reference).is_file():
+            yield f"{name}: its reference {entry.reference} is not a file"
+        for reuse in () if entry in PAPER.tables else entry.reuses:  # the paper's: tested
+            row = gin_dir / f"{getattr(reuse, 'row', reuse)}.gin"
+            if not isinstance(reuse, Reuse):
+                yield f"{name} reuses {reuse!r}, which is no harness.tables.catalogue.Reuse"
+            elif not row.is_file() or not ROW_LINE.search(row.read_text()):
+                yield (f"{name} reuses row {reuse.row}, but {row} is no row file (a gin file "
+                       f"with a '# row:' line)")
+    keys = set()
+    for figure in contents.figures:
+        if not isinstance(figure, Figure):
+            yield f"its figures hold {figure!r}, which is no harness.tables.catalogue.Figure"
+            continue
+        if figure.key in keys:
+            yield f"figure {figure.key!r} is defined twice"
+        keys.add(figure.key)
+        if figure.inputs is not None and not callable(figure.inputs):
+            yield f"figure {figure.key!r}: inputs must be a function or None"

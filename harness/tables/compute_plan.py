@@ -23,7 +23,6 @@ The throughput is the GPU check's (`make gpu-check`, harness/bench/gpu_check.py:
 training FLOP/s of dense WRN-28-10 and ResNet-50 steps) when its JSON is there, else
 `ASSUMED_FLOPS_PER_S`, and the plan says which.
 """
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,8 +35,8 @@ from harness.tables.catalogue import PAPER, Catalogue
 from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, figure_rows, table_rows
 from harness.store.record import is_finished
-from harness.store import paths
-from harness.store.locks import (describe, describe_job, job_alive, own_job, read_record,
+from harness.store import paths, readers
+from harness.store.locks import (describe, describe_job, job_alive, own_job,
                                   running)
 from harness.store.configuration import configuration_id, seed_binding
 
@@ -140,22 +139,27 @@ def distinct_runs(sources) -> list[PlannedRun]:
 
 
 def find_status(run: PlannedRun) -> None:
-    """finished, running, failed, queued or missing, from its folder in the run store."""
+    """finished, running, failed, queued, missing or damaged (a record that cannot be read,
+    harness/store/readers.py), from its folder in the run store."""
     if run.status in ("not built", "error"):
         return
     place = run.context.store.find(run.config, run.seed)  # a plan writes nothing
     if is_finished(place):
-        run.status, run.detail = "finished", str(place)
+        damage = readers.run_damage(place)
+        run.status, run.detail = ("damaged", damage) if damage else ("finished", str(place))
         return
     holder = running(place)
     if holder is not None:
         run.status, run.detail = "running", f"{place}: {describe(holder)}"
         return
-    failed = read_record(paths.failure_record(place))
-    if failed is not None:
-        run.status, run.detail = "failed", f"{failed['error']} (log {failed['log']})"
+    try:
+        failed, job = readers.failure(place), readers.job(place)
+    except readers.DamagedRecord as damaged:
+        run.status, run.detail = "damaged", str(damaged)
         return
-    job = read_record(paths.job_record(place))
+    if failed is not None:
+        run.status, run.detail = "failed", f"{failed['error']} (log {failed.get('log')})"
+        return
     if job is not None and not own_job(job):
         if job_alive(job):
             run.status, run.detail = "queued", describe_job(job)
@@ -165,12 +169,18 @@ def find_status(run: PlannedRun) -> None:
         run.detail = f"interrupted, resumes from {place}"
 
 
-def throughput(path: Path = GPU_CHECK_JSON) -> tuple[dict[str, float], str]:
+def throughput(path: Path | None = None) -> tuple[dict[str, float], str]:
     """Training FLOP/s per model family ('wide_resnet', 'resnet'), and where they come
-    from: the GPU check's JSON, or the named assumption."""
+    from: the GPU check's JSON `path` (None: `GPU_CHECK_JSON`, where `make gpu-check` leaves
+    it), or the named assumption where there is none. A `path` given that is not there is a
+    mistake, not a reason to assume."""
+    if path is not None and not path.is_file():
+        raise UserError(f"--throughput {path} does not exist: run `make gpu-check` to write "
+                        f"it, or leave the flag out to use {GPU_CHECK_JSON} or an assumed rate")
+    path = path or GPU_CHECK_JSON
     if path.is_file():
-        check = json.loads(path.read_text())
-        rates = check.get("plan_flops_per_s", {})
+        check = readers.gpu_check(path)
+        rates = check["plan_flops_per_s"]
         if check.get("reduced"):  # a CPU run at reduced sizes says nothing of a GPU
             rates = {}
         if rates:
@@ -208,7 +218,7 @@ def plan_frame(runs: list[PlannedRun], rates: dict[str, float], gpus_per_run: in
     return frame
 
 
-def plan_text(runs: list[PlannedRun], gpus_per_run: int, throughput_json: Path,
+def plan_text(runs: list[PlannedRun], gpus_per_run: int, throughput_json: Path | None,
               scale: str) -> str:
     rates, source = throughput(throughput_json)
     frame = plan_frame(runs, rates, gpus_per_run)
@@ -229,7 +239,7 @@ def plan_text(runs: list[PlannedRun], gpus_per_run: int, throughput_json: Path,
     lines += ["", "By status (runs; GPU-hours):"]
     by_status = frame.groupby("status").agg(runs=("run", "size"), gpu_h=("GPU-h", "sum"))
     lines.append(by_status.to_string(formatters={"gpu_h": "{:.1f}".format}))
-    remaining = frame[frame.status.isin(["missing", "queued", "running", "failed"])]
+    remaining = frame[frame.status.isin(["missing", "queued", "running", "failed", "damaged"])]
     lines += ["", f"Still to run: {len(remaining)} runs, {remaining['GPU-h'].sum():.1f} "
                   f"GPU-hours; at {gpus_per_run} GPU(s) per run "
                   f"{remaining['hours'].sum():.1f} hours one after another",

@@ -19,14 +19,14 @@ import numpy as np
 from harness.evaluation.cached_predictions import load_predictions, member_diversity, subensemble_metrics
 from harness.data.facts import class_name
 from harness.tables.long import class_setting
-from harness.store.record import read_summary
+from harness.store import readers
 
 FIRST_CLASSES = 10  # Table 7: the first ten classes of CIFAR-100 (App. G)
 
 
 def ensemble_accuracy(run_dir: Path) -> float:
     """The run's own ensemble test accuracy, in %."""
-    return 100 * read_summary(run_dir)["metrics"]["test/accuracy"]
+    return 100 * readers.summary(run_dir)["metrics"]["test/accuracy"]
 
 
 def individual_accuracy(run_dir: Path) -> float:
@@ -44,7 +44,7 @@ def diversity_and_accuracy(run_dir: Path) -> dict[str, float]:
 
 def class_disagreement(run_dir: Path) -> dict[tuple[str, str], float]:
     log_probs, labels = load_predictions(run_dir)
-    dataset = read_summary(run_dir)["dataset"]
+    dataset = readers.summary(run_dir)["dataset"]
     classes = min(FIRST_CLASSES, log_probs.shape[2])
     return {(class_setting(k, class_name(dataset, k)), "disagreement"):
             member_diversity(log_probs, labels == k)["disagreement"]

@@ -25,13 +25,21 @@ most --max_parallel at a time, this launcher waiting for them; with GPUs each jo
 --max_parallel running) and returns, unless --wait. Job logs: `<runs_dir>/launch/<job id>_*`.
 Once every job is done (local, or --wait), the tables are built from the finished runs
 (`python -m harness.tables`), which name the runs still missing and why.
+
+A launcher killed between submitting a job and recording its id neither loses the run nor has
+it submitted twice: before it submits, it writes the run's job record as "submitting" with a
+token its job's processes carry (harness/store/locks.py `submitting_record`); the next launch
+takes that run as queued while a local process carries the token or a SLURM job of the
+token's name is in squeue, and submits it again only once none is.
 """
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,9 +49,9 @@ from harness.tables.compute_plan import PlannedRun, plan
 from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.core.errors import UserError, first_line
 from harness.store.record import write_json
-from harness.store import paths
-from harness.store.locks import (held_for_children, queued_record, read_record,
-                                  record_failure)
+from harness.store import paths, readers
+from harness.store.locks import (SUBMISSION, held_for_children, queued_record,
+                                  record_failure, submitting_record)
 from harness.store.runs import RunStore
 
 
@@ -178,7 +186,7 @@ def executor(args: SimpleNamespace, log_dir: Path):
         partition=args.partition, gpus_per_node=args.gpus_per_run, ntasks_per_node=1,
         cpus_per_task=args.cpus_per_run, mem=f"{args.mem_gb}GB", time=args.time_min,
         array_parallelism=args.max_parallel, signal_delay_s=120,
-        job_name="freetickets", additional_parameters=extra)
+        additional_parameters=extra)
     return chosen
 
 
@@ -197,18 +205,41 @@ def to_submit(runs: list[PlannedRun], retry_failed: bool) -> list[PlannedRun]:
     return chosen
 
 
-def record_job(run: PlannedRun, job, executor_name: str) -> None:
+def record_submitting(run: PlannedRun, args: SimpleNamespace, token: str,
+                      job_name: str | None = None) -> None:
+    run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_json(paths.job_record(run.run_dir),
+               submitting_record(args.executor, args.runs_dir / "launch", token, job_name))
+
+
+@contextlib.contextmanager
+def submission(token: str):
+    """The jobs submitted within it carry `token` in their environment (locks.SUBMISSION),
+    inherited from this process's: a local job's controller and task, a SLURM job through
+    sbatch's default --export=ALL."""
+    os.environ[SUBMISSION] = token
+    try:
+        yield
+    finally:
+        del os.environ[SUBMISSION]
+
+
+def record_job(run: PlannedRun, job, executor_name: str, token: str) -> None:
     run.run_dir.parent.mkdir(parents=True, exist_ok=True)
     write_json(paths.job_record(run.run_dir), {
-        "executor": executor_name, "job_id": job.job_id, "host": os.uname().nodename,
-        "log": str(job.paths.stdout), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        "executor": executor_name, "job_id": job.job_id, "submission": token,
+        "host": os.uname().nodename, "log": str(job.paths.stdout),
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def outcome_of(run: PlannedRun, job) -> str:
     try:
         return job.result()
     except Exception as error:  # noqa: BLE001  the job's error, reported with its log
-        failed = read_record(paths.failure_record(run.run_dir)) or {"error": first_line(error)}
+        try:
+            failed = readers.failure(run.run_dir) or {"error": first_line(error)}
+        except readers.DamagedRecord:
+            failed = {"error": first_line(error)}
         return f"failed: {failed['error']} (log {job.paths.stdout})"
 
 
@@ -231,10 +262,14 @@ def launch_local(args: SimpleNamespace, submitter, runs: list[PlannedRun]) -> li
         while waiting and len(active) < args.max_parallel and len(free) >= per_run:
             run, own, free = waiting.pop(0), free[:per_run], free[per_run:]
             submitter.update_parameters(gpus_per_node=per_run, visible_gpus=own)
-            # Its job must not find the launcher's record and take itself for queued.
-            paths.job_record(run.run_dir).unlink(missing_ok=True)
-            job = submitter.submit(RunJob(run, per_run, args.progress))
-            record_job(run, job, args.executor)
+            # Replaces the queued record before the job can read it (it takes the submitting
+            # one for its own, by the token), and outlives this launcher if it is killed
+            # before `record_job`.
+            token = uuid.uuid4().hex
+            record_submitting(run, args, token)
+            with submission(token):
+                job = submitter.submit(RunJob(run, per_run, args.progress))
+            record_job(run, job, args.executor, token)
             print(f"submitted {run.name} seed {run.seed}: local job {job.job_id}", flush=True)
             active[job.job_id] = (run, job, own)
         time.sleep(0.2)
@@ -272,7 +307,7 @@ def launch(args: SimpleNamespace) -> int:
     if args.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise UserError("--executor=slurm needs sbatch and srun on this machine; use "
                         "--executor=local to run the jobs here")
-    contents = catalogue.load(args.catalogue)
+    contents = catalogue.load(args.catalogue, args.gin_dir)
     context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
                            seeds=args.seeds)
     runs = plan(args.table, context, contents)
@@ -285,11 +320,18 @@ def launch(args: SimpleNamespace) -> int:
     if args.executor == "local":
         launch_local(args, submitter, chosen)
     elif chosen:
-        with submitter.batch():
+        # One token and job name for the array: squeue finds its jobs by that name should
+        # this launcher be killed before it records their ids.
+        token = uuid.uuid4().hex
+        job_name = f"freetickets-{token[:12]}"
+        submitter.update_parameters(job_name=job_name)
+        for run in chosen:
+            record_submitting(run, args, token, job_name)
+        with submission(token), submitter.batch():
             jobs = [submitter.submit(RunJob(run, args.gpus_per_run, args.progress))
                     for run in chosen]
         for run, job in zip(chosen, jobs):
-            record_job(run, job, args.executor)
+            record_job(run, job, args.executor, token)
             print(f"submitted {run.name} seed {run.seed}: SLURM job {job.job_id}", flush=True)
         if not args.wait:
             print("the tables: run this again with --wait, or `python -m harness.tables` "

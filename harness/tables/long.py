@@ -36,7 +36,7 @@ import pandas as pd
 from harness.tables import render
 from harness.data.facts import class_name, dataset_family
 from harness.core.errors import UserError
-from harness.store.record import read_summary
+from harness.store import readers
 from harness.tables.context import TableContext
 from harness.tables.sources import RowRuns
 from harness.tables.wide import ROOT
@@ -83,7 +83,7 @@ def paper_cells(table, reference: pd.DataFrame) -> pd.DataFrame:
 def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
     """(our cells of one row, averaged over its finished seeds; the row's identity with the
     reason when its runs cannot be measured, or each cell's that has a `MissingCell` value)."""
-    summary = read_summary(row.finished[0])
+    summary = readers.summary(row.finished[0])
     identity = {"dataset": dataset_family(summary["dataset"]), "model": summary["model"],
                 "method": row.method, "M": int(summary["num_members"]),
                 "sparsity": float(summary["sparsity"]), "row": row.name}
@@ -102,7 +102,7 @@ def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
     except (UserError, ValueError) as error:
         return [], [{**identity, "setting": row.setting or "",
                      "reason": f"{row.name}: {error}"}]
-    summaries = [read_summary(path) for path in row.finished]
+    summaries = [readers.summary(path) for path in row.finished]
     provenance = {"runs": ",".join(f"{path.parent.name}/{path.name}" for path in row.finished),
                   "git_commit": ",".join(sorted({s["git_commit"] for s in summaries})),
                   "config_hash": ",".join(sorted({s["config_hash"] for s in summaries}))}

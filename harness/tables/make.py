@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.boolean("plan", False, "print the compute plan (harness/tables/compute_plan.py); run "
                                   "nothing")
     parser.integer("gpus_per_run", 1, "GPUs per run (--plan)")
-    parser.path("throughput", str(GPU_CHECK_JSON), "the GPU check's JSON that --plan takes "
-                                                   "its FLOP/s from")
+    parser.path("throughput", None, f"the GPU check's JSON that --plan takes its FLOP/s from "
+                                    f"(default: {GPU_CHECK_JSON} where it exists)")
     parser.path("catalogue", None, CATALOGUE_HELP)
     parser.boolean("retrain_stale", False, "train again the finished runs whose code "
                    "(harness/, methods/, gin/) changed since their commit; each replaces its "
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse(argv)
     if not args.plan and (args.table is None or len(args.table) != 1):
         raise UserError("--table takes one table (several, or none, only with --plan)")
-    contents = catalogue.load(args.catalogue)
+    contents = catalogue.load(args.catalogue, args.gin_dir)
     for file in args.gin_file:
         if not Path(file).is_file():
             raise UserError(f"gin file {file} not found")

@@ -33,9 +33,11 @@ CATALOGUE_HELP = ("a Python file defining CATALOGUE: the paper's tables and your
 def write_table_report(entry: catalogue.Table, kind: TableKind, context: TableContext,
                        runs: list[RowRuns], output_dir: Path) -> Path:
     """Builds the table from its rows' runs and writes it; returns the markdown path. Names
-    the unfinished runs it skipped on stderr."""
+    the unfinished and the damaged runs it skipped on stderr."""
     for path in (path for run in runs for path in run.unfinished):
         print(f"skipped unfinished run {path} (no {paths.SUMMARY})", file=sys.stderr)
+    for damage in (damage for run in runs for damage in run.damaged):
+        print(f"skipped damaged run: {damage}", file=sys.stderr)
     frame = kind.build(context, entry, runs)
     model = kind.model(frame, entry, context.scale, layered_files(runs))
     stem = output_dir / f"table{entry.number}"
@@ -75,7 +77,7 @@ def table_flags(parser: cli.Flags) -> None:
 def chosen_tables(args) -> tuple[TableContext, list[catalogue.Table]]:
     """The context (every seed present) and the tables `table_flags` chose; a UserError when
     none has runs."""
-    contents = catalogue.load(args.catalogue)
+    contents = catalogue.load(args.catalogue, args.gin_dir)
     context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
                            args.gin_bindings)
     entries = ([contents.table(number) for number in args.table] if args.table else

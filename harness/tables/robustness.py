@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.tables.long import MissingCell
-from harness.store import paths
-from harness.store.record import read_summary
+from harness.store import paths, readers
 from harness.experiment.rescore import NotRescored, read_rescored, run_rescorings, to_rescore
 
 FGSM_EPSILON_255 = 8.0  # App. L
@@ -75,7 +74,7 @@ def rescore_phase(table: int, run_dirs: Sequence[Path], progress: bool = False) 
 def views(run_dir: Path) -> dict[int, str]:
     """{M of the cell: the member it scores}: the ensemble, and member 0 alone (M = 1) for an
     ensemble."""
-    members = int(read_summary(run_dir)["num_members"])
+    members = int(readers.summary(run_dir)["num_members"])
     return {members: "ensemble", **({1: "0"} if members > 1 else {})}
 
 

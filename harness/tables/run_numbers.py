@@ -9,16 +9,13 @@ mean over the 15 benchmark corruptions x 5 severities of whichever corrupted sui
 scored (published sets before generated ones), aacc/anll/aece on ImageNet-A's 200 classes;
 empty where a run did not score them.
 """
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.tables import render
-from harness.core.errors import UserError
-from harness.store import paths
-from harness.store.record import read_metrics, read_summary
+from harness.store import readers
 
 CLEAN = {"acc": "test/accuracy", "nll": "test/nll", "ece": "test/ece"}
 CORRUPTED = ("cacc", "cnll", "cece", "aacc", "anll", "aece")
@@ -32,26 +29,16 @@ TIMING = {"infer_ms": "timing/inference_seconds_per_image",
 PROVENANCE = ("git_commit", "config_hash")
 
 
-def incompatible(path: Path, what) -> UserError:
-    return UserError(f"{path} lacks {what}: it was written by an incompatible version of the "
-                     f"harness; run it again")
-
-
 def run_row(run_dir: Path) -> dict:
-    """The numbers of one finished run, in table units."""
-    try:
-        summary = read_summary(run_dir)
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {paths.summary(run_dir)}: {error}") from error
-    try:
-        row = {"method": summary["method"], "dataset": summary["dataset"],
-               "model": summary["model"], "M": summary["num_members"],
-               "sparsity": float(summary["sparsity"]), "seed": summary["seed"],
-               "epoch_factor": summary["epoch_factor"],
-               "git_commit": summary["git_commit"], "config_hash": summary["config_hash"]}
-        headline = summary["metrics"]
-    except KeyError as key:
-        raise incompatible(paths.summary(run_dir), key) from None
+    """The numbers of one finished run, in table units (its records read and checked by
+    harness/store/readers.py: a damaged one is a `DamagedRecord`)."""
+    summary = readers.summary(run_dir)
+    row = {"method": summary["method"], "dataset": summary["dataset"],
+           "model": summary["model"], "M": summary["num_members"],
+           "sparsity": float(summary["sparsity"]), "seed": summary["seed"],
+           "epoch_factor": summary["epoch_factor"],
+           "git_commit": summary["git_commit"], "config_hash": summary["config_hash"]}
+    headline = summary["metrics"]
     row.update({name: headline.get(key, np.nan) for name, key in CLEAN.items()})
     row.update({name: 1000 * headline.get(key, np.nan) for name, key in TIMING.items()})
     row.update(corrupted_numbers(run_dir, summary))
@@ -65,23 +52,19 @@ def corrupted_numbers(run_dir: Path, summary: dict) -> dict:
     """cacc..aece as the run's summary.json records them (harness/evaluation/suite_summary.py
     `corrupted_summary`; from its metrics for a run that predates that record), empty where
     the run did not score those sets."""
-    if "corrupted" in summary:
+    if isinstance(summary.get("corrupted"), dict):
         corrupted = summary["corrupted"]
     else:
         from harness.evaluation.suite_summary import corrupted_summary  # torch: only when runs are read
-        corrupted = corrupted_summary(read_metrics(run_dir))
+        corrupted = corrupted_summary(readers.metrics(run_dir))
     return {name: corrupted.get(name, np.nan) for name in CORRUPTED}
 
 
 def flops_numbers(run_dir: Path) -> dict:
     """FLOPs figures from the run's flops.json (empty where the run has none)."""
-    path = paths.flops(run_dir)
-    if not path.is_file():
+    flops = readers.flops(run_dir)
+    if flops is None:
         return dict.fromkeys(FLOPS, np.nan)
-    flops = json.loads(path.read_text())
-    missing = [name for name in FLOPS if name not in flops]
-    if missing:
-        raise incompatible(path, ", ".join(missing))
     return {name: flops[name] for name in FLOPS}
 
 

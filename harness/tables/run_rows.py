@@ -11,11 +11,11 @@ from harness.core.errors import UserError, first_line
 from harness.tables.context import TableContext
 from harness.tables.kinds import kind_of
 from harness.tables.rows import TableRow, table_rows
-from harness.store.record import is_finished, read_summary
+from harness.store.record import is_finished
 from harness.tables.report import report
 from harness.tables.robustness import rescore_phase
-from harness.store import paths
-from harness.store.locks import Busy, read_record, training_lock, waiting_job
+from harness.store import paths, readers
+from harness.store.locks import Busy, training_lock, waiting_job
 from harness.store.runs import clear_error, record_error
 from harness.tables.sources import MethodNotBuilt, row_configuration, table_runs
 
@@ -30,17 +30,20 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
     progress, overwrite)` trains it (default: in this process; harness/tables/launch.py passes
     torchrun for a run of several GPUs). A finished run trained at another commit is reused
     naming what changed since (`code_drift`); with `retrain_stale`, one whose code changed is
-    trained again, replacing it only once the new run has finished (`--overwrite`)."""
+    trained again, replacing it only once the new run has finished (`--overwrite`). A finished
+    run whose records are damaged (harness/store/readers.py) is skipped and named, never
+    trained over."""
     bindings = [*context.bindings, seed_binding(seed)]
     try:
         config = row_configuration(row, bindings)
     except MethodNotBuilt as error:
         return f"skipped: {error}"
-    run_dir = context.store.run_dir(config, seed)
+    run_dir = context.store.find(config, seed)  # written only once it must be trained
     if is_finished(run_dir):
-        recorded = paths.config(run_dir)
-        differences = (identity_differences(recorded.read_text(), config)
-                       if recorded.is_file() else [f"no {paths.CONFIG} recorded"])
+        damage = readers.run_damage(run_dir)
+        if damage:
+            return f"skipped: damaged: {damage}"
+        differences = identity_differences(readers.config_text(run_dir), config)
         if differences:
             raise UserError(f"{run_dir} is a finished run of another configuration than "
                             f"{' + '.join(row.gin_files)} gives now ({'; '.join(differences)})"
@@ -49,14 +52,18 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
         if not (retrain_stale and drift.stale):
             hint = "; --retrain_stale retrains it" if drift.stale else ""
             return f"reused {run_dir}" + (f" ({drift.text}{hint})" if drift.text else "")
-    failed = read_record(paths.failure_record(run_dir))
+    try:
+        failed = readers.failure(run_dir)
+    except readers.DamagedRecord as damaged:
+        return f"skipped: {damaged}"
     if failed is not None:
-        return (f"skipped: failed: {failed['error']} (log {failed['log']}); fix it, then "
+        return (f"skipped: failed: {failed['error']} (log {failed.get('log')}); fix it, then "
                 f"remove {paths.failure_record(run_dir)} or launch with --retry_failed")
     queued = waiting_job(run_dir)
     if queued:
         return f"skipped: {queued}"
     try:
+        context.store.record_format()
         with training_lock(run_dir):
             # Another job may have finished (or retrained) it meanwhile.
             stale = is_finished(run_dir) and retrain_stale and code_drift(run_dir).stale
@@ -70,6 +77,11 @@ def run_seed(row: TableRow, seed: int, context: TableContext, progress: bool, tr
     except UserError as error:
         record_error(run_dir, first_line(error))
         raise
+    except OSError as error:  # recording the store or taking the lock: a read-only store
+        raise UserError(f"cannot train {run_dir} into the run store {context.store.root} "
+                        f"({error.strerror}): give a writable --runs_dir, or build the table "
+                        f"from its finished runs alone with `python -m harness.report`"
+                        ) from error
     return f"ran {run_dir}"
 
 
@@ -86,7 +98,7 @@ def train_here(gin_files, bindings, run_dir: Path, progress: bool, overwrite: bo
 def code_drift(run_dir: Path) -> provenance.Drift:
     """How the code of the finished run `run_dir` (its summary's commit) compares with this
     checkout's (harness/core/provenance.py)."""
-    return provenance.drift(str(read_summary(run_dir).get("git_commit", provenance.UNKNOWN)))
+    return provenance.drift(readers.summary(run_dir)["git_commit"])
 
 
 def chosen_rows(rows: list[TableRow], names: list[str] | None) -> list[TableRow]:

@@ -1,6 +1,6 @@
 """The runs behind the paper's tables and figures: each row's configuration (its layered gin
 files and bindings), found in the run store (harness/store/runs.py). Reading never trains."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gin
@@ -11,10 +11,9 @@ from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
 from harness.tables.context import TableContext
 from harness.tables.rows import TableRow, common_layers, figure_rows, table_rows
-from harness.store.record import is_finished, read_summary
-from harness.store import paths
-from harness.store.locks import read_record
-from harness.store.runs import RunStore, last_error
+from harness.store.record import is_finished
+from harness.store import readers
+from harness.store.runs import RunStore
 
 
 class MethodNotBuilt(UserError):
@@ -37,9 +36,10 @@ def row_configuration(row: TableRow, bindings=()) -> str:
 @dataclass
 class RowRuns:
     row: TableRow
-    finished: list[Path]  # its finished seed folders
+    finished: list[Path]  # its finished seed folders whose records read as they should
     unfinished: list[Path]  # seed folders without summary.json (half-written or running)
     error: str = ""  # why it could not run
+    damaged: list[str] = field(default_factory=list)  # its finished seeds left out, and why
 
     @property
     def name(self) -> str:
@@ -55,17 +55,30 @@ class RowRuns:
 
 
 def row_runs(row: TableRow, store: RunStore, seeds: int | None, bindings=()) -> RowRuns:
-    """A row's seeds in the store (0..seeds-1, or every seed present when None)."""
+    """A row's seeds in the store (0..seeds-1, or every seed present when None). A finished
+    seed whose records are damaged is left out and named (`damaged`): the row goes on with
+    the others."""
     try:
         config = row_configuration(row, bindings)
     except UserError as error:
         return RowRuns(row, [], [], first_line(error))
     seed_dirs = store.seeds(config, seeds)
-    errors = [last_error(path) or (read_record(paths.failure_record(path)) or {}).get("error", "")
-              for path in seed_dirs if not is_finished(path)]
-    return RowRuns(row, [path for path in seed_dirs if is_finished(path)],
+    damages = {path: readers.run_damage(path) for path in seed_dirs if is_finished(path)}
+    damaged = [damage for damage in damages.values() if damage]
+    errors = damaged + [readers.last_error(path) or failure_error(path)
+                        for path in seed_dirs if not is_finished(path)]
+    return RowRuns(row, [path for path, damage in damages.items() if not damage],
                    [path for path in seed_dirs if path.is_dir() and not is_finished(path)],
-                   next((error for error in errors if error), ""))
+                   next((error for error in errors if error), ""), damaged)
+
+
+def failure_error(run_dir: Path) -> str:
+    """Why the run's job failed, '' if it did not (or what is wrong with that record)."""
+    try:
+        failed = readers.failure(run_dir)
+    except readers.DamagedRecord as damaged:
+        return str(damaged)
+    return "" if failed is None else failed["error"]
 
 
 def table_runs(entry, context: TableContext, *, require_finished: bool = True
@@ -76,6 +89,9 @@ def table_runs(entry, context: TableContext, *, require_finished: bool = True
             for row in table_rows(entry, context)]
     gin.clear_config()
     if require_finished and not any(row.finished for row in runs):
+        damaged = [damage for row in runs for damage in row.damaged]
+        if damaged:
+            raise UserError(f"no readable finished run for table {entry.number}: {damaged[0]}")
         raise UserError(f"no finished runs for table {entry.number} at scale "
                         f"{context.scale!r} under {context.store.root}: run `make "
                         f"table{entry.number} SCALE={context.scale}` first")
@@ -130,7 +146,7 @@ class Sources:
         `sparsity` where given."""
         chosen = []
         for label, run_dir in runs:
-            summary = read_summary(run_dir)
+            summary = readers.summary(run_dir)
             if (summary["method"] in methods
                     and (members is None or summary["num_members"] == members)
                     and (sparsity is None or np.isclose(summary["sparsity"], sparsity))):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness.bench import gpu_check
+from harness.core.errors import UserError
 
 from harness.tables import compute_plan
 
@@ -18,7 +19,7 @@ def at_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-def test_the_check_runs_on_a_cpu_and_feeds_the_plan(tmp_path):
+def test_the_check_runs_on_a_cpu_and_feeds_the_plan(tmp_path, monkeypatch):
     report = gpu_check.gpu_check(tmp_path, torch.device("cpu"), reduced=True, steps=2,
                                  warmup=1)
     for model in ("wide_resnet", "resnet50"):
@@ -38,9 +39,13 @@ def test_the_check_runs_on_a_cpu_and_feeds_the_plan(tmp_path):
     assert report["ddp"] == {"skipped": "needs 2 or more GPUs"}
 
     path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps(report))
     assert compute_plan.throughput(path)[0] == {}  # a reduced CPU run is no GPU's figure
     path.write_text(json.dumps({**report, "reduced": False,
                                 "plan_flops_per_s": {"wide_resnet": 1e14}}))
     rates, source = compute_plan.throughput(path)
     assert rates == {"wide_resnet": 1e14} and "measured by the GPU check" in source
-    assert "assumed" in compute_plan.throughput(tmp_path / "absent.json")[1]
+    with pytest.raises(UserError, match="--throughput .*absent.json does not exist"):
+        compute_plan.throughput(tmp_path / "absent.json")  # named, so it must be there
+    monkeypatch.setattr(compute_plan, "GPU_CHECK_JSON", tmp_path / "absent.json")
+    assert "assumed" in compute_plan.throughput(None)[1]  # none made yet: an assumed rate

@@ -17,7 +17,8 @@ from harness.core.errors import UserError
 from harness.experiment.execute import run_experiment
 from harness.experiment.assemble import DataContext
 from harness.evaluation.predictors import Predictor
-from harness.store.record import foreign_entries, read_summary
+from harness.store import readers
+from harness.store.record import foreign_entries
 from harness.experiment.rescore import rescore
 from harness.store.paths import RESCORED
 from harness.evaluation.suites import fgsm, ood
@@ -39,7 +40,7 @@ def static_run(tmp_path_factory):
 def test_rescoring_rebuilds_the_runs_own_predictor_and_keeps_its_rows(static_run):
     frame = rescore(static_run, "test")
     ensemble = frame[(frame.member == "ensemble") & (frame.metric == "accuracy")]
-    assert ensemble.value.item() == read_summary(static_run)["metrics"]["test/accuracy"]
+    assert ensemble.value.item() == readers.summary(static_run)["metrics"]["test/accuracy"]
     own = pd.read_parquet(static_run / "metrics.parquet")
     own = own[(own.suite == "test") & (own.metric == "nll")].set_index("member").value
     again = frame[frame.metric == "nll"].set_index("member").value

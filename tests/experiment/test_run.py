@@ -79,7 +79,8 @@ def bad_input_cases(tmp_path):
         "unknown parameter": (smoke() + ["--gin_bindings=Trainer.epoch = 3"], "epoch"),
         "unknown precision": (smoke() + ["--gin_bindings=Experiment.precision = 'float16'"],
                               "Experiment.precision must be one of float32, float64"),
-        "unwritable output": (smoke() + [f"--output_dir={blocker}/run"], "cannot write"),
+        "unwritable output": (smoke() + [f"--output_dir={blocker}/run"],
+                              "which is a file, not a folder"),
     }
 
 
@@ -102,5 +103,5 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
     target = tmp_path / "taken"
     target.write_text("precious")
     result = run_cli(*smoke(), *FAST, f"--output_dir={target}")
-    assert result.returncode == 2 and "not a directory" in result.stderr
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr
     assert target.read_text() == "precious"

@@ -11,6 +11,7 @@ from harness.tables.context import TableContext
 from harness.store.record import write_json
 from harness.store import paths
 from harness.store.runs import RunStore
+from tests.fakes import fake_run
 
 # Table 4 with a row of its own (Table 1's DST configuration again) instead of its reuses.
 TABLES_1_4 = Catalogue((PAPER.table(1), replace(PAPER.table(4), reuses=())))
@@ -53,18 +54,18 @@ def test_rows_of_one_configuration_are_one_run_with_both_flops(tmp_path, gin_dir
     assert {run.status for run in runs} == {"missing"}
 
 
-def test_status_finished_failed_and_the_totals(tmp_path, gin_dir):
+def test_status_finished_failed_and_the_totals(tmp_path, gin_dir, monkeypatch):
     runs_dir = tmp_path / "runs"
     dense, dst = compute_plan.plan([1], smoke(gin_dir, runs_dir))
-    dst.run_dir.mkdir(parents=True)  # finished, by whichever table asked for it first
+    fake_run(dst.run_dir)  # finished, by whichever table asked for it first
     (dst.run_dir / "config.gin").write_text(dst.config)
-    (dst.run_dir / "summary.json").write_text("{}")
     dense.run_dir.parent.mkdir(parents=True)
     write_json(paths.failure_record(dense.run_dir),
                {"error": "training diverged", "log": "/logs/7_0_log.out"})
     runs = compute_plan.plan([1], smoke(gin_dir, runs_dir))
     assert [run.status for run in runs] == ["failed", "finished"]
-    text = compute_plan.plan_text(runs, 2, tmp_path / "no_check.json", "smoke")
+    monkeypatch.setattr(compute_plan, "GPU_CHECK_JSON", tmp_path / "no_check.json")
+    text = compute_plan.plan_text(runs, 2, None, "smoke")
     assert "2 distinct runs" in text and "Still to run: 1 runs" in text
     assert "training diverged (log /logs/7_0_log.out)" in text
     assert "assumed: 40% of an H100" in text

@@ -18,7 +18,8 @@ import torch
 from harness.tables import compute_plan, run_rows
 from harness.tables.catalogue import PAPER
 from harness.store import paths
-from harness.store.locks import Busy, read_holder, running
+from harness.store import readers
+from harness.store.locks import Busy, running
 from harness.store.locks import training_lock
 from harness.store.runs import RunStore
 from harness.tables.context import TableContext
@@ -82,7 +83,7 @@ def wait_for(condition, what, timeout=300):
 
 
 def trainer_pid(path: Path) -> int:
-    return read_holder(paths.lock(path))["pid"]
+    return readers.lock_holder(paths.lock(path))["pid"]
 
 
 def test_two_runs_at_once_a_second_launch_and_a_preempted_job(tmp_path, gin_dir):

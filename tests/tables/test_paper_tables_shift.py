@@ -67,10 +67,17 @@ def test_table8_correlates_each_method_across_its_levels_once_per_level():
     assert edst["status"] == "missing" and "found 2" in edst["reason"]
 
 
+def summary(members: int) -> dict:
+    """A finished run's summary.json as the readers check it (harness/store/readers.py)."""
+    return {"method": "static", "dataset": "cifar10", "model": "wrn28_10",
+            "num_members": members, "sparsity": 0.8, "seed": 0, "epoch_factor": 1.0,
+            "metrics": {}, "git_commit": "abc", "config_hash": "def"}
+
+
 def fake_run(tmp_path: Path, members: int) -> Path:
     run = tmp_path / f"m{members}"
     run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"num_members": members}))
+    (run / "summary.json").write_text(json.dumps(summary(members)))
     return run
 
 
@@ -158,9 +165,7 @@ def test_table11_names_a_missing_ood_set_with_its_reason_and_matches_the_rest(tm
 
     run = tmp_path / "static_m3_s08" / "seed0"
     run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({
-        "dataset": "cifar10", "model": "wrn28_10", "num_members": 3, "sparsity": 0.8,
-        "git_commit": "abc", "config_hash": "def"}))
+    (run / "summary.json").write_text(json.dumps(summary(3)))
     for name, value in (("cifar100", 0.91), ("gaussian_noise", 0.99)):
         path = rescored_path(run, "ood", {"sets": [name]})
         path.parent.mkdir(exist_ok=True)
@@ -197,9 +202,7 @@ def test_building_a_table_never_rescores_a_run_that_lacks_it(tmp_path, monkeypat
     for table, row in ((11, "static_m3_s08"), (13, "static_m3_s08_c10")):
         run = tmp_path / row / "seed0"
         run.mkdir(parents=True)
-        (run / "summary.json").write_text(json.dumps({
-            "dataset": "cifar10", "model": "wrn28_10", "num_members": 3, "sparsity": 0.8,
-            "git_commit": "abc", "config_hash": "def"}))
+        (run / "summary.json").write_text(json.dumps(summary(3)))
         runs = RowRuns(TableRow(row, "Static Sparse Ensemble", ()), [run], [])
         frame = build_long_table(PAPER.table(table), "smoke", [runs])
         static = frame[(frame.method == "Static Sparse Ensemble") & (frame.M == 3)
