@@ -121,12 +121,10 @@ def running(run_dir: Path) -> dict | None:
         return None
     try:
         fd = os.open(path, os.O_RDWR)  # NFS's emulated flock wants a writable descriptor
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY)  # a colleague's store, readable only
     except OSError as error:
-        if error.errno != errno.EROFS:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)  # a colleague's store, readable only
     try:
         if _try_lock(fd, path):
             return None

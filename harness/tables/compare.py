@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from harness.core import cli
-from harness.store.configuration import bindings
+from harness.store.configuration import SEED_BINDING, bindings
 from harness.core.errors import UserError
 from harness.store import paths, readers
 from harness.store.record import is_finished
@@ -66,7 +66,6 @@ SHOWN = ("acc", "nll", "ece", "cacc", "cnll", "cece", "aacc", "train_flops_ratio
          "test_flops_ratio", *TIMES)
 FORMATS = {**MEASURES, "train_seconds": Measure("train s", 1, "s", False, printed=False,
                                                 delta=False)}
-SEED_BINDING = "Experiment.seed"
 # The metrics differenced against a baseline; the clean ones can also be bootstrapped from
 # the saved test predictions (by metrics.py's name), the corrupted ones only compared over
 # seeds: no run keeps its corrupted predictions.
