@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
 .PHONY: test test-fast demo venv cifar10-npz clean figures paper golden golden-check bench \
-	gpu-check
+	gpu-check chromium
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges): tests, CI and the golden
 # reports all run on the same torch.
@@ -19,13 +19,32 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest
+# The suite in one process per core (pytest-xdist), a test file's tests in one process (their
+# module fixtures train once), one thread each: torch's threads would fight over the cores.
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n auto --dist=loadfile
+
+test: $(STAMP) chromium
+	$(PYTEST)
 	$(MAKE) golden-check
+
+# The browser test of the paper page (tests/paper/test_browser.py) drives the distribution's
+# Chromium (playwright cannot download its own offline): installed here when it is absent and
+# we are root with apt-get; otherwise one line, and that test skips saying why.
+CHROMIUM_NAMES := chromium chromium-browser google-chrome
+chromium:
+	@if [ -n "$$(for name in $(CHROMIUM_NAMES); do command -v $$name; done)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium: installing the distribution's package for the browser test"; \
+		mkdir -p build; { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium; } >build/chromium-install.log 2>&1 \
+		|| echo "chromium: apt-get install chromium failed (build/chromium-install.log);" \
+			"the browser test will skip"; \
+	else echo "chromium: not found, and installing it needs root and apt-get; the browser" \
+		"test will skip"; fi
 
 # The suite to run every minute: no training, no process started (tests/conftest.py --fast).
 test-fast: $(STAMP)
-	$(PY) -m pytest --fast
+	$(PYTEST) --fast
 
 demo: $(STAMP)
 	$(PY) -m harness.demo --output_dir=reports/demo
@@ -57,6 +76,8 @@ figures: $(STAMP)
 # The whole paper on one static page, reports/paper/$(SCALE)/index.html: every table through
 # `python -m harness.tables --table=N` (finished runs reused), every figure, what is missing
 # and why (harness/paper/build.py). At smoke scale Table 3 stands in at its tiny scale.
+# `make paper PROTOCOL=uniform`: every row under gin/protocol/uniform.gin, the page in
+# reports/paper/$(SCALE)-uniform/, linked both ways with the printed protocol's page.
 # `make paper SCALE=paper PLAN=1` prints the compute plan instead (harness/tables/compute_plan.py):
 # every distinct run of the page, its status, FLOPs and GPU-hours; nothing runs.
 ifdef PLAN
@@ -65,7 +86,8 @@ paper: $(STAMP)
 else
 paper: $(STAMP) $(if $(filter cpu,$(SCALE)),data/cifar10.npz) \
 		$(if $(filter smoke,$(SCALE)),data/tiny-imagenet)
-	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS) $(if $(CATALOGUE),--catalogue=$(CATALOGUE))
+	$(PY) -m harness.paper --scale=$(SCALE) --seeds=$(SEEDS) $(if $(CATALOGUE),--catalogue=$(CATALOGUE)) \
+		$(if $(PROTOCOL),--protocol=$(PROTOCOL))
 endif
 
 # The golden smoke tables (Table 1; Table 6, training only its Snapshot and FGE rows: its other

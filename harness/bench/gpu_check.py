@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 
-from harness.core import cli
 from harness.core.errors import UserError
 from harness.engine.batching import BatchFormat, MimoBatch, PlainBatch, TiledBatch
 from harness.experiment.config import parse
@@ -272,17 +271,6 @@ def gpu_check(output_dir: Path, device: torch.device, reduced: bool, steps: int,
 
 
 
-def flags() -> cli.Flags:
-    parser = cli.Flags("python -m harness.gpu_check", __doc__)
-    parser.path("output_dir", "build/gpu_check", "where gpu_check.json is written")
-    parser.string("device", "auto", "auto (CUDA when present), cuda or cpu")
-    parser.boolean("reduced", None, "small models and batches (default: on a CPU)")
-    parser.integer("steps", None, "timed steps per configuration (default 30; reduced 3)")
-    parser.integer("warmup", None, "untimed steps first (default 10; reduced 1)")
-    parser.boolean("ddp_probe", False, "internal: one rank of the 2-process DDP check")
-    return parser
-
-
 def chosen_device(name: str) -> torch.device:
     """`--device`; asking for CUDA where there is none is the user's mistake, not a crash."""
     if name == "auto":
@@ -292,21 +280,3 @@ def chosen_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device=cuda but no CUDA device is available; use --device=cpu")
     return torch.device(name)
-
-
-@cli.command
-def main(argv: list[str] | None = None) -> int:
-    args = flags().parse(argv)
-    if args.ddp_probe:
-        ddp_probe(args.output_dir)
-        return 0
-    device = chosen_device(args.device)
-    reduced = device.type == "cpu" if args.reduced is None else args.reduced
-    steps = args.steps or (3 if reduced else 30)
-    warmup = args.warmup or (1 if reduced else 10)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    report = gpu_check(args.output_dir, device, reduced, steps, warmup)
-    write_json(args.output_dir / "gpu_check.json", report)
-    print(json.dumps(report, indent=2))
-    print(f"written to {args.output_dir / 'gpu_check.json'}")
-    return 0

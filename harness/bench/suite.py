@@ -46,7 +46,6 @@ import torch.nn.functional as F
 
 from harness.bench import sparse_kernels
 
-from harness.core import cli
 from harness.core.errors import UserError
 from harness.data.arrays import ArrayDataset, Augment, train_batches
 from harness.evaluation.evaluate import EvalSet, evaluate
@@ -388,18 +387,8 @@ def line(result: Result) -> str:
             f"{result.note}{rounds}")
 
 
-@cli.command
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.Flags("python -m harness.bench", __doc__)
-    parser.path("output_dir", "build/bench", "where bench.json goes")
-    parser.strings("only", None, "run only these benchmarks (comma-separated)")
-    parser.integers("sparse_model", (16, 4), "DEPTH,WIDTH of the WRN of sparse_inference "
-                                             "(WRN-16-4: WRN-28-10 at batch 64 alone takes 10 "
-                                             "minutes on one core)")
-    parser.integers("sparse_batches", (1, 64), "batch sizes of sparse_inference")
-    parser.boolean("quick", False, "fewer rounds and steps")
-    parser.strings("stream_peak", None, "FOLDER,COUNT: internal, one corrupted_memory probe")
-    args = parser.parse(argv)
+def run(args) -> int:
+    """What `python -m harness.bench` does with its flags (harness/bench/__main__.py)."""
     args.out = args.output_dir / "bench.json"
     if args.stream_peak:
         if (len(args.stream_peak) != 2 or not args.stream_peak[0]

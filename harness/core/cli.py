@@ -6,14 +6,24 @@ flags as the design and uncertainty-baselines use them:
 * the folder an entry point writes is `--output_dir`;
 * a list of plain values is one comma-separated flag (`--batch_sizes=1,64`); gin files and
   bindings, which hold commas, are repeated flags (`--gin_file=a.gin --gin_file=b.gin`);
-* `--help` prints the usage and exits 0; a flag mistake is one line `error: ...`, exit 2.
+* `--help` prints the usage and exits 0; a flag mistake is one line `error: ...`, exit 2;
+* `--module=PACKAGE.MODULE` (repeated) wherever gin is parsed: one's own methods and
+  configurables, imported once the flags are parsed (`import_modules`), then passed on as gin
+  `import` bindings (harness/experiment/config.py).
+
+`--help` answers before torch or the methods are imported: an entry point's module imports
+what its work needs once its flags are parsed (inside its `main`, or in functions), so that
+the usage of every command prints at once (tests/core/test_fast_help.py).
 
 Each entry point keeps its own `Flags` (absl `FlagValues`), so entry points imported together
 (the tests) never share or clash over a flag, and `main(argv)` can be called more than once.
 Each entry point's `main` is a `command`, which keeps the promises of what a command does
 with a mistake, Ctrl-C or a bug, so that no entry point writes them by hand.
 """
+import ast
 import functools
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -121,6 +131,12 @@ class Flags:
         """A flag given once per value (values that may hold commas: gin files, bindings)."""
         self._define(flags.DEFINE_multi_string, name, [], help, required)
 
+    def modules(self) -> None:
+        """`--module`, for a command that parses gin: `parse` imports the modules, and the
+        command passes them on as gin `import` bindings (harness/experiment/config.py)."""
+        self.repeated("module", "a module of your own to import before gin parses, e.g. a "
+                                "package's method (PACKAGE.MODULE, on the Python path)")
+
     def progress(self) -> None:
         self.boolean("progress", True, "progress bars on a terminal; elsewhere, or with "
                                        "--noprogress, log lines instead")
@@ -185,7 +201,26 @@ class Flags:
         else:
             parsed.update({name: usable_path(name.upper(), value)
                            for name, value in zip(self.positionals, rest)})
+        import_modules(parsed.get("module", ()))
         return SimpleNamespace(**parsed)
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Imports the modules of `--module`: their methods and configurables register as they are
+    imported, so this happens before any gin file is parsed (and before `--list` lists)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # the user's module: whatever it raises is theirs to read
+            raise UserError(f"--module {name} cannot be imported: {type(error).__name__}: "
+                            f"{first_line(error)}") from error
+
+
+def module_doc(module: str) -> str:
+    """The docstring of `module`, read from its source without importing it: the usage of a
+    command whose work needs torch (harness/bench/), which its --help must not wait for."""
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def usable_path(label: str, value: str) -> Path:

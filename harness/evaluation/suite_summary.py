@@ -2,8 +2,9 @@
 harness/evaluation/suites.py's suites): the corrupted summary cAcc/cNLL/cECE of paper Tables 1-3
 (the mean over Hendrycks & Dietterich's 15 benchmark corruptions x 5 severities, as
 uncertainty-baselines computes it) and aAcc/aNLL/aECE on ImageNet-A (App. D); the OoD AUROCs
-(App. K) and FGSM's robust accuracy min/mean/max over the attacks crafted on each member
-(App. L). Computed at read time from the rows; nothing here scores a network."""
+(App. K) with their AUPR-In and FPR95 (harness/evaluation/metrics.py) and FGSM's robust
+accuracy min/mean/max over the attacks crafted on each member (App. L). Computed at read time
+from the rows; nothing here scores a network."""
 from typing import Sequence
 
 import numpy as np
@@ -64,7 +65,9 @@ def corrupted_summary(frame: pd.DataFrame, member: str = "ensemble") -> dict:
 
 
 def ood_summary(frame: pd.DataFrame, member: str = "ensemble") -> dict[str, float]:
-    """{'auroc_<set>': AUROC with maximum probability, 'auroc_entropy_<set>': with entropy}."""
+    """{'<metric>_<set>': by maximum probability, '<metric>_entropy_<set>': by entropy}, for
+    metric auroc, aupr_in and fpr95 (those the run scored: runs before AUPR and FPR95 have
+    AUROC alone)."""
     rows = _ensemble(frame, "ood", member)
     return {f"{metric.replace('_maxprob', '')}_{name}": float(value) for name, metric, value
             in zip(rows["corruption"], rows["metric"], rows["value"])}

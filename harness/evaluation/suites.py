@@ -12,7 +12,8 @@ Suites (choose in gin: `Experiment.suites = ('test', 'generated_c', 'ood', 'fgsm
                            or a folder it wrote (generated_c.path); never the published set
     imagenet_val, imagenet_c, imagenet_a
                            ImageNet folders streamed from disk (harness/data/imagenet.py)
-    ood                    AUROC of in- vs out-of-distribution (ood.sets)
+    ood                    AUROC, AUPR-In and FPR95 of in- vs out-of-distribution (ood.sets)
+    temperature_scaling    test NLL and ECE at the temperature fitted on the validation split
     fgsm                   accuracy under FGSM crafted on each member (fgsm.epsilon_255)
 
 Rows: one per (corruption, severity) with severity 1-5 (0 where there is none); for `ood` the
@@ -38,10 +39,13 @@ from harness.data.facts import facts
 from harness.data.ood import load_ood_set
 from harness.data.sources import DEFAULT_DATA_DIR
 from harness.core.errors import UserError, check_number
-from harness.evaluation.evaluate import SUITES, EvalSet, evaluate
-from harness.evaluation.metrics import at_least_float32, auroc, ensemble_log_probs, entropy
+from harness.evaluation.cached_predictions import PredictionCollector
+from harness.evaluation.evaluate import SUITES, EvalSet, clean_test, evaluate, validation
+from harness.evaluation.metrics import (MetricSums, at_least_float32, aupr, auroc,
+                                        ensemble_log_probs, entropy, fpr_at_95_tpr)
 from harness.evaluation.predictors import Predictor
 from harness.evaluation.suite_summary import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, SEVERITIES
+from harness.evaluation.temperature import fit_temperature, tempered
 
 
 
@@ -239,21 +243,27 @@ def confidence_scores(predictor: Predictor, dataset: ArrayDataset, batch_size: i
     return {name: torch.cat(parts, dim=1) for name, parts in scores.items()}
 
 
+OOD_METRICS = {"auroc": auroc, "aupr_in": aupr, "fpr95": fpr_at_95_tpr}
+
+
 def ood_rows(inside: dict[str, torch.Tensor], outside: dict[str, torch.Tensor], name: str
              ) -> list[dict]:
-    """AUROC of telling the test set (positives) from OoD set `name`, per member."""
-    return [{"corruption": name, "member": member, "metric": metric,
-             "value": auroc(inside[member][i], outside[member][i])}
+    """AUROC, AUPR-In and FPR95 of telling the test set (positives) from OoD set `name`, per
+    member, by maximum probability and by negative entropy (metrics.py's conventions)."""
+    return [{"corruption": name, "member": member, "metric": f"{metric}_{score}",
+             "value": measure(inside[member][i], outside[member][i])}
             for member in inside
-            for i, metric in enumerate(("auroc_maxprob", "auroc_entropy"))]
+            for i, score in enumerate(("maxprob", "entropy"))
+            for metric, measure in OOD_METRICS.items()]
 
 
 @SUITES.register("ood")
 @gin.configurable("ood", denylist=["context"])
 def ood(context, sets: Sequence[str] | None = None, data_dir: str = DEFAULT_DATA_DIR,
         download: bool = True) -> Iterator[ScoredSet]:
-    """OoD detection (App. K) against `sets`, by default App. K's for CIFAR-10/100 (SVHN, the
-    other CIFAR, Gaussian noise) and Gaussian noise for other datasets."""
+    """OoD detection (App. K's AUROC, with AUPR-In and FPR95) against `sets`, by default
+    App. K's for CIFAR-10/100 (SVHN, the other CIFAR, Gaussian noise) and Gaussian noise for
+    other datasets."""
     test = context.splits.test
     names = tuple(sets) if sets is not None else facts(context.splits.name).ood_sets
     if not names or isinstance(sets, str):
@@ -269,6 +279,40 @@ def ood(context, sets: Sequence[str] | None = None, data_dir: str = DEFAULT_DATA
                                                               name), name)]
 
     yield ScoredSet("ood", ",".join(names), 0, score)
+
+
+# -------------------------------------------------------------- temperature scaling
+
+@SUITES.register("temperature_scaling")
+def temperature_scaling(context) -> Iterator[ScoredSet]:
+    """The ensemble's test NLL and ECE at the temperature fitted on the validation split
+    (harness/evaluation/temperature.py): rows nll_ts, ece_ts and `temperature` of the test
+    suite's clean set, so that summary.json has test/nll_ts beside test/nll. One pass over
+    the validation split to fit, one over the test set to score."""
+    if context.validation is None:
+        raise UserError("the 'temperature_scaling' suite fits its temperature on the validation "
+                        "split: set Experiment.validation_fraction > 0 (the test set is never "
+                        "used to fit)")
+    fit_set, test_set = next(validation(context)), next(clean_test(context))
+
+    def score(predictor: Predictor, progress: bool) -> list[dict]:
+        held_out = PredictionCollector()
+        evaluate(predictor, fit_set, progress, collect=held_out)
+        temperature = fit_temperature(ensemble_log_probs(torch.cat(held_out.log_probs, dim=1)),
+                                      torch.cat(held_out.labels))
+        sums = MetricSums(device=context.device)
+
+        def score_tempered(member_log_probs: torch.Tensor, labels: torch.Tensor) -> None:
+            sums.update(tempered(ensemble_log_probs(member_log_probs), temperature), labels)
+
+        evaluate(predictor, test_set, progress, collect=score_tempered)
+        scaled = sums.result()
+        return [{"corruption": "clean", "member": "ensemble", "metric": metric, "value": value}
+                for metric, value in (("temperature", temperature), ("nll_ts", scaled["nll"]),
+                                      ("ece_ts", scaled["ece"]))]
+
+    # not ('test', 'clean'): that set is streamed by `evaluate`, this one scores itself
+    yield ScoredSet("test", "temperature_scaled", 0, score)
 
 
 # ---------------------------------------------------------------------------- FGSM

@@ -19,22 +19,26 @@ prints their measured speed-up over the masked dense members at each batch size:
 over `--rounds` alternating rounds, with the min and max (one figure on a shared machine can be
 off by half).
 """
+from __future__ import annotations  # torch's types name the arguments; torch loads with the work
+
 import hashlib
 import json
 import math
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from harness.core import cli, safe_load
+from harness.core import cli
 from harness.core.errors import UserError
-from harness.evaluation.predictors import MemberEnsemble
+from harness.kernels import KERNELS
 from harness.store import paths, readers
 from harness.store.record import is_finished
-from harness.kernels.inference import KERNELS, choose_kernels, conv_names, density, sparsify
 from harness.kernels.timing import ratio_spread, side_by_side
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from harness.evaluation.predictors import MemberEnsemble
 
 FORMAT = "freetickets-sparse-inference"
 VERSION = 1
@@ -82,6 +86,8 @@ def build_architecture(architecture: dict) -> nn.Module:
 
 def sparse_state(model: nn.Module) -> dict:
     """State dict with every conv weight replaced by its CSR parts."""
+    from harness.kernels.inference import conv_names
+
     state = model.state_dict()
     csr = {}
     for name in conv_names(model):
@@ -94,6 +100,8 @@ def sparse_state(model: nn.Module) -> dict:
 
 def dense_state(saved: dict) -> dict:
     """The inverse of `sparse_state`."""
+    import torch
+
     state = dict(saved["state_dict"])
     for name, parts in saved["csr"].items():
         shape = parts["shape"]
@@ -121,6 +129,12 @@ def load_run_members(run_dir: Path) -> list[nn.Module]:
 def export(run_dir: Path, out: Path, batch_sizes: tuple[int, ...] = (1, 64),
            kernels: str = "auto", rounds: int = 3) -> dict:
     """Writes the export of `run_dir` to `out`; returns its manifest."""
+    import torch
+    from torch import nn
+
+    from harness.core import safe_load
+    from harness.kernels.inference import choose_kernels, density
+
     if kernels != "auto" and kernels not in KERNELS:
         raise UserError(f"--kernels must be auto or one of {', '.join(KERNELS)}, got "
                         f"{kernels!r}")
@@ -202,6 +216,10 @@ def read_manifest(directory: Path) -> dict:
 
 
 def load_member(directory: Path, entry: dict, architecture: dict) -> nn.Module:
+    import torch
+
+    from harness.kernels.inference import sparsify
+
     path = directory / entry["file"]
     if not path.is_file():
         raise corrupted(directory, f"{entry['file']} is missing")
@@ -222,26 +240,30 @@ def load_member(directory: Path, entry: dict, architecture: dict) -> nn.Module:
 
 def load_export(directory: Path) -> MemberEnsemble:
     """The exported members as a predictor (per-member logits [M, B, C]) on the CPU."""
+    from harness.evaluation.predictors import MemberEnsemble
+
     directory = Path(directory)
     manifest = read_manifest(directory)
     return MemberEnsemble([load_member(directory, entry, manifest["architecture"])
                            for entry in manifest["members"]]).eval()
 
 
-@torch.inference_mode()
 def speedups(dense: nn.Module, sparse: nn.Module, image_shape, batch_sizes, rounds: int = 5
              ) -> dict[int, dict]:
     """Seconds of the masked dense and the sparse form side by side, per batch size: medians,
     and the speed-up's median, min and max over the rounds (each round's own ratio)."""
+    import torch
+
     result = {}
-    for batch in batch_sizes:
-        x = torch.randn(batch, *image_shape)
-        (dense_median, sparse_median), (dense_s, sparse_s) = side_by_side(
-            [lambda: dense(x), lambda: sparse(x)], rounds)
-        ratios = ratio_spread(dense_s, sparse_s)
-        result[batch] = {"dense_seconds": dense_median, "sparse_seconds": sparse_median,
-                         "speedup": ratios["median"], "speedup_min": ratios["min"],
-                         "speedup_max": ratios["max"]}
+    with torch.inference_mode():
+        for batch in batch_sizes:
+            x = torch.randn(batch, *image_shape)
+            (dense_median, sparse_median), (dense_s, sparse_s) = side_by_side(
+                [lambda: dense(x), lambda: sparse(x)], rounds)
+            ratios = ratio_spread(dense_s, sparse_s)
+            result[batch] = {"dense_seconds": dense_median, "sparse_seconds": sparse_median,
+                             "speedup": ratios["median"], "speedup_min": ratios["min"],
+                             "speedup_max": ratios["max"]}
     return result
 
 

@@ -1,6 +1,7 @@
 """Planned training and test FLOPs of a configuration, without training:
 
     python -m harness.flops --gin_file=gin/edst.gin [--gin_file=...] [--gin_bindings=...]
+        [--module=my_package.my_method]
 
 prints one JSON object (harness.experiment.assemble.Experiment.flops_report). A configuration mistake
 is one line on stderr and exit status 2.
@@ -9,7 +10,7 @@ import json
 import sys
 
 from harness.core import cli
-from harness.experiment.config import parse
+from harness.experiment.config import module_imports, parse
 from harness.core.errors import UserError, first_line
 
 
@@ -18,10 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.flops", __doc__)
     parser.repeated("gin_file", "gin files, applied in order", required=True)
     parser.repeated("gin_bindings", "gin bindings applied after the files")
+    parser.modules()
     args = parser.parse(argv)
     from harness.experiment.assemble import Experiment  # after parsing: --help stays instant
 
-    parse(args.gin_file, args.gin_bindings)
+    parse(args.gin_file, [*module_imports(args.module), *args.gin_bindings])
     try:
         report = Experiment().plan_flops()
     except (ValueError, TypeError, KeyError, RuntimeError) as error:

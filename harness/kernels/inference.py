@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.kernels import sparse_conv
+from harness.kernels import KERNELS, sparse_conv
 from harness.kernels.timing import call_seconds, median_seconds
 
-KERNELS = ("direct", "csr", "gemm", "dense")
 IM2COL_GIVE_UP = 3.0
 
 # torch marks CSR tensors as beta; the product used here is stable since torch 2.0.

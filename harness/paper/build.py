@@ -2,7 +2,8 @@
 the published numbers, on one static page:
 
     python -m harness.paper [--scale=smoke] [--seeds=1] [--runs_dir=runs]
-        [--output_dir=reports/paper] [--page_only]
+        [--output_dir=reports/paper] [--protocol=printed|uniform] [--page_only]
+        [--retrain_stale] [--module=my_package.my_method]
 
 1. Tables: each table of the catalogue (harness/tables/catalogue.py) runs (or reuses) its rows through `python -m harness.tables
    --table=N` (one process per table; a finished run is reused, an unfinished one resumed),
@@ -17,9 +18,19 @@ the published numbers, on one static page:
    paper's, red where worse; harness/tables/render.py, which also writes the tables' markdown), which
    data and model our numbers come from, every figure, the scale and the git commits it came
    from, what each table took to make, and every missing table, row, cell and figure with
-   why.
+   why. Its tables sort by a click on a column's header, and each row names on hover the runs
+   behind its numbers (paths in the run store, seeds, commits).
 
-`--page_only` skips steps 1 and 2's training: the page from what exists.
+`--page_only` skips steps 1 and 2's training: the page from what exists. `--retrain_stale`
+trains again the finished runs whose code changed since (harness/tables/make.py).
+
+`--protocol` decides the protocol behind each row's numbers. `printed` (the default): each row
+under the protocol that produced the paper's printed number, as its gin file includes it (the
+authors' validation protocol for their sparse rows, the full training set and last checkpoint
+for the rows quoted from uncertainty-baselines; the table notes say which). `uniform`: every
+row of every table under one clean protocol, `gin/protocol/uniform.gin` layered last, so that
+methods are compared on equal terms; that page goes to `<output_dir>/<scale>-uniform/`. Where
+both pages exist each links the other at the top and at every table: the two side by side.
 """
 import json
 import subprocess
@@ -39,9 +50,13 @@ from harness.core.errors import UserError
 from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.tables.rows import figure_rows
 from harness.paper.page import Outcome, page, table_layers
-from harness.tables.report import CATALOGUE_HELP
+from harness.tables.catalogue import CATALOGUE_HELP
+from harness.experiment.config import module_imports
 from harness.store import readers
 from harness.store.runs import RunStore
+
+# --protocol: the extra gin file every table row is layered with, and the page folder's suffix
+PROTOCOLS = {"printed": ((), ""), "uniform": (("protocol/uniform.gin",), "-uniform")}
 from harness.tables.sources import FigureUnavailable, Sources
 
 SCALES = ("smoke", "cpu", "paper")
@@ -54,16 +69,20 @@ def last_error(text: str) -> str:
 
 
 def make_table(table: Table, context: TableContext, out: Path,
-               catalogue_file: Path | None = None) -> Outcome:
+               catalogue_file: Path | None = None, retrain_stale: bool = False) -> Outcome:
     """Runs (or reuses) the table's rows and writes it, in its own process, at its scale of
-    the page's (the context's). A long table written although some rows could not run
-    (harness/tables/make.py) is kept, with the error beside it."""
+    the page's (the context's), with its extra files and bindings. A long table written
+    although some rows could not run (harness/tables/make.py) is kept, with the error beside
+    it."""
     start, started = time.perf_counter(), time.time()
     scale = context.for_table(table).scale
     command = [sys.executable, "-m", "harness.tables", f"--table={table.number}",
                f"--scale={scale}", f"--seeds={context.seeds}",
                f"--runs_dir={context.store.root}", f"--output_dir={out / 'tables'}",
                f"--gin_dir={context.gin_dir}", "--noprogress",
+               *(f"--gin_file={file}" for file in context.extra_files),
+               *(f"--gin_bindings={binding}" for binding in context.bindings),
+               *(["--retrain_stale"] if retrain_stale else []),
                *([f"--catalogue={catalogue_file}"] if catalogue_file else [])]
     print(f"table {table.number}: {' '.join(command[1:])}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
@@ -126,15 +145,28 @@ def draw_figure(item: Figure, sources: Sources, out: Path, runs: Outcome | None
 
 
 def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
-               page_only: bool = False, catalogue_file: Path | None = None) -> Path:
+               page_only: bool = False, catalogue_file: Path | None = None,
+               protocol: str = "printed", retrain_stale: bool = False,
+               link_back: bool = True) -> Path:
     """Runs (or reuses) what every table and figure of the catalogue (the paper's, or the one
-    `catalogue_file` defines) needs at the context's (page) scale and seeds, draws them and
-    writes the page; returns its path."""
+    `catalogue_file` defines) needs at the context's (page) scale and seeds under `protocol`
+    (`PROTOCOLS`), draws them and writes the page; returns its path. The other protocol's
+    page, where it exists, is written again (from what exists) to link this one, unless
+    `link_back` is False."""
     contents = catalogue.load(catalogue_file, context.gin_dir)
     scale = context.scale
     if scale not in SCALES:
         raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    out = output_dir / scale
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    files, suffix = PROTOCOLS[protocol]
+    paper_context = context
+    context = replace(context, extra_files=(*context.extra_files,
+                                            *(str(context.gin_dir / file) for file in files)))
+    out = output_dir / f"{scale}{suffix}"
+    [other] = [name for name in PROTOCOLS if name != protocol]
+    other_folder = f"{scale}{PROTOCOLS[other][1]}"
+    other_page = (output_dir / other_folder / "index.html").is_file()
     recorded = readers.page_timings(out / "timings.json") if page_only else {}
     # The figures' rows first: a figure row that shares a table's run (Figure 3's DST and EDST
     # rows are Table 1-2's runs, their checkpoint cadence only observes) then trains it with
@@ -148,7 +180,8 @@ def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
                 Outcome(recorded.get(f"table{table.number}", 0.0), path=path) if path.is_file()
                 else Outcome(0.0, missing=f"not made yet: run `make paper SCALE={scale}`"))
         else:
-            tables[table.number] = make_table(table, context, out, catalogue_file)
+            tables[table.number] = make_table(table, context, out, catalogue_file,
+                                              retrain_stale)
     # The figures draw from the first finished seed of each row, whichever seeds ran.
     sources = Sources(replace(context, seeds=None), out / "tables", contents.tables,
                       contents.figures)
@@ -163,8 +196,13 @@ def make_paper(context: TableContext, output_dir: Path = Path("reports/paper"),
     atomic_write(out / "timings.json", lambda tmp: tmp.write_text(json.dumps(timings, indent=1)))
     path = out / "index.html"
     text = page(contents, scale, provenance.head_commit(), tables, figure_outcomes,
-                {table.number: table_layers(table, context) for table in contents.tables})
+                {table.number: table_layers(table, context) for table in contents.tables},
+                runs_dir=context.store.root, folder=out,
+                protocols=(protocol, (other, f"../{other_folder}/index.html") if other_page
+                           else None))
     atomic_write(path, lambda tmp: tmp.write_text(text))
+    if other_page and link_back:
+        make_paper(paper_context, output_dir, True, catalogue_file, other, link_back=False)
     return path
 
 
@@ -180,8 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.boolean("page_only", False, "no training: the page from the tables and runs that "
                                        "exist")
     parser.path("catalogue", None, CATALOGUE_HELP)
+    parser.choice("protocol", "printed", list(PROTOCOLS),
+                  "printed: each row under its printed number's protocol; uniform: every row "
+                  "under gin/protocol/uniform.gin, the page in <output_dir>/<scale>-uniform/")
+    parser.boolean("retrain_stale", False, "train again the finished runs whose code changed "
+                                           "since they were trained")
+    parser.modules()
     args = parser.parse(argv)
-    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, seeds=args.seeds)
-    path = make_paper(context, args.output_dir, args.page_only, args.catalogue)
+    context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir,
+                           bindings=module_imports(args.module), seeds=args.seeds)
+    path = make_paper(context, args.output_dir, args.page_only, args.catalogue, args.protocol,
+                      args.retrain_stale)
     print(path)
     return 0

@@ -29,21 +29,13 @@ harness/paper/trajectory_tsne.py), `sparsity_figure` (Fig. 4: individual and ens
 KL against sparsity, from Table 8's sweep) and `fixed_budget_figure` (Fig. 5: accuracy against
 the ensemble size, EDST from its own runs at a fixed training budget).
 """
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-try:
-    from matplotlib.figure import Figure  # no pyplot: no display backend, no global figures
-except ImportError:  # an extra: the harness runs and scores without it
-    print("error: figures need matplotlib: pip install 'freetickets-bench[figures]'",
-          file=sys.stderr)
-    sys.exit(2)
 
 from harness.core import cli
-from harness.evaluation.cached_predictions import (ensemble_size_curve, load_predictions,
-                                                   member_diversity, pair_diversity)
 from harness.core.durable import atomic_write
 from harness.core.errors import UserError
 from harness.store import paths, readers
@@ -52,11 +44,27 @@ from harness.tables.report import chosen_tables, table_flags
 from harness.tables.context import TableContext
 from harness.tables.sources import first_seeds, table_runs
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(**options) -> "Figure":
+    """A matplotlib figure, without pyplot: no display backend, no global figures. matplotlib
+    (an extra: the harness runs and scores without it) loads with the first figure drawn."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("figures need matplotlib: pip install "
+                        "'freetickets-bench[figures]'") from None
+    return Figure(**options)
+
 
 def pair_matrix(run_dir: Path, metric: str) -> np.ndarray:
     """[M, M] matrix of a pairwise metric ('disagreement'; 'kl': KL(p_row || p_column)) on the
     clean test set, from the run's cached predictions (harness/evaluation/cached_predictions.py
     `pair_diversity`, every ordered pair); the diagonal is 0."""
+    from harness.evaluation.cached_predictions import load_predictions, pair_diversity
+
     log_probs, _ = load_predictions(run_dir)
     matrix = np.zeros((log_probs.shape[0],) * 2)
     for (i, j), values in pair_diversity(log_probs).items():
@@ -105,7 +113,9 @@ def size_figure_done(fig, ax, xlabel: str, title: str):
 
 
 def ensemble_size_figure(runs: list[tuple[str, Path]]):
-    fig = Figure(figsize=(9, 4))
+    from harness.evaluation.cached_predictions import ensemble_size_curve, load_predictions
+
+    fig = new_figure(figsize=(9, 4))
     ax = fig.subplots()
     drawn = False
     for label, run_dir in with_predictions(runs, "ensemble_size"):
@@ -128,7 +138,9 @@ def fixed_budget_figure(first_members: list[tuple[str, Path]],
     for m = 1..M, as the paper trains m models from scratch. `fixed_budget`: one run per M at
     the same total training budget (EDST, gin/figure5/), each point the whole run's M tickets,
     so each ticket trains for less as M grows."""
-    fig = Figure(figsize=(9, 4))
+    from harness.evaluation.cached_predictions import ensemble_size_curve, load_predictions
+
+    fig = new_figure(figsize=(9, 4))
     ax = fig.subplots()
     for label, run_dir in with_predictions(first_members, "ensemble_size"):
         plot_size_curve(ax, ensemble_size_curve(*load_predictions(run_dir)),
@@ -155,7 +167,7 @@ def heatmap_figure(runs: list[tuple[str, Path]], metric: str, title: str):
     top = max(matrix.max() for _, matrix in matrices) or 1.0
     columns = min(4, len(matrices))
     rows = -(-len(matrices) // columns)
-    fig = Figure(figsize=(3.4 * columns + 1, 3.2 * rows), layout="constrained")
+    fig = new_figure(figsize=(3.4 * columns + 1, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(matrices):]:
         ax.axis("off")
@@ -179,7 +191,7 @@ def density_figure(runs: list[tuple[str, Path]]):
     sparse = [(label, members) for label, members in sparse if members]
     if not sparse:
         return None
-    fig = Figure(figsize=(8, 2.8 * len(sparse)))
+    fig = new_figure(figsize=(8, 2.8 * len(sparse)))
     axes = fig.subplots(len(sparse), 1, squeeze=False)
     for ax, (label, members) in zip(axes[:, 0], sparse):
         names = list(members[0])
@@ -200,7 +212,7 @@ def feature_kl_figure(runs: list[tuple[str, Path]]):
     from harness.evaluation.feature_maps import feature_map_kl
     from harness.experiment.replay import replay
 
-    fig = Figure(figsize=(8, 4))
+    fig = new_figure(figsize=(8, 4))
     ax = fig.subplots()
     layers: list[str] = []
     for label, run_dir in runs:
@@ -226,7 +238,7 @@ def trajectory_figure(runs: list[tuple[str, Path]]):
 
     if not runs:
         return None
-    fig = Figure(figsize=(4.5 * len(runs), 4.8))
+    fig = new_figure(figsize=(4.5 * len(runs), 4.8))
     for ax, (label, run_dir) in zip(fig.subplots(1, len(runs), squeeze=False)[0], runs):
         for index, (epochs, points) in enumerate(trajectory_embedding(replay(run_dir),
                                                                       run_dir)):
@@ -245,6 +257,8 @@ def diversity_figure(runs: list[tuple[str, Path]]):
     """Paper Fig. 2 right: mean pairwise disagreement and KL of each ensemble (from cached
     predictions, harness/evaluation/cached_predictions.py `member_diversity`, as Table 4), ours beside the
     printed values (harness/paper/reference.py)."""
+    from harness.evaluation.cached_predictions import load_predictions, member_diversity
+
     printed = figure_2_right()
     rows = []
     for label, run_dir in with_predictions(runs, "diversity"):
@@ -258,7 +272,7 @@ def diversity_figure(runs: list[tuple[str, Path]]):
                      printed[method]["disagreement"], printed[method]["kl"]))
     if not rows:
         return None
-    fig = Figure(figsize=(9, 3.6))
+    fig = new_figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2)
     positions = np.arange(len(rows))
     for ax, (title, ours, paper) in zip(axes, (("disagreement", 1, 3), ("KL", 2, 4))):
@@ -298,7 +312,7 @@ def sparsity_figure(frame: pd.DataFrame):
     panels = list(points.groupby(["dataset", "method"], sort=True))
     if not panels:
         return None
-    fig = Figure(figsize=(4.5 * len(panels), 3.8))
+    fig = new_figure(figsize=(4.5 * len(panels), 3.8))
     for ax, ((dataset, method), rows) in zip(fig.subplots(1, len(panels), squeeze=False)[0],
                                              panels):
         ax.plot(rows.sparsity, rows.acc, marker="o", label="ensemble acc")

@@ -7,7 +7,13 @@ overridden by the configuration's bindings, hashed with the store's format. The 
 project configurable rather than those a method happens to call: which ones a run calls is only
 known once it has run, and a run is looked up before it starts; so a changed default anywhere
 re-identifies every run (one retraining too many at worst, never a stale run reused). Left out:
-the seed (a run's seed is its folder), and the settings that only observe (`OBSERVING`)."""
+the seed (a run's seed is its folder), the settings that only observe (`OBSERVING`), and the
+`import` lines of a module of one's own (`--module`, harness/experiment/config.py): what a run
+computes is named by the bindings of that module's configurables and the method name it
+registers, which the identity holds, while the import only makes them known; so a table given
+`--module` for one row of one's own still finds every other row's runs. A plugin's defaults are
+outside the project's (PROJECT_MODULES), so a run of it is identified by what its gin file binds:
+bind there what matters, and train again (`--overwrite`) after changing the plugin's code."""
 import ast
 import hashlib
 import inspect
@@ -86,7 +92,8 @@ def operative_values(config: str) -> dict[str, str]:
                 registry.get_match(selector) is None):
             raise UserError(f"the configuration binds {name}, but no configurable "
                             f"{selector!r} is registered")
-    values = {**default_values(), **explicit}
+    values = {**default_values(), **{name: value for name, value in explicit.items()
+                                     if not name.startswith(("import ", "from "))}}
     for name in (SEED_BINDING, *OBSERVING):
         values.pop(name, None)
     return values

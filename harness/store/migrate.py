@@ -6,8 +6,8 @@
 Store format 1 named a configuration by its explicit bindings alone; this version's id is its
 operative configuration (harness/store/configuration.py). Each run of a format-1 store moves,
 with the records beside it, to the id today's code gives the configuration it recorded: its
-`operative_config.gin` where it finished (the defaults it was trained under, so a default
-changed since then gives it an id of its own, not today's), else its `config.gin`. Once every
+`config.gin`, overridden by its `operative_config.gin` where it finished (the defaults it was
+trained under, so a default changed since then gives it an id of its own, not today's). Once every
 run is in its place the store's `store.json` records the new format.
 
 Earlier versions filed runs by the table or figure that asked for them,
@@ -84,10 +84,14 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
 
 
 def recorded_configuration(run_dir: Path) -> str:
-    """The configuration a run was trained under: its operative one once it finished."""
+    """The configuration a run was trained under: its `config.gin`, overridden, once it
+    finished, by its operative one (the values it was trained with). The operative
+    configuration alone would not do: it leaves out what the run never called (the smoke
+    scale's `TreeNet.split` in a dense run), which its id counts as `config.gin` binds it."""
+    config = readers.config_text(run_dir)
     if is_finished(run_dir) and paths.operative_config(run_dir).is_file():
-        return readers.operative_config_text(run_dir)
-    return readers.config_text(run_dir)
+        return config + "\n" + readers.operative_config_text(run_dir)
+    return config
 
 
 def move_run(store: RunStore, old: Path, dry_run: bool, done: list[str], left: list[str],
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.Flags("python -m harness.migrate_runs", __doc__)
     parser.path("runs_dir", "runs", "the runs folder to migrate in place")
     parser.boolean("dry_run", False, "say what would move; move nothing")
+    parser.modules()  # the modules of one's own that runs were trained with: their ids need them
     args = parser.parse(argv)
     done, left = migrate(args.runs_dir, args.dry_run)
     for line in done:

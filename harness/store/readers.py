@@ -4,7 +4,7 @@ truncated copy) is one line naming the file and what to do, never a Python error
 inside a table build.
 
     run files      config.gin, operative_config.gin, command.json, summary.json,
-                   metrics.parquet, flops.json, rescored/ (harness/store/paths.py)
+                   metrics.parquet, flops.json, history.csv, rescored/ (harness/store/paths.py)
     beside a run   seed<k>.job.json, seed<k>.failed.json, seed<k>.error.json, seed<k>.lock
     the store      store.json
     elsewhere      the GPU check's gpu_check.json (harness/bench/gpu_check.py), the page's
@@ -18,12 +18,13 @@ wrong with a finished run's records, so that the table builds, the compute plan 
 import json
 import numbers
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harness.core.errors import UserError
 from harness.store import paths
 
+if TYPE_CHECKING:  # pandas loads where a frame is read: most commands read none
+    import pandas as pd
 # The columns metrics.parquet has (harness/store/record.py writes it).
 METRIC_COLUMNS = ("method", "member", "suite", "corruption", "severity", "metric", "value")
 Number = numbers.Real
@@ -40,6 +41,8 @@ STORE_SHAPE = {"format": int}
 FLOPS_SHAPE = {"train_flops": Number, "train_flops_ratio": Number, "test_flops_ratio": Number,
                "training_runs": Number}
 GPU_CHECK_SHAPE = {"device": str, "plan_flops_per_s": dict}
+# The columns of history.csv every run writes (harness/evaluation/history.py), numbers but stage.
+HISTORY_COLUMNS = ("stage", "epoch", "loss")
 JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
               type(None): "null"}
 
@@ -122,8 +125,9 @@ def summary(run_dir: Path) -> dict:
     return record
 
 
-def metric_rows(path: Path, remedy: str) -> pd.DataFrame:
+def metric_rows(path: Path, remedy: str) -> "pd.DataFrame":
     """A parquet file of metric rows in their long format (METRIC_COLUMNS)."""
+    import pandas as pd
     import pyarrow
 
     try:
@@ -138,7 +142,7 @@ def metric_rows(path: Path, remedy: str) -> pd.DataFrame:
     return frame
 
 
-def metrics(run_dir: Path) -> pd.DataFrame:
+def metrics(run_dir: Path) -> "pd.DataFrame":
     """metrics.parquet of a finished run."""
     try:
         return metric_rows(paths.metrics(run_dir), rerun(run_dir))
@@ -147,7 +151,7 @@ def metrics(run_dir: Path) -> pd.DataFrame:
                             rerun(run_dir)) from None
 
 
-def rescored(path: Path) -> pd.DataFrame:
+def rescored(path: Path) -> "pd.DataFrame":
     """A finished run's rows of a suite scored after training (harness/experiment/rescore.py)."""
     return metric_rows(path, "delete it to score the run on that suite again")
 
@@ -155,6 +159,30 @@ def rescored(path: Path) -> pd.DataFrame:
 def rescore_failure(path: Path) -> str:
     """Why scoring a finished run on a suite after training failed."""
     return read_json(path, ERROR_SHAPE, "delete it to score the run on that suite again")["error"]
+
+
+def history(run_dir: Path) -> "pd.DataFrame | None":
+    """history.csv, one row per epoch of each training stage in order; None for a run without
+    one (it trained nothing of its own)."""
+    import pandas as pd
+
+    path = paths.history(run_dir)
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:  # pandas' parser errors and bad UTF-8 are ValueErrors
+        raise DamagedRecord(path, f"not a readable CSV file: {error}", rerun(run_dir)) from None
+    missing = [column for column in HISTORY_COLUMNS if column not in frame.columns]
+    if missing:
+        raise DamagedRecord(path, f"no column {missing[0]!r}", rerun(run_dir))
+    numbers = frame.drop(columns="stage")
+    wrong = next((column for column in numbers.columns
+                  if not pd.api.types.is_numeric_dtype(numbers[column])
+                  and numbers[column].notna().any()), None)
+    if wrong is not None:
+        raise DamagedRecord(path, f"column {wrong!r} holds text", rerun(run_dir))
+    return frame
 
 
 def flops(run_dir: Path) -> dict | None:

@@ -8,9 +8,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Sequence
 
 from harness.store import paths, readers
 from harness.store.configuration import config_differences
@@ -18,6 +16,9 @@ from harness.core.durable import atomic_write, sync_path
 from harness.core.errors import UserError
 from harness.core.provenance import code_state
 from harness.store.readers import METRIC_COLUMNS
+
+if TYPE_CHECKING:  # pandas loads where metrics are written: most commands write none
+    import pandas as pd
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -82,7 +83,9 @@ def command_line(argv: Sequence[str]) -> str:
 def record_command(run_dir: Path, gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     """The command line of the process, its gin files (as given and resolved) and bindings,
     a copy of each gin file as it was when the run started, and the code it started with
-    (commit, dirty, diff hash: harness/core/provenance.py)."""
+    (commit, dirty, diff hash: harness/core/provenance.py). A module of one's own given by
+    `--module` is among the bindings, as gin's `import` (harness/experiment/config.py), so
+    that `--resume` with what is recorded here imports it again."""
     copies = []
     for index, file in enumerate(gin_files):
         copy = paths.gin_file_copy(run_dir, index, file)
@@ -169,7 +172,9 @@ def write_json(path: Path, data: dict) -> None:
                                                    + "\n"))
 
 
-def metrics_frame(rows: list[dict]) -> pd.DataFrame:
+def metrics_frame(rows: list[dict]) -> "pd.DataFrame":
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     frame["severity"] = frame["severity"].astype("int64")
     frame["value"] = frame["value"].astype("float64")

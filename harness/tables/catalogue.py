@@ -22,19 +22,39 @@ A row is layered with `gin/scale/<scale>.gin` (none at paper scale), then its fo
 its folder's `scale/<scale>/<row>.gin` where one row does (Table 6's CIFAR-100 rows), then any
 extra files (harness/tables/rows.py).
 """
+import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from harness.tables import diversity, robustness, sweep
 from harness.tables.context import DEFAULT_GIN_DIR
 from harness.tables.notes import PROTOCOL_NOTE
 from harness.tables.rows import ROW_LINE
 from harness.core.errors import UserError, first_line
 
 TABLE_KINDS = ("wide", "long")  # harness/tables/kinds.py KINDS
+CATALOGUE_HELP = ("a Python file defining CATALOGUE: the paper's tables and your own "
+                  "(harness/tables/catalogue.py `load`)")  # the flag --catalogue
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The function `name` of harness/tables/<module>.py (called with `keywords` besides its
+    arguments), imported on its first call: every command reads the catalogue, few measure
+    runs, and the measures need torch, which `--help` and a flag mistake must not wait for."""
+
+    module: str
+    name: str
+    keywords: tuple[tuple[str, object], ...] = ()
+
+    def __call__(self, *args):
+        function = getattr(importlib.import_module(f"harness.tables.{self.module}"), self.name)
+        return function(*args, **dict(self.keywords))
+
+
+DIVERSITY_AND_ACCURACY = Measured("diversity", "diversity_and_accuracy")
+
 
 @dataclass(frozen=True)
 class Reuse:
@@ -43,6 +63,9 @@ class Reuse:
     name: str
     row: str
     setting: str | None = None  # where this table's setting column names it
+    # The method this table prints it as, where not the reused row's `# row:` (Table 5's DST
+    # without exploration is the Static row's training, step for step).
+    method: str | None = None
 
 
 def reused(folder: str, stems, suffix: str = "", setting: str | None = None
@@ -111,7 +134,7 @@ TABLES = (
           scales={"smoke": "tiny"}),
     Table(4, "Prediction disagreement and KL divergence among sparse ensembles (paper §5.1, "
              "Table 4: M = 3, S = 0.8; the dense ensemble M = 4)", "long",
-          diversity.diversity_and_accuracy,
+          DIVERSITY_AND_ACCURACY,
           notes=(PROTOCOL_NOTE,
                  "Rows are the runs of Tables 1 (CIFAR-10) and 2 (CIFAR-100), reused by "
                  "configuration, not trained again.",
@@ -122,20 +145,25 @@ TABLES = (
           reuses=(*reused("table1", ("dense_ensemble", *SPARSE_SET), "_c10"),
                   *reused("table2", ("dense_ensemble", *SPARSE_SET), "_c100"))),
     Table(5, "Parameter exploration ablation (paper §5.3, Table 5: M = 3, S = 0.8)", "long",
-          diversity.diversity_and_accuracy,
+          DIVERSITY_AND_ACCURACY,
           notes=(PROTOCOL_NOTE,
                  "Without exploration = `SparsitySpec.exploration = False`: the masks of the "
                  "initialisation are kept for the whole run (no prune-and-grow every dT and, "
                  "for EDST, no global escapes between refinement phases); EDST's tickets then "
                  "differ only by their place on the one trajectory. DST without exploration is "
                  "Static Sparse training, as the paper's equal numbers say.",
-                 "With exploration: the Table 1-2 runs of EDST and DST, reused."),
+                 "With exploration: the Table 1-2 runs of EDST and DST, reused. DST without "
+                 "exploration: the Static Sparse Ensemble's runs of Tables 1-2, reused (trained "
+                 "as DST with exploration off, they gave bit-identical predictions)."),
           reuses=(*reused("table1", ("dst_m3_s08", "edst_m3_s08"), "_c10", "with exploration"),
                   *reused("table2", ("dst_m3_s08", "edst_m3_s08"), "_c100",
-                          "with exploration"))),
+                          "with exploration"),
+                  *(Reuse(f"dst_m3_s08_noexplore_{suffix}", f"{folder}/static_m3_s08",
+                          "without exploration", method="DST Ensemble")
+                    for folder, suffix in (("table1", "c10"), ("table2", "c100"))))),
     Table(6, "Against Snapshot Ensembles and Fast Geometric Ensembling (App. E)", "wide"),
     Table(7, "Per-class prediction disagreement on the first ten CIFAR-100 classes (paper App. "
-             "G, Table 7: M = 3, S = 0.8)", "long", diversity.class_disagreement,
+             "G, Table 7: M = 3, S = 0.8)", "long", Measured("diversity", "class_disagreement"),
           per_class=True,
           notes=(PROTOCOL_NOTE,
                  "By class index and name: the paper's header prints ten words ('Apple "
@@ -150,7 +178,8 @@ TABLES = (
                         "_c100")),
     Table(8, "Sparsity sweep of DST and EDST ensembles (paper §5.4, Figure 4) and the "
              "correlation between mean member accuracy and ensemble accuracy across it (App. "
-             "H, Table 8)", "long", sweep.sweep_point, across=sweep.correlations,
+             "H, Table 8)", "long", Measured("sweep", "sweep_point"),
+          across=Measured("sweep", "correlations"),
           notes=(PROTOCOL_NOTE,
                  "Sweep levels S = 0.5, 0.7, 0.8, 0.9, 0.95 at M = 3 (ours: the paper lists "
                  "neither its levels nor M; gin/table8/). The S = 0.8 points are Table 1-2's "
@@ -161,26 +190,26 @@ TABLES = (
           reuses=(*reused("table1", ("dst_m3_s08", "edst_m3_s08"), "_c10"),
                   *reused("table2", ("dst_m3_s08", "edst_m3_s08"), "_c100"))),
     Table(9, "Global exploration rate q of EDST (paper App. I, Table 9: M = 3, S = 0.8)",
-          "long", diversity.diversity_and_accuracy,
+          "long", DIVERSITY_AND_ACCURACY,
           notes=(PROTOCOL_NOTE,
                  "q = `EDSTEnsemble.escape_fraction`; q = 0.8 is the default, so that row is "
                  "the Table 1-2 EDST run (the paper prints disagreement 0.033 / 0.127 here but "
                  "0.031 / 0.126 in Table 4 for the same setting; its q = 0.5 CIFAR-100 KL "
                  "2.223 is probably 0.223).",)),
     Table(10, "Random vs gradient regrowth in EDST (paper App. J, Table 10: M = 3, S = 0.8)",
-          "long", diversity.regrowth,
+          "long", Measured("diversity", "regrowth"),
           notes=(PROTOCOL_NOTE,
                  "Random regrowth = `SparsitySpec.growth = 'random'` (SET), for the regular "
                  "prune-and-grow and the escapes alike; gradient regrowth is the default, the "
                  "Table 1-2 EDST run.",)),
     Table(11, "OoD detection AUROC of models trained on CIFAR-10 (paper App. K, Table 11)",
-          "long", partial(robustness.ood_cells, table=11),
+          "long", Measured("robustness", "ood_cells", (("table", 11),)),
           notes=OOD_NOTES, reuses=reused("table1", OOD_ROWS)),
     Table(12, "OoD detection AUROC of models trained on CIFAR-100 (paper App. K, Table 12)",
-          "long", partial(robustness.ood_cells, table=12),
+          "long", Measured("robustness", "ood_cells", (("table", 12),)),
           notes=OOD_NOTES, reuses=reused("table2", OOD_ROWS)),
     Table(13, "Robust accuracy under FGSM at 8/255 (paper App. L, Table 13)", "long",
-          robustness.fgsm_cells,
+          Measured("robustness", "fgsm_cells"),
           notes=(PROTOCOL_NOTE,
                  "min / mean / max over the attacks crafted on each single member of the run "
                  "(App. L); the ensemble is scored on each. M = 1 rows: member 0 of the M = 3 "

@@ -1,7 +1,7 @@
 """Compare any finished runs, a user's own as well as the paper's, in one wide table:
 
     python -m harness.compare RUN [RUN ...] [--labels=A,B,...] [--baseline=RUN]
-                              [--output_dir=DIR]
+                              [--output_dir=DIR [--plot]]
     python -m harness.compare 'runs/mine/*'            # a glob, expanded here if quoted
 
 A RUN is a run directory, a folder searched for runs below it, or a quoted glob. A run given
@@ -32,7 +32,11 @@ interval that excludes 0.
 Markdown goes to stdout; with `--output_dir` the table is also written there as
 `compare.parquet` (one row per configuration, `<metric>_std` columns, the binding columns,
 `run_dirs`; with a baseline `<metric>_diff`, `_diff_low`, `_diff_high`, `_diff_method`) and
-`compare.md`.
+`compare.md`. `--plot` (with `--output_dir`) also draws the rows under `DIR/plots/`: the
+efficiency frontier (Acc, NLL, ECE against training FLOPs), each metric against every numeric
+binding that differs (a sweep), the reliability diagrams of the saved test predictions and
+the training curves of history.csv (harness/tables/compare_plots.py), shown with the table in
+`DIR/compare.html` (harness/tables/compare_page.py).
 """
 import functools
 import glob
@@ -368,7 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.string("baseline", None, "a run directory, folder or glob of one configuration's "
                                     "runs: each row's difference to that row, with a 95% "
                                     "interval")
+    parser.boolean("plot", False, "also draw the rows under --output_dir/plots/ and show them "
+                                  "with the table in --output_dir/compare.html")
     args = parser.parse(argv)
+    if args.plot and not args.output_dir:
+        raise UserError("--plot writes its figures and compare.html under --output_dir: give "
+                        "--output_dir=DIR with --plot")
+    if args.plot:  # matplotlib: only with --plot, and its absence told before anything is read
+        from harness.tables import compare_page, compare_plots
     if args.labels is not None and len(args.labels) != len(args.runs):
         raise UserError(f"--labels gives {len(args.labels)} label(s) for {len(args.runs)} "
                         f"RUN argument(s): give one per RUN, in order")
@@ -384,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         stem = args.output_dir / "compare"
         write_report(table, stem, text + "\n")
         print(f"written to {stem}.parquet and {stem}.md", file=sys.stderr)
+    if args.plot:
+        figures, notes = compare_plots.write_plots(table, args.output_dir)
+        page = compare_page.write_page(text, figures, notes, args.output_dir)
+        print(f"{len(figures)} figure(s) in {args.output_dir / compare_plots.PLOTS}, shown in "
+              f"{page}", file=sys.stderr)
     return 0
 
 

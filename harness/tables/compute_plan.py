@@ -23,11 +23,11 @@ The throughput is the GPU check's (`make gpu-check`, harness/bench/gpu_check.py:
 training FLOP/s of dense WRN-28-10 and ResNet-50 steps) when its JSON is there, else
 `ASSUMED_FLOPS_PER_S`, and the plan says which.
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
-import pandas as pd
 
 from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
@@ -39,6 +39,9 @@ from harness.store import paths, readers
 from harness.store.locks import (describe, describe_job, job_alive, own_job,
                                   running)
 from harness.store.configuration import configuration_id, seed_binding
+
+if TYPE_CHECKING:  # pandas loads where the plan is framed, not for --help
+    import pandas as pd
 
 # The assumption when no GPU check is recorded: 40 % of an H100 SXM's dense bf16 peak
 # (989 TFLOP/s), a common sustained figure for convolutional training under bf16 autocast.
@@ -90,7 +93,7 @@ def plan_sources(tables: list[int] | None, context: TableContext,
         folders: dict[str, object] = {}
         for figure in contents.figures:
             folders.setdefault(figure.folder, figure)
-        sources += [(folder, context, figure_rows(figure, context))
+        sources += [(folder, context.without_extras(), figure_rows(figure, context))
                     for folder, figure in folders.items()]
     return [source for source in sources if source[2]]
 
@@ -102,7 +105,7 @@ def configure(run: PlannedRun) -> None:
     from harness.flops import as_executed
     from methods import METHODS
 
-    parse(run.row.gin_files, [seed_binding(run.seed)])
+    parse(run.row.gin_files, [*run.context.bindings, seed_binding(run.seed)])
     run.config = gin.config_str()
     run.method = gin.query_parameter("Experiment.method")
     run.dataset = gin.query_parameter("Experiment.dataset")
@@ -121,20 +124,24 @@ def configure(run: PlannedRun) -> None:
 def distinct_runs(sources) -> list[PlannedRun]:
     """Every (row, seed) of the sources (its context's seeds), one PlannedRun per distinct
     configuration."""
+    return distinct([PlannedRun(source, row, context, seed) for source, context, rows in sources
+                     for row in rows for seed in range(context.seeds)])
+
+
+def distinct(candidates: list[PlannedRun]) -> list[PlannedRun]:
+    """The candidates configured (`configure`), one per distinct configuration and seed: a
+    later one of the same is the first's `same_as`."""
     runs: dict[tuple, PlannedRun] = {}
-    for source, context, rows in sources:
-        for row in rows:
-            for seed in range(context.seeds):
-                run = PlannedRun(source, row, context, seed)
-                try:
-                    configure(run)
-                except UserError as error:
-                    run.status, run.detail = "error", first_line(error)
-                key = (configuration_id(run.config), seed) if run.config else (run.name, seed)
-                if key in runs:
-                    runs[key].same_as.append(run.name)
-                else:
-                    runs[key] = run
+    for run in candidates:
+        try:
+            configure(run)
+        except UserError as error:
+            run.status, run.detail = "error", first_line(error)
+        key = (configuration_id(run.config), run.seed) if run.config else (run.name, run.seed)
+        if key in runs:
+            runs[key].same_as.append(run.name)
+        else:
+            runs[key] = run
     return list(runs.values())
 
 
@@ -196,9 +203,8 @@ def throughput(path: Path | None = None) -> tuple[dict[str, float], str]:
 def plan(tables: list[int] | None, context: TableContext, contents: Catalogue = PAPER
            ) -> list[PlannedRun]:
     """The distinct runs of the tables (the whole page when None) at the context's scale and
-    seeds, with their status. A plan is of the rows' gin files alone, as the launcher runs
-    them: the context's bindings do not reach it."""
-    context = replace(context, bindings=())
+    seeds, with their status: the rows' gin files and the context's bindings, as the tables
+    and the launcher run them (the figures' own rows without them, as the page runs them)."""
     runs = distinct_runs(plan_sources(tables, context, contents))
     for run in runs:
         find_status(run)
@@ -206,7 +212,9 @@ def plan(tables: list[int] | None, context: TableContext, contents: Catalogue = 
 
 
 def plan_frame(runs: list[PlannedRun], rates: dict[str, float], gpus_per_run: int
-               ) -> pd.DataFrame:
+               ) -> "pd.DataFrame":
+    import pandas as pd
+
     frame = pd.DataFrame([{
         "run": run.name, "seed": run.seed, "rows": 1 + len(run.same_as),
         "method": run.method, "dataset": run.dataset, "model": run.model,

@@ -10,10 +10,8 @@ from harness.core import cli
 from harness.tables import render
 from harness.tables.context import DEFAULT_GIN_DIR
 from harness.core.durable import write_report
-from harness.experiment.execute import run_experiment
 from harness.store.record import is_finished
 from harness.tables.run_numbers import TIMING, run_row
-from methods import METHODS
 
 DEMO_COLUMNS = ("method", "dataset", "model", "M", "sparsity", "acc", "nll", "ece", "cacc",
                 "cnll", "cece", "train_flops", "train_flops_ratio", "test_flops_ratio",
@@ -28,6 +26,9 @@ def write_table(rows: list[dict], stem: Path, title: str) -> pd.DataFrame:
 
 
 def demo(output_dir: Path, gin_dir: Path, progress: bool = True) -> Path:
+    from harness.experiment.execute import run_experiment  # torch: not for --help
+    from methods import METHODS
+
     rows = []
     for method in METHODS.names():
         config = gin_dir / f"{method}.gin"

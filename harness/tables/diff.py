@@ -20,7 +20,7 @@ stay far below what one test example moves (0.01 % of 10,000 examples, 0.28 % of
                 train_flops_ratio, test_flops_ratio, and the paper's numbers (paper_*)
     1e-4        acc, cacc, aacc (percentage points) and their _std
     1e-5        nll, cnll, anll, ece, cece, aece and their _std
-    ignored     git_commit, config_hash: provenance; infer_ms, sparse_infer_ms: wall-clock,
+    ignored     runs, git_commit, config_hash: provenance; infer_ms, sparse_infer_ms: wall-clock,
                 which follows the machine and its load; counted when they differ
 
 A long-format table compares status, seeds, scale, reason and the paper's number exactly, and
@@ -44,7 +44,7 @@ from harness.tables.wide import COLUMNS
 KEY = ("table", "method", "M", "sparsity", "row")
 TOLERANCES = {**{name: 1e-4 if name in PERCENT else 1e-5 for name in METRICS},
               **{f"{name}_std": 1e-4 if name in PERCENT else 1e-5 for name in METRICS}}
-INFORMATIONAL = (*PROVENANCE, *TIMING)  # printed when they differ, never compared
+INFORMATIONAL = ("runs", *PROVENANCE, *TIMING)  # printed when they differ, never compared
 EXACT = tuple(column for column in COLUMNS
               if column not in TOLERANCES and column not in INFORMATIONAL and column not in KEY)
 # Long-format tables: the tolerance of `value`, `value_std`, `difference` follows the metric.

@@ -39,7 +39,7 @@ from harness.core.errors import UserError
 from harness.store import readers
 from harness.tables.context import TableContext
 from harness.tables.sources import RowRuns
-from harness.tables.wide import ROOT
+from harness.tables.wide import ROOT, run_names
 
 REFERENCE_EXTRA = ROOT / "reports" / "reference" / "freetickets_tables_extra.csv"
 IDENTITY = ("table", "dataset", "model", "method", "M", "sparsity", "setting", "metric", "row")
@@ -103,7 +103,7 @@ def run_cells(table, row: RowRuns, scale: str) -> tuple[list[dict], list[dict]]:
         return [], [{**identity, "setting": row.setting or "",
                      "reason": f"{row.name}: {error}"}]
     summaries = [readers.summary(path) for path in row.finished]
-    provenance = {"runs": ",".join(f"{path.parent.name}/{path.name}" for path in row.finished),
+    provenance = {"runs": run_names(row.finished),
                   "git_commit": ",".join(sorted({s["git_commit"] for s in summaries})),
                   "config_hash": ",".join(sorted({s["config_hash"] for s in summaries}))}
     return [{"table": table.number, **identity, "M": members, "setting": setting,

@@ -2,6 +2,7 @@
 
     python -m harness.tables --table=1 [--scale=paper|cpu|smoke] [--seeds=1]
         [--rows=ROW,ROW] [--gin_file=EXTRA.gin ...] [--gin_bindings='...'] [--runs_dir=runs]
+        [--module=my_package.my_method]
         [--output_dir=reports] [--catalogue=MY_TABLES.py] [--noprogress] [--retrain_stale]
     python -m harness.tables --plan [--table=1,2] [--scale=paper] [--gpus_per_run=1]
 
@@ -42,10 +43,11 @@ from pathlib import Path
 from harness.core import cli
 
 from harness.tables import catalogue
+from harness.tables.catalogue import CATALOGUE_HELP
 from harness.tables.compute_plan import GPU_CHECK_JSON, plan, plan_text
 from harness.tables.context import DEFAULT_GIN_DIR, TableContext
 from harness.core.errors import UserError, check_integer
-from harness.tables.report import CATALOGUE_HELP
+from harness.experiment.config import module_imports
 from harness.tables.run_rows import run_table
 from harness.store.runs import RunStore
 
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.strings("rows", None, "only these rows (gin file stems, comma-separated)")
     parser.repeated("gin_file", "extra gin files, layered after the scale")
     parser.repeated("gin_bindings", "bindings applied after every file")
+    parser.modules()
     parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the table gin files")
     parser.path("runs_dir", "runs", "the run store (<method>-<configuration id>/seed<k>)")
     parser.path("output_dir", "reports", "where the table goes")
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(file).is_file():
             raise UserError(f"gin file {file} not found")
     context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
-                           args.gin_bindings, args.seeds)
+                           [*module_imports(args.module), *args.gin_bindings], args.seeds)
     if args.plan:
         check_integer("--gpus_per_run", args.gpus_per_run, 1)
         runs = plan(args.table, context, contents)

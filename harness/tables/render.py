@@ -311,10 +311,15 @@ def td(cell: Cell) -> str:
     return f"<td{kind}>{html_text.escape(cell.text, quote=False)}</td>"
 
 
-def html(table: Table) -> str:
-    """The intro, the table and the notes (without the title: the page gives its own)."""
+def html(table: Table, row_titles: list[str] | None = None) -> str:
+    """The intro, the table and the notes (without the title: the page gives its own);
+    `row_titles`: per row, what hovering any of its cells shows (the page: the runs behind
+    it), none where empty."""
     head = "".join(f"<th>{html_text.escape(title, quote=False)}</th>" for title in table.header)
-    rows = ["<tr>" + "".join(map(td, row)) + "</tr>" for row in table.rows]
+    titles = row_titles or [""] * len(table.rows)
+    rows = [(f'<tr title="{html_text.escape(title)}">' if title else "<tr>")
+            + "".join(map(td, row)) + "</tr>"
+            for row, title in zip(table.rows, titles, strict=True)]
     return "\n".join([*html_blocks(table.intro), f"<table><tr>{head}</tr>", *rows, "</table>",
                       *html_blocks(table.notes)])
 

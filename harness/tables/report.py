@@ -14,26 +14,31 @@ comes here too). Tables 1-3 and 6 are wide (harness/tables/wide.py), 4 and up lo
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.core import cli
 
-from harness.tables import catalogue, render
+from harness.tables import catalogue
 from harness.core.durable import write_report
 from harness.core.errors import UserError
+from harness.experiment.config import module_imports
 from harness.store import paths
 from harness.store.runs import RunStore
 from harness.tables.context import DEFAULT_GIN_DIR, TableContext
-from harness.tables.kinds import TableKind, kind_of
 from harness.tables.sources import RowRuns, layered_files, table_runs
 
-CATALOGUE_HELP = ("a Python file defining CATALOGUE: the paper's tables and your own "
-                  "(harness/tables/catalogue.py `load`)")
+if TYPE_CHECKING:  # the kinds and their rendering need pandas and torch; --help needs neither
+    from harness.tables.kinds import TableKind
+
+CATALOGUE_HELP = catalogue.CATALOGUE_HELP
 
 
-def write_table_report(entry: catalogue.Table, kind: TableKind, context: TableContext,
+def write_table_report(entry: catalogue.Table, kind: "TableKind", context: TableContext,
                        runs: list[RowRuns], output_dir: Path) -> Path:
     """Builds the table from its rows' runs and writes it; returns the markdown path. Names
     the unfinished and the damaged runs it skipped on stderr."""
+    from harness.tables import render
+
     for path in (path for run in runs for path in run.unfinished):
         print(f"skipped unfinished run {path} (no {paths.SUMMARY})", file=sys.stderr)
     for damage in (damage for run in runs for damage in run.damaged):
@@ -49,6 +54,8 @@ def report(entry: catalogue.Table, context: TableContext, output_dir: Path) -> P
     """Writes a catalogue table from the runs in the store; a UserError when a table of a kind
     that needs them (wide) has no finished run (a long one is written with every cell missing
     and why)."""
+    from harness.tables.kinds import kind_of
+
     kind = kind_of(entry)
     runs = table_runs(entry, context, require_finished=not kind.keeps_missing_rows)
     return write_table_report(entry, kind, context, runs, output_dir)
@@ -70,6 +77,7 @@ def table_flags(parser: cli.Flags) -> None:
     parser.path("runs_dir", "runs", "the run store")
     parser.repeated("gin_file", "extra gin files the tables were run with")
     parser.repeated("gin_bindings", "bindings the tables were run with")
+    parser.modules()
     parser.path("gin_dir", str(DEFAULT_GIN_DIR), "folder of the table gin files")
     parser.path("catalogue", None, CATALOGUE_HELP)
 
@@ -79,7 +87,7 @@ def chosen_tables(args) -> tuple[TableContext, list[catalogue.Table]]:
     none has runs."""
     contents = catalogue.load(args.catalogue, args.gin_dir)
     context = TableContext(args.scale, RunStore(args.runs_dir), args.gin_dir, args.gin_file,
-                           args.gin_bindings)
+                           [*module_imports(args.module), *args.gin_bindings])
     entries = ([contents.table(number) for number in args.table] if args.table else
                tables_with_runs(contents, context))
     if not entries:

@@ -73,7 +73,7 @@ def reused_row(reuse, context: TableContext) -> TableRow:
     if method is None:
         raise UserError(f"the catalogue reuses row {reuse.row}, but {config} is no row file "
                         f"(it is missing or has no '# row:' line)")
-    return TableRow(reuse.name, method, layered(config, context),
+    return TableRow(reuse.name, reuse.method or method, layered(config, context),
                     reuse.setting or row_setting(config), reuse.row)
 
 

@@ -27,7 +27,7 @@ import torch
 from scipy import stats
 
 from harness.evaluation.cached_predictions import subensemble_metrics
-from harness.evaluation.metrics import ECE_BINS, ensemble_log_probs
+from harness.evaluation.metrics import ECE_BINS, confidence_bins, ensemble_log_probs
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
@@ -83,7 +83,7 @@ class Predictions:
         """From a run's member log-probabilities [M, N, C] and labels [N]."""
         ensemble = ensemble_log_probs(log_probs).double()
         confidence, prediction = ensemble.exp().max(dim=1)
-        bins = (confidence * ECE_BINS).floor().long().clamp_(0, ECE_BINS - 1)
+        bins = confidence_bins(confidence, ECE_BINS)
         return cls(whole_set=subensemble_metrics(log_probs, labels, range(log_probs.shape[0])),
                    labels=labels.numpy(),
                    correct=(prediction == labels).double().numpy(),

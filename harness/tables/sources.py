@@ -2,10 +2,9 @@
 files and bindings), found in the run store (harness/store/runs.py). Reading never trains."""
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
-import numpy as np
-import pandas as pd
 
 from harness.experiment.config import parse
 from harness.core.errors import UserError, first_line
@@ -14,6 +13,9 @@ from harness.tables.rows import TableRow, common_layers, figure_rows, table_rows
 from harness.store.record import is_finished
 from harness.store import readers
 from harness.store.runs import RunStore
+
+if TYPE_CHECKING:  # pandas loads where a frame is read, not for --help
+    import pandas as pd
 
 
 class MethodNotBuilt(UserError):
@@ -144,6 +146,8 @@ class Sources:
                 sparsity: float | None = None) -> list[tuple[str, Path]]:
         """The runs of the methods named (registered names), at M = `members` and S =
         `sparsity` where given."""
+        import numpy as np
+
         chosen = []
         for label, run_dir in runs:
             summary = readers.summary(run_dir)
@@ -153,7 +157,9 @@ class Sources:
                 chosen.append((label, run_dir))
         return chosen
 
-    def table_frame(self, number: int) -> pd.DataFrame:
+    def table_frame(self, number: int) -> "pd.DataFrame":
+        import pandas as pd
+
         path = self.tables_dir / f"table{number}.parquet"
         if not path.is_file():
             raise FigureUnavailable(f"Table {number} is missing ({path} was not written)")

@@ -29,7 +29,14 @@ PAPER = {**{name: name for name in METRICS}, "train_flops_abs": "train_flops",
          "train_flops_ratio": "train_flops_ratio", "test_flops_ratio": "test_flops_ratio",
          "training_runs": "training_runs"}
 COLUMNS = (*IDENTITY, *METRICS, *(f"{name}_std" for name in METRICS), *FLOPS, *TIMING,
-           "seeds", "scale", *PROVENANCE, *(f"paper_{ours}" for ours in PAPER.values()))
+           "seeds", "scale", "runs", *PROVENANCE,
+           *(f"paper_{ours}" for ours in PAPER.values()))
+
+
+def run_names(run_dirs: list[Path]) -> str:
+    """The runs a row's numbers come from, relative to the run store (`<method>-<id>/seed<k>`,
+    harness/store/runs.py), comma-separated: what the page shows on each cell."""
+    return ",".join(f"{path.parent.name}/{path.name}" for path in run_dirs)
 
 
 def load_reference(path: Path = REFERENCE) -> pd.DataFrame:
@@ -49,7 +56,8 @@ def build_table(table: int, scale: str, runs: list[RowRuns],
     reference = load_reference() if reference is None else reference
     paper = reference[reference.table == table].reset_index(drop=True)
     ours = [{"table": table, "method": row.method, "row": row.name, "status": "ok",
-             "scale": scale, **aggregate([run_row(path) for path in row.finished])}
+             "scale": scale, "runs": run_names(row.finished),
+             **aggregate([run_row(path) for path in row.finished])}
             for row in runs if row.finished]
     rows, matched = [], set()
     several_datasets = paper.dataset.nunique() > 1  # Table 6: CIFAR-10 and CIFAR-100

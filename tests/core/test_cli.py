@@ -23,7 +23,8 @@ ENTRY_POINTS = {"harness.run": True, "harness.demo": True, "harness.tables": Tru
                 "harness.export": True, "harness.bench": True, "harness.data.corrupt": True,
                 "harness.data.tiny_imagenet": True, "harness.diff": False,
                 "harness.flops": False, "harness.compare": True,
-                "harness.migrate_runs": False, "harness.launch": True,
+                "harness.migrate_runs": False, "harness.adopt": False,
+                "harness.launch": True,
                 "harness.gpu_check": True}
 # a mistake as gin reports it: the line that says what is wrong, then the call's context
 MISTAKE = UserError("what is wrong\n  In call to configurable Experiment")

@@ -58,11 +58,11 @@ def table1_runs(runs) -> dict[str, Path]:
                                       method="edst")}
 
 
-@pytest.fixture
-def made(tmp_path):
-    """Table 1 from finished runs, Tables 4 and 8 in the long format, the rest not made."""
+def paper_page(tmp_path) -> tuple[Path, dict[str, Path]]:
+    """The page at smoke scale without training: Table 1 from finished fake runs (returned by
+    row), Tables 4 and 8 in the long format, the rest not made; Figures 4-7 drawn."""
     runs = tmp_path / "runs"
-    table1_runs(runs)
+    table1 = table1_runs(runs)
     figure5_rows(runs)
     tables = tmp_path / "paper" / "smoke" / "tables"
     report(PAPER.table(1), TableContext("smoke", RunStore(runs)), tables)
@@ -75,6 +75,12 @@ def made(tmp_path):
     pd.concat([frame, frame.assign(sparsity=0.9)]).to_parquet(tables / "table8.parquet")
     path = make_paper(TableContext("smoke", RunStore(runs), seeds=1),  # as Table 1 was written
                       output_dir=tmp_path / "paper", page_only=True)
+    return path, table1
+
+
+@pytest.fixture
+def made(tmp_path):
+    path, _ = paper_page(tmp_path)
     return path, path.read_text()
 
 
@@ -244,3 +250,35 @@ def test_a_long_table_written_despite_failed_rows_is_shown_with_the_error(tmp_pa
     assert "Missing: `python -m harness.tables --table=4` failed: 1 row(s)" in table4
     assert "<td>0.100</td><td>0.095</td>" in table4
     assert "<li class=\"missing\">Table 4: `python -m harness.tables --table=4` failed" in text
+
+
+def test_the_uniform_protocols_page_and_the_printed_one_link_each_other(made, tmp_path):
+    printed, _ = made
+    assert "Protocol <b>printed</b>" in printed.read_text()
+    assert "-uniform/" not in printed.read_text()  # no uniform page yet: no link to one
+    uniform = make_paper(TableContext("smoke", RunStore(tmp_path / "runs"), seeds=1),
+                         output_dir=tmp_path / "paper", page_only=True, protocol="uniform")
+    assert uniform == tmp_path / "paper" / "smoke-uniform" / "index.html"
+    assert "Protocol <b>uniform</b>" in uniform.read_text()
+    assert 'href="../smoke/index.html"' in uniform.read_text()
+    # the printed page, written again from what exists, links the uniform one at every table
+    text = printed.read_text()
+    assert 'href="../smoke-uniform/index.html"' in text
+    assert 'href="../smoke-uniform/index.html#table1">this table under the uniform' in text
+
+
+def test_each_table_of_the_uniform_page_runs_with_the_uniform_protocol(tmp_path, monkeypatch):
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return paper.subprocess.CompletedProcess(command, 1, "", "error: stop here")
+
+    monkeypatch.setattr(paper.subprocess, "run", run)
+    context = TableContext("smoke", RunStore(tmp_path / "runs"), ROOT / "gin",
+                           bindings=("import my_methods",))
+    paper.make_paper(context, tmp_path / "paper", protocol="uniform", retrain_stale=True)
+    tables = [command for command in commands if "harness.tables" in command]
+    assert tables and all(f"--gin_file={ROOT / 'gin/protocol/uniform.gin'}" in command
+                          and "--gin_bindings=import my_methods" in command
+                          and "--retrain_stale" in command for command in tables)

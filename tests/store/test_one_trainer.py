@@ -3,6 +3,7 @@ training is refused in one line naming the holder, exit status 2, and the first 
 run untouched; the run records the code it was trained with."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,11 +13,12 @@ from harness.core.provenance import head_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# Long enough (about 75 epochs of 4 steps) for a second process to start beside it.
+# The first trainer is stopped (SIGSTOP) at its first checkpoint while the second starts, so
+# that however fast either is, the second meets a run in training.
 ARGS = ["--gin_file=gin/dense.gin", "--gin_file=gin/scale/smoke.gin",
         "--gin_bindings=Experiment.suites = ('test',)",
         "--gin_bindings=Experiment.train_subset = 256",
-        "--gin_bindings=epoch_factor.factor = 0.3", "--noprogress"]
+        "--gin_bindings=epoch_factor.factor = 0.1", "--noprogress"]
 
 
 def test_a_second_trainer_is_refused_naming_the_first_which_finishes(tmp_path):
@@ -27,10 +29,14 @@ def test_a_second_trainer_is_refused_naming_the_first_which_finishes(tmp_path):
     try:
         deadline = time.monotonic() + 300
         while not list(out.glob("checkpoints/*.resume.pt")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        second = subprocess.run([sys.executable, "-m", "harness.run", "--resume",
-                                 f"--output_dir={out}", "--noprogress"], cwd=ROOT, env=ENV,
-                                capture_output=True, text=True, timeout=300)
+            time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = subprocess.run([sys.executable, "-m", "harness.run", "--resume",
+                                     f"--output_dir={out}", "--noprogress"], cwd=ROOT, env=ENV,
+                                    capture_output=True, text=True, timeout=300)
+        finally:
+            first.send_signal(signal.SIGCONT)
         _, stderr = first.communicate(timeout=600)
     finally:
         first.kill()

@@ -81,6 +81,37 @@ def test_a_format_1_store_is_refused_then_migrated_to_the_new_ids(tmp_path):
     assert RunStore(runs).finished() == [run]
 
 
+def test_a_migrated_run_goes_where_the_tables_look_for_it(tmp_path):
+    # A real operative_config.gin leaves out the configurables a run never called: the smoke
+    # scale's `TreeNet.split = 3` is in a dense run's config.gin, not in its operative one.
+    runs = tmp_path / "runs"
+    run = stored_run(runs, 1, "dense", members=1)
+    config = (run / "config.gin").read_text()
+    assert "TreeNet.split = 3" in config
+    (run / "operative_config.gin").write_text(
+        "".join(line for line in config.splitlines(keepends=True) if "TreeNet" not in line))
+    old = runs / f"dense-{format_1_id(config)}" / "seed0"
+    old.parent.mkdir()
+    os.replace(run, old)
+    run.parent.rmdir()
+    (runs / "store.json").unlink()
+    assert migrate(runs) == ([f"{old} -> {run}"], [])
+
+
+def test_a_run_trained_under_another_default_migrates_to_an_id_of_its_own(tmp_path):
+    runs = tmp_path / "runs"
+    run = stored_run(runs, 1, "dense", members=1)
+    config = (run / "config.gin").read_text()
+    (run / "operative_config.gin").write_text(config + "Trainer.lr = 0.05\n")  # 0.1 today
+    old = runs / f"dense-{format_1_id(config)}" / "seed0"
+    old.parent.mkdir()
+    os.replace(run, old)
+    run.parent.rmdir()
+    (runs / "store.json").unlink()
+    [done], left = migrate(runs)
+    assert not left and not done.endswith(f" -> {run}")
+
+
 def test_figure_3_shares_the_runs_of_tables_1_and_2(monkeypatch):
     """Its trajectory cadence only observes: Figure 3's DST and EDST rows are the M = 3,
     S = 0.8 runs of Tables 1 and 2 at the same scale, no training of their own."""

@@ -76,3 +76,12 @@ def test_plan_from_the_command_line_runs_nothing(tmp_path, gin_dir, capsys):
                         f"--runs_dir={tmp_path / 'runs'}"])
     assert code == 0 and "Compute plan, scale smoke: 2 distinct runs" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
+
+
+def test_dst_without_exploration_is_the_static_rows_run(tmp_path):
+    # Table 5's DST without prune-and-grow is the Static Sparse Ensemble's training step for
+    # step: its row reuses the Static row's run instead of training a copy.
+    context = TableContext("paper", RunStore(tmp_path / "runs"), ROOT / "gin", seeds=1)
+    runs = {run.name: run for run in compute_plan.plan([1, 5], context)}
+    assert "table5/dst_m3_s08_noexplore_c10" in runs["table1/static_m3_s08"].same_as
+    assert "table5/dst_m3_s08_noexplore_c10" not in runs
