@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.experiment.config import module_imports
     from harness.experiment.dry_run import describe
     from harness.experiment.execute import plan_experiment, preemptible, run_experiment
-    from harness.store.record import recorded_configuration
+    from harness.store.record import is_finished, recorded_configuration
     from harness.tables.listing import catalog
 
     if args.list:
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     resume = args.resume
     if args.store is not None:
         output_dir, resume = store_place(gin_files, bindings, args), not args.overwrite
+        if resume and is_finished(Path(output_dir)):
+            print(f"already in the store, finished: {output_dir} (--overwrite trains it again)")
+            return 0
     if args.dry_run:
         run_dir, mode, prepared = plan_experiment(
             gin_files, bindings, output_dir, overwrite=args.overwrite,

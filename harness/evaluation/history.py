@@ -143,7 +143,3 @@ def summary_writer():
         raise UserError("Experiment.tensorboard = True needs the tensorboard package: pip "
                         "install 'freetickets-bench[tensorboard]'") from error
     return SummaryWriter
-
-
-def read_history(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(paths.history(run_dir))

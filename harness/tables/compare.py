@@ -235,10 +235,20 @@ def run_names(table: pd.DataFrame) -> tuple[Path, list[str]]:
                     for row in dirs]
 
 
+# What the comparison shows, in order: a line of text, or a table (header, rows of text cells)
+Block = str | tuple[list[str], list[list[str]]]
+
+
 def markdown(table: pd.DataFrame) -> str:
-    """The table as markdown: the label (where given), the identity, the bindings that
-    differ, each shown measure that some run measured, the seeds and the runs; with a
-    baseline (`versus_baseline`), the table of differences below."""
+    """The comparison (`blocks`) as markdown."""
+    return "\n\n".join(block if isinstance(block, str) else grid(*block)
+                       for block in blocks(table))
+
+
+def blocks(table: pd.DataFrame) -> list[Block]:
+    """The table: the label (where given), the identity, the bindings that differ, each shown
+    measure that some run measured, the seeds and the runs, then the folder that holds the
+    runs; with a baseline (`versus_baseline`), the table of differences below."""
     shown = [name for name in SHOWN if table[name].notna().any()]
     labelled = table.label.astype(bool).any()
     settings = table.attrs["bindings"]
@@ -249,12 +259,12 @@ def markdown(table: pd.DataFrame) -> str:
              *(FORMATS[name].ours(row[name], row.get(f"{name}_std")) for name in shown),
              str(row["seeds"]), runs]
             for row, runs in zip(table.to_dict("records"), names)]
-    text = grid([*(["label"] if labelled else []), "method", "data", "model", "M", "S",
-                 *settings, *(FORMATS[name].title for name in shown), "seeds", "runs"], rows)
-    text += f"\n\nruns: in {common}"
+    header = [*(["label"] if labelled else []), "method", "data", "model", "M", "S", *settings,
+              *(FORMATS[name].title for name in shown), "seeds", "runs"]
+    shown_blocks: list[Block] = [(header, rows), f"runs: in {common}"]
     if "baseline" in table.columns:
-        text += "\n\n" + differences_markdown(table, list(table.label) if labelled else names)
-    return text
+        shown_blocks += differences(table, list(table.label) if labelled else names)
+    return shown_blocks
 
 
 def versus_baseline(table: pd.DataFrame, runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -313,7 +323,7 @@ def interval_columns(name: str, interval: "Interval", method: str) -> dict:
             f"{name}_diff_high": interval.high, f"{name}_diff_method": method}
 
 
-def differences_markdown(table: pd.DataFrame, names: list[str]) -> str:
+def differences(table: pd.DataFrame, names: list[str]) -> list[Block]:
     """The differences to the baseline, one row per other row (named by `names`), each cell
     'Δ [low, high]' with `*` where the interval excludes 0, and which method gave them."""
     from harness.tables.significance import BOOTSTRAP_SEED, CONFIDENCE, RESAMPLES
@@ -329,17 +339,17 @@ def differences_markdown(table: pd.DataFrame, names: list[str]) -> str:
                      ", ".join(method_text(method, row, table) for method in sorted(methods))
                      or "none"])
     level = f"{100 * CONFIDENCE:g}%"
-    return "\n".join([
+    return [
         f"Differences to the baseline {baseline} (row − baseline) [{level} interval]; * where "
-        f"the interval excludes 0:", "",
-        grid(["vs baseline", *(f"Δ{FORMATS[metric].title} [{level} CI]" for metric in shown),
-              "interval"], rows), "",
+        f"the interval excludes 0:",
+        (["vs baseline", *(f"Δ{FORMATS[metric].title} [{level} CI]" for metric in shown),
+          "interval"], rows),
         "welch: Welch's t interval over seeds (both rows with >= 2 seeds; assumes independent "
         "seeds, each row's metric roughly normal over seeds). bootstrap: paired bootstrap "
         f"over the test examples of {paths.TEST_PREDICTIONS} ({RESAMPLES} resamples, seed "
         f"{BOOTSTRAP_SEED}, the same examples for both rows, percentile interval; a row is the "
         "mean over its seeds; the test set's sampling only, not seed-to-seed variation); "
-        "corrupted metrics get no bootstrap interval (no corrupted predictions are kept)."])
+        "corrupted metrics get no bootstrap interval (no corrupted predictions are kept)."]
 
 
 def difference_text(measure: Measure, row: dict, name: str) -> str:
@@ -389,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         table = versus_baseline(table, runs, baseline_configuration(runs, len(args.runs),
                                                                     args.baseline))
+    shown = blocks(table)
     text = markdown(table)
     print(text)
     if args.output_dir:
@@ -397,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {stem}.parquet and {stem}.md", file=sys.stderr)
     if args.plot:
         figures, notes = compare_plots.write_plots(table, args.output_dir)
-        page = compare_page.write_page(text, figures, notes, args.output_dir)
+        page = compare_page.write_page(shown, figures, notes, args.output_dir)
         print(f"{len(figures)} figure(s) in {args.output_dir / compare_plots.PLOTS}, shown in "
               f"{page}", file=sys.stderr)
     return 0

@@ -1,9 +1,11 @@
-"""`<output_dir>/compare.html` of `python -m harness.compare --plot`: the tables as compare.md
-holds them, a note for each thing that could not be drawn, then the figures
+"""`<output_dir>/compare.html` of `python -m harness.compare --plot`: what compare.md holds,
+its tables as HTML tables, a note for each thing that could not be drawn, then the figures
 (harness/tables/compare_plots.py) by relative path. One static file: no script, no style
 sheet or font from elsewhere, so it opens from a copied folder without a network."""
 import html
 from pathlib import Path
+
+from tabulate import tabulate
 
 from harness.core.durable import atomic_write
 
@@ -14,10 +16,10 @@ STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:110em}"
          "th{background:#f3f3f3}img{max-width:100%}.note{color:#7a4b00}")
 
 
-def write_page(markdown: str, figures: list[tuple[str, Path]], notes: list[str],
+def write_page(blocks: list, figures: list[tuple[str, Path]], notes: list[str],
                output_dir: Path) -> Path:
-    """`markdown`: compare's table (and differences); `figures`: (caption, PNG under
-    output_dir) in the order shown."""
+    """`blocks`: what compare shows (harness/tables/compare.py `blocks`: lines of text and
+    tables); `figures`: (caption, PNG under output_dir) in the order shown."""
     path = output_dir / PAGE
     sections = [f"<h2>{html.escape(caption)}</h2>\n"
                 f"<img src=\"{html.escape(png.relative_to(output_dir).as_posix())}\" "
@@ -25,39 +27,17 @@ def write_page(markdown: str, figures: list[tuple[str, Path]], notes: list[str],
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>harness.compare</title><style>{STYLE}</style></head><body>",
-        "<h1>Comparison of runs</h1>", markdown_html(markdown),
+        "<h1>Comparison of runs</h1>", *map(block_html, blocks),
         *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
         *sections, "</body></html>", ""])
     atomic_write(path, lambda partial: partial.write_text(page, encoding="utf-8"))
     return path
 
 
-def markdown_html(markdown: str) -> str:
-    """compare's markdown: each table as a <table>, any other line as a paragraph."""
-    lines, parts = markdown.splitlines(), []
-    index = 0
-    while index < len(lines):
-        if lines[index].startswith("|"):
-            end = index
-            while end < len(lines) and lines[end].startswith("|"):
-                end += 1
-            parts.append(table_html(lines[index:end]))
-            index = end
-        else:
-            if lines[index].strip():
-                parts.append(f"<p>{html.escape(lines[index])}</p>")
-            index += 1
-    return "\n".join(parts)
-
-
-def table_html(lines: list[str]) -> str:
-    """A markdown table as tabulate aligns it (header, separator, rows): each cell cut where
-    the separator's '|' stand, so a '|' inside a cell stays in its cell."""
-    bounds = [position for position, character in enumerate(lines[1]) if character == "|"]
-
-    def cells(line: str) -> list[str]:
-        return [html.escape(line[start + 1:end].strip()) for start, end in zip(bounds, bounds[1:])]
-    head = "".join(f"<th>{cell}</th>" for cell in cells(lines[0]))
-    rows = ["<tr>" + "".join(f"<td>{cell}</td>" for cell in cells(line)) + "</tr>"
-            for line in lines[2:]]
-    return "\n".join([f"<table><tr>{head}</tr>", *rows, "</table>"])
+def block_html(block) -> str:
+    """A line of text as a paragraph; a table (header, rows) through tabulate, which escapes
+    its cells."""
+    if isinstance(block, str):
+        return f"<p>{html.escape(block)}</p>"
+    header, rows = block
+    return tabulate(rows, header, tablefmt="html", disable_numparse=True)

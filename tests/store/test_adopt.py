@@ -200,6 +200,12 @@ def test_run_trains_into_the_stores_place_with_store(tmp_path, row, context, cap
     assert store_place(list(row.gin_files), [], args) == str(
         context.store.find(row_configuration(row), 0))
     assert not context.store.root.exists() and not (tmp_path / "x").exists()
+    # once the store holds the run, `--store` reuses it as the tables would: nothing trains
+    assert adopt(capsys, mine, f"--runs_dir={context.store.root}")[0] == 0
+    assert run_main([*files, f"--store={context.store.root}"]) == 0
+    place = context.store.find(row_configuration(row), 0)
+    assert capsys.readouterr().out == (f"already in the store, finished: {place} (--overwrite "
+                                       f"trains it again)\n")
 
 
 def test_help_imports_no_torch(tmp_path):
