@@ -17,8 +17,8 @@ Every RUN_DIR is checked before anything is written; the first that cannot be ad
 refused in one line, exit 2, and nothing is written for any: one being trained (its lock, or
 the store's for its place, held by another process: named), an unfinished one (resume it
 first), a damaged one (harness/store/readers.py), and one trained under settings that this
-code no longer gives its configuration (a default changed since: `trained_differences`), which
-the store would pass off as today's configuration. A run trained at another commit is adopted
+code no longer gives its configuration (a default changed since: harness/store/
+configuration.py `trained_configuration`), which the store would pass off as today's. A run trained at another commit is adopted
 with its provenance, the line saying what changed since (harness/core/provenance.py), as the
 tables say when they reuse it.
 """
@@ -32,8 +32,7 @@ from harness.core import cli, provenance
 from harness.core.durable import DiskFull, no_room, sync_path
 from harness.core.errors import UserError
 from harness.store import paths, readers
-from harness.store.configuration import (OBSERVING, SEED_BINDING, bindings, differences,
-                                         operative_values)
+from harness.store.configuration import identity_differences, trained_configuration
 from harness.store.locks import describe, running, training_lock
 from harness.store.record import foreign_entries, is_finished, staging_dir
 from harness.store.runs import RunStore
@@ -55,17 +54,6 @@ class Adoption:
     target: Path
     note: str  # how its code compares with this checkout's ('' where it is this commit's)
     in_store: bool  # the same run is at `target` already
-
-
-def trained_differences(operative: str, config: str) -> list[str]:
-    """'<binding> (<value trained with> recorded, <value now> now)' for each setting a run's
-    operative configuration records that this code would set otherwise for its `config`: a
-    default changed since it was trained. A configurable the run never called records nothing,
-    so it cannot differ; the seed and the observing settings identify no run."""
-    recorded = {name: value for name, value in bindings(operative).items()
-                if name not in (SEED_BINDING, *OBSERVING)}
-    now = operative_values(config)
-    return differences(recorded, {name: now[name] for name in recorded if name in now})
 
 
 def plan(source: Path, store: RunStore) -> Adoption:
@@ -95,7 +83,7 @@ def plan(source: Path, store: RunStore) -> Adoption:
                         f"trained with cannot be checked; {readers.rerun(source)}") from None
     config = readers.config_text(source)
     try:
-        changed = trained_differences(operative, config)
+        changed = identity_differences(trained_configuration(config, operative), config)
     except UserError as error:
         raise UserError(f"{source}: {error}") from None
     if changed:

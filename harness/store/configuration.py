@@ -134,6 +134,15 @@ def configuration_id(config: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
 
 
+def trained_configuration(config: str, operative: str) -> str:
+    """The configuration a finished run was trained under: its `config.gin` overridden by its
+    `operative_config.gin` (the values it was trained with, defaults of the day included). The
+    operative configuration alone would not do: it leaves out what the run never called (the
+    smoke scale's `TreeNet.split` in a dense run), which the id counts as `config.gin` binds
+    it. Its `identity_differences` with `config` are the defaults changed since."""
+    return config + "\n" + operative
+
+
 def identity_differences(recorded: str, now: str) -> list[str]:
     """`config_differences` of what identifies a run: a binding equal to its default, the seed
     and an observing setting make no difference."""

@@ -33,7 +33,7 @@ from harness.store import paths, readers
 from harness.store.record import check_is_run, is_finished, write_json
 from harness.store.locks import running
 from harness.store.runs import OLD_LAYOUT, RunStore
-from harness.store.configuration import STORE_FORMAT
+from harness.store.configuration import STORE_FORMAT, trained_configuration
 
 ROW_FILE = "row.json"
 
@@ -84,13 +84,11 @@ def migrate(runs_dir: Path, dry_run: bool = False) -> tuple[list[str], list[str]
 
 
 def recorded_configuration(run_dir: Path) -> str:
-    """The configuration a run was trained under: its `config.gin`, overridden, once it
-    finished, by its operative one (the values it was trained with). The operative
-    configuration alone would not do: it leaves out what the run never called (the smoke
-    scale's `TreeNet.split` in a dense run), which its id counts as `config.gin` binds it."""
+    """The configuration a run was trained under (`trained_configuration`) once it finished,
+    else its `config.gin`."""
     config = readers.config_text(run_dir)
     if is_finished(run_dir) and paths.operative_config(run_dir).is_file():
-        return config + "\n" + readers.operative_config_text(run_dir)
+        return trained_configuration(config, readers.operative_config_text(run_dir))
     return config
 
 

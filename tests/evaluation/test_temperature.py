@@ -1,11 +1,14 @@
 """Temperature scaling: the fitted T is the NLL's stationary point; logits made 3x too
 confident get T ~ 3 and a lower ECE; one member's T is Guo et al.'s (torch-uncertainty's
-TemperatureScaler's) softmax(z / T); the suite's rows, and its error without a validation
-split."""
+TemperatureScaler's) softmax(z / T), and T is scikit-learn's (`CalibratedClassifierCV(method=
+"temperature")`); the suite's rows, and its error without a validation split."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from torch import nn
 
 from harness.core.errors import UserError
@@ -36,6 +39,30 @@ def test_three_times_too_confident_logits_get_a_temperature_near_3_and_a_lower_e
     scaled = tempered(raw, temperature)
     assert ece(scaled, test_labels) < ece(raw, test_labels) / 3
     assert nll(scaled, test_labels) < nll(raw, test_labels)
+
+
+class TrainedLogits(ClassifierMixin, BaseEstimator):
+    """A classifier already trained, for scikit-learn: its inputs are its logits."""
+
+    def fit(self, logits, labels):
+        self.classes_ = np.unique(labels)
+        return self
+
+    def decision_function(self, logits):
+        return logits
+
+    def predict(self, logits):
+        return self.classes_[logits.argmax(1)]
+
+
+def test_the_temperature_is_scikit_learns():
+    logits, labels = calibrated(5_000, seed=2)
+    logits, labels = 2.5 * logits.numpy(), labels.numpy()
+    frozen = FrozenEstimator(TrainedLogits().fit(logits, labels))
+    fitted = CalibratedClassifierCV(frozen, method="temperature").fit(logits, labels)
+    [scaler] = fitted.calibrated_classifiers_[0].calibrators  # scales logits by beta_ = 1 / T
+    ours = fit_temperature(torch.from_numpy(logits).log_softmax(-1), torch.from_numpy(labels))
+    assert ours == pytest.approx(1 / scaler.beta_, rel=1e-5)
 
 
 def test_the_fit_is_where_the_nll_stops_falling():
