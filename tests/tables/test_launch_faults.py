@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.store import paths
@@ -111,6 +112,16 @@ def test_killed_before_submitting_the_run_is_submitted_by_the_next_launch(tmp_pa
     assert is_finished(dense) and len(submissions(tmp_path)) == 1
 
 
+def exec_set_up(pid: int) -> None:
+    """Waits until the kernel has laid out `pid`'s new environment: Popen returns once exec
+    has begun, and /proc/PID/environ reads empty for a moment after (a job's controller,
+    which the launcher checks much later, is long past that)."""
+    environ = Path(f"/proc/{pid}/environ")
+    deadline = time.monotonic() + 10
+    while not environ.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_a_submission_whose_launcher_died_is_alive_while_a_process_carries_its_token():
     ended = subprocess.Popen([sys.executable, "-c", ""])
     ended.wait()
@@ -118,6 +129,7 @@ def test_a_submission_whose_launcher_died_is_alive_while_a_process_carries_its_t
     assert not job_alive(record)  # never submitted, or its job has ended: submit again
     job = subprocess.Popen(["sleep", "30"], env={**os.environ, SUBMISSION: "token-1"})
     try:
+        exec_set_up(job.pid)
         assert job_alive(record)
     finally:
         job.kill()
