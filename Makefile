@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 
 .PHONY: test test-fast demo venv cifar10-npz clean figures paper golden golden-check bench \
-	gpu-check chromium
+	bench-edst gpu-check chromium
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges): tests, CI and the golden
 # reports all run on the same torch.
@@ -118,11 +118,20 @@ golden-check: $(STAMP)
 
 # Speed, as ratios measured side by side in one process (harness/bench/suite.py): harness vs bare
 # PyTorch loops, sparse vs dense steps, peak memory on corrupted sets, sparse inference.
-# Not part of `make test`; about an hour on 2 busy CPU cores with the sparse kernels (`--quick`: about 20 minutes). Writes build/bench/bench.json.
+# Not part of `make test`; over an hour on 2 busy CPU cores with the sparse kernels (`--quick`:
+# about 20 minutes). Writes build/bench/bench.json, keeping the keys of `make bench-edst`.
 BENCH_THREADS ?= 1
 bench: $(STAMP)
 	OMP_NUM_THREADS=$(BENCH_THREADS) MKL_NUM_THREADS=$(BENCH_THREADS) $(PY) -m harness.bench \
 		--output_dir=build/bench
+
+# EDST's training wall-clock against a single dense network's: the cpu scale's EDST (M = 3,
+# S = 0.8, SparsitySpec.kernels = 'auto') and dense runs trained one after the other through
+# harness.run into build/bench/edst/ (70 epochs of 10,000 CIFAR-10 images between them: about
+# an hour on 2 CPU cores), then edst_cpu_wallclock_ratio merged into build/bench/bench.json
+# (harness/bench/edst_wallclock.py). Finished runs there are reused: delete them to measure again.
+bench-edst: $(STAMP) data/cifar10.npz
+	$(PY) -m harness.bench.edst_wallclock --output_dir=build/bench --runs_dir=build/bench/edst
 
 # What one GPU does with the harness's training steps, in at most 5 minutes: images/s and
 # fraction of peak per model and precision, sparse and tiled steps, bf16 against fp32, DDP

@@ -44,12 +44,15 @@ class Accounting:
     examples_seen: int = 0
     train_flops: float = 0.0
     histories: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)  # per stage, what its hooks recorded
 
     def add(self, stage: str, figures: dict) -> None:
         self.train_seconds += figures["train_seconds"]
         self.examples_seen += figures["examples_seen"]
         self.train_flops += figures["train_flops"]
         self.histories[stage] = figures["history"]
+        # A stage result written before hooks recorded anything has no "records".
+        self.records[stage] = figures.get("records", {})
 
 
 class Stopwatch(Hook):
@@ -163,10 +166,11 @@ class FitContext:
 
         The result file `<name>.pt` holds the weights, the extras and the stage's own
         accounting (seconds, examples, FLOPs from a ledger that follows the run's densities
-        step by step), written in one atomic step: there is no moment at which the cost is
-        saved and the result is not, or the reverse. While the stage trains it checkpoints
-        itself to `<name>.resume.pt` after every epoch and resumes from there. The ledger
-        counts the rows `batch_format` feeds the network, probed with the real input shape.
+        step by step, what its hooks record for summary.json: `Hook.record`), written in one
+        atomic step: there is no moment at which the cost is saved and the result is not, or
+        the reverse. While the stage trains it checkpoints itself to `<name>.resume.pt` after
+        every epoch and resumes from there. The ledger counts the rows `batch_format` feeds
+        the network, probed with the real input shape.
 
         Which weights it keeps follows `checkpoint_selection()` (harness/engine/selection.py):
         under 'best_validation' the stage ends with those (and the extras) of its epoch of best
@@ -207,7 +211,9 @@ class FitContext:
                      "accounting": {"train_seconds": stopwatch.seconds(),
                                     "examples_seen": ledger.examples,
                                     "train_flops": ledger.total_flops,
-                                    "history": state.history}}
+                                    "history": state.history,
+                                    "records": {key: value for hook in hooks
+                                                for key, value in hook.record().items()}}}
             self._save(path, saved)
         resume.unlink(missing_ok=True)  # also one a stop right after the result left behind
         self.accounting.add(name, saved["accounting"])

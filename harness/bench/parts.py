@@ -1,5 +1,6 @@
 """What harness/bench/suite.py and the benches beside it (bench_sparse_kernels.py, loader_bench.py)
 share: the result record, synthetic CIFAR-shaped data and the models and loops they time."""
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -57,3 +58,22 @@ def masked_wrn(depth: int, width: int, sparsity: float, seed: int = 0) -> torch.
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_var.uniform_(0.5, 2.0)
     return model.eval()
+
+
+def folded_dense(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.jit.ScriptModule, dict]:
+    """The best dense form of `model` a user would deploy on a CPU, the second baseline of the
+    sparse inference figures: traced on `x`, frozen (which folds each batch norm that follows
+    a conv alone into the conv's weight and bias) and optimised for inference (oneDNN's
+    prepacked convs). In the pre-activation WRN only each block's bn2 (after its conv1) and
+    the first block's bn1 (after the first conv) fold; the others follow a residual sum.
+    Returns the module and {"batch_norms": in the model, "folded": how many froze away}."""
+    def batch_norms(graph) -> int:
+        return sum(node.kind() == "aten::batch_norm" for node in graph.nodes())
+
+    with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.compile
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model.eval(), x)
+        frozen = torch.jit.freeze(traced)
+        optimized = torch.jit.optimize_for_inference(frozen)
+    before = batch_norms(traced.inlined_graph)
+    return optimized, {"batch_norms": before, "folded": before - batch_norms(frozen.graph)}

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness.core import distributed, safe_load
+from harness.core import allocator, distributed, safe_load
 
 from harness.engine import scale
 from harness.engine.batching import BatchFormat, PlainBatch
@@ -105,6 +105,12 @@ class Hook:
 
     def on_train_end(self, state: TrainState) -> None:
         """Once after the last epoch."""
+
+    def record(self) -> dict:
+        """What the run's summary.json keeps of this hook once its stage has trained (e.g.
+        the sparse kernels of a Masking, methods/sparse/masking.py): plain values, merged over
+        the stage's hooks. Nothing for most hooks."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}
@@ -235,6 +241,7 @@ class Trainer:
         `batch_format` turns each drawn batch into the network's rows and targets,
         `param_groups` splits the parameters for the optimizer (`make_optimizer`). With
         `checkpoint`, the run saves itself there after every epoch and resumes from it."""
+        allocator.keep_freed_memory()  # a step's activations reuse the last step's pages
         epochs = self.scaled_epochs if epochs is None else epochs
         schedule = self.lr_schedule if schedule is None else compose(schedule,
                                                                      self.lr_schedule)

@@ -43,6 +43,7 @@ from harness.evaluation.suite_summary import corrupted_summary
 from harness.evaluation.member_structure import structure_rows
 from harness.evaluation.inference_timing import SUITE as TIMING_SUITE, inference_timing
 from methods import FitContext
+from methods.base import Accounting
 
 
 class Preempted(Interrupted):
@@ -192,7 +193,17 @@ def run_summary(prepared: Prepared, rows: list[dict], context: FitContext,
             if accounting.train_seconds > 0 else None),
         **code_state(),  # git_commit, git_dirty, git_diff_hash (harness/core/provenance.py)
         "config_hash": hashlib.sha256(operative.encode()).hexdigest()[:16],
+        **sparse_kernels(accounting),
     }
+
+
+def sparse_kernels(accounting: Accounting) -> dict:
+    """summary.json's `sparse_kernels` where a stage trained with SparsitySpec.kernels 'sparse'
+    or 'auto': per stage, each masked conv's kernels ('sparse' or 'dense'), auto's median
+    seconds of both, and the format rebuilds after mask updates (methods/sparse/kernels.py)."""
+    stages = {stage: record["sparse_kernels"] for stage, record in accounting.records.items()
+              if "sparse_kernels" in record}
+    return {"sparse_kernels": stages} if stages else {}
 
 
 def plan_experiment(gin_files, bindings=(), output_dir: str | None = None, *,

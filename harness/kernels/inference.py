@@ -20,6 +20,15 @@ ReLU, residual sums) keep the view's layout, and the next layer's im2col reads i
 contiguous [C, B, H, W]: no layout conversion between sparse layers. Outputs equal the masked
 dense network's up to float summation order (within 1e-4, tests/experiment/test_export.py).
 
+Fusion, in the pre-activation blocks of the WRNs (`FusedPreActBlock`): the batch-norm after a
+block's first conv is folded into that conv's weights and bias (torch's fuse_conv_bn_eval;
+zeros stay zeros), and where both convs run the direct kernels the block is one pass over each
+activation besides the convs themselves: the first batch-norm and its ReLU applied as the input
+is laid out for the kernels, the first conv writing its ReLU'd output straight into the second
+conv's layout, the second adding the shortcut as it writes. Unfused, a block read and wrote
+each activation six more times (affine, ReLU and layout copy twice, the residual sum), which at
+batch 1 took as long as the sparse convs themselves.
+
 Zeros are found from the weights themselves (a masked weight is exactly zero, and skipping a
 weight that is exactly zero is exact whatever its mask), so any network converts.
 """
@@ -31,6 +40,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from harness.kernels import KERNELS, sparse_conv
 from harness.kernels.timing import call_seconds, median_seconds
@@ -101,6 +112,14 @@ class SparseConv2d(nn.Module):
         # An export planned on a machine with the compiled kernels, loaded on one without.
         return "dense" if kernel == "direct" and not hasattr(self, "pattern") else kernel
 
+    def direct(self, x: torch.Tensor, prologue: tuple[torch.Tensor, torch.Tensor] | None
+               ) -> torch.Tensor:
+        """The direct kernels' conv of max(0, x * scale + shift) per channel, `prologue`
+        (scale, shift), applied as x is laid out for them."""
+        flat, geometry = sparse_conv.inference_input(x, self.pattern, self.stride, self.padding,
+                                                     prologue)
+        return sparse_conv.inference_conv(flat, geometry, self.pattern, self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = self.kernel_for(x.shape[0])
         if kernel == "direct":
@@ -144,6 +163,64 @@ class ChannelAffine(nn.Module):
         return torch.addcmul(self.shift, x, self.scale)
 
 
+def pre_activation_block(module: nn.Module) -> bool:
+    """Whether `module` computes conv2(relu(bn2(conv1(a)))) + (x or shortcut(a)), a =
+    relu(bn1(x)): its class says so (`pre_activation_residual`, as the WRN's PreActBlock in
+    harness/models/wide_resnet.py does) and its parts are still those plain layers (MC dropout
+    puts a Sequential in conv1's place)."""
+    norms = (getattr(module, "bn1", None), getattr(module, "bn2", None))
+    convs = (getattr(module, "conv1", None), getattr(module, "conv2", None))
+    shortcut = getattr(module, "shortcut", None)
+    return (getattr(type(module), "pre_activation_residual", False)
+            and all(type(norm) is nn.BatchNorm2d and norm.track_running_stats
+                    for norm in norms)
+            and all(type(conv) is nn.Conv2d and supported_conv(conv)
+                    for conv in (*convs, *([shortcut] if shortcut is not None else []))))
+
+
+class FusedPreActBlock(nn.Module):
+    """A pre-activation block (`pre_activation_block`) in inference form (the module
+    docstring's fusion): `plans` maps its convs' names (conv1, conv2, shortcut) to their kernel
+    plans. At a batch size where conv1 or conv2 does not run the direct kernels, the block runs
+    op by op, bn2 still folded."""
+
+    def __init__(self, block: nn.Module, plans: dict[str, dict[int, str]]):
+        super().__init__()
+        self.bn1 = ChannelAffine(block.bn1)
+        self.conv1 = SparseConv2d(fuse_conv_bn_eval(block.conv1.eval(), block.bn2.eval()),
+                                  plans["conv1"])
+        self.conv2 = SparseConv2d(block.conv2, plans["conv2"])
+        self.shortcut = None if block.shortcut is None else SparseConv2d(block.shortcut,
+                                                                         plans["shortcut"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        if self.conv1.kernel_for(batch) == self.conv2.kernel_for(batch) == "direct":
+            return self._fused(x)
+        out = self.bn1(x).relu()
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        return self.conv2(self.conv1(out).relu()) + shortcut
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        prologue = (self.bn1.scale.view(-1), self.bn1.shift.view(-1))
+        shortcut = x
+        if self.shortcut is not None:
+            shortcut = (self.shortcut.direct(x, prologue)
+                        if self.shortcut.kernel_for(x.shape[0]) == "direct"
+                        else self.shortcut(self.bn1(x).relu()))
+        flat, first = sparse_conv.inference_input(x, self.conv1.pattern, self.conv1.stride,
+                                                  self.conv1.padding, prologue)
+        second = sparse_conv.Geometry(self.conv2.kernel_size, 1, self.conv2.padding,
+                                      x.shape[0], first.out_h, first.out_w)
+        hidden = self.conv2.pattern.workspace(("input", second),
+                                              second.flat_size(self.conv1.out_channels))
+        sparse_conv.inference_conv(flat, first, self.conv1.pattern, self.conv1.bias,
+                                   out=second.interior(hidden, self.conv1.out_channels),
+                                   relu=True)
+        return sparse_conv.inference_conv(hidden, second, self.conv2.pattern, self.conv2.bias,
+                                          residual=shortcut)
+
+
 def conv_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if supported_conv(module)]
 
@@ -153,11 +230,20 @@ def density(weight: torch.Tensor) -> float:
 
 
 def sparsify(model: nn.Module, plans: dict[str, dict[int, str]]) -> nn.Module:
-    """An eval-mode copy of `model` with each conv named in `plans` replaced by a SparseConv2d
-    following its plan and every BatchNorm2d by a ChannelAffine."""
+    """An eval-mode copy of `model` with each pre-activation block whose convs are all named
+    in `plans` replaced by a FusedPreActBlock, each other conv named in `plans` by a SparseConv2d
+    following its plan and every other BatchNorm2d by a ChannelAffine."""
     converted = copy.deepcopy(model).eval()
+    fused: list[str] = []
     for name, module in list(converted.named_modules()):
-        if name in plans:
+        if any(name.startswith(f"{block}.") for block in fused):
+            continue
+        if pre_activation_block(module) and all(
+                f"{name}.{conv}" in plans for conv in conv_names(module)):
+            _replace(converted, name, FusedPreActBlock(
+                module, {conv: plans[f"{name}.{conv}"] for conv in conv_names(module)}))
+            fused.append(name)
+        elif name in plans:
             _replace(converted, name, SparseConv2d(module, plans[name]))
         elif isinstance(module, nn.BatchNorm2d) and module.track_running_stats:
             _replace(converted, name, ChannelAffine(module))

@@ -20,8 +20,8 @@
 // 2, slower with 4 and 8), a shifted input built from aligned loads by permutes (18-31
 // GFLOP/s), 256-bit vectors (as fast as 512-bit), groups sized for L2 (1.2-1.5x slower).
 //
-// GCC vector extensions compile to AVX-512 (or AVX2, twice as many instructions) under
-// -march=native; the threads are ATen's (torch.set_num_threads), OpenMP's: built without
+// GCC vector extensions compile to the machine's vectors under -march=native (AVX-512 or
+// AVX2, `vec`); the threads are ATen's (torch.set_num_threads), OpenMP's: built without
 // -fopenmp, at::parallel_for runs everything on the calling thread.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -33,9 +33,15 @@
 
 namespace {
 
-typedef float vec __attribute__((vector_size(64)));
-typedef float unaligned_vec __attribute__((vector_size(64), aligned(4)));
-constexpr int64_t LANES = 16;
+// The machine's own vector: 512 bits under AVX-512, else 256 (AVX2; SSE machines split it).
+#ifdef __AVX512F__
+constexpr int VECTOR_BYTES = 64;
+#else
+constexpr int VECTOR_BYTES = 32;
+#endif
+typedef float vec __attribute__((vector_size(VECTOR_BYTES)));
+typedef float unaligned_vec __attribute__((vector_size(VECTOR_BYTES), aligned(4)));
+constexpr int64_t LANES = VECTOR_BYTES / sizeof(float);
 
 inline vec load(const float* p) { return *reinterpret_cast<const unaligned_vec*>(p); }
 
@@ -43,10 +49,15 @@ inline vec load(const float* p) { return *reinterpret_cast<const unaligned_vec*>
 inline float reduce(vec v) {
   typedef float half __attribute__((vector_size(32)));
   typedef float quarter __attribute__((vector_size(16)));
-  half low, high;
-  std::memcpy(&low, &v, sizeof low);
-  std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
-  const half h = low + high;
+  half h;
+  if constexpr (VECTOR_BYTES == 64) {
+    half low, high;
+    std::memcpy(&low, &v, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    h = low + high;
+  } else {
+    std::memcpy(&h, &v, sizeof h);
+  }
   quarter a, b;
   std::memcpy(&a, &h, sizeof a);
   std::memcpy(&b, reinterpret_cast<const char*>(&h) + sizeof a, sizeof b);
@@ -57,14 +68,16 @@ inline float reduce(vec v) {
 struct Layout {
   int64_t batch, hq, wq, out_h, out_w;
   int64_t image_stride, row_stride;  // of out
+  int64_t residual_image_stride = 0, residual_row_stride = 0;  // of the epilogue's residual
   int64_t span() const { return batch * hq * wq; }
 };
 
 // The runs of valid output pixels in tile [p0, p0 + count): where each starts in the tile,
 // where in out [B, C, H, W] for channel 0 (channel r adds r times out's channel stride), and
-// its length. The same for every output channel of the tile, so the divisions are done once.
+// its length (and where in the residual, if any). The same for every output channel of the
+// tile, so the divisions are done once.
 struct Run {
-  int64_t from, to, length;
+  int64_t from, to, length, residual;
 };
 
 inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<Run>& runs) {
@@ -75,7 +88,8 @@ inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<R
     const int64_t segment = std::min(end - q, l.wq - ow);
     if (oh < l.out_h && ow < l.out_w)
       runs.push_back({q - p0, b * l.image_stride + oh * l.row_stride + ow,
-                      std::min(segment, l.out_w - ow)});
+                      std::min(segment, l.out_w - ow),
+                      b * l.residual_image_stride + oh * l.residual_row_stride + ow});
     q += segment;
   }
 }
@@ -94,8 +108,15 @@ inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<R
 //            `where` is the weight's column. The copy costs one load per column and vector;
 //            it pays where many output channels read each column (aligned loads from L1 run
 //            about 1.5x as many multiply-adds per cycle as unaligned ones here).
+//
+// A tile is BLOCK output pixels, 8 vectors: their sums take 8 registers of AVX-512's 32 or
+// of AVX2's 16. On AVX2 a tile of 128 (16 sums spilled to the stack) ran 3-5x slower than
+// F.conv2d; held in two passes of 8 it took a group of half as many input channels in L1, and
+// ran 1.1-1.5x slower than tiles of 64 on 32x32 layers (WRN-16-4, density 0.25-0.5, a Zen 3
+// core).
 constexpr int64_t VECTORS = 8;
-constexpr int64_t BLOCK = VECTORS * LANES;  // output pixels per tile
+constexpr int64_t BLOCK = VECTORS * LANES;  // output pixels per tile (`tile()` in Python)
+constexpr int64_t LINE = 16;  // floats per cache line
 
 // Asks for the input of channels [first, last) two tiles ahead: one stream per channel is
 // more than the hardware prefetcher follows, and at batch 128 the input is past L3 (the
@@ -103,7 +124,7 @@ constexpr int64_t BLOCK = VECTORS * LANES;  // output pixels per tile
 inline void prefetch_ahead(const float* tile, int64_t first, int64_t last,
                            int64_t channel_size) {
   for (int64_t c = first; c < last; ++c)
-    for (int64_t line = 0; line < BLOCK; line += LANES)
+    for (int64_t line = 0; line < BLOCK; line += LINE)
       __builtin_prefetch(tile + c * channel_size + 2 * BLOCK + line);
 }
 
@@ -134,15 +155,29 @@ inline int64_t channel_parts(int64_t tiles, int64_t channels) {
   return std::max<int64_t>(1, std::min(threads, channels / 8));
 }
 
+// The epilogue, as the tile's sums are written out: `residual` (empty: none), a tensor of
+// out's shape (rows contiguous), added, then max(0, .) where `relu`. Inference folds a
+// batch-norm that follows the conv into its weights and bias, so a block's conv, batch-norm,
+// ReLU and residual sum are one pass over the output rather than four.
 void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
                   const at::Tensor& values, const at::Tensor& bias, const at::Tensor& shifts,
                   int64_t channel_size, int64_t group, int64_t in_channels, int64_t batch,
-                  int64_t hq, int64_t wq, at::Tensor& out) {
+                  int64_t hq, int64_t wq, const at::Tensor& residual, bool relu,
+                  at::Tensor& out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "x: contiguous float32");
   TORCH_CHECK(group > 0 && in_channels > 0, "group and in_channels must be positive");
   TORCH_CHECK(out.dim() == 4 && out.size(0) == batch && out.scalar_type() == at::kFloat &&
               out.stride(3) == 1, "out: float32 [batch, out_channels, H, W], rows contiguous");
-  const Layout l{batch, hq, wq, out.size(2), out.size(3), out.stride(0), out.stride(2)};
+  TORCH_CHECK(!residual.numel() || (residual.sizes() == out.sizes() &&
+                                    residual.stride(3) == 1 &&
+                                    residual.scalar_type() == at::kFloat),
+              "residual: float32 of out's shape, rows contiguous");
+  const float* rs = residual.numel() ? residual.data_ptr<float>() : nullptr;
+  Layout l{batch, hq, wq, out.size(2), out.size(3), out.stride(0), out.stride(2)};
+  if (rs) {
+    l.residual_image_stride = residual.stride(0);
+    l.residual_row_stride = residual.stride(2);
+  }
   const int64_t groups = (in_channels + group - 1) / group;
   TORCH_CHECK((rows.size(0) - 1) % groups == 0, "rows: groups * out_channels + 1 pointers");
   const int64_t channels = (rows.size(0) - 1) / groups;
@@ -193,8 +228,19 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
       for (int64_t r = from; r < to; ++r) {
         const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
         float* out_r = os + r * channel_stride;
-        for (const Run& run : runs)
-          std::memcpy(out_r + run.to, tile_r + run.from, run.length * sizeof(float));
+        const float* residual_r = rs ? rs + r * residual.stride(1) : nullptr;
+        for (const Run& run : runs) {
+          const float* sums = tile_r + run.from;
+          float* target = out_r + run.to;
+          if (!residual_r && !relu) {
+            std::memcpy(target, sums, run.length * sizeof(float));
+            continue;
+          }
+          for (int64_t j = 0; j < run.length; ++j) {
+            const float value = residual_r ? sums[j] + residual_r[run.residual + j] : sums[j];
+            target[j] = relu ? std::max(value, 0.f) : value;
+          }
+        }
       }
     }
   });
@@ -259,11 +305,18 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at
 // x [B, C, H, W] (any strides) into the flat layout of the header: channel c (at
 // c * channel_size), phase (y % stride, x % stride) of the padded image, image b, row
 // y / stride, column x / stride. Only the image's own pixels are written; the caller's zeros
-// stay as the padding.
+// stay as the padding. The prologue, where `scale` is not empty: max(0, x * scale[c] +
+// shift[c]) is written instead of x, the eval-mode batch-norm and ReLU that precede a
+// pre-activation block's convs applied in the same pass as the copy.
 void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t padding, int64_t hq,
-            int64_t wq, int64_t channel_size) {
+            int64_t wq, int64_t channel_size, const at::Tensor& scale, const at::Tensor& shift) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 4, "x: float32 [B, C, H, W]");
   TORCH_CHECK(flat.is_contiguous(), "flat: contiguous");
+  TORCH_CHECK(!scale.numel() || (scale.numel() == x.size(1) && shift.numel() == x.size(1) &&
+                                 scale.is_contiguous() && shift.is_contiguous()),
+              "scale, shift: one contiguous value per channel");
+  const float* scales = scale.numel() ? scale.data_ptr<float>() : nullptr;
+  const float* shifts = scales ? shift.data_ptr<float>() : nullptr;
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
   const int64_t span = batch * hq * wq;
   TORCH_CHECK(channel_size >= stride * stride * span, "channel_size: under one channel");
@@ -280,6 +333,21 @@ void spread(const at::Tensor& x, at::Tensor& flat, int64_t stride, int64_t paddi
         const int64_t y = h + padding;
         float* out = fs + c * channel_size + (y % stride) * stride * span + b * hq * wq
                      + y / stride * wq;
+        if (scales) {
+          const float a = scales[c], t = shifts[c];
+          if (stride == 1 && sw == 1) {
+            for (int64_t w = 0; w < width; ++w)
+              out[padding + w] = std::max(row[w] * a + t, 0.f);
+            continue;
+          }
+          for (int64_t phase = 0; phase < stride; ++phase) {
+            const int64_t first = ((phase - padding) % stride + stride) % stride;
+            float* to = out + phase * span + (first + padding) / stride;
+            for (int64_t w = first, i = 0; w < width; w += stride, ++i)
+              to[i] = std::max(row[w * sw] * a + t, 0.f);
+          }
+          continue;
+        }
         if (stride == 1 && sw == 1) {
           std::memcpy(out + padding, row, width * sizeof(float));
           continue;
@@ -322,18 +390,21 @@ void interleave(const at::Tensor& phases, at::Tensor& out) {
   });
 }
 
+int64_t block_size() { return BLOCK; }
+
 }  // namespace
 
 TORCH_LIBRARY(freetickets_sparse, m) {
+  m.def("block_size() -> int", &block_size);
   m.def("conv_forward(Tensor x, Tensor rows, Tensor where, Tensor values, Tensor bias, "
         "Tensor shifts, int channel_size, int group, int in_channels, int batch, int hq, "
-        "int wq, Tensor(a!) out) -> ()",
+        "int wq, Tensor residual, bool relu, Tensor(a!) out) -> ()",
         &conv_forward);
   m.def("weight_grad(Tensor x, Tensor grad_out, Tensor rows, Tensor where, Tensor shifts, "
         "int channel_size, int group, int in_channels, int padded) -> Tensor",
         &weight_grad);
   m.def("spread(Tensor x, Tensor(a!) flat, int stride, int padding, int hq, int wq, "
-        "int channel_size) -> ()",
+        "int channel_size, Tensor scale, Tensor shift) -> ()",
         &spread);
   m.def("interleave(Tensor phases, Tensor(a!) out) -> ()", &interleave);
 }

@@ -42,7 +42,6 @@ def cache_dir() -> Path:
 
 
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-fopenmp", "-shared", "-fPIC", "-w"]
-TILE = 128  # output pixels the forward kernel holds in registers at once
 L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may take per tile
 # Nonzeros per input column (input channel and kernel position) from which the forward copies
 # each tile's columns into an aligned buffer rather than reading the input unaligned: measured
@@ -103,8 +102,15 @@ def available() -> bool:
         library = _build()
         if library is not None:
             torch.ops.load_library(library)
+            _state["tile"] = torch.ops.freetickets_sparse.block_size()
         _state["loaded"] = library is not None
     return _state["loaded"]
+
+
+def tile() -> int:
+    """Output pixels the kernels hold in registers at once: eight of the machine's vectors
+    (128 under AVX-512, 64 under AVX2), as compiled; needs `available()`."""
+    return _state["tile"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class Geometry:
     @property
     def padded(self) -> int:
         """`span` in whole tiles."""
-        return -(-self.span // TILE) * TILE
+        return -(-self.span // tile()) * tile()
 
     @property
     def channel_size(self) -> int:
@@ -146,7 +152,7 @@ class Geometry:
     @property
     def slack(self) -> int:
         """Elements past the last channel that the last tile's shifted reads may touch."""
-        return self.padded - self.span + self.kernel * (self.wq + 1) + TILE
+        return self.padded - self.span + self.kernel * (self.wq + 1) + tile()
 
     @property
     def out_h(self) -> int:
@@ -159,7 +165,7 @@ class Geometry:
     @property
     def footprint(self) -> int:
         """Floats of one input channel that one tile of output pixels reads (direct mode)."""
-        return self.stride ** 2 * (TILE + (self.kernel - 1) // self.stride * (self.wq + 1))
+        return self.stride ** 2 * (tile() + (self.kernel - 1) // self.stride * (self.wq + 1))
 
     def shifts(self) -> torch.Tensor:
         """Where each kernel position (row-major) starts within an input channel."""
@@ -179,10 +185,21 @@ class Geometry:
         return (channel * self.channel_size + ((row % s) * s + column % s) * self.span
                 + (row // s) * self.wq + column // s).to(torch.int32)
 
-    def spread(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    def spread(self, x: torch.Tensor, flat: torch.Tensor,
+               prologue: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """x [B, C, H, W] (any strides) written into `flat`, the kernel's flat layout with its
-        slack (zero where nothing is written: the padding stays zero)."""
-        return _spread(x, flat, self.stride, self.padding, self.hq, self.wq, self.channel_size)
+        slack (zero where nothing is written: the padding stays zero); with `prologue`
+        (scale, shift), max(0, x * scale + shift) per channel instead of x."""
+        return _spread(x, flat, self.stride, self.padding, self.hq, self.wq, self.channel_size,
+                       *(prologue or ()))
+
+    def interior(self, flat: torch.Tensor, channels: int) -> torch.Tensor:
+        """The [B, C, H, W] view of `flat` at the image's own pixels, where `spread` writes
+        (stride 1): a layer that writes its output there hands it to this conv without a copy."""
+        assert self.stride == 1, "the phases of a stride-2 layout are not one strided view"
+        return flat.as_strided((self.batch, channels, self.height, self.width),
+                               (self.hq * self.wq, self.channel_size, self.wq, 1),
+                               self.padding * (self.wq + 1))
 
 
 @dataclass(frozen=True)
@@ -210,7 +227,7 @@ def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int]
     kernel = geometry.kernel
     positions = kernel * kernel
     columns = index.numel() >= COLUMN_REUSE * in_channels * positions
-    group = L1_FLOATS // (positions * TILE if columns else geometry.footprint)
+    group = L1_FLOATS // (positions * tile() if columns else geometry.footprint)
     group = min(max(group, 1), in_channels)
     part = in_channel // group
     position = row * kernel + column
@@ -373,8 +390,11 @@ def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.T
 
 
 def _spread(x: torch.Tensor, flat: torch.Tensor, stride: int, padding: int, hq: int, wq: int,
-            channel_size: int) -> torch.Tensor:
-    torch.ops.freetickets_sparse.spread(x, flat, stride, padding, hq, wq, channel_size)
+            channel_size: int, scale: torch.Tensor | None = None,
+            shift: torch.Tensor | None = None) -> torch.Tensor:
+    torch.ops.freetickets_sparse.spread(x, flat, stride, padding, hq, wq, channel_size,
+                                        _empty() if scale is None else scale,
+                                        _empty() if shift is None else shift)
     return flat
 
 
@@ -422,16 +442,40 @@ class _SparseConv(torch.autograd.Function):
 
 
 def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tensor,
-          geometry: Geometry, out: torch.Tensor) -> torch.Tensor:
+          geometry: Geometry, out: torch.Tensor, residual: torch.Tensor | None = None,
+          relu: bool = False) -> torch.Tensor:
     """The conv of `plan` on the flat input into `out` [B, C_out, H, W] (rows contiguous; the
-    pixels past H or W that the layout computes are dropped)."""
+    pixels past H or W that the layout computes are dropped), plus `residual` (out's shape,
+    rows contiguous) and through a ReLU where asked."""
     values = plan.values
     if values is None:
         values = weight.detach().reshape(-1).index_select(0, plan.index)
     torch.ops.freetickets_sparse.conv_forward(
         flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
-        plan.in_channels, geometry.batch, geometry.hq, geometry.wq, out)
+        plan.in_channels, geometry.batch, geometry.hq, geometry.wq,
+        _empty() if residual is None else residual, relu, out)
     return out
+
+
+def inference_input(x: torch.Tensor, pattern: Pattern, stride: int, padding: int,
+                    prologue: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, Geometry]:
+    """x spread into the flat layout of `pattern`'s conv (its buffer, reused call after call:
+    inference only), through `prologue` (Geometry.spread), and that layout's geometry."""
+    geometry = Geometry(pattern.shape[2], stride, padding, x.shape[0], *x.shape[2:])
+    flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]))
+    return geometry.spread(x, flat, prologue), geometry
+
+
+def inference_conv(flat: torch.Tensor, geometry: Geometry, pattern: Pattern,
+                   bias: torch.Tensor | None, out: torch.Tensor | None = None,
+                   residual: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """The conv of a frozen `pattern` (inference) on its flat input, into `out` (a new tensor
+    when None; or, e.g., the next conv's `Geometry.interior`), with the epilogue of `_conv`."""
+    if out is None:
+        out = flat.new_empty(geometry.batch, pattern.shape[0], geometry.out_h, geometry.out_w)
+    return _conv(flat, pattern.forward_plan(geometry), pattern.frozen,
+                 _empty() if bias is None else bias, geometry, out, residual, relu)
 
 
 def _empty() -> torch.Tensor:

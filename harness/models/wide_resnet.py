@@ -7,6 +7,10 @@ from harness.core.errors import check_integer
 
 
 class PreActBlock(nn.Module):
+    # Its forward below, declared to sparse inference (harness/kernels/inference.py,
+    # FusedPreActBlock), which computes it with bn2 folded into conv1 and the passes fused.
+    pre_activation_residual = True
+
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)

@@ -7,8 +7,9 @@ inside a table build.
                    metrics.parquet, flops.json, history.csv, rescored/ (harness/store/paths.py)
     beside a run   seed<k>.job.json, seed<k>.failed.json, seed<k>.error.json, seed<k>.lock
     the store      store.json
-    elsewhere      the GPU check's gpu_check.json (harness/bench/gpu_check.py), the page's
-                   timings.json (harness/paper/build.py), a generated corrupted set's
+    elsewhere      the GPU check's gpu_check.json (harness/bench/gpu_check.py), the bench's
+                   bench.json (harness/bench/suite.py, harness/bench/edst_wallclock.py), the
+                   page's timings.json (harness/paper/build.py), a generated corrupted set's
                    GENERATED.json (harness/data/corrupt.py)
 
 A damaged run is not a finished run that happens to fail later: `run_damage` says what is
@@ -121,6 +122,18 @@ def summary(run_dir: Path) -> dict:
                   if isinstance(value, bool) or not isinstance(value, Number)), None)
     if wrong is not None:
         raise DamagedRecord(path, f"metric {wrong!r} is {record['metrics'][wrong]!r}",
+                            rerun(run_dir))
+    return record
+
+
+def timed_summary(run_dir: Path) -> dict:
+    """summary.json of a finished run whose `train_seconds` (its training alone: evaluation
+    and per-epoch validation excluded, resumes summed) is a positive number: what a
+    wall-clock comparison of runs reads (harness/bench/edst_wallclock.py)."""
+    record = summary(run_dir)
+    seconds = record.get("train_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, Number) or not seconds > 0:
+        raise DamagedRecord(paths.summary(run_dir), f"'train_seconds' is {seconds!r}",
                             rerun(run_dir))
     return record
 
@@ -251,6 +264,15 @@ def gpu_check(path: Path) -> dict:
         if isinstance(rate, bool) or not isinstance(rate, Number) or not rate > 0:
             raise DamagedRecord(path, f"plan_flops_per_s {name!r} is {rate!r}", remedy)
     return record
+
+
+def bench(path: Path) -> dict:
+    """bench.json of `make bench` and `make bench-edst` (each writes its own keys); {} where
+    there is none yet."""
+    try:
+        return read_json(path, {}, "delete it and run `make bench` again")
+    except FileNotFoundError:
+        return {}
 
 
 def page_timings(path: Path) -> dict:

@@ -5,16 +5,30 @@ training; App. D counts a sparse step's FLOPs as the active weights' share of a 
             golden reports' path)
     sparse  every masked float32 CPU conv runs the direct sparse kernels (harness/kernels/sparse_conv.py):
             forward, input gradient and the weight gradient at the active weights only
-    auto    per layer, whichever of the two was faster, fwd + bwd, timed on the layer's first
-            AUTO_BATCHES batches on this machine (alternating rounds on each, medians over
-            all: one batch on a loaded machine picked sparse kernels where dense was faster)
+    auto    per layer, measured on this machine: forward + backward of the dense conv and
+            of the sparse kernels in alternating rounds on the layer's first AUTO_BATCHES
+            batches (AUTO_ROUNDS each, 9 in all); the layer runs sparse only when its median
+            sparse round is more than AUTO_MARGIN (8%) below its median dense round: where
+            the two are within a few percent, or dense is faster, it runs dense
+
+Why 'auto' decides so: masked dense is the cheaper choice to be wrong about. It computes
+exactly the dense path's numbers and rebuilds nothing after a mask update, while a sparse layer
+pays its format's rebuild after every update (`rebuild_seconds`), which the rounds do not
+time; so the sparse kernels must win by more than two medians of the same kernel differ under
+load (AUTO_MARGIN). Medians over nine rounds are what a burst of load from another process
+leaves alone (harness/kernels/timing.py). The measuring stays bounded: each layer runs its
+forward and backward AUTO_BATCHES x (1 warm-up + AUTO_ROUNDS) = 12 times each way, on the
+run's first batches only (again after a resume, on the machine that continues it), and runs
+dense while it is measured.
 
 Steps whose prune-and-grow needs the dense gradient (RigL growth; EDST's escape) run densely,
 as the FLOPs convention counts them. The weight gradient off the mask is exactly zero either
 way after Masking masks it, so masks and updates are the same; outputs differ from the dense
 path only by float summation order. After each mask change the kernel's format of that layer
-is rebuilt at its next forward; `rebuild_seconds` sums that cost. Without a C++ compiler the
-kernels are unavailable and every layer stays dense (one log line says why).
+is rebuilt at its next forward; `rebuilds` and `rebuild_seconds` count that cost over the
+whole training, resumes included. `record()` is what the run keeps of it (summary.json
+`sparse_kernels`, per stage). Without a C++ compiler the kernels are unavailable and every
+layer stays dense (one log line says why).
 """
 import statistics
 import time
@@ -28,7 +42,12 @@ from harness.kernels.timing import round_seconds
 
 KERNEL_CHOICES = ("dense", "sparse", "auto")
 AUTO_BATCHES = 3
-AUTO_ROUNDS = 2  # per batch
+AUTO_ROUNDS = 3  # per batch: AUTO_BATCHES x AUTO_ROUNDS = 9 rounds, at least 7 for a median
+# Two medians of the same dense conv's forward and backward, measured as above (9 rounds on 3
+# batches), differed by 3.5% at the median and by 7.8% at most over 16 repeats (WRN-10-2's
+# 64->64 conv at 16x16 and 128->128 at 8x8, batch 128 as at the cpu scale, one thread, on a
+# 2-core machine with a test run on the other core): a smaller lead is noise.
+AUTO_MARGIN = 0.08
 
 
 class TrainingKernels:
@@ -44,7 +63,7 @@ class TrainingKernels:
         self.mask_of = mask_of
         self.dense_step = dense_step
         self.patterns: dict[str, sparse_conv.Pattern] = {}
-        self.sparse_layers: dict[str, bool] = {}  # auto's measured choice per layer
+        self.sparse_layers: dict[str, bool] = {}  # auto's decision per layer, once measured
         self.timings: dict[str, dict[str, float]] = {}
         self._rounds: dict[str, tuple[list[float], list[float]]] = {}  # auto, while measuring
         self.rebuild_seconds = 0.0
@@ -69,6 +88,29 @@ class TrainingKernels:
         else:
             self.patterns.pop(name, None)
 
+    def record(self) -> dict:
+        """What a run keeps of its kernels (summary.json `sparse_kernels`, per stage): the
+        setting, per layer the kernels its training steps ran on ('sparse' or 'dense') with
+        auto's median seconds of each, and the format rebuilds after mask updates."""
+        available = sparse_conv.available()
+        layers = {}
+        for name, layer in self.layers.items():
+            runs_sparse = (available and layer.weight.dtype == torch.float32
+                           and (self.choice == "sparse" or self.sparse_layers.get(name, False)))
+            layers[name] = {"kernels": "sparse" if runs_sparse else "dense",
+                            **self.timings.get(name, {})}
+        return {"setting": self.choice, "available": available, "layers": layers,
+                "sparse_layers": sum(entry["kernels"] == "sparse" for entry in layers.values()),
+                "rebuilds": self.rebuilds, "rebuild_seconds": round(self.rebuild_seconds, 6)}
+
+    def state_dict(self) -> dict:
+        """The rebuild counts, carried through a resume like the stage's seconds."""
+        return {"rebuilds": self.rebuilds, "rebuild_seconds": self.rebuild_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rebuilds = state["rebuilds"]
+        self.rebuild_seconds = state["rebuild_seconds"]
+
     def _pattern(self, name: str) -> sparse_conv.Pattern:
         if name not in self.patterns:
             start = time.perf_counter()
@@ -92,21 +134,25 @@ class TrainingKernels:
     def _sparse_wins(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> bool:
         if self.choice == "sparse":
             return True
-        if name in self.sparse_layers:
-            return self.sparse_layers[name]
+        if name not in self.sparse_layers:
+            self._measure_batch(name, layer, x)
+        return self.sparse_layers.get(name, False)  # dense until decided
+
+    def _measure_batch(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> None:
+        """Adds this batch's rounds to the layer's; with AUTO_BATCHES batches measured, decides
+        (the rule of the module docstring)."""
         dense_s, sparse_s = self._rounds.setdefault(name, ([], []))
         dense, sparse = self._measure(name, layer, x)
         dense_s += dense
         sparse_s += sparse
-        wins = statistics.median(sparse_s) < statistics.median(dense_s)
-        if len(dense_s) >= AUTO_BATCHES * AUTO_ROUNDS:
-            self.sparse_layers[name] = wins
-            self.timings[name] = {"dense_seconds": statistics.median(dense_s),
-                                  "sparse_seconds": statistics.median(sparse_s),
-                                  "rounds": len(dense_s),
-                                  "density": self._pattern(name).nonzeros / layer.weight.numel()}
-            del self._rounds[name]
-        return wins
+        if len(dense_s) < AUTO_BATCHES * AUTO_ROUNDS:
+            return
+        dense_median, sparse_median = statistics.median(dense_s), statistics.median(sparse_s)
+        self.sparse_layers[name] = sparse_median < (1 - AUTO_MARGIN) * dense_median
+        self.timings[name] = {"dense_seconds": dense_median, "sparse_seconds": sparse_median,
+                              "rounds": len(dense_s),
+                              "density": self._pattern(name).nonzeros / layer.weight.numel()}
+        del self._rounds[name]
 
     def _measure(self, name: str, layer: nn.Conv2d, x: torch.Tensor
                  ) -> tuple[list[float], list[float]]:

@@ -365,11 +365,17 @@ class Masking(Hook):
         if self.kernels is not None:
             self.kernels.detach()
 
+    def record(self) -> dict:
+        """The sparse kernels this stage trained with (methods/sparse/kernels.py
+        `TrainingKernels.record`), for summary.json; nothing under kernels = 'dense'."""
+        return {} if self.kernels is None else {"sparse_kernels": self.kernels.record()}
+
     def state_dict(self) -> dict:
         return {"masks": {name: mask.cpu() for name, mask in self.masks.items()},
                 "generator": self._generator.get_state(),
                 "last_update_step": self.last_update_step,
-                "requested_steps": sorted(self._requested_steps)}
+                "requested_steps": sorted(self._requested_steps),
+                **({} if self.kernels is None else {"kernels": self.kernels.state_dict()})}
 
     def _set_masks(self, masks: dict[str, torch.Tensor]) -> None:
         if masks.keys() != self.layer_shapes.keys() or any(
@@ -386,6 +392,10 @@ class Masking(Hook):
         self._generator.set_state(state["generator"])
         self.last_update_step = state["last_update_step"]
         self._requested_steps = set(state["requested_steps"])
+        # A checkpoint of a run trained with dense kernels, or before rebuilds were counted,
+        # has none.
+        if self.kernels is not None and "kernels" in state:
+            self.kernels.load_state_dict(state["kernels"])
         self.apply_masks()
 
 

@@ -20,7 +20,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # every `python -m` entry point, and whether it writes a folder
 ENTRY_POINTS = {"harness.run": True, "harness.demo": True, "harness.tables": True,
                 "harness.report": True, "harness.figures": True, "harness.paper": True,
-                "harness.export": True, "harness.bench": True, "harness.data.corrupt": True,
+                "harness.export": True, "harness.bench": True,
+                "harness.bench.edst_wallclock": True, "harness.data.corrupt": True,
                 "harness.data.tiny_imagenet": True, "harness.diff": False,
                 "harness.flops": False, "harness.compare": True,
                 "harness.migrate_runs": False, "harness.adopt": False,

@@ -112,7 +112,8 @@ def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_eve
     per-tile copy of the columns (chosen by how many weights share a column), in groups of
     input channels; here each is forced, with groups that do not divide the channels."""
     monkeypatch.setattr(sparse_conv, "COLUMN_REUSE", 0 if columns else 10 ** 9)
-    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * sparse_conv.TILE if columns else 1000)
+    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * sparse_conv.tile() if columns
+                        else 5 * sparse_conv.tile())
     generator = torch.Generator().manual_seed(3)
     for conv in (torch.nn.Conv2d(7, 13, 3, stride=2, padding=1),
                  torch.nn.Conv2d(11, 5, 3, padding=1), torch.nn.Conv2d(7, 6, 1)):

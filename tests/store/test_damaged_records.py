@@ -140,3 +140,7 @@ def test_the_records_outside_a_run_are_checked_too(tmp_path):
     (tmp_path / "store.json").write_text('{"format": "2"}')
     with pytest.raises(readers.DamagedRecord, match="move it out of the store"):
         RunStore(tmp_path).format()
+    (tmp_path / "bench.json").write_text("[1.5]")
+    with pytest.raises(readers.DamagedRecord, match="a JSON array, not an object"):
+        readers.bench(tmp_path / "bench.json")
+    assert readers.bench(tmp_path / "absent.json") == {}
