@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from harness.kernels.timing import median_seconds
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("sparse_conv.cpp")
@@ -45,8 +47,10 @@ FLAGS = ["-O3", "-march=native", "-std=c++20", "-fopenmp", "-shared", "-fPIC", "
 L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may take per tile
 # Nonzeros per input column (input channel and kernel position) from which the forward copies
 # each tile's columns into an aligned buffer rather than reading the input unaligned: measured
-# on WRN-16-4 layers (harness/kernels/sparse_conv.cpp, conv_forward).
+# on WRN-16-4 layers (harness/kernels/sparse_conv.cpp, conv_forward). In training; a frozen
+# (inference) pattern times both ways once per input size instead (`Pattern.forward_plan`).
 COLUMN_REUSE = 12
+READ_ROUNDS = 2  # alternating rounds, after a warm-up, of a frozen pattern's two ways
 
 _state: dict = {}
 
@@ -220,13 +224,17 @@ class Plan:
     values: torch.Tensor | None
 
 
+def _reuses_columns(nonzeros: int, in_channels: int, kernel: int) -> bool:
+    return nonzeros >= COLUMN_REUSE * in_channels * kernel * kernel
+
+
 def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int],
-          geometry: Geometry, frozen: torch.Tensor | None) -> Plan:
-    """The forward kernel's plan for a conv with these nonzeros and (out, in) `channels`."""
+          geometry: Geometry, frozen: torch.Tensor | None, columns: bool) -> Plan:
+    """The forward kernel's plan for a conv with these nonzeros and (out, in) `channels`,
+    reading the input through per-tile `columns` or directly."""
     out_channels, in_channels = channels
     kernel = geometry.kernel
     positions = kernel * kernel
-    columns = index.numel() >= COLUMN_REUSE * in_channels * positions
     group = L1_FLOATS // (positions * tile() if columns else geometry.footprint)
     group = min(max(group, 1), in_channels)
     part = in_channel // group
@@ -293,11 +301,30 @@ class Pattern:
         return self.index.numel()
 
     def forward_plan(self, geometry: Geometry) -> Plan:
+        """The forward's plan for inputs of `geometry`. A frozen pattern's plan reads the input
+        the way that ran faster in READ_ROUNDS alternating rounds on this machine: at batch 1
+        and low density (WRN-16-4's 256 -> 256 conv at 8x8, density 0.06, one AVX2 core)
+        reading it directly took 279 us against 337 through columns, at batch 64 22.1 ms
+        against 19.8, and COLUMN_REUSE's rule does not see the batch size."""
         key = ("forward", geometry)
         if key not in self._plans:
-            self._plans[key] = _plan(self.out_channel, self.in_channel, self.row, self.column,
-                                     self.index, self.shape[:2], geometry, self.frozen)
+            def plan(columns: bool) -> Plan:
+                return _plan(self.out_channel, self.in_channel, self.row, self.column,
+                             self.index, self.shape[:2], geometry, self.frozen, columns)
+            if self.frozen is None:
+                self._plans[key] = plan(_reuses_columns(self.nonzeros, self.shape[1],
+                                                        geometry.kernel))
+            else:
+                self._plans[key] = self._faster(geometry, [plan(True), plan(False)])
         return self._plans[key]
+
+    def _faster(self, geometry: Geometry, plans: list[Plan]) -> Plan:
+        flat = torch.zeros(geometry.flat_size(self.shape[1]))  # speed does not see the values
+        out = flat.new_empty(geometry.batch, self.shape[0], geometry.out_h, geometry.out_w)
+        seconds = median_seconds([
+            lambda plan=plan: _conv(flat, plan, self.frozen, _empty(), geometry, out)
+            for plan in plans], READ_ROUNDS)
+        return plans[seconds.index(min(seconds))]
 
     def input_grad_plans(self, geometry: Geometry) -> list[tuple[tuple[int, int], Plan]]:
         """Per phase (row and column parity of the input for stride 2; one for stride 1) with
@@ -318,7 +345,9 @@ class Pattern:
                     plans.append(((a, b), _plan(self.in_channel[taken], self.out_channel[taken],
                                                 row, column, self.index[taken],
                                                 self.shape[1::-1], layout.geometry,
-                                                self.frozen)))
+                                                self.frozen, _reuses_columns(
+                                                    int(taken.sum()), self.shape[0],
+                                                    layout.geometry.kernel))))
             self._plans[key] = plans
         return self._plans[key]
 

@@ -114,3 +114,19 @@ def test_a_block_whose_first_conv_carries_mc_dropout_is_not_fused():
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         assert (converted(x) - model(x)).abs().max().item() < 1e-4
+
+
+@needs_kernels
+@pytest.mark.parametrize("faster", ["columns", "direct"])
+def test_a_frozen_pattern_reads_its_input_the_way_that_timed_faster(faster, monkeypatch):
+    """Inference times both ways of reading the input once per input size (training keeps
+    COLUMN_REUSE's rule); either way the conv is the same."""
+    timings = {"columns": [1.0, 2.0], "direct": [2.0, 1.0]}[faster]
+    monkeypatch.setattr(sparse_conv, "median_seconds", lambda functions, rounds: timings)
+    weight, generator = masked_conv(6, 5, 0.5)
+    pattern = sparse_conv.Pattern(weight != 0, frozen=weight)
+    x = torch.randn(2, 6, 9, 9, generator=generator)
+    flat, geometry = sparse_conv.inference_input(x, pattern, 1, 1)
+    got = sparse_conv.inference_conv(flat, geometry, pattern, None)
+    assert (pattern.forward_plan(geometry).shifts.numel() > 0) == (faster == "columns")
+    torch.testing.assert_close(got, F.conv2d(x, weight, None, 1, 1), atol=1e-5, rtol=1e-5)
