@@ -116,7 +116,7 @@ class SparseConv2d(nn.Module):
                ) -> torch.Tensor:
         """The direct kernels' conv of max(0, x * scale + shift) per channel, `prologue`
         (scale, shift), applied as x is laid out for them."""
-        flat, geometry = sparse_conv.inference_input(x, self.pattern, self.stride, self.padding,
+        flat, geometry = sparse_conv.laid_out(x, self.pattern, self.stride, self.padding,
                                                      prologue)
         return sparse_conv.inference_conv(flat, geometry, self.pattern, self.bias)
 
@@ -208,7 +208,7 @@ class FusedPreActBlock(nn.Module):
             shortcut = (self.shortcut.direct(x, prologue)
                         if self.shortcut.kernel_for(x.shape[0]) == "direct"
                         else self.shortcut(self.bn1(x).relu()))
-        flat, first = sparse_conv.inference_input(x, self.conv1.pattern, self.conv1.stride,
+        flat, first = sparse_conv.laid_out(x, self.conv1.pattern, self.conv1.stride,
                                                   self.conv1.padding, prologue)
         second = sparse_conv.Geometry(self.conv2.kernel_size, 1, self.conv2.padding,
                                       x.shape[0], first.out_h, first.out_w)

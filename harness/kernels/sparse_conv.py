@@ -429,9 +429,7 @@ def _spread(x: torch.Tensor, flat: torch.Tensor, stride: int, padding: int, hq: 
 
 def _forward(x, weight, bias, pattern: Pattern, stride: int, padding: int, keep: bool):
     """The output, and the flat input and geometry the backward reads."""
-    geometry = Geometry(pattern.shape[2], stride, padding, *x.shape[:1], *x.shape[2:])
-    flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]), keep)
-    geometry.spread(x.detach(), flat)
+    flat, geometry = laid_out(x.detach(), pattern, stride, padding, keep=keep)
     out = _conv(flat, pattern.forward_plan(geometry), weight,
                 _empty() if bias is None else bias.detach().contiguous(), geometry,
                 x.new_empty(geometry.batch, pattern.shape[0], geometry.out_h, geometry.out_w))
@@ -486,13 +484,14 @@ def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tens
     return out
 
 
-def inference_input(x: torch.Tensor, pattern: Pattern, stride: int, padding: int,
-                    prologue: tuple[torch.Tensor, torch.Tensor] | None = None
-                    ) -> tuple[torch.Tensor, Geometry]:
-    """x spread into the flat layout of `pattern`'s conv (its buffer, reused call after call:
-    inference only), through `prologue` (Geometry.spread), and that layout's geometry."""
+def laid_out(x: torch.Tensor, pattern: Pattern, stride: int, padding: int,
+             prologue: tuple[torch.Tensor, torch.Tensor] | None = None, keep: bool = False
+             ) -> tuple[torch.Tensor, Geometry]:
+    """x spread into the flat layout of `pattern`'s conv (its buffer, reused call after call
+    unless `keep`: `Pattern.workspace`), through `prologue` (Geometry.spread), and that
+    layout's geometry."""
     geometry = Geometry(pattern.shape[2], stride, padding, x.shape[0], *x.shape[2:])
-    flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]))
+    flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]), keep)
     return geometry.spread(x, flat, prologue), geometry
 
 

@@ -12,7 +12,7 @@ from harness.kernels import sparse_conv
 from harness.kernels.inference import FusedPreActBlock, conv_names, sparsify
 from harness.models.variants import add_mc_dropout
 from harness.models.wide_resnet import wide_resnet
-from methods.sparse.masking import Masking, SparsitySpec
+from tests.experiment.test_export import randomised
 
 needs_kernels = pytest.mark.skipif(not sparse_conv.available(),
                                    reason="sparse kernels not built (no C++ compiler)")
@@ -31,7 +31,7 @@ def test_the_prologue_applies_batch_norm_and_relu_as_the_input_is_laid_out(strid
     scale, shift = torch.rand(5, generator=generator) + 0.5, torch.randn(5, generator=generator)
     x = torch.randn(3, 5, 9, 9, generator=generator).transpose(2, 3)  # any strides
     pattern = sparse_conv.Pattern(weight != 0, frozen=weight)
-    flat, geometry = sparse_conv.inference_input(x, pattern, stride, 1, (scale, shift))
+    flat, geometry = sparse_conv.laid_out(x, pattern, stride, 1, (scale, shift))
     got = sparse_conv.inference_conv(flat, geometry, pattern, None)
     activated = (x * scale[:, None, None] + shift[:, None, None]).relu()
     torch.testing.assert_close(got, F.conv2d(activated, weight, None, stride, 1),
@@ -47,7 +47,7 @@ def test_the_epilogue_adds_the_residual_and_writes_into_the_next_convs_layout(ba
     x = torch.randn(batch, 4, 10, 10, generator=generator)
     residual = torch.randn(batch, 7, 10, 10, generator=generator)
     patterns = [sparse_conv.Pattern(w != 0, frozen=w) for w in (first, second)]
-    flat, geometry = sparse_conv.inference_input(x, patterns[0], 1, 1)
+    flat, geometry = sparse_conv.laid_out(x, patterns[0], 1, 1)
     following = sparse_conv.Geometry(3, 1, 1, batch, 10, 10)
     hidden = patterns[1].workspace(("input", following), following.flat_size(7))
     sparse_conv.inference_conv(flat, geometry, patterns[0], bias,
@@ -59,16 +59,7 @@ def test_the_epilogue_adds_the_residual_and_writes_into_the_next_convs_layout(ba
 
 
 def masked_wrn() -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = wide_resnet(10, 2)
-    Masking(model, SparsitySpec(0.8), seed=0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomised(wide_resnet(10, 2), 0.8)
 
 
 @needs_kernels
@@ -126,7 +117,7 @@ def test_a_frozen_pattern_reads_its_input_the_way_that_timed_faster(faster, monk
     weight, generator = masked_conv(6, 5, 0.5)
     pattern = sparse_conv.Pattern(weight != 0, frozen=weight)
     x = torch.randn(2, 6, 9, 9, generator=generator)
-    flat, geometry = sparse_conv.inference_input(x, pattern, 1, 1)
+    flat, geometry = sparse_conv.laid_out(x, pattern, 1, 1)
     got = sparse_conv.inference_conv(flat, geometry, pattern, None)
     assert (pattern.forward_plan(geometry).shifts.numel() > 0) == (faster == "columns")
     torch.testing.assert_close(got, F.conv2d(x, weight, None, 1, 1), atol=1e-5, rtol=1e-5)
