@@ -69,15 +69,16 @@ struct Layout {
   int64_t batch, hq, wq, out_h, out_w;
   int64_t image_stride, row_stride;  // of out
   int64_t residual_image_stride = 0, residual_row_stride = 0;  // of the epilogue's residual
+  int64_t gate_image_stride = 0, gate_row_stride = 0;  // and of its gate
   int64_t span() const { return batch * hq * wq; }
 };
 
 // The runs of valid output pixels in tile [p0, p0 + count): where each starts in the tile,
 // where in out [B, C, H, W] for channel 0 (channel r adds r times out's channel stride), and
-// its length (and where in the residual, if any). The same for every output channel of the
+// its length (and where in the residual and the gate, if any). The same for every output channel of the
 // tile, so the divisions are done once.
 struct Run {
-  int64_t from, to, length, residual;
+  int64_t from, to, length, residual, gate;
 };
 
 inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<Run>& runs) {
@@ -89,7 +90,8 @@ inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<R
     if (oh < l.out_h && ow < l.out_w)
       runs.push_back({q - p0, b * l.image_stride + oh * l.row_stride + ow,
                       std::min(segment, l.out_w - ow),
-                      b * l.residual_image_stride + oh * l.residual_row_stride + ow});
+                      b * l.residual_image_stride + oh * l.residual_row_stride + ow,
+                      b * l.gate_image_stride + oh * l.gate_row_stride + ow});
     q += segment;
   }
 }
@@ -156,14 +158,16 @@ inline int64_t channel_parts(int64_t tiles, int64_t channels) {
 }
 
 // The epilogue, as the tile's sums are written out: `residual` (empty: none), a tensor of
-// out's shape (rows contiguous), added, then max(0, .) where `relu`. Inference folds a
+// out's shape (rows contiguous), added, then max(0, .) where `relu`, and zero wherever
+// `gate` (empty: none; out's shape, rows contiguous) is not above zero. Inference folds a
 // batch-norm that follows the conv into its weights and bias, so a block's conv, batch-norm,
-// ReLU and residual sum are one pass over the output rather than four.
+// ReLU and residual sum are one pass over the output rather than four; training's input
+// gradient through a ReLU is the gradient gated by the ReLU's output.
 void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& where,
                   const at::Tensor& values, const at::Tensor& bias, const at::Tensor& shifts,
                   int64_t channel_size, int64_t group, int64_t in_channels, int64_t batch,
                   int64_t hq, int64_t wq, const at::Tensor& residual, bool relu,
-                  at::Tensor& out) {
+                  const at::Tensor& gate, at::Tensor& out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "x: contiguous float32");
   TORCH_CHECK(group > 0 && in_channels > 0, "group and in_channels must be positive");
   TORCH_CHECK(out.dim() == 4 && out.size(0) == batch && out.scalar_type() == at::kFloat &&
@@ -172,11 +176,19 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
                                     residual.stride(3) == 1 &&
                                     residual.scalar_type() == at::kFloat),
               "residual: float32 of out's shape, rows contiguous");
+  TORCH_CHECK(!gate.numel() || (gate.sizes() == out.sizes() && gate.stride(3) == 1 &&
+                                gate.scalar_type() == at::kFloat),
+              "gate: float32 of out's shape, rows contiguous");
   const float* rs = residual.numel() ? residual.data_ptr<float>() : nullptr;
+  const float* gs = gate.numel() ? gate.data_ptr<float>() : nullptr;
   Layout l{batch, hq, wq, out.size(2), out.size(3), out.stride(0), out.stride(2)};
   if (rs) {
     l.residual_image_stride = residual.stride(0);
     l.residual_row_stride = residual.stride(2);
+  }
+  if (gs) {
+    l.gate_image_stride = gate.stride(0);
+    l.gate_row_stride = gate.stride(2);
   }
   const int64_t groups = (in_channels + group - 1) / group;
   TORCH_CHECK((rows.size(0) - 1) % groups == 0, "rows: groups * out_channels + 1 pointers");
@@ -229,16 +241,19 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
         const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
         float* out_r = os + r * channel_stride;
         const float* residual_r = rs ? rs + r * residual.stride(1) : nullptr;
+        const float* gate_r = gs ? gs + r * gate.stride(1) : nullptr;
         for (const Run& run : runs) {
           const float* sums = tile_r + run.from;
           float* target = out_r + run.to;
-          if (!residual_r && !relu) {
+          if (!residual_r && !relu && !gate_r) {
             std::memcpy(target, sums, run.length * sizeof(float));
             continue;
           }
           for (int64_t j = 0; j < run.length; ++j) {
-            const float value = residual_r ? sums[j] + residual_r[run.residual + j] : sums[j];
-            target[j] = relu ? std::max(value, 0.f) : value;
+            float value = residual_r ? sums[j] + residual_r[run.residual + j] : sums[j];
+            if (relu) value = std::max(value, 0.f);
+            if (gate_r && !(gate_r[run.gate + j] > 0.f)) value = 0.f;
+            target[j] = value;
           }
         }
       }
@@ -390,6 +405,49 @@ void interleave(const at::Tensor& phases, at::Tensor& out) {
   });
 }
 
+// Per channel of x [B, C, H, W] (contiguous), the mean and the biased variance over the batch
+// and the pixels, [2, C]: a training-mode batch-norm's statistics in one pass over x (torch's
+// CPU batch-norm makes one for its statistics and one more for the output, which the
+// kernels' prologue writes instead). Sums of x - x[0, c, 0, 0] in float vectors within each
+// image, totals in double: the shift keeps the variance from cancelling where the mean is
+// large against the spread.
+at::Tensor channel_moments(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.scalar_type() == at::kFloat && x.numel(),
+              "x: non-empty contiguous float32 [B, C, H, W]");
+  const int64_t batch = x.size(0), channels = x.size(1), plane = x.size(2) * x.size(3);
+  at::Tensor moments = at::empty({2, channels}, x.options());
+  const float* xs = x.data_ptr<float>();
+  float* ms = moments.data_ptr<float>();
+  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const float shift = xs[c * plane];
+      double total = 0, squares = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* p = xs + (b * channels + c) * plane;
+        vec sum = vec{}, square = vec{};
+        int64_t i = 0;
+        for (; i + LANES <= plane; i += LANES) {
+          const vec v = load(p + i) - shift;
+          sum += v;
+          square += v * v;
+        }
+        double rest = 0, rest_squares = 0;
+        for (; i < plane; ++i) {
+          const double v = p[i] - shift;
+          rest += v;
+          rest_squares += v * v;
+        }
+        total += reduce(sum) + rest;
+        squares += reduce(square) + rest_squares;
+      }
+      const double count = static_cast<double>(batch * plane), mean = total / count;
+      ms[c] = static_cast<float>(shift + mean);
+      ms[channels + c] = static_cast<float>(std::max(squares / count - mean * mean, 0.0));
+    }
+  });
+  return moments;
+}
+
 int64_t block_size() { return BLOCK; }
 
 }  // namespace
@@ -398,7 +456,7 @@ TORCH_LIBRARY(freetickets_sparse, m) {
   m.def("block_size() -> int", &block_size);
   m.def("conv_forward(Tensor x, Tensor rows, Tensor where, Tensor values, Tensor bias, "
         "Tensor shifts, int channel_size, int group, int in_channels, int batch, int hq, "
-        "int wq, Tensor residual, bool relu, Tensor(a!) out) -> ()",
+        "int wq, Tensor residual, bool relu, Tensor gate, Tensor(a!) out) -> ()",
         &conv_forward);
   m.def("weight_grad(Tensor x, Tensor grad_out, Tensor rows, Tensor where, Tensor shifts, "
         "int channel_size, int group, int in_channels, int padded) -> Tensor",
@@ -407,4 +465,5 @@ TORCH_LIBRARY(freetickets_sparse, m) {
         "int channel_size, Tensor scale, Tensor shift) -> ()",
         &spread);
   m.def("interleave(Tensor phases, Tensor(a!) out) -> ()", &interleave);
+  m.def("channel_moments(Tensor x) -> Tensor", &channel_moments);
 }

@@ -391,15 +391,18 @@ class _GradientLayout:
 
 
 def _input_grad(grad: torch.Tensor, weight: torch.Tensor, pattern: Pattern,
-                forward: Geometry) -> torch.Tensor:
+                forward: Geometry, gate: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient of the conv's input; zero wherever `gate` (the input's shape, stride 1
+    only) is not above zero, the gradient through the ReLU that produced the input."""
+    assert gate is None or forward.stride == 1, "a gate is for stride-1 convs"
     layout = _GradientLayout.of(forward)
     flat = layout.flat(grad, forward, pattern)
     target, s = layout.geometry, forward.stride
     plans = pattern.input_grad_plans(forward)
     shape = (forward.batch, pattern.shape[1], forward.height, forward.width)
     if s == 1:
-        return _conv(flat, plans[0][1], weight, _empty(), target, grad.new_empty(shape)) \
-            if plans else grad.new_zeros(shape)
+        return _conv(flat, plans[0][1], weight, _empty(), target, grad.new_empty(shape),
+                     gate=gate) if plans else grad.new_zeros(shape)
     # Kept between calls: each phase with weights is overwritten whole, one without (odd rows
     # under a 1x1 stride-2 conv) stays zero, its gradient.
     phases = pattern.workspace(("phases", forward), 4 * math.prod(shape[:2]) * target.out_h
@@ -455,12 +458,7 @@ class _SparseConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _input_grad(grad, weight, pattern, geometry)
         if ctx.needs_input_grad[1]:
-            plan = pattern.forward_plan(geometry)
-            grad_w = weight.new_zeros(weight.numel())
-            grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
-                flat, _planes(grad, geometry, pattern), plan.rows, plan.where, plan.shifts,
-                plan.channel_size, plan.group, plan.in_channels, geometry.padded)
-            grad_w = grad_w.view_as(weight)
+            grad_w = _weight_grad(flat, grad, weight, pattern, geometry)
         if ctx.key is not None:
             pattern.release(ctx.key)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -468,19 +466,33 @@ class _SparseConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
+def _weight_grad(flat: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                 pattern: Pattern, geometry: Geometry) -> torch.Tensor:
+    """The weight gradient, at `pattern`'s weights only (zero elsewhere), from the flat input
+    and the output gradient (contiguous)."""
+    plan = pattern.forward_plan(geometry)
+    grad_w = weight.new_zeros(weight.numel())
+    grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
+        flat, _planes(grad, geometry, pattern), plan.rows, plan.where, plan.shifts,
+        plan.channel_size, plan.group, plan.in_channels, geometry.padded)
+    return grad_w.view_as(weight)
+
+
 def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tensor,
           geometry: Geometry, out: torch.Tensor, residual: torch.Tensor | None = None,
-          relu: bool = False) -> torch.Tensor:
+          relu: bool = False, gate: torch.Tensor | None = None) -> torch.Tensor:
     """The conv of `plan` on the flat input into `out` [B, C_out, H, W] (rows contiguous; the
     pixels past H or W that the layout computes are dropped), plus `residual` (out's shape,
-    rows contiguous) and through a ReLU where asked."""
+    rows contiguous), through a ReLU where asked, and zero where `gate` (out's shape, rows
+    contiguous) is not above zero."""
     values = plan.values
     if values is None:
         values = weight.detach().reshape(-1).index_select(0, plan.index)
     torch.ops.freetickets_sparse.conv_forward(
         flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
         plan.in_channels, geometry.batch, geometry.hq, geometry.wq,
-        _empty() if residual is None else residual, relu, out)
+        _empty() if residual is None else residual, relu,
+        _empty() if gate is None else gate, out)
     return out
 
 
@@ -533,3 +545,90 @@ def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     # Under autograd the input buffer is saved for the weight gradient: not reused until then.
     keep = weight.requires_grad
     return _SparseConv.apply(x, weight, bias, pattern, stride, padding, keep)
+
+
+def normalized_conv2d(x: torch.Tensor, norm: torch.nn.BatchNorm2d, weight: torch.Tensor,
+                      pattern: Pattern, padding: int, residual: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """F.conv2d(relu(norm(x)), weight, None, 1, padding) (+ residual) with `norm` in training
+    mode, computed only at `pattern`'s weights: a pre-activation block's batch-norm, ReLU,
+    stride-1 conv and residual sum, as one pass for the batch statistics (`channel_moments`)
+    and one that lays x out for the kernels normalised and rectified (Geometry.spread's
+    prologue), the residual added as the conv writes. Backward: the conv's input gradient is
+    gated by the ReLU's output as it is written, then torch's batch-norm backward. Neither the
+    batch-norm's nor the ReLU's output is materialised or saved. `norm`'s running statistics
+    and batch count move exactly as in nn.BatchNorm2d.forward. x and residual: contiguous
+    [B, C, H, W]; needs `available()`."""
+    count = x.numel() // x.shape[1]
+    if count < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input "
+                         f"of shape {tuple(x.shape)}")
+    mean, variance = torch.ops.freetickets_sparse.channel_moments(x.detach())
+    _update_running_statistics(norm, mean, variance, count)
+    invstd = (variance + norm.eps).rsqrt()
+    tracked = (x, norm.weight, norm.bias, weight, residual)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tracked):
+        return _NormalizedConv.apply(x, norm.weight, norm.bias, mean, invstd, weight,
+                                     residual, pattern, padding, norm.eps)
+    out, _, _ = _normalized_forward(x, norm.weight, norm.bias, mean, invstd, weight, residual,
+                                    pattern, padding, False)
+    return out
+
+
+@torch.no_grad()
+def _update_running_statistics(norm: torch.nn.BatchNorm2d, mean: torch.Tensor,
+                               variance: torch.Tensor, count: int) -> None:
+    """nn.BatchNorm2d's training-mode update: the batch count, then the running mean and the
+    unbiased running variance by `momentum` (by 1 / count where momentum is None)."""
+    if not norm.track_running_stats:
+        return
+    norm.num_batches_tracked.add_(1)
+    factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+    norm.running_var.mul_(1 - factor).add_(variance * (count / (count - 1)), alpha=factor)
+
+
+def _normalized_forward(x, norm_weight, norm_bias, mean, invstd, weight, residual,
+                        pattern: Pattern, padding: int, keep: bool):
+    scale = invstd if norm_weight is None else invstd * norm_weight.detach()
+    shift = -mean * scale
+    if norm_bias is not None:
+        shift = shift + norm_bias.detach()
+    flat, geometry = laid_out(x.detach(), pattern, 1, padding, (scale, shift), keep)
+    out = _conv(flat, pattern.forward_plan(geometry), weight, _empty(), geometry,
+                x.new_empty(geometry.batch, pattern.shape[0], geometry.out_h, geometry.out_w),
+                None if residual is None else residual.detach())
+    return out, flat, geometry
+
+
+class _NormalizedConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, mean, invstd, weight, residual,
+                pattern: Pattern, padding: int, eps: float):
+        out, flat, geometry = _normalized_forward(x, norm_weight, norm_bias, mean, invstd,
+                                                  weight, residual, pattern, padding, True)
+        ctx.pattern, ctx.geometry, ctx.eps = pattern, geometry, eps
+        ctx.save_for_backward(x, norm_weight, mean, invstd, flat, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, norm_weight, mean, invstd, flat, weight = ctx.saved_tensors
+        pattern, geometry = ctx.pattern, ctx.geometry
+        grad = grad.contiguous()
+        needs = ctx.needs_input_grad
+        grad_x = grad_norm_weight = grad_norm_bias = grad_w = None
+        if any(needs[:3]):
+            # The layout's interior holds relu(norm(x)): the ReLU's output gates the gradient.
+            gated = _input_grad(grad, weight, pattern, geometry,
+                                gate=geometry.interior(flat, x.shape[1]))
+            grad_x, grad_norm_weight, grad_norm_bias = \
+                torch.ops.aten.native_batch_norm_backward(
+                    gated, x, norm_weight, None, None, mean, invstd, True, ctx.eps,
+                    [needs[0], needs[1] and norm_weight is not None,
+                     needs[2] and norm_weight is not None])
+        if needs[5]:
+            grad_w = _weight_grad(flat, grad, weight, pattern, geometry)
+        pattern.release(("input", geometry))
+        return (grad_x, grad_norm_weight, grad_norm_bias, None, None, grad_w,
+                grad if needs[6] else None, None, None, None)

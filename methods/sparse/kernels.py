@@ -21,6 +21,19 @@ forward and backward AUTO_BATCHES x (1 warm-up + AUTO_ROUNDS) = 12 times each wa
 run's first batches only (again after a resume, on the machine that continues it), and runs
 dense while it is measured.
 
+Pre-activation blocks (harness/kernels/inference.py `pre_activation_block`: the WRNs'), where a
+stride-1 conv runs sparse: the batch-norm and ReLU before it and the residual sum after it run
+with it (sparse_conv.normalized_conv2d): the batch statistics in one pass, normalisation and
+ReLU applied as the kernels lay the input out, the residual added as the conv writes, the
+input gradient gated by the ReLU as it is written. That is every block's conv2 and, in blocks
+whose shortcut is the identity, conv1. Neither the batch-norm's nor the ReLU's output is kept
+for the backward pass. Measured on one core (Zen 3, AVX2), batch 128: a 128 -> 128 conv at
+16x16, density 0.1, took 223 ms fused against 267 ms op by op for forward and backward (torch's
+batch-norm forward alone 19 ms, mostly its statistics pass); the WRN-16-4 step at S = 0.9,
+3.32 s against 3.45 s. The numbers agree with the op-by-op path within float summation order.
+Blocks run op by op while a conv is measured, on dense-gradient steps, in eval mode and where a
+hook watches the layers.
+
 Steps whose prune-and-grow needs the dense gradient (RigL growth; EDST's escape) run densely,
 as the FLOPs convention counts them. The weight gradient off the mask is exactly zero either
 way after Masking masks it, so masks and updates are the same; outputs differ from the dense
@@ -38,6 +51,7 @@ import torch
 from torch import nn
 
 from harness.kernels import sparse_conv
+from harness.kernels.inference import pre_activation_block
 from harness.kernels.timing import round_seconds
 
 KERNEL_CHOICES = ("dense", "sparse", "auto")
@@ -53,12 +67,19 @@ AUTO_MARGIN = 0.08
 class TrainingKernels:
     """Routes the forward of `layers` (name -> conv) through the sparse kernels while attached;
     `mask_of(name)` gives a layer's current mask, `dense_step()` whether the step being
-    computed needs the dense weight gradient."""
+    computed needs the dense weight gradient; the pre-activation blocks of `model` whose convs
+    are among `layers` run fused (module docstring)."""
 
     def __init__(self, layers: dict[str, nn.Module], choice: str,
-                 mask_of: Callable[[str], torch.Tensor], dense_step: Callable[[], bool]):
+                 mask_of: Callable[[str], torch.Tensor], dense_step: Callable[[], bool],
+                 model: nn.Module | None = None):
         self.layers = {name: layer for name, layer in layers.items()
                        if sparse_conv.supported(layer)}
+        self.blocks = {} if model is None else {
+            name: block for name, block in model.named_modules()
+            if pre_activation_block(block)
+            and {f"{name}.conv1", f"{name}.conv2"} <= self.layers.keys()}
+        self.fused_layers: set[str] = set()  # convs that ran with their batch-norm fused
         self.choice = choice
         self.mask_of = mask_of
         self.dense_step = dense_step
@@ -74,10 +95,14 @@ class TrainingKernels:
             return
         for name, layer in self.layers.items():
             layer._conv_forward = self._forward_of(name, layer)
+        for name, block in self.blocks.items():
+            block.forward = self._block_forward_of(name, block)
 
     def detach(self) -> None:
         for layer in self.layers.values():
             layer.__dict__.pop("_conv_forward", None)
+        for block in self.blocks.values():
+            block.__dict__.pop("forward", None)
         self.patterns.clear()
 
     def masks_changed(self, name: str | None = None) -> None:
@@ -101,6 +126,7 @@ class TrainingKernels:
                             **self.timings.get(name, {})}
         return {"setting": self.choice, "available": available, "layers": layers,
                 "sparse_layers": sum(entry["kernels"] == "sparse" for entry in layers.values()),
+                "fused_batch_norm": sorted(self.fused_layers),
                 "rebuilds": self.rebuilds, "rebuild_seconds": round(self.rebuild_seconds, 6)}
 
     def state_dict(self) -> dict:
@@ -130,6 +156,44 @@ class TrainingKernels:
             return sparse_conv.sparse_conv2d(x, weight, bias, self._pattern(name),
                                              layer.stride[0], layer.padding[0])
         return forward
+
+    def _block_forward_of(self, name: str, block: nn.Module):
+        """The block's forward (`pre_activation_block`'s conv2(relu(bn2(conv1(a)))) + (x or
+        shortcut(a)), a = relu(bn1(x))) with each of its stride-1 convs that runs sparse
+        fused to the batch-norm before it and the sum after it."""
+        plain = type(block).forward
+        first, second = f"{name}.conv1", f"{name}.conv2"
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if not (block.training and x.dtype == torch.float32 and x.is_contiguous()
+                    and not (torch.is_grad_enabled() and self.dense_step())):
+                return plain(block, x)
+            identity = block.shortcut is None
+            if identity and self._fuses(first, block.bn1, block.conv1):
+                hidden, shortcut = self._normalized(first, block.bn1, block.conv1, x), x
+            else:
+                out = block.bn1(x).relu()
+                shortcut = x if identity else block.shortcut(out)
+                hidden = block.conv1(out)
+            if self._fuses(second, block.bn2, block.conv2) and shortcut.is_contiguous():
+                return self._normalized(second, block.bn2, block.conv2, hidden, shortcut)
+            return block.conv2(block.bn2(hidden).relu()) + shortcut
+        return forward
+
+    def _fuses(self, name: str, norm: nn.BatchNorm2d, conv: nn.Conv2d) -> bool:
+        """Whether `conv` runs sparse on this step (decided, when 'auto') with its batch-norm
+        fused: stride 1, no bias, no hook on either layer."""
+        decided = self.choice == "sparse" or self.sparse_layers.get(name, False)
+        hooked = any(hooks for layer in (norm, conv)
+                     for hooks in (layer._forward_hooks, layer._forward_pre_hooks))
+        return (decided and not hooked and conv.stride == (1, 1) and conv.bias is None
+                and conv.weight.dtype == torch.float32)
+
+    def _normalized(self, name: str, norm: nn.BatchNorm2d, conv: nn.Conv2d, x: torch.Tensor,
+                    residual: torch.Tensor | None = None) -> torch.Tensor:
+        self.fused_layers.add(name)
+        return sparse_conv.normalized_conv2d(x, norm, conv.weight, self._pattern(name),
+                                             conv.padding[0], residual)
 
     def _sparse_wins(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> bool:
         if self.choice == "sparse":

@@ -163,7 +163,7 @@ class Masking(Hook):
         self._next_step = 1  # the optimizer step the next forward pass computes
         self.kernels = (None if spec.kernels == "dense" else TrainingKernels(
             self.layers, spec.kernels, self._mask,
-            lambda: self.computed_dense_gradient(self._next_step)))
+            lambda: self.computed_dense_gradient(self._next_step), model))
         # A CPU generator draws every random position, so masks do not depend on the device.
         self._generator = torch.Generator().manual_seed(seed)
         if masks is None:
