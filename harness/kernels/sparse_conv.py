@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -122,7 +122,8 @@ class Geometry:
     """A conv's shape arithmetic on a batch of `batch` inputs of height x width, and the flat
     layout the kernel reads: channel-major, per channel stride^2 phases (the zero-padded input
     split by row and column parity; one for stride 1), each phase the whole batch of hq x wq
-    planes. Output pixel p = (b * hq + oh) * wq + ow."""
+    planes. Output pixel p = (b * hq + oh) * wq + ow. `channel_stride`, where not 0, spaces
+    the channels wider than their phases need (`_GradientLayout.shares_planes`)."""
 
     kernel: int
     stride: int
@@ -130,6 +131,7 @@ class Geometry:
     batch: int
     height: int
     width: int
+    channel_stride: int = 0
 
     @property
     def hq(self) -> int:
@@ -151,7 +153,7 @@ class Geometry:
 
     @property
     def channel_size(self) -> int:
-        return self.stride * self.stride * self.span
+        return self.channel_stride or self.stride * self.stride * self.span
 
     @property
     def slack(self) -> int:
@@ -367,7 +369,14 @@ class _GradientLayout:
     weights with i, j of that phase, at shift (d - low) from the output gradient padded by
     -low, `low` the least d of all phases. For stride 1 this is the transposed conv with the
     kernel flipped; for stride 2 it is a quarter of the multiply-adds of that conv on the
-    zero-dilated gradient, three in four of which would be by zero."""
+    zero-dilated gradient, three in four of which would be by zero. Output row r sits at row
+    r - low (low <= 0 and the whole gradient fits wherever padding < kernel, as `supported`
+    requires).
+
+    `shares_planes`: where this layout has the forward's rows and columns (hq, wq: where the
+    padding is (kernel - 1) / 2, as in every WRN and ResNet conv), it is the weight gradient's
+    planes (`_LaidOutGradient`) shifted by -low rows and columns, and its channels are spaced
+    as theirs, so one copy of the gradient serves both."""
 
     geometry: Geometry  # of the padded output gradient, as the phases' input
     low: int
@@ -378,26 +387,52 @@ class _GradientLayout:
         shifts = [(a + p - i) // s for a in range(s) for i in range(k) if (a + p - i) % s == 0]
         low, span = min(shifts), max(shifts) - min(shifts) + 1
         rows, columns = -(-forward.height // s), -(-forward.width // s)
-        return _GradientLayout(Geometry(span, 1, 0, forward.batch, rows + span - 1,
-                                        columns + span - 1), low)
+        target = Geometry(span, 1, 0, forward.batch, rows + span - 1, columns + span - 1)
+        if (target.hq, target.wq) == (forward.hq, forward.wq):
+            target = replace(target, channel_stride=forward.padded)
+        return _GradientLayout(target, low)
 
-    def flat(self, grad: torch.Tensor, forward: Geometry, pattern: Pattern) -> torch.Tensor:
-        """`grad` [B, C, out_h, out_w] in this layout: output row r at row r - low (low <= 0
-        and the whole gradient fits wherever padding < kernel, as `supported` requires)."""
-        target = self.geometry
-        flat = pattern.workspace(("output grad", forward), target.flat_size(grad.shape[1]))
-        return _spread(grad, flat, 1, -self.low, target.height, target.width,
-                       target.channel_size)
+    @property
+    def shares_planes(self) -> bool:
+        return self.geometry.channel_stride != 0
 
 
-def _input_grad(grad: torch.Tensor, weight: torch.Tensor, pattern: Pattern,
+class _LaidOutGradient:
+    """A conv's output gradient [B, C, out_h, out_w] in the two layouts its backward reads,
+    each laid out when first asked for: the input gradient's (`_GradientLayout`) and the
+    weight gradient's planes [C, padded], as the forward's output pixels, zero wherever the
+    forward threw its result away. Where the two coincide (`_GradientLayout.shares_planes`)
+    the planes are a view into the first: one pass over the gradient instead of two."""
+
+    def __init__(self, grad: torch.Tensor, forward: Geometry, pattern: Pattern):
+        self.grad, self.forward, self.pattern = grad, forward, pattern
+        self.layout = _GradientLayout.of(forward)
+        self._flat: torch.Tensor | None = None
+
+    def for_input(self) -> torch.Tensor:
+        if self._flat is None:
+            target = self.layout.geometry
+            flat = self.pattern.workspace(("output grad", self.forward),
+                                          target.flat_size(self.grad.shape[1]))
+            self._flat = _spread(self.grad, flat, 1, -self.layout.low, target.height,
+                                 target.width, target.channel_size)
+        return self._flat
+
+    def planes(self) -> torch.Tensor:
+        forward, size = self.forward, self.grad.shape[1] * self.forward.padded
+        if self.layout.shares_planes:
+            return self.for_input().narrow(0, -self.layout.low * (forward.wq + 1), size)
+        planes = self.pattern.workspace(("planes", forward), size)
+        return _spread(self.grad, planes, 1, 0, forward.hq, forward.wq, forward.padded)
+
+
+def _input_grad(laid: _LaidOutGradient, weight: torch.Tensor, pattern: Pattern,
                 forward: Geometry, gate: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient of the conv's input; zero wherever `gate` (the input's shape, stride 1
     only) is not above zero, the gradient through the ReLU that produced the input."""
     assert gate is None or forward.stride == 1, "a gate is for stride-1 convs"
-    layout = _GradientLayout.of(forward)
-    flat = layout.flat(grad, forward, pattern)
-    target, s = layout.geometry, forward.stride
+    flat, grad = laid.for_input(), laid.grad
+    target, s = laid.layout.geometry, forward.stride
     plans = pattern.input_grad_plans(forward)
     shape = (forward.batch, pattern.shape[1], forward.height, forward.width)
     if s == 1:
@@ -412,13 +447,6 @@ def _input_grad(grad: torch.Tensor, weight: torch.Tensor, pattern: Pattern,
     grad_x = grad.new_empty(shape)
     torch.ops.freetickets_sparse.interleave(phases, grad_x)
     return grad_x
-
-
-def _planes(grad: torch.Tensor, geometry: Geometry, pattern: Pattern) -> torch.Tensor:
-    """The output gradient laid out as the forward's output pixels [C, padded], zero wherever
-    the forward threw its result away."""
-    planes = pattern.workspace(("planes", geometry), grad.shape[1] * geometry.padded)
-    return _spread(grad, planes, 1, 0, geometry.hq, geometry.wq, geometry.padded)
 
 
 def _spread(x: torch.Tensor, flat: torch.Tensor, stride: int, padding: int, hq: int, wq: int,
@@ -455,10 +483,11 @@ class _SparseConv(torch.autograd.Function):
         pattern, geometry = ctx.pattern, ctx.geometry
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
+        laid = _LaidOutGradient(grad, geometry, pattern)
         if ctx.needs_input_grad[0]:
-            grad_x = _input_grad(grad, weight, pattern, geometry)
+            grad_x = _input_grad(laid, weight, pattern, geometry)
         if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad(flat, grad, weight, pattern, geometry)
+            grad_w = _weight_grad(flat, laid, weight, pattern, geometry)
         if ctx.key is not None:
             pattern.release(ctx.key)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -466,14 +495,14 @@ class _SparseConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
-def _weight_grad(flat: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+def _weight_grad(flat: torch.Tensor, laid: _LaidOutGradient, weight: torch.Tensor,
                  pattern: Pattern, geometry: Geometry) -> torch.Tensor:
     """The weight gradient, at `pattern`'s weights only (zero elsewhere), from the flat input
-    and the output gradient (contiguous)."""
+    and the output gradient."""
     plan = pattern.forward_plan(geometry)
     grad_w = weight.new_zeros(weight.numel())
     grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
-        flat, _planes(grad, geometry, pattern), plan.rows, plan.where, plan.shifts,
+        flat, laid.planes(), plan.rows, plan.where, plan.shifts,
         plan.channel_size, plan.group, plan.in_channels, geometry.padded)
     return grad_w.view_as(weight)
 
@@ -618,9 +647,10 @@ class _NormalizedConv(torch.autograd.Function):
         grad = grad.contiguous()
         needs = ctx.needs_input_grad
         grad_x = grad_norm_weight = grad_norm_bias = grad_w = None
+        laid = _LaidOutGradient(grad, geometry, pattern)
         if any(needs[:3]):
             # The layout's interior holds relu(norm(x)): the ReLU's output gates the gradient.
-            gated = _input_grad(grad, weight, pattern, geometry,
+            gated = _input_grad(laid, weight, pattern, geometry,
                                 gate=geometry.interior(flat, x.shape[1]))
             grad_x, grad_norm_weight, grad_norm_bias = \
                 torch.ops.aten.native_batch_norm_backward(
@@ -628,7 +658,7 @@ class _NormalizedConv(torch.autograd.Function):
                     [needs[0], needs[1] and norm_weight is not None,
                      needs[2] and norm_weight is not None])
         if needs[5]:
-            grad_w = _weight_grad(flat, grad, weight, pattern, geometry)
+            grad_w = _weight_grad(flat, laid, weight, pattern, geometry)
         pattern.release(("input", geometry))
         return (grad_x, grad_norm_weight, grad_norm_bias, None, None, grad_w,
                 grad if needs[6] else None, None, None, None)

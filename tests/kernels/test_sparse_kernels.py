@@ -41,17 +41,20 @@ LAYERS = {**wrn_layers(), **resnet18_layers()}
 INPUT_SIDE = {"resnet18 7x7 stride 2 stem": 21}  # odd sides: a stride-2 conv's last row
 
 
-def check_equal(conv: torch.nn.Conv2d, mask: torch.Tensor, side: int, batch: int = 2) -> None:
-    """Outputs and the input, weight and bias gradients of the sparse kernels against the
-    masked dense conv, within 1e-4 of the largest magnitude (float32)."""
-    generator = torch.Generator().manual_seed(0)
+def check_equal(conv: torch.nn.Conv2d, mask: torch.Tensor, side: int, batch: int = 2,
+                pattern: sparse_conv.Pattern | None = None, seed: int = 0) -> None:
+    """Outputs and the input, weight and bias gradients of the sparse kernels (through
+    `pattern`, else a new one) against the masked dense conv, within 1e-4 of the largest
+    magnitude (float32)."""
+    generator = torch.Generator().manual_seed(seed)
     weight = (torch.randn(conv.weight.shape, generator=generator) * mask).requires_grad_()
     bias = torch.randn(conv.out_channels, generator=generator).requires_grad_()
     x = torch.randn(batch, conv.in_channels, side, side, generator=generator,
                     requires_grad=True)
     stride, padding = conv.stride[0], conv.padding[0]
     expected = F.conv2d(x, weight, bias, stride, padding)
-    got = sparse_conv.sparse_conv2d(x, weight, bias, sparse_conv.Pattern(mask), stride, padding)
+    got = sparse_conv.sparse_conv2d(x, weight, bias, pattern or sparse_conv.Pattern(mask),
+                                    stride, padding)
     upstream = torch.randn(expected.shape, generator=generator)
     dense_grads = torch.autograd.grad(expected, (x, weight, bias), upstream)
     sparse_grads = torch.autograd.grad(got, (x, weight, bias), upstream)
@@ -125,6 +128,23 @@ def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_eve
         assert (plan.shifts.numel() > 0) == columns
         assert plan.group < plan.in_channels or conv.kernel_size[0] == 1  # several groups
         check_equal(conv, mask, 9, batch=3)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel, stride, padding, side, shared", [
+    (3, 1, 1, 8, True), (3, 2, 1, 9, True), (1, 2, 0, 9, True), (7, 2, 3, 21, True),
+    (3, 1, 0, 8, False), (3, 2, 0, 8, False)])
+def test_the_output_gradient_is_laid_out_once_where_its_two_layouts_coincide(
+        kernel, stride, padding, side, shared):
+    """The input gradient's layout and the weight gradient's planes are one buffer where the
+    padding is (kernel - 1) / 2; both gradients as the masked dense conv's either way."""
+    geometry = sparse_conv.Geometry(kernel, stride, padding, 2, side, side)
+    assert sparse_conv._GradientLayout.of(geometry).shares_planes == shared
+    mask = torch.rand(6, 5, kernel, kernel, generator=torch.Generator().manual_seed(5)) < 0.5
+    pattern = sparse_conv.Pattern(mask)
+    for seed in range(2):  # the buffers reused: the zeros between the gradient's pixels kept
+        check_equal(torch.nn.Conv2d(5, 6, kernel, stride, padding), mask, side, 3, pattern,
+                    seed)
 
 
 @needs_kernels
