@@ -210,8 +210,8 @@ class FusedPreActBlock(nn.Module):
                         else self.shortcut(self.bn1(x).relu()))
         flat, first = sparse_conv.laid_out(x, self.conv1.pattern, self.conv1.stride,
                                                   self.conv1.padding, prologue)
-        second = sparse_conv.Geometry(self.conv2.kernel_size, 1, self.conv2.padding,
-                                      x.shape[0], first.out_h, first.out_w)
+        second = self.conv2.pattern.geometry(1, self.conv2.padding, x.shape[0], first.out_h,
+                                             first.out_w)
         hidden = self.conv2.pattern.workspace(("input", second),
                                               second.flat_size(self.conv1.out_channels))
         sparse_conv.inference_conv(flat, first, self.conv1.pattern, self.conv1.bias,

@@ -12,9 +12,10 @@
 // Both kernels go tile by tile of output pixels (the threads split the tiles, and for small
 // inputs the forward's output channels too) and, within a tile, by groups of input channels
 // whose share of the tile fits L1, so that all output channels read it from there. Measured
-// on a 64 -> 64 3x3 layer at 32x32, batch 64, density 0.25-0.35, on a core whose multiply-adds peak at about 117 GFLOP/s (AVX-512, Zen 4): about
-// 45 GFLOP/s reading each shifted input unaligned from L2 (the kernel this one replaced), 50
-// with the groups in L1, 55-65 from aligned per-tile columns. Not kept, measured alike at
+// on a 64 -> 64 3x3 layer at 32x32, batch 64, density 0.25-0.35, on a core whose
+// multiply-adds peak at about 117 GFLOP/s (AVX-512, Zen 4): about 45 GFLOP/s reading each
+// shifted input unaligned from L2 (the kernel this one replaced), 50 with the groups in L1,
+// 55-65 from aligned per-tile columns. Not kept, measured alike at
 // densities 0.1-0.35: blocks of 2, 4 or 8 output channels sharing each shifted input load,
 // zero-filled where a channel lacks that weight (Elsen et al. 2020's layout; no faster with
 // 2, slower with 4 and 8), a shifted input built from aligned loads by permutes (18-31
@@ -75,8 +76,8 @@ struct Layout {
 
 // The runs of valid output pixels in tile [p0, p0 + count): where each starts in the tile,
 // where in out [B, C, H, W] for channel 0 (channel r adds r times out's channel stride), and
-// its length (and where in the residual and the gate, if any). The same for every output channel of the
-// tile, so the divisions are done once.
+// its length (and where in the residual and the gate, if any). The same for every output
+// channel of the tile, so the divisions are done once.
 struct Run {
   int64_t from, to, length, residual, gate;
 };
@@ -111,18 +112,31 @@ inline void valid_runs(int64_t p0, int64_t count, const Layout& l, std::vector<R
 //            it pays where many output channels read each column (aligned loads from L1 run
 //            about 1.5x as many multiply-adds per cycle as unaligned ones here).
 //
-// A tile is BLOCK output pixels, 8 vectors: their sums take 8 registers of AVX-512's 32 or
-// of AVX2's 16. On AVX2 a tile of 128 (16 sums spilled to the stack) ran 3-5x slower than
-// F.conv2d; held in two passes of 8 it took a group of half as many input channels in L1, and
-// ran 1.1-1.5x slower than tiles of 64 on 32x32 layers (WRN-16-4, density 0.25-0.5, a Zen 3
-// core).
-constexpr int64_t VECTORS = 8;
-constexpr int64_t BLOCK = VECTORS * LANES;  // output pixels per tile (`tile()` in Python)
+// A tile is VECTORS of the machine's vectors of output pixels (BLOCK pixels), a template
+// argument the caller picks per layer (`TILE_VECTORS` in Python: 8 or 12): their sums take
+// 8 or 12 registers of AVX-512's 32 or of AVX2's 16. Twelve keep more multiply-adds in
+// flight than the FMA latency needs and make fewer passes over each weight, but waste more
+// of a tile on a small input: on one Zen 3 core, forward and backward of a sparse conv at
+// batch 128 took 0.77-1.05x the time of tiles of 8 (WRN-16-4's layers, density 0.05-0.3),
+// the forward at batch 1 on 8x8 layers 1.3x (100 padded pixels fill two tiles of 96 instead
+// of two of 64). On AVX2 a tile of 16 vectors spilled its sums to the stack and ran 3-5x
+// slower than F.conv2d; held in two passes of 8 it took a group of half as many input
+// channels in L1, and ran 1.1-1.5x slower than tiles of 8 on 32x32 layers.
 constexpr int64_t LINE = 16;  // floats per cache line
+
+// Calls `body` with the tile's vectors as a compile-time constant (std::integral_constant),
+// so that a tile's sums are registers.
+template <typename Body>
+void with_tile(int64_t vectors, Body&& body) {
+  TORCH_CHECK(vectors == 8 || vectors == 12, "vectors: 8 or 12 per tile");
+  if (vectors == 8) return body(std::integral_constant<int64_t, 8>{});
+  body(std::integral_constant<int64_t, 12>{});
+}
 
 // Asks for the input of channels [first, last) two tiles ahead: one stream per channel is
 // more than the hardware prefetcher follows, and at batch 128 the input is past L3 (the
 // kernels ran at 30 GFLOP/s there against 55 at batch 16 without this).
+template <int64_t BLOCK>
 inline void prefetch_ahead(const float* tile, int64_t first, int64_t last,
                            int64_t channel_size) {
   for (int64_t c = first; c < last; ++c)
@@ -133,10 +147,11 @@ inline void prefetch_ahead(const float* tile, int64_t first, int64_t last,
 // One tile's input for the channels [first, last) of a group: the input itself, read at shifted
 // offsets, or (`positions` > 0) its columns copied into `columns`, aligned, where many weights
 // share each of them.
+template <int64_t VECTORS>
 inline const float* group_input(const float* xs, int64_t p, int64_t first, int64_t last,
                                 int64_t channel_size, const int32_t* shift, int64_t positions,
                                 vec* columns) {
-  prefetch_ahead(xs + p, first, last, channel_size);
+  prefetch_ahead<VECTORS * LANES>(xs + p, first, last, channel_size);
   if (!positions) return xs + p;
   vec* column = columns;
   for (int64_t c = first; c < last; ++c)
@@ -167,7 +182,7 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
                   const at::Tensor& values, const at::Tensor& bias, const at::Tensor& shifts,
                   int64_t channel_size, int64_t group, int64_t in_channels, int64_t batch,
                   int64_t hq, int64_t wq, const at::Tensor& residual, bool relu,
-                  const at::Tensor& gate, at::Tensor& out) {
+                  const at::Tensor& gate, int64_t vectors, at::Tensor& out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "x: contiguous float32");
   TORCH_CHECK(group > 0 && in_channels > 0, "group and in_channels must be positive");
   TORCH_CHECK(out.dim() == 4 && out.size(0) == batch && out.scalar_type() == at::kFloat &&
@@ -203,61 +218,64 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
   const int32_t* shift = positions ? shifts.data_ptr<int32_t>() : nullptr;
   float* os = out.data_ptr<float>();
   const int64_t channel_stride = out.stride(1);
-  const int64_t tiles = (l.span() + BLOCK - 1) / BLOCK;
-  const int64_t parts = channel_parts(tiles, channels);
-  // Work items part-major: with one slice per thread, each thread computes its slice of the
-  // output channels over every tile, the same share of the work for each.
-  at::parallel_for(0, parts * tiles, 1, [&](int64_t begin, int64_t end) {
-    // Kept per thread between calls: a fresh buffer of this size costs page faults.
-    thread_local std::vector<vec> acc, columns;
-    thread_local std::vector<Run> runs;
-    acc.resize(channels * VECTORS);
-    if (positions) columns.resize(group * positions * VECTORS);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t tile = item % tiles, part = item / tiles, p = tile * BLOCK;
-      const int64_t from = part * channels / parts, to = (part + 1) * channels / parts;
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t first = g * group, last = std::min(first + group, in_channels);
-        const float* base = group_input(xs, p, first, last, channel_size, shift, positions,
-                                        columns.data());
-        const int64_t scale = positions ? BLOCK : 1;
+  with_tile(vectors, [&](auto tile_vectors) {
+    constexpr int64_t VECTORS = decltype(tile_vectors)::value, BLOCK = VECTORS * LANES;
+    const int64_t tiles = (l.span() + BLOCK - 1) / BLOCK;
+    const int64_t parts = channel_parts(tiles, channels);
+    // Work items part-major: with one slice per thread, each thread computes its slice of the
+    // output channels over every tile, the same share of the work for each.
+    at::parallel_for(0, parts * tiles, 1, [&](int64_t begin, int64_t end) {
+      // Kept per thread between calls: a fresh buffer of this size costs page faults.
+      thread_local std::vector<vec> acc, columns;
+      thread_local std::vector<Run> runs;
+      acc.resize(channels * VECTORS);
+      if (positions) columns.resize(group * positions * VECTORS);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t tile = item % tiles, part = item / tiles, p = tile * BLOCK;
+        const int64_t from = part * channels / parts, to = (part + 1) * channels / parts;
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t first = g * group, last = std::min(first + group, in_channels);
+          const float* base = group_input<VECTORS>(xs, p, first, last, channel_size, shift,
+                                                   positions, columns.data());
+          const int64_t scale = positions ? BLOCK : 1;
+          for (int64_t r = from; r < to; ++r) {
+            const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
+            vec* a = acc.data() + r * VECTORS;
+            if (g > 0 && first == last) continue;
+            vec sum[VECTORS];
+            for (int64_t v = 0; v < VECTORS; ++v)
+              sum[v] = g > 0 ? a[v] : (bs ? bs[r] : 0.f) - vec{};
+            for (int64_t i = first; i < last; ++i) {
+              const float* s = base + at_[i] * scale;
+              const float w = val[i];
+              for (int64_t v = 0; v < VECTORS; ++v) sum[v] += w * load(s + v * LANES);
+            }
+            for (int64_t v = 0; v < VECTORS; ++v) a[v] = sum[v];
+          }
+        }
+        valid_runs(p, BLOCK, l, runs);
         for (int64_t r = from; r < to; ++r) {
-          const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
-          vec* a = acc.data() + r * VECTORS;
-          if (g > 0 && first == last) continue;
-          vec sum[VECTORS];
-          for (int64_t v = 0; v < VECTORS; ++v)
-            sum[v] = g > 0 ? a[v] : (bs ? bs[r] : 0.f) - vec{};
-          for (int64_t i = first; i < last; ++i) {
-            const float* s = base + at_[i] * scale;
-            const float w = val[i];
-            for (int64_t v = 0; v < VECTORS; ++v) sum[v] += w * load(s + v * LANES);
-          }
-          for (int64_t v = 0; v < VECTORS; ++v) a[v] = sum[v];
-        }
-      }
-      valid_runs(p, BLOCK, l, runs);
-      for (int64_t r = from; r < to; ++r) {
-        const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
-        float* out_r = os + r * channel_stride;
-        const float* residual_r = rs ? rs + r * residual.stride(1) : nullptr;
-        const float* gate_r = gs ? gs + r * gate.stride(1) : nullptr;
-        for (const Run& run : runs) {
-          const float* sums = tile_r + run.from;
-          float* target = out_r + run.to;
-          if (!residual_r && !relu && !gate_r) {
-            std::memcpy(target, sums, run.length * sizeof(float));
-            continue;
-          }
-          for (int64_t j = 0; j < run.length; ++j) {
-            float value = residual_r ? sums[j] + residual_r[run.residual + j] : sums[j];
-            if (relu) value = std::max(value, 0.f);
-            if (gate_r && !(gate_r[run.gate + j] > 0.f)) value = 0.f;
-            target[j] = value;
+          const float* tile_r = reinterpret_cast<const float*>(acc.data() + r * VECTORS);
+          float* out_r = os + r * channel_stride;
+          const float* residual_r = rs ? rs + r * residual.stride(1) : nullptr;
+          const float* gate_r = gs ? gs + r * gate.stride(1) : nullptr;
+          for (const Run& run : runs) {
+            const float* sums = tile_r + run.from;
+            float* target = out_r + run.to;
+            if (!residual_r && !relu && !gate_r) {
+              std::memcpy(target, sums, run.length * sizeof(float));
+              continue;
+            }
+            for (int64_t j = 0; j < run.length; ++j) {
+              float value = residual_r ? sums[j] + residual_r[run.residual + j] : sums[j];
+              if (relu) value = std::max(value, 0.f);
+              if (gate_r && !(gate_r[run.gate + j] > 0.f)) value = 0.f;
+              target[j] = value;
+            }
           }
         }
       }
-    }
+    });
   });
 }
 
@@ -270,9 +288,9 @@ void conv_forward(const at::Tensor& x, const at::Tensor& rows, const at::Tensor&
 // weight's partial sum over the tile is added to its thread's total.
 at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at::Tensor& rows,
                        const at::Tensor& where, const at::Tensor& shifts, int64_t channel_size,
-                       int64_t group, int64_t in_channels, int64_t padded) {
+                       int64_t group, int64_t in_channels, int64_t padded, int64_t vectors) {
   TORCH_CHECK(x.is_contiguous() && grad_out.is_contiguous(), "contiguous inputs");
-  TORCH_CHECK(padded % BLOCK == 0 && group > 0, "whole tiles");
+  TORCH_CHECK(padded % (vectors * LANES) == 0 && group > 0, "whole tiles");
   const int64_t groups = (in_channels + group - 1) / group;
   const int64_t channels = (rows.size(0) - 1) / groups;
   TORCH_CHECK(grad_out.numel() == channels * padded, "grad_out: [channels, padded]");
@@ -285,34 +303,38 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, const at
   const int64_t positions = shifts.numel();
   const int32_t* shift = positions ? shifts.data_ptr<int32_t>() : nullptr;
   float* total_s = totals.data_ptr<float>();
-  at::parallel_for(0, padded / BLOCK, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<vec> columns;
-    if (positions) columns.resize(group * positions * VECTORS);
-    float* total = total_s + at::get_thread_num() * count;
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t p = tile * BLOCK;
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t first = g * group, last = std::min(first + group, in_channels);
-        const float* base = group_input(xs, p, first, last, channel_size, shift, positions,
-                                        columns.data());
-        const int64_t scale = positions ? BLOCK : 1;
-        for (int64_t r = 0; r < channels; ++r) {
-          const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
-          if (first == last) continue;
-          vec grad[VECTORS];
-          for (int64_t v = 0; v < VECTORS; ++v) grad[v] = load(gs + r * padded + p + v * LANES);
-          for (int64_t i = first; i < last; ++i) {
-            const float* s = base + at_[i] * scale;
-            vec even = vec{}, odd = vec{};  // two chains: the multiply-add latency
-            for (int64_t v = 0; v < VECTORS; v += 2) {
-              even += grad[v] * load(s + v * LANES);
-              odd += grad[v + 1] * load(s + (v + 1) * LANES);
+  with_tile(vectors, [&](auto tile_vectors) {
+    constexpr int64_t VECTORS = decltype(tile_vectors)::value, BLOCK = VECTORS * LANES;
+    at::parallel_for(0, padded / BLOCK, 1, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<vec> columns;
+      if (positions) columns.resize(group * positions * VECTORS);
+      float* total = total_s + at::get_thread_num() * count;
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t p = tile * BLOCK;
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t first = g * group, last = std::min(first + group, in_channels);
+          const float* base = group_input<VECTORS>(xs, p, first, last, channel_size, shift,
+                                                   positions, columns.data());
+          const int64_t scale = positions ? BLOCK : 1;
+          for (int64_t r = 0; r < channels; ++r) {
+            const int64_t first = row[g * channels + r], last = row[g * channels + r + 1];
+            if (first == last) continue;
+            vec grad[VECTORS];
+            for (int64_t v = 0; v < VECTORS; ++v)
+              grad[v] = load(gs + r * padded + p + v * LANES);
+            for (int64_t i = first; i < last; ++i) {
+              const float* s = base + at_[i] * scale;
+              vec even = vec{}, odd = vec{};  // two chains: the multiply-add latency
+              for (int64_t v = 0; v < VECTORS; v += 2) {
+                even += grad[v] * load(s + v * LANES);
+                odd += grad[v + 1] * load(s + (v + 1) * LANES);
+              }
+              total[i] += reduce(even + odd);
             }
-            total[i] += reduce(even + odd);
           }
         }
       }
-    }
+    });
   });
   return totals.sum(0);
 }
@@ -448,18 +470,18 @@ at::Tensor channel_moments(const at::Tensor& x) {
   return moments;
 }
 
-int64_t block_size() { return BLOCK; }
+int64_t lanes() { return LANES; }
 
 }  // namespace
 
 TORCH_LIBRARY(freetickets_sparse, m) {
-  m.def("block_size() -> int", &block_size);
+  m.def("lanes() -> int", &lanes);
   m.def("conv_forward(Tensor x, Tensor rows, Tensor where, Tensor values, Tensor bias, "
         "Tensor shifts, int channel_size, int group, int in_channels, int batch, int hq, "
-        "int wq, Tensor residual, bool relu, Tensor gate, Tensor(a!) out) -> ()",
+        "int wq, Tensor residual, bool relu, Tensor gate, int vectors, Tensor(a!) out) -> ()",
         &conv_forward);
   m.def("weight_grad(Tensor x, Tensor grad_out, Tensor rows, Tensor where, Tensor shifts, "
-        "int channel_size, int group, int in_channels, int padded) -> Tensor",
+        "int channel_size, int group, int in_channels, int padded, int vectors) -> Tensor",
         &weight_grad);
   m.def("spread(Tensor x, Tensor(a!) flat, int stride, int padding, int hq, int wq, "
         "int channel_size, Tensor scale, Tensor shift) -> ()",

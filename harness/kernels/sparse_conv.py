@@ -50,7 +50,12 @@ L1_FLOATS = 8192  # 32 kB: the share of the input a group of input channels may 
 # on WRN-16-4 layers (harness/kernels/sparse_conv.cpp, conv_forward). In training; a frozen
 # (inference) pattern times both ways once per input size instead (`Pattern.forward_plan`).
 COLUMN_REUSE = 12
-READ_ROUNDS = 2  # alternating rounds, after a warm-up, of a frozen pattern's two ways
+READ_ROUNDS = 2  # alternating rounds, after a warm-up, of a frozen pattern's candidates
+# The tile widths the kernels are compiled for, in the machine's vectors, the default first
+# (sparse_conv.cpp, `with_tile`): 12 was faster on large inputs (training at batch 128) and
+# slower on small ones (inference at batch 1), so 'auto' training measures both per layer and
+# a frozen (inference) pattern per input size (`Pattern.geometry`).
+TILE_VECTORS = (8, 12)
 
 _state: dict = {}
 
@@ -106,15 +111,15 @@ def available() -> bool:
         library = _build()
         if library is not None:
             torch.ops.load_library(library)
-            _state["tile"] = torch.ops.freetickets_sparse.block_size()
+            _state["lanes"] = torch.ops.freetickets_sparse.lanes()
         _state["loaded"] = library is not None
     return _state["loaded"]
 
 
-def tile() -> int:
-    """Output pixels the kernels hold in registers at once: eight of the machine's vectors
-    (128 under AVX-512, 64 under AVX2), as compiled; needs `available()`."""
-    return _state["tile"]
+def lanes() -> int:
+    """Floats in one of the machine's vectors as the kernels were compiled (16 under AVX-512,
+    8 under AVX2); needs `available()`."""
+    return _state["lanes"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,8 @@ class Geometry:
     layout the kernel reads: channel-major, per channel stride^2 phases (the zero-padded input
     split by row and column parity; one for stride 1), each phase the whole batch of hq x wq
     planes. Output pixel p = (b * hq + oh) * wq + ow. `channel_stride`, where not 0, spaces
-    the channels wider than their phases need (`_GradientLayout.shares_planes`)."""
+    the channels wider than their phases need (`_GradientLayout.shares_planes`). The kernels
+    go `tile` output pixels at a time, `vectors` of the machine's (TILE_VECTORS)."""
 
     kernel: int
     stride: int
@@ -132,6 +138,11 @@ class Geometry:
     height: int
     width: int
     channel_stride: int = 0
+    vectors: int = TILE_VECTORS[0]
+
+    @property
+    def tile(self) -> int:
+        return self.vectors * lanes()
 
     @property
     def hq(self) -> int:
@@ -149,7 +160,7 @@ class Geometry:
     @property
     def padded(self) -> int:
         """`span` in whole tiles."""
-        return -(-self.span // tile()) * tile()
+        return -(-self.span // self.tile) * self.tile
 
     @property
     def channel_size(self) -> int:
@@ -158,7 +169,7 @@ class Geometry:
     @property
     def slack(self) -> int:
         """Elements past the last channel that the last tile's shifted reads may touch."""
-        return self.padded - self.span + self.kernel * (self.wq + 1) + tile()
+        return self.padded - self.span + self.kernel * (self.wq + 1) + self.tile
 
     @property
     def out_h(self) -> int:
@@ -171,7 +182,7 @@ class Geometry:
     @property
     def footprint(self) -> int:
         """Floats of one input channel that one tile of output pixels reads (direct mode)."""
-        return self.stride ** 2 * (tile() + (self.kernel - 1) // self.stride * (self.wq + 1))
+        return self.stride ** 2 * (self.tile + (self.kernel - 1) // self.stride * (self.wq + 1))
 
     def shifts(self) -> torch.Tensor:
         """Where each kernel position (row-major) starts within an input channel."""
@@ -237,7 +248,7 @@ def _plan(out_channel, in_channel, row, column, index, channels: tuple[int, int]
     out_channels, in_channels = channels
     kernel = geometry.kernel
     positions = kernel * kernel
-    group = L1_FLOATS // (positions * tile() if columns else geometry.footprint)
+    group = L1_FLOATS // (positions * geometry.tile if columns else geometry.footprint)
     group = min(max(group, 1), in_channels)
     part = in_channel // group
     position = row * kernel + column
@@ -266,9 +277,15 @@ class Pattern:
     then keeps; gathering them from the dense weight at every call read the whole weight
     (a 256 x 256 x 3 x 3 weight at density 0.06 has a nonzero in nearly every cache line):
     a batch-1 forward of WRN-16-4 at S = 0.9 through these kernels took 5.9-6.1 ms that way,
-    4.7 ms with the values kept."""
+    4.7 ms with the values kept.
 
-    def __init__(self, nonzero: torch.Tensor, frozen: torch.Tensor | None = None):
+    `vectors`: the width of the kernels' tile for this conv (TILE_VECTORS) at every input size;
+    a frozen pattern instead times each tile per input size (`geometry`)."""
+
+    def __init__(self, nonzero: torch.Tensor, frozen: torch.Tensor | None = None,
+                 vectors: int = TILE_VECTORS[0]):
+        if vectors not in TILE_VECTORS:
+            raise ValueError(f"vectors: one of {TILE_VECTORS}, got {vectors}")
         _, in_channels, kernel, _ = nonzero.shape
         self.shape = tuple(nonzero.shape)
         self.index = nonzero.reshape(-1).nonzero().squeeze(1)  # row-major: by output channel
@@ -277,7 +294,9 @@ class Pattern:
         self.in_channel, rest = rest // (kernel * kernel), rest % (kernel * kernel)
         self.row, self.column = rest // kernel, rest % kernel
         self.frozen = frozen
+        self.vectors = vectors
         self._plans: dict[tuple, Plan] = {}
+        self._geometries: dict[tuple, Geometry] = {}  # a frozen pattern's, per input size
         # Zeroed buffers kept between calls: a fresh one costs a page fault per 4 kB (as much
         # as a sparse layer's arithmetic); its zeros (the padding) are never written.
         self._workspaces: dict[tuple, torch.Tensor] = {}
@@ -302,6 +321,25 @@ class Pattern:
     def nonzeros(self) -> int:
         return self.index.numel()
 
+    def geometry(self, stride: int, padding: int, batch: int, height: int,
+                 width: int) -> Geometry:
+        """The layout of this conv's input of that size: at the pattern's tile, or, for a
+        frozen pattern, at the tile that ran faster (with its faster read, `forward_plan`) in
+        READ_ROUNDS alternating rounds on this machine, once per input size: on one AVX2 core
+        tiles of 12 vectors took 1.3x as long as tiles of 8 at batch 1 on 8x8 layers and
+        0.85-1.0x at batch 16-64."""
+        shape = (self.shape[2], stride, padding, batch, height, width)
+        if self.frozen is None:
+            return Geometry(*shape, vectors=self.vectors)
+        if shape not in self._geometries:
+            candidates = [(geometry, self._plan(geometry, columns))
+                          for geometry in (Geometry(*shape, vectors=v) for v in TILE_VECTORS)
+                          for columns in (True, False)]
+            geometry, plan = candidates[self._fastest(candidates)]
+            self._plans[("forward", geometry)] = plan
+            self._geometries[shape] = geometry
+        return self._geometries[shape]
+
     def forward_plan(self, geometry: Geometry) -> Plan:
         """The forward's plan for inputs of `geometry`. A frozen pattern's plan reads the input
         the way that ran faster in READ_ROUNDS alternating rounds on this machine: at batch 1
@@ -310,23 +348,26 @@ class Pattern:
         against 19.8, and COLUMN_REUSE's rule does not see the batch size."""
         key = ("forward", geometry)
         if key not in self._plans:
-            def plan(columns: bool) -> Plan:
-                return _plan(self.out_channel, self.in_channel, self.row, self.column,
-                             self.index, self.shape[:2], geometry, self.frozen, columns)
             if self.frozen is None:
-                self._plans[key] = plan(_reuses_columns(self.nonzeros, self.shape[1],
-                                                        geometry.kernel))
+                self._plans[key] = self._plan(geometry, _reuses_columns(
+                    self.nonzeros, self.shape[1], geometry.kernel))
             else:
-                self._plans[key] = self._faster(geometry, [plan(True), plan(False)])
+                plans = [self._plan(geometry, True), self._plan(geometry, False)]
+                self._plans[key] = plans[self._fastest([(geometry, plan) for plan in plans])]
         return self._plans[key]
 
-    def _faster(self, geometry: Geometry, plans: list[Plan]) -> Plan:
-        flat = torch.zeros(geometry.flat_size(self.shape[1]))  # speed does not see the values
-        out = flat.new_empty(geometry.batch, self.shape[0], geometry.out_h, geometry.out_w)
-        seconds = median_seconds([
-            lambda plan=plan: _conv(flat, plan, self.frozen, _empty(), geometry, out)
-            for plan in plans], READ_ROUNDS)
-        return plans[seconds.index(min(seconds))]
+    def _plan(self, geometry: Geometry, columns: bool) -> Plan:
+        return _plan(self.out_channel, self.in_channel, self.row, self.column, self.index,
+                     self.shape[:2], geometry, self.frozen, columns)
+
+    def _fastest(self, candidates: list[tuple[Geometry, Plan]]) -> int:
+        """Which of the (layout, plan) ran the frozen conv fastest."""
+        def conv(geometry: Geometry, plan: Plan):
+            flat = torch.zeros(geometry.flat_size(self.shape[1]))  # speed does not see values
+            out = flat.new_empty(geometry.batch, self.shape[0], geometry.out_h, geometry.out_w)
+            return lambda: _conv(flat, plan, self.frozen, _empty(), geometry, out)
+        seconds = median_seconds([conv(*candidate) for candidate in candidates], READ_ROUNDS)
+        return seconds.index(min(seconds))
 
     def input_grad_plans(self, geometry: Geometry) -> list[tuple[tuple[int, int], Plan]]:
         """Per phase (row and column parity of the input for stride 2; one for stride 1) with
@@ -387,7 +428,8 @@ class _GradientLayout:
         shifts = [(a + p - i) // s for a in range(s) for i in range(k) if (a + p - i) % s == 0]
         low, span = min(shifts), max(shifts) - min(shifts) + 1
         rows, columns = -(-forward.height // s), -(-forward.width // s)
-        target = Geometry(span, 1, 0, forward.batch, rows + span - 1, columns + span - 1)
+        target = Geometry(span, 1, 0, forward.batch, rows + span - 1, columns + span - 1,
+                          vectors=forward.vectors)
         if (target.hq, target.wq) == (forward.hq, forward.wq):
             target = replace(target, channel_stride=forward.padded)
         return _GradientLayout(target, low)
@@ -503,7 +545,7 @@ def _weight_grad(flat: torch.Tensor, laid: _LaidOutGradient, weight: torch.Tenso
     grad_w = weight.new_zeros(weight.numel())
     grad_w[plan.index] = torch.ops.freetickets_sparse.weight_grad(
         flat, laid.planes(), plan.rows, plan.where, plan.shifts,
-        plan.channel_size, plan.group, plan.in_channels, geometry.padded)
+        plan.channel_size, plan.group, plan.in_channels, geometry.padded, geometry.vectors)
     return grad_w.view_as(weight)
 
 
@@ -521,7 +563,7 @@ def _conv(flat: torch.Tensor, plan: Plan, weight: torch.Tensor, bias: torch.Tens
         flat, plan.rows, plan.where, values, bias, plan.shifts, plan.channel_size, plan.group,
         plan.in_channels, geometry.batch, geometry.hq, geometry.wq,
         _empty() if residual is None else residual, relu,
-        _empty() if gate is None else gate, out)
+        _empty() if gate is None else gate, geometry.vectors, out)
     return out
 
 
@@ -531,7 +573,7 @@ def laid_out(x: torch.Tensor, pattern: Pattern, stride: int, padding: int,
     """x spread into the flat layout of `pattern`'s conv (its buffer, reused call after call
     unless `keep`: `Pattern.workspace`), through `prologue` (Geometry.spread), and that
     layout's geometry."""
-    geometry = Geometry(pattern.shape[2], stride, padding, x.shape[0], *x.shape[2:])
+    geometry = pattern.geometry(stride, padding, x.shape[0], *x.shape[2:])
     flat = pattern.workspace(("input", geometry), geometry.flat_size(x.shape[1]), keep)
     return geometry.spread(x, flat, prologue), geometry
 
@@ -655,8 +697,7 @@ class _NormalizedConv(torch.autograd.Function):
             grad_x, grad_norm_weight, grad_norm_bias = \
                 torch.ops.aten.native_batch_norm_backward(
                     gated, x, norm_weight, None, None, mean, invstd, True, ctx.eps,
-                    [needs[0], needs[1] and norm_weight is not None,
-                     needs[2] and norm_weight is not None])
+                    list(needs[:3]))  # False for an absent affine parameter
         if needs[5]:
             grad_w = _weight_grad(flat, laid, weight, pattern, geometry)
         pattern.release(("input", geometry))

@@ -6,10 +6,11 @@ training; App. D counts a sparse step's FLOPs as the active weights' share of a 
     sparse  every masked float32 CPU conv runs the direct sparse kernels (harness/kernels/sparse_conv.py):
             forward, input gradient and the weight gradient at the active weights only
     auto    per layer, measured on this machine: forward + backward of the dense conv and
-            of the sparse kernels in alternating rounds on the layer's first AUTO_BATCHES
-            batches (AUTO_ROUNDS each, 9 in all); the layer runs sparse only when its median
-            sparse round is more than AUTO_MARGIN (8%) below its median dense round: where
-            the two are within a few percent, or dense is faster, it runs dense
+            of the sparse kernels at each tile width (sparse_conv.TILE_VECTORS) in
+            alternating rounds on the layer's first AUTO_BATCHES batches (AUTO_ROUNDS each, 9
+            in all); the layer runs sparse, at its faster tile, only when that tile's median
+            round is more than AUTO_MARGIN (8%) below the dense conv's median round: where the
+            two are within a few percent, or dense is faster, it runs dense
 
 Why 'auto' decides so: masked dense is the cheaper choice to be wrong about. It computes
 exactly the dense path's numbers and rebuilds nothing after a mask update, while a sparse layer
@@ -85,8 +86,9 @@ class TrainingKernels:
         self.dense_step = dense_step
         self.patterns: dict[str, sparse_conv.Pattern] = {}
         self.sparse_layers: dict[str, bool] = {}  # auto's decision per layer, once measured
+        self.vectors: dict[str, int] = {}  # and its tile (else TILE_VECTORS[0])
         self.timings: dict[str, dict[str, float]] = {}
-        self._rounds: dict[str, tuple[list[float], list[float]]] = {}  # auto, while measuring
+        self._rounds: dict[str, list[list[float]]] = {}  # auto, while measuring: dense, tiles
         self.rebuild_seconds = 0.0
         self.rebuilds = 0
 
@@ -137,10 +139,14 @@ class TrainingKernels:
         self.rebuilds = state["rebuilds"]
         self.rebuild_seconds = state["rebuild_seconds"]
 
+    def _vectors(self, name: str) -> int:
+        return self.vectors.get(name, sparse_conv.TILE_VECTORS[0])
+
     def _pattern(self, name: str) -> sparse_conv.Pattern:
         if name not in self.patterns:
             start = time.perf_counter()
-            self.patterns[name] = sparse_conv.Pattern(self.mask_of(name).cpu())
+            self.patterns[name] = sparse_conv.Pattern(self.mask_of(name).cpu(),
+                                                      vectors=self._vectors(name))
             self.rebuild_seconds += time.perf_counter() - start
             self.rebuilds += 1
         return self.patterns[name]
@@ -205,24 +211,30 @@ class TrainingKernels:
     def _measure_batch(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> None:
         """Adds this batch's rounds to the layer's; with AUTO_BATCHES batches measured, decides
         (the rule of the module docstring)."""
-        dense_s, sparse_s = self._rounds.setdefault(name, ([], []))
-        dense, sparse = self._measure(name, layer, x)
-        dense_s += dense
-        sparse_s += sparse
-        if len(dense_s) < AUTO_BATCHES * AUTO_ROUNDS:
+        tiles = sparse_conv.TILE_VECTORS
+        rounds = self._rounds.setdefault(name, [[] for _ in range(1 + len(tiles))])
+        for series, measured in zip(rounds, self._measure(name, layer, x)):
+            series += measured
+        if len(rounds[0]) < AUTO_BATCHES * AUTO_ROUNDS:
             return
-        dense_median, sparse_median = statistics.median(dense_s), statistics.median(sparse_s)
+        dense_median, *tile_medians = map(statistics.median, rounds)
+        sparse_median = min(tile_medians)
+        vectors = tiles[tile_medians.index(sparse_median)]
         self.sparse_layers[name] = sparse_median < (1 - AUTO_MARGIN) * dense_median
-        self.timings[name] = {"dense_seconds": dense_median, "sparse_seconds": sparse_median,
-                              "rounds": len(dense_s),
-                              "density": self._pattern(name).nonzeros / layer.weight.numel()}
+        self.vectors[name] = vectors  # no format is built before: the layer ran dense
+        self.timings[name] = {
+            "dense_seconds": dense_median, "sparse_seconds": sparse_median,
+            "tile_vectors": vectors,
+            "tile_seconds": {str(v): median for v, median in zip(tiles, tile_medians)},
+            "rounds": len(rounds[0]),
+            "density": float(self.mask_of(name).sum()) / layer.weight.numel()}
         del self._rounds[name]
 
-    def _measure(self, name: str, layer: nn.Conv2d, x: torch.Tensor
-                 ) -> tuple[list[float], list[float]]:
-        """Seconds of this layer's forward and backward, dense conv and sparse kernels, in
-        alternating rounds on a copy of this batch."""
-        pattern = self._pattern(name)
+    def _measure(self, name: str, layer: nn.Conv2d, x: torch.Tensor) -> list[list[float]]:
+        """Seconds of this layer's forward and backward, the dense conv's and the sparse
+        kernels' at each tile width, in alternating rounds on a copy of this batch."""
+        mask = self.mask_of(name).cpu()
+        patterns = [sparse_conv.Pattern(mask, vectors=v) for v in sparse_conv.TILE_VECTORS]
         weight = layer.weight.detach().clone().requires_grad_()
         inputs = x.detach().clone().requires_grad_(x.requires_grad)
         dense = type(layer)._conv_forward
@@ -233,8 +245,9 @@ class TrainingKernels:
                     conv(inputs, weight).sum().backward()
             return run
 
-        dense_s, sparse_s = round_seconds(
-            [step(lambda i, w: dense(layer, i, w, None)),
-             step(lambda i, w: sparse_conv.sparse_conv2d(i, w, None, pattern, layer.stride[0],
-                                                         layer.padding[0]))], AUTO_ROUNDS)
-        return dense_s, sparse_s
+        def sparse(pattern: sparse_conv.Pattern) -> Callable[[], None]:
+            return step(lambda i, w: sparse_conv.sparse_conv2d(i, w, None, pattern,
+                                                               layer.stride[0], layer.padding[0]))
+
+        return round_seconds([step(lambda i, w: dense(layer, i, w, None)),
+                              *map(sparse, patterns)], AUTO_ROUNDS)

@@ -108,16 +108,21 @@ def test_a_block_whose_first_conv_carries_mc_dropout_is_not_fused():
 
 
 @needs_kernels
+@pytest.mark.parametrize("vectors", sparse_conv.TILE_VECTORS)
 @pytest.mark.parametrize("faster", ["columns", "direct"])
-def test_a_frozen_pattern_reads_its_input_the_way_that_timed_faster(faster, monkeypatch):
-    """Inference times both ways of reading the input once per input size (training keeps
-    COLUMN_REUSE's rule); either way the conv is the same."""
-    timings = {"columns": [1.0, 2.0], "direct": [2.0, 1.0]}[faster]
+def test_a_frozen_pattern_lays_out_and_reads_its_input_the_way_that_timed_faster(
+        faster, vectors, monkeypatch):
+    """Inference times each tile with both ways of reading the input once per input size
+    (training keeps the pattern's tile and COLUMN_REUSE's rule); either way the conv is the
+    same."""
+    candidates = [(v, read) for v in sparse_conv.TILE_VECTORS for read in ("columns", "direct")]
+    timings = [1.0 if candidate == (vectors, faster) else 2.0 for candidate in candidates]
     monkeypatch.setattr(sparse_conv, "median_seconds", lambda functions, rounds: timings)
     weight, generator = masked_conv(6, 5, 0.5)
     pattern = sparse_conv.Pattern(weight != 0, frozen=weight)
     x = torch.randn(2, 6, 9, 9, generator=generator)
     flat, geometry = sparse_conv.laid_out(x, pattern, 1, 1)
     got = sparse_conv.inference_conv(flat, geometry, pattern, None)
+    assert geometry.vectors == vectors
     assert (pattern.forward_plan(geometry).shifts.numel() > 0) == (faster == "columns")
     torch.testing.assert_close(got, F.conv2d(x, weight, None, 1, 1), atol=1e-5, rtol=1e-5)

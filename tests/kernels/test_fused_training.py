@@ -32,9 +32,11 @@ def randomised_norm(channels: int, momentum: float | None,
 
 
 @needs_kernels
+@pytest.mark.parametrize("vectors", sparse_conv.TILE_VECTORS)
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("with_residual", [False, True])
-def test_normalized_conv_equals_batch_norm_relu_conv_and_sum(momentum, with_residual):
+def test_normalized_conv_equals_batch_norm_relu_conv_and_sum(momentum, with_residual,
+                                                             vectors):
     """Twice, as the kernels' buffers are reused; an input whose mean is large against its
     spread, where a one-pass variance could cancel."""
     generator = torch.Generator().manual_seed(0)
@@ -42,7 +44,7 @@ def test_normalized_conv_equals_batch_norm_relu_conv_and_sum(momentum, with_resi
     reference = copy.deepcopy(norm)
     mask = torch.rand(6, 8, 3, 3, generator=generator) < 0.4
     weight = (torch.randn(mask.shape, generator=generator) * mask).requires_grad_()
-    pattern = sparse_conv.Pattern(mask)
+    pattern = sparse_conv.Pattern(mask, vectors=vectors)
     for _ in range(2):
         x = (torch.randn(3, 8, 7, 5, generator=generator) * 2 + 30).requires_grad_()
         residual = (torch.randn(3, 6, 7, 5, generator=generator).requires_grad_()

@@ -3,7 +3,6 @@ summary.json `sparse_kernels`, per stage, each conv's kernels, auto's seconds an
 rebuilds of the formats."""
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,29 +22,35 @@ def test_auto_measures_at_least_seven_rounds():
     assert AUTO_BATCHES * AUTO_ROUNDS >= 7
 
 
-@pytest.mark.parametrize("sparse_share, runs_sparse", [
-    (1 - 2 * AUTO_MARGIN, True),  # clearly faster
-    (1 - AUTO_MARGIN / 2, False),  # faster, but within the margin: dense
-    (1.2, False),
+@pytest.mark.parametrize("tile_shares, runs_sparse, vectors", [
+    ((1 - 2 * AUTO_MARGIN, 1.0), True, 8),  # clearly faster at tiles of 8
+    ((1.0, 1 - 2 * AUTO_MARGIN), True, 12),  # at tiles of 12
+    ((1 - AUTO_MARGIN / 2, 1.1), False, 8),  # faster, but within the margin: dense
+    ((1.3, 1.2), False, 12),
 ])
 def test_auto_runs_a_layer_sparse_only_where_its_kernels_win_by_the_margin(
-        sparse_share, runs_sparse, monkeypatch):
-    """Decided from the medians of AUTO_BATCHES batches' rounds; dense while measuring."""
+        tile_shares, runs_sparse, vectors, monkeypatch):
+    """Decided from the medians of AUTO_BATCHES batches' rounds, at the faster tile; dense
+    while measuring."""
     conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-    training = TrainingKernels({"conv": conv}, "auto", lambda name: torch.ones(4, 4, 3, 3,
-                                                                               dtype=torch.bool),
-                               lambda: False)
-    # One round in each batch is a burst of load on the sparse side: medians leave it alone.
-    rounds = ([1.0] * AUTO_ROUNDS, [sparse_share] * (AUTO_ROUNDS - 1) + [50.0])
+    mask = torch.ones(4, 4, 3, 3, dtype=torch.bool)
+    mask[:2] = False
+    training = TrainingKernels({"conv": conv}, "auto", lambda name: mask, lambda: False)
+    # One round in each batch is a burst of load on a sparse side: medians leave it alone.
+    rounds = [[1.0] * AUTO_ROUNDS,
+              *([share] * (AUTO_ROUNDS - 1) + [50.0] for share in tile_shares)]
     monkeypatch.setattr(training, "_measure", lambda name, layer, x: rounds)
-    monkeypatch.setattr(training, "_pattern", lambda name: SimpleNamespace(nonzeros=72))
     x = torch.zeros(1, 4, 5, 5)
     decisions = [training._sparse_wins("conv", conv, x) for _ in range(AUTO_BATCHES + 2)]
     assert decisions == [False] * (AUTO_BATCHES - 1) + [runs_sparse] * 3
     timing = training.timings["conv"]
     assert timing["rounds"] == AUTO_BATCHES * AUTO_ROUNDS
-    assert timing["sparse_seconds"] == pytest.approx(sparse_share)
+    assert timing["sparse_seconds"] == pytest.approx(min(tile_shares))
+    assert timing["tile_seconds"] == dict(zip(("8", "12"), map(pytest.approx, tile_shares)))
     assert timing["dense_seconds"] == 1.0 and timing["density"] == 0.5
+    assert timing["tile_vectors"] == vectors
+    if sparse_conv.available():
+        assert training._pattern("conv").vectors == vectors
 
 
 def test_rebuild_counts_carry_through_a_resume():
@@ -97,7 +102,11 @@ def test_a_run_on_auto_kernels_records_them_in_its_summary(tmp_path):
         assert entry["rounds"] == AUTO_BATCHES * AUTO_ROUNDS
         clearly_faster = entry["sparse_seconds"] < (1 - AUTO_MARGIN) * entry["dense_seconds"]
         assert entry["kernels"] == ("sparse" if clearly_faster else "dense")
+        tiles = entry["tile_seconds"]
+        assert set(tiles) == {str(v) for v in sparse_conv.TILE_VECTORS}
+        assert entry["sparse_seconds"] == tiles[str(entry["tile_vectors"])] == min(tiles.values())
     assert record["sparse_layers"] == sum(entry["kernels"] == "sparse"
                                           for entry in record["layers"].values())
-    # a format per layer for the measuring, then one per update of each sparse layer
-    assert record["rebuilds"] >= len(convs) and record["rebuild_seconds"] > 0
+    # a format per sparse layer, then one per update of it (the measuring's are not counted)
+    assert record["rebuilds"] >= record["sparse_layers"]
+    assert (record["rebuild_seconds"] > 0) == (record["rebuilds"] > 0)

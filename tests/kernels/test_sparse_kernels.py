@@ -42,10 +42,11 @@ INPUT_SIDE = {"resnet18 7x7 stride 2 stem": 21}  # odd sides: a stride-2 conv's 
 
 
 def check_equal(conv: torch.nn.Conv2d, mask: torch.Tensor, side: int, batch: int = 2,
-                pattern: sparse_conv.Pattern | None = None, seed: int = 0) -> None:
+                pattern: sparse_conv.Pattern | None = None, seed: int = 0,
+                vectors: int = sparse_conv.TILE_VECTORS[0]) -> None:
     """Outputs and the input, weight and bias gradients of the sparse kernels (through
-    `pattern`, else a new one) against the masked dense conv, within 1e-4 of the largest
-    magnitude (float32)."""
+    `pattern`, else a new one of tiles of `vectors`) against the masked dense conv, within
+    1e-4 of the largest magnitude (float32)."""
     generator = torch.Generator().manual_seed(seed)
     weight = (torch.randn(conv.weight.shape, generator=generator) * mask).requires_grad_()
     bias = torch.randn(conv.out_channels, generator=generator).requires_grad_()
@@ -53,8 +54,8 @@ def check_equal(conv: torch.nn.Conv2d, mask: torch.Tensor, side: int, batch: int
                     requires_grad=True)
     stride, padding = conv.stride[0], conv.padding[0]
     expected = F.conv2d(x, weight, bias, stride, padding)
-    got = sparse_conv.sparse_conv2d(x, weight, bias, pattern or sparse_conv.Pattern(mask),
-                                    stride, padding)
+    pattern = pattern or sparse_conv.Pattern(mask, vectors=vectors)
+    got = sparse_conv.sparse_conv2d(x, weight, bias, pattern, stride, padding)
     upstream = torch.randn(expected.shape, generator=generator)
     dense_grads = torch.autograd.grad(expected, (x, weight, bias), upstream)
     sparse_grads = torch.autograd.grad(got, (x, weight, bias), upstream)
@@ -66,12 +67,17 @@ def check_equal(conv: torch.nn.Conv2d, mask: torch.Tensor, side: int, batch: int
     assert not sparse_grads[1][~mask].any()  # no gradient off the pattern
 
 
+TILES = pytest.mark.parametrize("vectors", sparse_conv.TILE_VECTORS,
+                                ids=[f"tile of {v}" for v in sparse_conv.TILE_VECTORS])
+
+
 @needs_kernels
+@TILES
 @pytest.mark.parametrize("name", LAYERS)
-def test_sparse_conv_equals_masked_dense_on_model_layers(name):
+def test_sparse_conv_equals_masked_dense_on_model_layers(name, vectors):
     conv = LAYERS[name]
     mask = torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(1)) < 0.2
-    check_equal(conv, mask, INPUT_SIDE.get(name, 9))
+    check_equal(conv, mask, INPUT_SIDE.get(name, 9), vectors=vectors)
 
 
 @needs_kernels
@@ -92,9 +98,10 @@ def test_sparse_conv_edge_cases(case):
 
 
 @needs_kernels
+@TILES
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("batch", [1, 64], ids=["few tiles", "many tiles"])
-def test_threads_split_output_channels_or_tiles_to_the_same_numbers(threads, batch):
+def test_threads_split_output_channels_or_tiles_to_the_same_numbers(threads, batch, vectors):
     """With few output tiles the forward's threads split the output channels (29 do not
     divide by 3), with many the tiles; the backward's threads split the tiles."""
     conv = torch.nn.Conv2d(7, 29, 3, padding=1)
@@ -102,46 +109,48 @@ def test_threads_split_output_channels_or_tiles_to_the_same_numbers(threads, bat
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        check_equal(conv, mask, 8, batch=batch)
+        check_equal(conv, mask, 8, batch=batch, vectors=vectors)
     finally:
         torch.set_num_threads(before)
 
 
 @needs_kernels
+@TILES
 @pytest.mark.parametrize("columns", [True, False], ids=["columns", "direct"])
 def test_both_ways_of_reading_the_input_in_channel_groups_that_do_not_divide_evenly(
-        columns, monkeypatch):
+        columns, vectors, monkeypatch):
     """The forward kernel reads a weight's shifted input straight from the input or from a
     per-tile copy of the columns (chosen by how many weights share a column), in groups of
     input channels; here each is forced, with groups that do not divide the channels."""
     monkeypatch.setattr(sparse_conv, "COLUMN_REUSE", 0 if columns else 10 ** 9)
-    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * sparse_conv.tile() if columns
-                        else 5 * sparse_conv.tile())
+    tile = vectors * sparse_conv.lanes()
+    monkeypatch.setattr(sparse_conv, "L1_FLOATS", 3 * 9 * tile if columns else 5 * tile)
     generator = torch.Generator().manual_seed(3)
     for conv in (torch.nn.Conv2d(7, 13, 3, stride=2, padding=1),
                  torch.nn.Conv2d(11, 5, 3, padding=1), torch.nn.Conv2d(7, 6, 1)):
         mask = torch.rand(conv.weight.shape, generator=generator) < 0.4
-        pattern = sparse_conv.Pattern(mask)
+        pattern = sparse_conv.Pattern(mask, vectors=vectors)
         geometry = sparse_conv.Geometry(conv.kernel_size[0], conv.stride[0], conv.padding[0],
-                                        3, 9, 9)
+                                        3, 9, 9, vectors=vectors)
         plan = pattern.forward_plan(geometry)
         assert (plan.shifts.numel() > 0) == columns
         assert plan.group < plan.in_channels or conv.kernel_size[0] == 1  # several groups
-        check_equal(conv, mask, 9, batch=3)
+        check_equal(conv, mask, 9, batch=3, pattern=pattern)
 
 
 @needs_kernels
+@TILES
 @pytest.mark.parametrize("kernel, stride, padding, side, shared", [
     (3, 1, 1, 8, True), (3, 2, 1, 9, True), (1, 2, 0, 9, True), (7, 2, 3, 21, True),
     (3, 1, 0, 8, False), (3, 2, 0, 8, False)])
 def test_the_output_gradient_is_laid_out_once_where_its_two_layouts_coincide(
-        kernel, stride, padding, side, shared):
+        kernel, stride, padding, side, shared, vectors):
     """The input gradient's layout and the weight gradient's planes are one buffer where the
     padding is (kernel - 1) / 2; both gradients as the masked dense conv's either way."""
-    geometry = sparse_conv.Geometry(kernel, stride, padding, 2, side, side)
+    geometry = sparse_conv.Geometry(kernel, stride, padding, 2, side, side, vectors=vectors)
     assert sparse_conv._GradientLayout.of(geometry).shares_planes == shared
     mask = torch.rand(6, 5, kernel, kernel, generator=torch.Generator().manual_seed(5)) < 0.5
-    pattern = sparse_conv.Pattern(mask)
+    pattern = sparse_conv.Pattern(mask, vectors=vectors)
     for seed in range(2):  # the buffers reused: the zeros between the gradient's pixels kept
         check_equal(torch.nn.Conv2d(5, 6, kernel, stride, padding), mask, side, 3, pattern,
                     seed)
