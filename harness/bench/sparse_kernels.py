@@ -181,7 +181,9 @@ def update_seconds(masking) -> dict[str, float]:
 
 def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
     """Direct kernel / F.conv2d speed-up per WRN-16-4 conv shape and density: inference
-    forward at batch 1 and 64, and forward + backward at batch 128 (one thread)."""
+    forward at batch 1 and 64 (a frozen pattern: its tile and read timed per input size, as
+    deployed), and forward + backward at batch 128 at the faster tile (as 'auto' trains), with
+    that tile (one thread)."""
     shapes = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
     points = []
     generator = torch.Generator().manual_seed(0)
@@ -189,26 +191,33 @@ def kernel_curve(densities: Sequence[float], rounds: int) -> list[dict]:
         for density in densities:
             mask = torch.rand(out_channels, in_channels, 3, 3, generator=generator) < density
             weight = (torch.randn(mask.shape, generator=generator) * mask).requires_grad_()
-            pattern = sparse_conv.Pattern(mask)
+            frozen = sparse_conv.Pattern(mask, frozen=weight.detach())
             point = {"layer": f"3x3 conv {in_channels}->{out_channels} at {side}x{side}",
-                     "density": round(pattern.nonzeros / mask.numel(), 4)}
+                     "density": round(frozen.nonzeros / mask.numel(), 4)}
             with torch.inference_mode():
                 for batch, repeats in ((1, 16), (64, 1)):  # batch 1 repeated: timer resolution
                     x = torch.randn(batch, in_channels, side, side)
                     dense_s, sparse_s = round_seconds(
                         [lambda: [F.conv2d(x, weight, None, 1, 1) for _ in range(repeats)],
-                         lambda: [sparse_conv.sparse_conv2d(x, weight, None, pattern, 1, 1)
+                         lambda: [sparse_conv.sparse_conv2d(x, weight, None, frozen, 1, 1)
                                   for _ in range(repeats)]], rounds)
                     point[f"forward_b{batch}"] = speedup(dense_s, sparse_s)["value"]
             x = torch.randn(128, in_channels, side, side, requires_grad=True)
             upstream = torch.randn(128, out_channels, side, side)
-            dense_s, sparse_s = round_seconds(
+
+            def train(pattern: sparse_conv.Pattern) -> Callable[[], object]:
+                return lambda: torch.autograd.grad(
+                    sparse_conv.sparse_conv2d(x, weight, None, pattern, 1, 1), (x, weight),
+                    upstream)
+
+            dense_s, *tiles_s = round_seconds(
                 [lambda: torch.autograd.grad(F.conv2d(x, weight, None, 1, 1), (x, weight),
                                              upstream),
-                 lambda: torch.autograd.grad(sparse_conv.sparse_conv2d(x, weight, None, pattern,
-                                                                       1, 1), (x, weight),
-                                             upstream)], max(1, rounds // 2))
-            point["train_b128"] = speedup(dense_s, sparse_s)["value"]
+                 *(train(sparse_conv.Pattern(mask, vectors=vectors))
+                   for vectors in sparse_conv.TILE_VECTORS)], max(1, rounds // 2))
+            speedups = [speedup(dense_s, tile_s)["value"] for tile_s in tiles_s]
+            point["train_b128"] = max(speedups)
+            point["train_b128_tile"] = sparse_conv.TILE_VECTORS[speedups.index(max(speedups))]
             points.append(point)
     return points
 
@@ -241,7 +250,8 @@ def results(quick: bool):
                         "direct / F.conv2d per WRN-16-4 conv shape and density: "
                         + "; ".join(f"{p['layer'].split(' at ')[1]} d={p['density']:.2f} "
                                     f"fwd b1 {p['forward_b1']:.2f}x b64 {p['forward_b64']:.2f}x "
-                                    f"train {p['train_b128']:.2f}x"
+                                    f"train {p['train_b128']:.2f}x "
+                                    f"(tile {p['train_b128_tile']})"
                                     for p in curve[::2]),
                         {"points": curve})
 
