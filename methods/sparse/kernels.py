@@ -86,7 +86,6 @@ class TrainingKernels:
         self.dense_step = dense_step
         self.patterns: dict[str, sparse_conv.Pattern] = {}
         self.sparse_layers: dict[str, bool] = {}  # auto's decision per layer, once measured
-        self.vectors: dict[str, int] = {}  # and its tile (else TILE_VECTORS[0])
         self.timings: dict[str, dict[str, float]] = {}
         self._rounds: dict[str, list[list[float]]] = {}  # auto, while measuring: dense, tiles
         self.rebuild_seconds = 0.0
@@ -140,7 +139,9 @@ class TrainingKernels:
         self.rebuild_seconds = state["rebuild_seconds"]
 
     def _vectors(self, name: str) -> int:
-        return self.vectors.get(name, sparse_conv.TILE_VECTORS[0])
+        """The layer's tile: auto's faster one once measured (no format is built before, as
+        the layer runs dense until then), else TILE_VECTORS[0]."""
+        return self.timings.get(name, {}).get("tile_vectors", sparse_conv.TILE_VECTORS[0])
 
     def _pattern(self, name: str) -> sparse_conv.Pattern:
         if name not in self.patterns:
@@ -221,7 +222,6 @@ class TrainingKernels:
         sparse_median = min(tile_medians)
         vectors = tiles[tile_medians.index(sparse_median)]
         self.sparse_layers[name] = sparse_median < (1 - AUTO_MARGIN) * dense_median
-        self.vectors[name] = vectors  # no format is built before: the layer ran dense
         self.timings[name] = {
             "dense_seconds": dense_median, "sparse_seconds": sparse_median,
             "tile_vectors": vectors,
